@@ -1,0 +1,58 @@
+# Continuum: `make run` starts the portal with demo data; `make test` runs ruff and the whole test suite.
+# Both work from a fresh clone: they create .venv from the machine's python3 and install what is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format migrate seed venv install clean help
+
+help:
+	@echo "make run   - start the portal (web + Celery worker + beat) with demo data on http://127.0.0.1:8000"
+	@echo "make test  - ruff + the whole pytest suite"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { \
+	  echo "Continuum needs Python 3.11 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1)."; \
+	  echo "Install it (e.g. 'apt-get install -y python3.11 python3.11-venv') or run 'make PYTHON=python3.11 ...'."; \
+	  exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): $(PY) requirements.txt requirements-dev.txt
+	$(PIP) install --quiet -r requirements-dev.txt
+	@touch $(STAMP)
+
+venv install: $(STAMP)
+
+migrate: $(STAMP)
+	$(PY) manage.py migrate --noinput
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+run: seed
+	@echo
+	@echo "  Continuum is starting on http://127.0.0.1:8000  (Ctrl-C stops web, worker and beat)"
+	@echo "  Demo logins (password: continuum-demo):"
+	@echo "    customers: owner@acme.test, ap@acme.test, dev@acme.test, owner@globex.test, owner@initech.test, owner@umbrella.test"
+	@echo "    back office (http://127.0.0.1:8000/admin/): admin@continuum.test, support@continuum.test, billing@continuum.test"
+	@echo
+	DJANGO_DEBUG=1 $(VENV)/bin/honcho start -f Procfile
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+clean:
+	rm -rf var/ .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Billing models, one module per area; import each here so Django finds them."""

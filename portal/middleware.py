@@ -1,0 +1,67 @@
+"""Request-scoped middleware: a request id for logs and responses, and the Content-Security-Policy."""
+
+import re
+import uuid
+
+from django.conf import settings
+
+from portal.logging import request_id_var
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Tags every log line of a request with an id; honours a sane incoming X-Request-ID from a proxy."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class ContentSecurityPolicyMiddleware:
+    """Only our own scripts and styles (htmx is served locally); Stripe.js only from its configured origin."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if "Content-Security-Policy" not in response:
+            script_src = ["'self'"]
+            frame_src = ["'self'"]
+            connect_src = ["'self'"]
+            stripe_js = getattr(settings, "STRIPE_JS_URL", "")
+            if settings.STRIPE_SECRET_KEY and stripe_js:
+                origin = "/".join(stripe_js.split("/")[:3])
+                script_src.append(origin)
+                frame_src.append(origin)
+                connect_src.append(origin)
+                if settings.STRIPE_API_BASE:
+                    connect_src.append(settings.STRIPE_API_BASE.rstrip("/"))
+            response["Content-Security-Policy"] = "; ".join(
+                [
+                    "default-src 'self'",
+                    f"script-src {' '.join(script_src)}",
+                    # The admin's own templates carry inline style attributes; the portal does not.
+                    "style-src 'self' 'unsafe-inline'" if request.path.startswith("/admin/") else "style-src 'self'",
+                    "img-src 'self' data:",
+                    f"connect-src {' '.join(connect_src)}",
+                    f"frame-src {' '.join(frame_src)}",
+                    "object-src 'none'",
+                    "base-uri 'self'",
+                    "form-action 'self'",
+                    "frame-ancestors 'none'",
+                ]
+            )
+        return response

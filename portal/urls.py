@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from portal.views import errors
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("portal.views.urls")),
+]
+
+handler404 = errors.page_not_found
+handler500 = errors.server_error

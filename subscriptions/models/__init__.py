@@ -1,0 +1,56 @@
+"""Subscriptions models, one module per area; every model is importable from here."""
+
+from subscriptions.models.audit import ActorKind, AuditEvent
+from subscriptions.models.catalog import (
+    DowngradeTiming,
+    EntitlementValueKind,
+    Interval,
+    Package,
+    PackageComponent,
+    Price,
+    Sku,
+    SkuKind,
+)
+from subscriptions.models.customers import Customer, Invitation, Membership, Role
+from subscriptions.models.subscriptions import (
+    LIVE_STATUSES,
+    SUBSCRIPTION_TRANSITIONS,
+    ScheduledChange,
+    ScheduledChangeKind,
+    SeatAssignment,
+    SeatLedgerEntry,
+    Subscription,
+    SubscriptionAddon,
+    SubscriptionChange,
+    SubscriptionStatus,
+)
+from subscriptions.models.users import User, UserManager
+
+__all__ = [
+    "LIVE_STATUSES",
+    "SUBSCRIPTION_TRANSITIONS",
+    "ActorKind",
+    "AuditEvent",
+    "Customer",
+    "DowngradeTiming",
+    "EntitlementValueKind",
+    "Interval",
+    "Invitation",
+    "Membership",
+    "Package",
+    "PackageComponent",
+    "Price",
+    "Role",
+    "ScheduledChange",
+    "ScheduledChangeKind",
+    "SeatAssignment",
+    "SeatLedgerEntry",
+    "Sku",
+    "SkuKind",
+    "Subscription",
+    "SubscriptionAddon",
+    "SubscriptionChange",
+    "SubscriptionStatus",
+    "User",
+    "UserManager",
+]

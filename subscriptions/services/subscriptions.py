@@ -1,0 +1,86 @@
+"""Creating subscriptions."""
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from subscriptions.exceptions import PackageNotAvailable
+from subscriptions.models import (
+    ActorKind,
+    AuditEvent,
+    Customer,
+    Package,
+    Price,
+    SeatLedgerEntry,
+    Subscription,
+    SubscriptionStatus,
+    User,
+)
+from subscriptions.periods import period_end
+
+
+def subscription_create(
+    *,
+    customer: Customer,
+    package: Package,
+    interval: str,
+    seats: int,
+    start: datetime | None = None,
+    trial: bool = False,
+    actor: User | None = None,
+    actor_kind: str = ActorKind.CUSTOMER,
+) -> Subscription:
+    """Subscribe `customer` to `package` at its current active price in the customer's currency.
+
+    Snapshots the price; writes the first seat-ledger row and an audit event. With `trial`, the first period is the
+    package's trial period and the status is trialing.
+    """
+    start = start or timezone.now()
+    price = Price.objects.filter(package=package, currency=customer.currency, interval=interval, is_active=True).first()
+    if price is None or not package.is_active or package.is_addon:
+        raise PackageNotAvailable(
+            f"{package.name} is not offered with {interval}ly billing in {customer.currency}.", field="package"
+        )
+    with transaction.atomic():
+        if trial and package.trial_days:
+            end = start + timedelta(days=package.trial_days)
+            status = SubscriptionStatus.TRIALING
+        else:
+            end = period_end(start, interval)
+            status = SubscriptionStatus.ACTIVE
+        subscription = Subscription.objects.create(
+            customer=customer,
+            package=package,
+            price=price,
+            interval=interval,
+            currency=price.currency,
+            flat_amount_minor=price.flat_amount_minor,
+            seat_amount_minor=price.seat_amount_minor,
+            included_seats=package.included_seats,
+            status=status,
+            seats=seats,
+            committed_seats=seats if interval == "year" else 0,
+            current_period_start=start,
+            current_period_end=end,
+            trial_end=end if status == SubscriptionStatus.TRIALING else None,
+        )
+        SeatLedgerEntry.objects.create(
+            subscription=subscription,
+            seats_from=0,
+            seats_to=seats,
+            reason="subscribed",
+            actor=actor,
+            effective_at=start,
+        )
+        AuditEvent.objects.create(
+            customer=customer,
+            actor=actor,
+            actor_kind=actor_kind,
+            action="subscription.created",
+            object_type="subscription",
+            object_id=str(subscription.pk),
+            summary=f"Subscribed to {package.name} ({interval}ly) with {seats} seats",
+            after={"package": package.slug, "interval": interval, "seats": seats, "status": status},
+        )
+    return subscription

@@ -1,0 +1,109 @@
+"""factory_boy factories shared by every test module. Append new factories; keep existing ones stable."""
+
+from datetime import UTC, datetime
+
+import factory
+
+from subscriptions.models import (
+    Customer,
+    Membership,
+    Package,
+    PackageComponent,
+    Price,
+    Role,
+    Sku,
+    SkuKind,
+    User,
+)
+
+DEFAULT_PASSWORD = "continuum-demo"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ("email",)
+
+    email = factory.Sequence(lambda n: f"user{n}@example.test")
+    name = factory.Faker("name")
+    password = factory.PostGenerationMethodCall("set_password", DEFAULT_PASSWORD)
+
+
+class CustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    name = factory.Sequence(lambda n: f"Customer {n}")
+    legal_name = factory.LazyAttribute(lambda o: f"{o.name} Ltd")
+    country = "US"
+    region = "CA"
+    currency = "USD"
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    customer = factory.SubFactory(CustomerFactory)
+    role = Role.OWNER
+
+
+class SkuFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Sku
+        django_get_or_create = ("code",)
+
+    code = factory.Sequence(lambda n: f"SKU-{n}")
+    name = factory.LazyAttribute(lambda o: o.code)
+    kind = SkuKind.RECURRING_FLAT
+    tax_category = "saas"
+
+
+class PackageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Package
+        django_get_or_create = ("slug",)
+
+    slug = factory.Sequence(lambda n: f"package-{n}")
+    name = factory.Sequence(lambda n: f"Package {n}")
+    tagline = "A package"
+    features = factory.LazyFunction(lambda: ["Feature one", "Feature two"])
+    included_seats = 5
+    min_seats = 1
+    max_seats = 100
+    intervals = factory.LazyFunction(lambda: ["month", "year"])
+
+
+class PriceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Price
+
+    package = factory.SubFactory(PackageFactory)
+    currency = "USD"
+    interval = "month"
+    flat_amount_minor = 10_000
+    seat_amount_minor = 1_000
+
+
+def priced_package(*, slug: str = "team", currencies=("USD", "EUR"), **package_fields) -> Package:
+    """A sellable package: flat + per-seat components, monthly and annual prices in each currency."""
+    package = PackageFactory(slug=slug, name=package_fields.pop("name", slug.title()), **package_fields)
+    flat = SkuFactory(code="PLAT-BASE-M", kind=SkuKind.RECURRING_FLAT)
+    seat = SkuFactory(
+        code="SEAT-STD-M", kind=SkuKind.RECURRING_PER_SEAT, feature_key="seats", feature_value_kind="per_seat"
+    )
+    PackageComponent.objects.get_or_create(package=package, sku=flat)
+    PackageComponent.objects.get_or_create(package=package, sku=seat)
+    for currency in currencies:
+        PriceFactory(
+            package=package, currency=currency, interval="month", flat_amount_minor=10_000, seat_amount_minor=1_000
+        )
+        PriceFactory(
+            package=package, currency=currency, interval="year", flat_amount_minor=100_000, seat_amount_minor=10_000
+        )
+    return package
+
+
+def utc(*args) -> datetime:
+    return datetime(*args, tzinfo=UTC)
