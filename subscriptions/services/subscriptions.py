@@ -8,7 +8,6 @@ from django.utils import timezone
 from subscriptions.exceptions import PackageNotAvailable
 from subscriptions.models import (
     ActorKind,
-    AuditEvent,
     Customer,
     Package,
     Price,
@@ -18,6 +17,8 @@ from subscriptions.models import (
     User,
 )
 from subscriptions.periods import period_end
+from subscriptions.services.audit import audit_record
+from subscriptions.services.provisioning import entitlements_reconcile_enqueue
 
 
 def subscription_create(
@@ -73,14 +74,14 @@ def subscription_create(
             actor=actor,
             effective_at=start,
         )
-        AuditEvent.objects.create(
+        audit_record(
             customer=customer,
             actor=actor,
             actor_kind=actor_kind,
             action="subscription.created",
-            object_type="subscription",
-            object_id=str(subscription.pk),
+            obj=subscription,
             summary=f"Subscribed to {package.name} ({interval}ly) with {seats} seats",
             after={"package": package.slug, "interval": interval, "seats": seats, "status": status},
         )
+        entitlements_reconcile_enqueue(customer_id=customer.pk, trigger=f"subscription {subscription.pk} created")
     return subscription
