@@ -1,0 +1,173 @@
+"""Test support for the Stripe work: a real localstripe server on 127.0.0.1 and helpers that act like Stripe.js.
+
+localstripe 1.15's own command line binds every interface and reloads a pickle from /tmp, so the fixture starts it
+from a tiny wrapper (below) that binds 127.0.0.1 on a free port with empty state and never writes to /tmp.
+Everything localstripe does differently from real Stripe is handled HERE, never in product code:
+- it does not attach the payment method to the customer when a SetupIntent succeeds (real Stripe does), so
+  `confirm_card_setup` attaches it the way Stripe would;
+- it refuses declining cards (4000000000000002) already when they are attached; cards that attach but are declined
+  when charged are 4000000000000341;
+- it ignores idempotency keys, which is why our own unique (invoice, attempt) constraint carries the guarantee.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+SECRET_KEY = "sk_test_continuum_localstripe"
+PUBLISHABLE_KEY = "pk_test_continuum_localstripe"
+WEBHOOK_SECRET = "whsec_continuum_test_secret"
+
+CARD_OK = "4242424242424242"
+CARD_DECLINED_ON_CHARGE = "4000000000000341"
+CARD_DECLINED_ON_ATTACH = "4000000000000002"
+CARD_REQUIRES_AUTHENTICATION = "4000002760003184"
+
+_WRAPPER = r"""
+import socket, sys
+from aiohttp import web
+import localstripe.resources as resources
+import localstripe.server as server
+
+# Fresh state, and no pickle under /tmp (shared by every localstripe on the machine).
+resources.Store.dump_to_disk = lambda self: None
+resources.store.clear()
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.bind(("127.0.0.1", 0))
+print(sock.getsockname()[1], flush=True)
+web.run_app(server.app, sock=sock, print=None, access_log=None, handle_signals=True)
+"""
+
+
+@dataclass
+class LocalStripe:
+    url: str
+    process: subprocess.Popen
+
+    def post(self, path: str, data: dict | None = None, method: str = "POST") -> dict:
+        body = json.dumps(data or {}).encode()
+        request = urllib.request.Request(
+            self.url + path,
+            data=body if method != "DELETE" else None,
+            method=method,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {SECRET_KEY}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - 127.0.0.1 only
+            raw = response.read()
+        return json.loads(raw) if raw.strip() else {}
+
+    def get(self, path: str) -> dict:
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {SECRET_KEY}"})
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - 127.0.0.1 only
+            return json.loads(response.read())
+
+    def reset(self) -> None:
+        self.post("/_config/data", method="DELETE")
+
+    def register_webhook(self, *, url: str, secret: str = WEBHOOK_SECRET, events: list[str] | None = None) -> None:
+        data: dict = {"url": url, "secret": secret}
+        if events is not None:
+            data["events"] = events
+        self.post("/_config/webhooks/continuum", data)
+
+
+def start_localstripe() -> LocalStripe:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _WRAPPER],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    port_line = process.stdout.readline().strip()
+    if not port_line.isdigit():
+        process.kill()
+        raise RuntimeError("localstripe did not start")
+    server = LocalStripe(url=f"http://127.0.0.1:{port_line}", process=process)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            urllib.request.urlopen(server.url + "/js.stripe.com/v3/", timeout=1).read()  # noqa: S310
+            return server
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def localstripe_session() -> Iterator[LocalStripe]:
+    server = start_localstripe()
+    try:
+        yield server
+    finally:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+
+
+@pytest.fixture
+def localstripe(localstripe_session: LocalStripe, settings) -> LocalStripe:
+    """A localstripe with empty state, and settings pointing the stripe backend at it."""
+    localstripe_session.reset()
+    settings.STRIPE_SECRET_KEY = SECRET_KEY
+    settings.STRIPE_PUBLISHABLE_KEY = PUBLISHABLE_KEY
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    settings.STRIPE_API_BASE = localstripe_session.url
+    settings.STRIPE_JS_URL = localstripe_session.url + "/js.stripe.com/v3/"
+    return localstripe_session
+
+
+def confirm_card_setup(server: LocalStripe, *, client_secret: str, number: str, authenticate: bool = True) -> dict:
+    """Do what Stripe.js `confirmCardSetup` does in the browser with the publishable key, then (as real Stripe does
+    when a SetupIntent with a customer succeeds) attach the new payment method to that customer."""
+    setup_intent_id = client_secret.split("_secret_")[0]
+    card = {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}
+    payload = {
+        "key": PUBLISHABLE_KEY,
+        "client_secret": client_secret,
+        "use_stripe_sdk": True,
+        "payment_method_data": {"type": "card", "card": card},
+    }
+    request = urllib.request.Request(
+        f"{server.url}/v1/setup_intents/{setup_intent_id}/confirm",
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            setup_intent = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return {"error": json.loads(error.read()).get("error", {})}
+    if setup_intent["status"] == "requires_action" and authenticate:
+        setup_intent = server.post(
+            f"/v1/setup_intents/{setup_intent_id}/confirm", {"key": PUBLISHABLE_KEY, "client_secret": client_secret}
+        )
+    if setup_intent["status"] == "succeeded" and setup_intent.get("customer"):
+        server.post(
+            f"/v1/payment_methods/{setup_intent['payment_method']}/attach", {"customer": setup_intent["customer"]}
+        )
+    return setup_intent
+
+
+def authenticate_payment(server: LocalStripe, *, client_secret: str, success: bool = True) -> dict:
+    """What Stripe.js `confirmCardPayment` does for a PaymentIntent that requires 3-D Secure."""
+    payment_intent_id = client_secret.split("_secret_")[0]
+    return server.post(
+        f"/v1/payment_intents/{payment_intent_id}/_authenticate?success={'true' if success else 'false'}",
+        {"key": PUBLISHABLE_KEY, "client_secret": client_secret},
+    )
