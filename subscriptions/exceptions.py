@@ -16,6 +16,11 @@ class InvalidTransition(SubscriptionError):
     code = "invalid_transition"
 
 
+class NoteInvalid(SubscriptionError):
+    code = "note_invalid"
+    field = "body"
+
+
 class CatalogError(SubscriptionError):
     code = "catalog_invalid"
 
