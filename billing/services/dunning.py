@@ -48,7 +48,7 @@ def final_action() -> str:
 
 
 def pay_url(invoice: Invoice) -> str:
-    return settings.SITE_URL + reverse("portal:invoice_pay", args=[invoice.pk])
+    return settings.SITE_URL + reverse("portal:invoice_pay", args=[invoice.customer_id, invoice.pk])
 
 
 def billing_contacts(customer_id: int) -> list[str]:

@@ -395,7 +395,11 @@ def _apply_to_invoice(payment_id: int) -> None:
             return
         try:
             invoice_services.invoice_apply_payment(
-                invoice_id=payment.invoice_id, amount_minor=payment.amount_minor, reference=_reference(payment)
+                invoice_id=payment.invoice_id,
+                amount_minor=payment.amount_minor,
+                currency=payment.currency,
+                actor=payment.recorded_by,
+                reference=_reference(payment),
             )
         except BillingError as error:
             # E.g. staff recorded a transfer for the same invoice meanwhile: the money is ours but the invoice is

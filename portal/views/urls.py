@@ -2,6 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from portal.views import auth, pages
+from portal.views import payments as payment_pages
 
 app_name = "portal"
 
@@ -27,4 +28,6 @@ urlpatterns = [
     # Customer-scoped pages: /c/<customer_id>/… (portal/permissions.py)
     path("c/<int:customer_id>/", pages.dashboard, name="customer_dashboard"),
     path("c/<int:customer_id>/enablement/", pages.enablement, name="enablement"),
+    # Payment methods and pay-now (portal/views/payments.py)
+    *payment_pages.urlpatterns,
 ]

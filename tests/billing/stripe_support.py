@@ -171,3 +171,64 @@ def authenticate_payment(server: LocalStripe, *, client_secret: str, success: bo
         f"/v1/payment_intents/{payment_intent_id}/_authenticate?success={'true' if success else 'false'}",
         {"key": PUBLISHABLE_KEY, "client_secret": client_secret},
     )
+
+
+# --- Data helpers (ORM only: these tests exercise payments, not invoice issuing) ------------------------------------
+
+_counter = {"n": 0}
+
+
+def open_invoice(*, customer, amount_minor: int = 12_300, currency: str = "USD", subscription=None):
+    """An issued, open invoice as billing's issue service leaves it."""
+    from django.utils import timezone
+
+    from billing.models import Invoice, InvoiceStatus
+
+    _counter["n"] += 1
+    now = timezone.now()
+    return Invoice.objects.create(
+        customer=customer,
+        subscription=subscription,
+        number=f"INV-TEST-{_counter['n']:06d}-{customer.pk}",
+        series="INV-TEST",
+        status=InvoiceStatus.OPEN,
+        currency=currency,
+        subtotal_minor=amount_minor,
+        total_minor=amount_minor,
+        amount_due_minor=amount_minor,
+        issued_at=now,
+        due_on=now.date(),
+        billing_legal_name=customer.legal_name,
+    )
+
+
+def credit_note_for(*, invoice, amount_minor: int, reason_code: str = "wrong_seat_count"):
+    from django.utils import timezone
+
+    from billing.models import CreditNote
+
+    _counter["n"] += 1
+    return CreditNote.objects.create(
+        invoice=invoice,
+        customer=invoice.customer,
+        number=f"CN-TEST-{_counter['n']:06d}",
+        series="CN-TEST",
+        currency=invoice.currency,
+        reason_code=reason_code,
+        subtotal_minor=amount_minor,
+        tax_minor=0,
+        total_minor=amount_minor,
+        issued_at=timezone.now(),
+    )
+
+
+def save_card(server: LocalStripe, *, customer, number: str = CARD_OK, actor=None):
+    """The whole card form: start a SetupIntent, let 'Stripe.js' confirm it, record the card."""
+    from billing.services import payments
+
+    setup = payments.payment_method_setup_start(customer_id=customer.pk, actor=actor)
+    result = confirm_card_setup(server, client_secret=setup.client_secret, number=number)
+    assert result.get("status") == "succeeded", result
+    return payments.payment_method_save_from_setup_intent(
+        setup_intent_id=setup.setup_intent_id, customer_id=customer.pk, actor=actor
+    )
