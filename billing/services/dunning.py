@@ -283,98 +283,45 @@ def _dunning_escalate(*, case_id: int, now: datetime) -> DunningCase:
     return case
 
 
-# --- Adapters to the subscription lifecycle and invoice services ------------------------------------------------------
-# The subscription transitions belong to subscriptions.services.lifecycle; until those exist, the minimal transition
-# below follows SUBSCRIPTION_TRANSITIONS under a row lock, audits, and queues an entitlements reconcile.
-
-
-def _lifecycle(name: str):
-    try:
-        from subscriptions.services import lifecycle
-    except ImportError:
-        return None
-    return getattr(lifecycle, name, None)
-
-
-def _transition(subscription: Subscription, to_status: str, *, action: str, summary: str, reason: str) -> bool:
-    from subscriptions.models import SUBSCRIPTION_TRANSITIONS
-    from subscriptions.services.provisioning import entitlements_reconcile_enqueue
-
-    locked = Subscription.objects.select_for_update().get(pk=subscription.pk)
-    if to_status not in SUBSCRIPTION_TRANSITIONS[locked.status]:
-        return False
-    before = locked.status
-    locked.status = to_status
-    fields = ["status", "updated_at", "version"]
-    locked.version += 1
-    if to_status == SubscriptionStatus.CANCELED:
-        locked.canceled_at = timezone.now()
-        locked.cancel_reason = reason
-        fields += ["canceled_at", "cancel_reason"]
-    locked.save(update_fields=fields)
-    audit_record(
-        customer=locked.customer,
-        action=action,
-        obj=locked,
-        summary=summary,
-        before={"status": before},
-        after={"status": to_status},
-        reason=reason,
-    )
-    entitlements_reconcile_enqueue(customer_id=locked.customer_id, trigger=f"subscription {locked.pk} {to_status}")
-    return True
+# --- Calls into the subscription lifecycle and invoice services ---------------------------------------------------
 
 
 def _subscription_past_due(subscription: Subscription, *, invoice: Invoice) -> bool:
+    """active → past_due (entitlements kept); trialing/canceled subscriptions are left alone."""
+    from subscriptions.services.lifecycle import subscription_mark_past_due
+
+    subscription.refresh_from_db()
     if subscription.status != SubscriptionStatus.ACTIVE:
         return False
-    reason = f"invoice {invoice} unpaid"
-    service = _lifecycle("subscription_mark_past_due")
-    if service is not None:
-        service(subscription_id=subscription.pk, reason=reason)
-        return True
-    return _transition(
-        subscription,
-        SubscriptionStatus.PAST_DUE,
-        action="subscription.past_due",
-        summary=f"{subscription.package} is past due ({reason}); access continues",
-        reason=reason,
-    )
+    subscription_mark_past_due(subscription_id=subscription.pk, reason=f"Invoice {invoice} unpaid")
+    return True
 
 
 def _subscription_restore(subscription: Subscription, *, reason: str) -> bool:
+    from subscriptions.services.lifecycle import subscription_restore
+
     subscription.refresh_from_db()
     if subscription.status != SubscriptionStatus.PAST_DUE:
         return False
-    service = _lifecycle("subscription_restore")
-    if service is not None:
-        service(subscription_id=subscription.pk, reason=reason)
-        return True
-    return _transition(
-        subscription,
-        SubscriptionStatus.ACTIVE,
-        action="subscription.restored",
-        summary=f"{subscription.package} is active again ({reason})",
-        reason=reason,
-    )
+    subscription_restore(subscription_id=subscription.pk, reason=reason.capitalize())
+    return True
 
 
 def _subscription_cancel(subscription: Subscription, *, invoice: Invoice) -> bool:
+    from subscriptions.models import ActorKind
+    from subscriptions.services.lifecycle import subscription_cancel_now
+
     subscription.refresh_from_db()
     if subscription.status not in LIVE_STATUSES:
         return False
-    reason = f"invoice {invoice} could not be collected"
-    service = _lifecycle("subscription_cancel_for_nonpayment")
-    if service is not None:
-        service(subscription_id=subscription.pk, reason=reason)
-        return True
-    return _transition(
-        subscription,
-        SubscriptionStatus.CANCELED,
-        action="subscription.canceled",
-        summary=f"{subscription.package} canceled: {reason}",
-        reason=reason,
+    subscription_cancel_now(
+        subscription_id=subscription.pk,
+        actor=None,
+        actor_kind=ActorKind.SYSTEM,
+        reason=f"Invoice {invoice} could not be collected",
+        idempotency_key=f"dunning-invoice-{invoice.pk}",
     )
+    return True
 
 
 def _invoice_mark_uncollectible(invoice: Invoice) -> None:

@@ -107,7 +107,7 @@ def start_localstripe() -> LocalStripe:
 
 
 @pytest.fixture(scope="session")
-def localstripe_session() -> Iterator[LocalStripe]:
+def stripe_server_session() -> Iterator[LocalStripe]:
     server = start_localstripe()
     try:
         yield server
@@ -120,8 +120,9 @@ def localstripe_session() -> Iterator[LocalStripe]:
 
 
 @pytest.fixture
-def localstripe(localstripe_session: LocalStripe, settings) -> LocalStripe:
+def stripe_server(stripe_server_session: LocalStripe, settings) -> LocalStripe:
     """A localstripe with empty state, and settings pointing the stripe backend at it."""
+    localstripe_session = stripe_server_session
     localstripe_session.reset()
     settings.STRIPE_SECRET_KEY = SECRET_KEY
     settings.STRIPE_PUBLISHABLE_KEY = PUBLISHABLE_KEY
