@@ -233,3 +233,27 @@ def save_card(server: LocalStripe, *, customer, number: str = CARD_OK, actor=Non
     return payments.payment_method_save_from_setup_intent(
         setup_intent_id=setup.setup_intent_id, customer_id=customer.pk, actor=actor
     )
+
+
+def signed_headers(payload: bytes, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> dict:
+    """The Stripe-Signature header Stripe would send for `payload` (v1 = HMAC-SHA256 of "<t>.<payload>")."""
+    import hashlib
+    import hmac
+
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    signature = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return {"HTTP_STRIPE_SIGNATURE": f"t={timestamp},v1={signature}"}
+
+
+def event_payload(*, event_type: str, obj: dict, event_id: str | None = None, created: int | None = None) -> bytes:
+    import uuid
+
+    event = {
+        "id": event_id or f"evt_{uuid.uuid4().hex[:20]}",
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()) if created is None else created,
+        "api_version": "2024-06-20",
+        "data": {"object": obj},
+    }
+    return json.dumps(event).encode()
