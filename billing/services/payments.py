@@ -633,6 +633,17 @@ def invoice_collect(*, invoice_id: int) -> Payment | None:
     return payment
 
 
+def invoice_payment_collect(*, invoice_id: int) -> Payment | None:
+    """The hook billing's `invoice_after_issue` task calls once an issued invoice is e-mailed: collect it now.
+    A Stripe outage must not fail that task (the PDF and e-mail are done): it is logged and the payment, if one was
+    started, stays pending for `payment_resume`."""
+    try:
+        return invoice_collect(invoice_id=invoice_id)
+    except BillingError as error:
+        logger.warning("invoice %s: automatic collection not started: %s", invoice_id, error.message)
+        return None
+
+
 def invoice_collect_enqueue(*, invoice_id: int) -> None:
     """For billing's issue service: queue automatic collection once the issuing transaction commits."""
     if payment_backend() != BACKEND_STRIPE:
