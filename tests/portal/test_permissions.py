@@ -15,6 +15,8 @@ OK, FORBIDDEN = 200, 403
 PAGES = {
     "customer_dashboard": (OK, OK, OK),
     "enablement": (OK, OK, OK),
+    "invoices": (OK, OK, FORBIDDEN),
+    "activity": (OK, FORBIDDEN, FORBIDDEN),
 }
 
 
