@@ -17,6 +17,8 @@ PAGES = {
     "enablement": (OK, OK, OK),
     "invoices": (OK, OK, FORBIDDEN),
     "activity": (OK, FORBIDDEN, FORBIDDEN),
+    "package": (OK, FORBIDDEN, FORBIDDEN),
+    "seats": (OK, OK, OK),
 }
 
 
