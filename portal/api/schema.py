@@ -55,6 +55,10 @@ def add_error_responses(result, generator, request, public):
     """Postprocessing hook: every operation documents the shared error body for its possible 4xx statuses."""
     components = result.setdefault("components", {}).setdefault("schemas", {})
     components["Error"] = ERROR_SCHEMA
+    # Every API input serializer is a StrictSerializer: say so, so clients and fuzzers know extras are refused.
+    for name, component in components.items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
     ref = {"$ref": "#/components/schemas/Error"}
     for path_item in result.get("paths", {}).values():
         for method, operation in path_item.items():

@@ -60,3 +60,18 @@ class ChangeResultSerializer(serializers.Serializer):
     currency = serializers.CharField()
     effective_at = serializers.DateTimeField()
     version = serializers.IntegerField(help_text="The subscription version; send it back to apply.")
+
+
+def paginated(serializer_class: type[serializers.Serializer], name: str) -> serializers.Serializer:
+    """The documented shape of a paginated list of `serializer_class` (see portal.api.pagination)."""
+    return type(
+        f"Paginated{name}List",
+        (serializers.Serializer,),
+        {
+            "count": serializers.IntegerField(),
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": serializer_class(many=True),
+            "__qualname__": f"Paginated{name}List",
+        },
+    )()

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from portal.api.exceptions import error_response
 from portal.api.principal import Capability
-from portal.api.serializers import StrictSerializer
+from portal.api.serializers import StrictSerializer, paginated
 from portal.api.throttling import TokenObtainPerEmailRateThrottle, TokenObtainRateThrottle
 from portal.api.views.base import ApiView, PublicApiView
 from portal.services.api_keys import access_token_create
@@ -78,7 +78,7 @@ class PackageListApi(PublicApiView):
         def get_prices(self, package) -> list[dict]:
             return PackageListApi.PriceOutput(package.active_prices, many=True).data
 
-    @extend_schema(operation_id="packages_list", responses={200: Output(many=True)}, auth=[])
+    @extend_schema(operation_id="packages_list", responses={200: paginated(Output, "Package")}, auth=[])
     def get(self, request):
         packages = (
             Package.objects.filter(is_public=True, is_active=True)

@@ -7,6 +7,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from portal.api.principal import Capability, parse_id
+from portal.api.serializers import paginated
 from portal.api.views.base import ApiView
 from subscriptions.models import Interval, ScheduledChange, Subscription, SubscriptionStatus
 
@@ -64,7 +65,7 @@ class SubscriptionSerializer(serializers.Serializer):
 
 
 class SubscriptionListApi(ApiView):
-    @extend_schema(operation_id="subscriptions_list", responses={200: SubscriptionSerializer(many=True)})
+    @extend_schema(operation_id="subscriptions_list", responses={200: paginated(SubscriptionSerializer, "Subscription")})
     def get(self, request, customer_id):
         access = self.access(Capability.READ)
         return self.paginate(subscriptions_for_customer(customer=access.customer), SubscriptionSerializer)
