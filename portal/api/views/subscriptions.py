@@ -65,7 +65,9 @@ class SubscriptionSerializer(serializers.Serializer):
 
 
 class SubscriptionListApi(ApiView):
-    @extend_schema(operation_id="subscriptions_list", responses={200: paginated(SubscriptionSerializer, "Subscription")})
+    @extend_schema(
+        operation_id="subscriptions_list", responses={200: paginated(SubscriptionSerializer, "Subscription")}
+    )
     def get(self, request, customer_id):
         access = self.access(Capability.READ)
         return self.paginate(subscriptions_for_customer(customer=access.customer), SubscriptionSerializer)
