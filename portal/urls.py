@@ -6,6 +6,7 @@ from portal.views import errors, health
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
+    path("api/", include("portal.api.urls")),
     path("", include("portal.views.urls")),
 ]
 
