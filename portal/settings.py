@@ -5,6 +5,7 @@ Development defaults: SQLite under var/, an embedded Celery broker on a SQLite f
 Choices are recorded in docs/decisions.md; every variable is listed in docs/operations.md.
 """
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -64,6 +65,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_htmx",
     "subscriptions",
@@ -161,6 +163,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The embedded broker polls its table; a short interval keeps task latency well under a second.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1} if CELERY_BROKER_URL.startswith("sqla+") else {}
+# Extra kombu transport options as a JSON object, e.g. '{"visibility_timeout": 7200}' on Redis. The test harness
+# uses it to give each test's worker a broker namespace of its own (tests/support/celery_worker.py).
+CELERY_BROKER_TRANSPORT_OPTIONS.update(json.loads(env("CELERY_BROKER_TRANSPORT_OPTIONS") or "{}"))
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
 
@@ -171,12 +176,29 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    # API views (portal/api/) set their own auth, error handler and throttles; these are the rates they use.
+    "DEFAULT_THROTTLE_RATES": {
+        "api": env("API_THROTTLE_RATE", "600/minute"),
+        "anon": env("API_ANON_THROTTLE_RATE", "120/minute"),
+        "auth_token": env("API_TOKEN_THROTTLE_RATE", "10/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Continuum API",
     "DESCRIPTION": "Self-service subscriptions, enablement and billing.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Interactive docs are served from our own static files (drf-spectacular-sidecar): no CDN, CSP 'self'.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"IntervalEnum": "subscriptions.models.catalog.Interval"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "portal.api.schema.add_error_responses",
+    ],
 }
 
 # --- Billing

@@ -15,6 +15,12 @@ OK, FORBIDDEN = 200, 403
 PAGES = {
     "customer_dashboard": (OK, OK, OK),
     "enablement": (OK, OK, OK),
+    "invoices": (OK, OK, FORBIDDEN),
+    "activity": (OK, FORBIDDEN, FORBIDDEN),
+    "package": (OK, FORBIDDEN, FORBIDDEN),
+    "seats": (OK, OK, OK),
+    "api_keys": (OK, FORBIDDEN, FORBIDDEN),
+    "survey": (OK, OK, OK),
 }
 
 
