@@ -12,6 +12,7 @@ from subscriptions.models.catalog import (
     SkuKind,
 )
 from subscriptions.models.customers import Customer, Invitation, Membership, Role
+from subscriptions.models.notes import StaffNote
 from subscriptions.models.subscriptions import (
     LIVE_STATUSES,
     SUBSCRIPTION_TRANSITIONS,
@@ -47,6 +48,7 @@ __all__ = [
     "SeatLedgerEntry",
     "Sku",
     "SkuKind",
+    "StaffNote",
     "Subscription",
     "SubscriptionAddon",
     "SubscriptionChange",
