@@ -8,15 +8,13 @@ prefetched in a constant number of queries, and invoices, lines and tax lines ar
 stays flat however many subscriptions there are.
 """
 
-import inspect
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Prefetch, Q
+from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
-from subscriptions.services.terms import AddonTerms, Terms, sku_for, terms_lines
 
 from billing.models import (
     BillingProfile,
@@ -35,12 +33,13 @@ from billing.models import (
 from billing.services.invoices import apply_tax_result, invoice_finalize
 from billing.services.tax import TaxContext, is_reverse_charge, tax_compute
 from subscriptions.models import (
-    LIVE_STATUSES,
     SkuKind,
     Subscription,
     SubscriptionAddon,
     SubscriptionStatus,
 )
+from subscriptions.services.lifecycle import subscription_renew
+from subscriptions.services.terms import AddonTerms, Terms, sku_for, terms_lines
 
 logger = logging.getLogger(__name__)
 DEFAULT_CHUNK = 500
@@ -60,108 +59,15 @@ class BillingRunResult:
         return asdict(self)
 
 
-# --- renewal --------------------------------------------------------------------------------------------------------
+@dataclass
+class PeriodToBill:
+    """One period of one subscription to invoice: full-period lines at the terms in force at its start."""
 
-
-def _renew(subscription_id: int, as_of: datetime) -> None:
-    """Renew one subscription by one period through the subscriptions work's lifecycle service."""
-    try:
-        from subscriptions.services.lifecycle import subscription_renew
-    except ImportError:
-        _renew_minimal(subscription_id, as_of)
-        return
-    accepted = inspect.signature(subscription_renew).parameters
-    kwargs = {}
-    if "subscription_id" in accepted:
-        kwargs["subscription_id"] = subscription_id
-    else:
-        kwargs["subscription"] = Subscription.objects.get(pk=subscription_id)
-    for name in ("at", "as_of", "now"):
-        if name in accepted:
-            kwargs[name] = as_of
-            break
-    subscription_renew(**kwargs)
-
-
-# TEMPORARY — until subscriptions.services.lifecycle.subscription_renew (the subscriptions work, issue 4) is on main.
-# The minimum billing needs: end subscriptions canceled at period end, start the paid period after a trial, apply
-# scheduled seat decreases, and advance the period by one interval. Package/add-on scheduled changes are left to the
-# real renewal. `_renew` switches to the real one automatically as soon as the module exists.
-def _renew_minimal(subscription_id: int, as_of: datetime) -> None:
-    from subscriptions.models import ScheduledChangeKind, SeatLedgerEntry
-    from subscriptions.periods import period_end
-    from subscriptions.services.audit import audit_record
-
-    with transaction.atomic():
-        sub = Subscription.objects.select_for_update().get(pk=subscription_id)
-        if sub.current_period_end > as_of:
-            return
-        boundary = sub.current_period_end
-        before = {"status": sub.status, "period_end": boundary.isoformat(), "seats": sub.seats}
-        if sub.status == SubscriptionStatus.CANCELED or sub.cancel_at_period_end:
-            sub.status = SubscriptionStatus.ENDED
-            sub.ended_at = boundary
-            sub.canceled_at = sub.canceled_at or boundary
-        else:
-            if sub.status == SubscriptionStatus.TRIALING:
-                sub.status = SubscriptionStatus.ACTIVE
-            for change in sub.scheduled_changes.filter(
-                kind=ScheduledChangeKind.SEATS,
-                applied_at__isnull=True,
-                canceled_at__isnull=True,
-                effective_at__lte=boundary,
-            ):
-                seats = int(change.payload["seats"])
-                SeatLedgerEntry.objects.create(
-                    subscription=sub, seats_from=sub.seats, seats_to=seats, reason="renewal", effective_at=boundary
-                )
-                sub.seats = seats
-                change.applied_at = timezone.now()
-                change.save(update_fields=["applied_at"])
-            sub.current_period_start = boundary
-            sub.current_period_end = period_end(boundary, sub.interval)
-        sub.version += 1
-        sub.save()
-        audit_record(
-            customer=sub.customer,
-            action="subscription.renewed" if sub.status != SubscriptionStatus.ENDED else "subscription.ended",
-            obj=sub,
-            summary=f"Renewed until {sub.current_period_end:%Y-%m-%d}"
-            if sub.status != SubscriptionStatus.ENDED
-            else "Subscription ended at period end",
-            before=before,
-            after={"status": sub.status, "period_end": sub.current_period_end.isoformat(), "seats": sub.seats},
-        )
-
-
-def _renew_due(*, as_of: datetime, chunk_size: int) -> int:
-    """Renew (one period) every live subscription whose period ended by `as_of`; returns how many renewed."""
-    renewed = 0
-    last_id = 0
-    while True:
-        ids = list(
-            Subscription.objects.filter(
-                id__gt=last_id, status__in=(*LIVE_STATUSES, SubscriptionStatus.CANCELED), current_period_end__lte=as_of
-            )
-            .order_by("id")
-            .values_list("id", flat=True)[:chunk_size]
-        )
-        if not ids:
-            return renewed
-        state = "current_period_end", "status"
-        before = {pk: rest for pk, *rest in Subscription.objects.filter(pk__in=ids).values_list("pk", *state)}
-        for subscription_id in ids:
-            try:
-                _renew(subscription_id, as_of)
-            except Exception:  # one bad subscription must not stop the run; it is retried next hour
-                logger.exception("billing run: renewal of subscription %s failed", subscription_id)
-        # Count only real progress, so a renewal that changes nothing can never make the run loop.
-        after = Subscription.objects.filter(pk__in=ids).values_list("pk", *state)
-        renewed += sum(1 for pk, *rest in after if rest != before.get(pk))
-        last_id = ids[-1]
-
-
-# --- drafting -------------------------------------------------------------------------------------------------------
+    subscription: Subscription
+    period_start: datetime
+    period_end: datetime
+    seats: int
+    lines: list  # subscriptions.services.terms.PreviewLine
 
 
 class _TaxData:
@@ -227,13 +133,16 @@ def _terms(subscription: Subscription) -> Terms:
     )
 
 
-def _period_lines(subscription: Subscription, *, first: bool, pending: list[PendingInvoiceItem]) -> list[InvoiceLine]:
-    start, end = subscription.current_period_start, subscription.current_period_end
+def _period_lines(period: PeriodToBill, *, first: bool, pending: list[PendingInvoiceItem]) -> list[InvoiceLine]:
+    subscription = period.subscription
     lines: list[InvoiceLine] = []
-    for preview_line in terms_lines(_terms(subscription), period_start=start, period_end=end):
+    billed_seats = max(0, period.seats - subscription.included_seats)
+    # subscriptions' terms_lines order: the plan, then additional seats (when billed), then each add-on.
+    for index, preview_line in enumerate(period.lines):
+        kind = LineKind.FLAT if index == 0 else (LineKind.SEATS if index == 1 and billed_seats else LineKind.ADDON)
         lines.append(
             InvoiceLine(
-                kind=LineKind.FLAT,
+                kind=kind,
                 description=preview_line.description,
                 sku_code=preview_line.sku_code,
                 period_start=preview_line.period_start,
@@ -241,16 +150,10 @@ def _period_lines(subscription: Subscription, *, first: bool, pending: list[Pend
                 quantity=preview_line.quantity,
                 unit_amount_minor=preview_line.unit_amount_minor,
                 amount_minor=preview_line.amount_minor,
+                is_proration=preview_line.proration,
                 tax_category=preview_line.tax_category,
             )
         )
-    # terms_lines order: plan, then additional seats (if billed), then add-ons.
-    if lines:
-        billed_seats = max(0, subscription.seats - subscription.included_seats)
-        if billed_seats and len(lines) > 1:
-            lines[1].kind = LineKind.SEATS
-        for line in lines[(2 if billed_seats else 1) :]:
-            line.kind = LineKind.ADDON
     setup = subscription.price.setup_amount_minor
     if first and setup:
         code, tax_category = sku_for(subscription.package, SkuKind.ONE_TIME)
@@ -294,15 +197,9 @@ def _unbilled(as_of: datetime | None = None):
     return queryset.filter(current_period_start__lte=as_of) if as_of is not None else queryset
 
 
-def draft_chunk(*, subscription_ids: list[int]) -> list[int]:
-    """Draft the current-period invoice of each subscription in `subscription_ids` that has none; returns new ids.
-
-    A constant number of queries per chunk. On a conflict with a concurrent run (unique (subscription, period
-    start)), the chunk is retried one subscription at a time, skipping those the other run drafted.
-    """
-    subscriptions = list(
-        _unbilled()
-        .filter(pk__in=subscription_ids)
+def _subscriptions_for_drafting(ids: list[int]) -> list[Subscription]:
+    return list(
+        Subscription.objects.filter(pk__in=ids)
         .select_related("package", "price", "customer")
         .prefetch_related(
             "package__components__sku",
@@ -317,47 +214,61 @@ def draft_chunk(*, subscription_ids: list[int]) -> list[int]:
         )
         .order_by("pk")
     )
-    if not subscriptions:
+
+
+def draft_periods(*, periods: list[PeriodToBill]) -> list[int]:
+    """Draft one regular invoice per period that has none yet; returns the new invoice ids.
+
+    A constant number of queries for the whole batch. Must run inside transaction.atomic(). Periods already drafted
+    (by an earlier or a concurrent run) are skipped; a concurrent insert surfaces as IntegrityError to the caller.
+    """
+    if not periods:
         return []
-    try:
-        with transaction.atomic():
-            return _draft_many(subscriptions)
-    except IntegrityError:
-        created = []
-        for subscription in subscriptions:
-            try:
-                with transaction.atomic():
-                    created += _draft_many([subscription])
-            except IntegrityError:
-                logger.info("billing run: subscription %s period already drafted by another run", subscription.pk)
-        return created
-
-
-def _draft_many(subscriptions: list[Subscription]) -> list[int]:
-    ids = [s.pk for s in subscriptions]
+    ids = sorted({p.subscription.pk for p in periods})
+    existing = set(
+        Invoice.objects.filter(subscription_id__in=ids, kind=InvoiceKind.REGULAR).values_list(
+            "subscription_id", "period_start"
+        )
+    )
+    # Voided drafts do not count: a subscription whose only invoice was voided before issue still owes set-up.
     invoiced_before = set(
         Invoice.objects.filter(subscription_id__in=ids, kind=InvoiceKind.REGULAR)
         .exclude(status=InvoiceStatus.VOID, issued_at__isnull=True)
         .values_list("subscription_id", flat=True)
     )
+    periods = sorted(
+        (p for p in periods if (p.subscription.pk, p.period_start) not in existing),
+        key=lambda p: (p.subscription.pk, p.period_start),
+    )
+    if not periods:
+        return []
     pending_by_sub: dict[int, list[PendingInvoiceItem]] = {}
     for item in PendingInvoiceItem.objects.select_for_update().filter(subscription_id__in=ids, invoice__isnull=True):
         pending_by_sub.setdefault(item.subscription_id, []).append(item)
-    tax_data = _TaxData({s.customer_id for s in subscriptions})
-    invoices, all_lines, all_tax_lines = [], [], []
-    for subscription in subscriptions:
-        pending = [p for p in pending_by_sub.get(subscription.pk, []) if p.currency == subscription.currency]
-        lines = _period_lines(subscription, first=subscription.pk not in invoiced_before, pending=pending)
+    tax_data = _TaxData({p.subscription.customer_id for p in periods})
+    invoices, all_lines, all_tax_lines, collected = [], [], [], []
+    seen: set[int] = set()
+    for period in periods:
+        subscription = period.subscription
+        first_in_batch = subscription.pk not in seen
+        seen.add(subscription.pk)
+        # Pending items go on the earliest invoice drafted for the subscription in this batch.
+        pending = (
+            [p for p in pending_by_sub.get(subscription.pk, []) if p.currency == subscription.currency]
+            if first_in_batch
+            else []
+        )
+        lines = _period_lines(period, first=first_in_batch and subscription.pk not in invoiced_before, pending=pending)
         invoice = Invoice(
             customer=subscription.customer,
             subscription=subscription,
             kind=InvoiceKind.REGULAR,
             currency=subscription.currency,
-            period_start=subscription.current_period_start,
-            period_end=subscription.current_period_end,
-            billed_seats=subscription.seats,
+            period_start=period.period_start,
+            period_end=period.period_end,
+            billed_seats=period.seats,
         )
-        context = tax_data.context(subscription.customer_id, subscription.current_period_start.date())
+        context = tax_data.context(subscription.customer_id, period.period_start.date())
         result = tax_compute(lines=[(line.amount_minor, line.tax_category) for line in lines], context=context)
         tax_lines = apply_tax_result(
             invoice=invoice, lines=lines, result=result, profile=tax_data.profiles.get(subscription.customer_id)
@@ -365,6 +276,7 @@ def _draft_many(subscriptions: list[Subscription]) -> list[int]:
         invoices.append(invoice)
         all_lines.append(lines)
         all_tax_lines.append(tax_lines)
+        collected.append(pending)
     Invoice.objects.bulk_create(invoices)
     line_rows, tax_rows, status_rows = [], [], []
     for invoice, lines, tax_lines in zip(invoices, all_lines, all_tax_lines, strict=True):
@@ -378,14 +290,52 @@ def _draft_many(subscriptions: list[Subscription]) -> list[int]:
     InvoiceLine.objects.bulk_create(line_rows)
     InvoiceTaxLine.objects.bulk_create(tax_rows)
     InvoiceStatusChange.objects.bulk_create(status_rows)
-    by_sub = {invoice.subscription_id: invoice.pk for invoice in invoices}
-    for subscription_id, items in pending_by_sub.items():
-        PendingInvoiceItem.objects.filter(pk__in=[i.pk for i in items]).update(invoice_id=by_sub.get(subscription_id))
+    for invoice, items in zip(invoices, collected, strict=True):
+        if items:
+            PendingInvoiceItem.objects.filter(pk__in=[i.pk for i in items]).update(invoice=invoice)
     return [invoice.pk for invoice in invoices]
 
 
+def _current_period(subscription: Subscription) -> PeriodToBill:
+    start, end = subscription.current_period_start, subscription.current_period_end
+    return PeriodToBill(
+        subscription=subscription,
+        period_start=start,
+        period_end=end,
+        seats=subscription.seats,
+        lines=terms_lines(_terms(subscription), period_start=start, period_end=end),
+    )
+
+
+def _in_chunk_transaction(work, fallback_ids: list[int], single) -> list[int]:
+    """Run `work()` in one transaction; on a conflict with a concurrent run, redo one subscription at a time."""
+    try:
+        with transaction.atomic():
+            return work()
+    except IntegrityError:
+        created: list[int] = []
+        for subscription_id in fallback_ids:
+            try:
+                with transaction.atomic():
+                    created += single(subscription_id)
+            except IntegrityError:
+                logger.info("billing run: subscription %s already billed by a concurrent run", subscription_id)
+        return created
+
+
+def draft_chunk(*, subscription_ids: list[int]) -> list[int]:
+    """Draft the current-period invoice of each billable subscription in `subscription_ids` that has none."""
+
+    def work(ids=subscription_ids):
+        subscriptions = _subscriptions_for_drafting(list(_unbilled().filter(pk__in=ids).values_list("pk", flat=True)))
+        return draft_periods(periods=[_current_period(s) for s in subscriptions])
+
+    return _in_chunk_transaction(work, subscription_ids, lambda sid: work([sid]))
+
+
 def draft_due(*, as_of: datetime, chunk_size: int = DEFAULT_CHUNK) -> list[int]:
-    """Draft invoices for every billable subscription whose current period started by `as_of` and has none."""
+    """Draft invoices for every billable subscription whose current period started by `as_of` and has none
+    (new subscriptions, and any period a failed earlier run left undrafted)."""
     created: list[int] = []
     last_id = 0
     while True:
@@ -393,6 +343,62 @@ def draft_due(*, as_of: datetime, chunk_size: int = DEFAULT_CHUNK) -> list[int]:
         if not ids:
             return created
         created += draft_chunk(subscription_ids=ids)
+        last_id = ids[-1]
+
+
+def renew_chunk(*, subscription_ids: list[int], as_of: datetime) -> tuple[int, list[int]]:
+    """Renew each subscription (subscriptions.services.lifecycle.subscription_renew, which catches up every ended
+    period) and draft one invoice per started period — in one transaction per chunk, so a renewal is never
+    committed without its invoices. Returns (renewed count, new invoice ids)."""
+    attempts: list[int] = []
+
+    def work(ids=subscription_ids):
+        results = []
+        for subscription_id in ids:
+            try:
+                result = subscription_renew(subscription_id=subscription_id, as_of=as_of)
+            except Exception:  # one bad subscription must not stop the run; it is retried next hour
+                logger.exception("billing run: renewal of subscription %s failed", subscription_id)
+                continue
+            if result is not None:
+                results.append(result)
+        attempts.append(len(results))
+        subscriptions = {
+            s.pk: s for s in _subscriptions_for_drafting([r.subscription_id for r in results if r.periods])
+        }
+        periods = [
+            PeriodToBill(
+                subscription=subscriptions[result.subscription_id],
+                period_start=period.period_start,
+                period_end=period.period_end,
+                seats=period.seats,
+                lines=list(period.lines),
+            )
+            for result in results
+            for period in result.periods
+        ]
+        return draft_periods(periods=periods)
+
+    created = _in_chunk_transaction(work, subscription_ids, lambda sid: work([sid]))
+    # After a conflict the first (rolled back) attempt is not counted.
+    return sum(attempts[1:] if len(attempts) > 1 else attempts), created
+
+
+def renew_due(*, as_of: datetime, chunk_size: int = DEFAULT_CHUNK) -> tuple[int, list[int]]:
+    renewed, created = 0, []
+    last_id = 0
+    while True:
+        ids = list(
+            Subscription.objects.filter(pk__gt=last_id, current_period_end__lte=as_of)
+            .exclude(status=SubscriptionStatus.ENDED)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:chunk_size]
+        )
+        if not ids:
+            return renewed, created
+        count, new_ids = renew_chunk(subscription_ids=ids, as_of=as_of)
+        renewed += count
+        created += new_ids
         last_id = ids[-1]
 
 
@@ -423,31 +429,21 @@ def finalize_drafts(*, invoice_ids: list[int] | None = None, chunk_size: int = D
 def billing_run(
     *, as_of: datetime | None = None, chunk_size: int = DEFAULT_CHUNK, finalize: bool = True
 ) -> BillingRunResult:
-    """Bill everything due by `as_of`: draft the invoice of each started period, renew ended periods (period by
-    period, so a subscription several periods behind gets one invoice per period), then finalize the new drafts.
+    """Bill everything due by `as_of`, in order: bill mid-period changes applied without the billing wrapper; draft
+    the current period of billable subscriptions that has no invoice; renew ended periods (catching up as many as
+    needed) drafting one invoice per started period; finalize the new drafts (issue or hold).
 
     Safe to run concurrently with itself and to re-run: nothing is billed twice.
     """
-    as_of = as_of or timezone.now()
-    result = BillingRunResult(as_of=as_of.isoformat())
-    drafted: list[int] = []
     from billing.services.changes import changes_bill_unbilled
 
+    as_of = as_of or timezone.now()
+    result = BillingRunResult(as_of=as_of.isoformat())
     changes_bill_unbilled()
-    for _ in range(1000):  # bounded catch-up: one iteration per period behind
-        drafted += draft_due(as_of=as_of, chunk_size=chunk_size)
-        renewed = _renew_due(as_of=as_of, chunk_size=chunk_size)
-        result.renewed += renewed
-        if not renewed:
-            break
+    drafted = draft_due(as_of=as_of, chunk_size=chunk_size)
+    result.renewed, renewed_drafts = renew_due(as_of=as_of, chunk_size=chunk_size)
+    drafted += renewed_drafts
     result.drafted = len(drafted)
     if finalize:
         result.issued, result.held = finalize_drafts(invoice_ids=drafted, chunk_size=chunk_size)
     return result
-
-
-def subscription_ids_due(*, as_of: datetime):
-    """Subscriptions the next run would touch (for ops/bench): renewals due or current periods not yet drafted."""
-    return Subscription.objects.filter(
-        Q(status__in=LIVE_STATUSES, current_period_end__lte=as_of) | Q(pk__in=_unbilled(as_of).values("pk"))
-    ).values_list("pk", flat=True)
