@@ -207,15 +207,3 @@ def event_payload(*, event_type: str, obj: dict, event_id: str | None = None, cr
         "data": {"object": obj},
     }
     return json.dumps(event).encode()
-
-
-def _invoice_services_landed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("billing.services.invoices") is not None
-
-
-# Temporary: applying a payment goes through billing's invoice_apply_payment (issue 6), landing in parallel.
-needs_invoice_services = pytest.mark.skipif(
-    not _invoice_services_landed(), reason="billing.services.invoices (invoice_apply_payment) is not on main yet"
-)

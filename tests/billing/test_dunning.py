@@ -13,7 +13,6 @@ from subscriptions.services.subscriptions import subscription_create
 from tests.billing.stripe_support import (
     CARD_DECLINED_ON_CHARGE,
     CARD_OK,
-    needs_invoice_services,
     open_invoice,
     save_card,
 )
@@ -47,7 +46,6 @@ def _fail_first_collection(invoice, capture):
     return DunningCase.objects.get(invoice=invoice)
 
 
-@needs_invoice_services
 def test_dunning_retries_on_schedule_then_past_due_then_uncollectible(subscribed, django_capture_on_commit_callbacks):
     customer, subscription, invoice = subscribed
     case = _fail_first_collection(invoice, django_capture_on_commit_callbacks)
@@ -118,7 +116,6 @@ def test_dunning_retry_days_come_from_settings(subscribed, dunning_settings, dja
     assert case.next_retry_at == case.started_at + timedelta(days=2)
 
 
-@needs_invoice_services
 def test_dunning_final_action_cancel_cancels_subscription(
     subscribed, dunning_settings, django_capture_on_commit_callbacks
 ):
@@ -140,7 +137,6 @@ def test_dunning_final_action_cancel_cancels_subscription(
     assert "canceled" in mail.outbox[-1].body
 
 
-@needs_invoice_services
 def test_dunning_paying_restores_past_due_subscription(stripe_server, subscribed, django_capture_on_commit_callbacks):
     customer, subscription, invoice = subscribed
     owner = MembershipFactory(customer=customer).user
@@ -167,7 +163,6 @@ def test_dunning_paying_restores_past_due_subscription(stripe_server, subscribed
     assert dunning.dunning_run(now=case.started_at + timedelta(days=5)) == 0
 
 
-@needs_invoice_services
 def test_dunning_bank_transfer_closes_case(subscribed, django_capture_on_commit_callbacks):
     _, _, invoice = subscribed
     case = _fail_first_collection(invoice, django_capture_on_commit_callbacks)

@@ -11,7 +11,6 @@ from tests.billing.stripe_support import (
     CARD_REQUIRES_AUTHENTICATION,
     authenticate_payment,
     confirm_card_setup,
-    needs_invoice_services,
     open_invoice,
     save_card,
 )
@@ -117,7 +116,6 @@ def test_payment_methods_page_query_count_does_not_grow_with_cards(
     assert response.status_code == 200
 
 
-@needs_invoice_services
 def test_invoice_pay_page_pays_with_saved_card(owner_client, stripe_server):
     customer = owner_client.customer
     card = save_card(stripe_server, customer=customer)
@@ -134,7 +132,6 @@ def test_invoice_pay_page_pays_with_saved_card(owner_client, stripe_server):
     assert invoice.status == InvoiceStatus.PAID
 
 
-@needs_invoice_services
 def test_invoice_pay_page_with_authentication(owner_client, stripe_server):
     customer = owner_client.customer
     card = save_card(stripe_server, customer=customer, number=CARD_REQUIRES_AUTHENTICATION)

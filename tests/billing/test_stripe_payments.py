@@ -27,7 +27,6 @@ from tests.billing.stripe_support import (
     authenticate_payment,
     confirm_card_setup,
     credit_note_for,
-    needs_invoice_services,
     open_invoice,
     save_card,
 )
@@ -164,7 +163,6 @@ def test_payment_method_remove_refuses_another_customers_card(stripe_server, cus
     assert card.removed_at is None
 
 
-@needs_invoice_services
 def test_invoice_collect_charges_default_card_once(stripe_server, customer):
     save_card(stripe_server, customer=customer)
     invoice = open_invoice(customer=customer, amount_minor=12_300)
@@ -193,7 +191,6 @@ def test_invoice_collect_without_card_does_nothing(stripe_server, customer):
     assert not Payment.objects.exists()
 
 
-@needs_invoice_services
 def test_payment_resume_never_charges_an_attempt_twice(stripe_server, customer):
     save_card(stripe_server, customer=customer)
     invoice = open_invoice(customer=customer)
@@ -235,7 +232,6 @@ def test_invoice_collect_declined_card_leaves_invoice_open_and_emails_pay_link(
     assert "Your card was declined" in mail.outbox[0].body
 
 
-@needs_invoice_services
 def test_invoice_pay_now_with_authentication(stripe_server, customer):
     owner = MembershipFactory(customer=customer).user
     card = save_card(stripe_server, customer=customer, number=CARD_REQUIRES_AUTHENTICATION)
@@ -265,7 +261,6 @@ def test_invoice_pay_now_refuses_another_customers_invoice(stripe_server, custom
     assert not Payment.objects.exists()
 
 
-@needs_invoice_services
 def test_credit_note_refund_refunds_card_once(stripe_server, customer):
     save_card(stripe_server, customer=customer)
     invoice = open_invoice(customer=customer, amount_minor=10_000)
@@ -285,7 +280,6 @@ def test_credit_note_refund_refunds_card_once(stripe_server, customer):
     assert Refund.objects.count() == 1
 
 
-@needs_invoice_services
 def test_credit_note_refund_of_bank_transfer_is_left_to_staff(stripe_server, customer):
     invoice = open_invoice(customer=customer, amount_minor=10_000)
     payments.payment_record_manual(invoice_id=invoice.pk, amount_minor=10_000, reference="BANK-1", actor=None)
@@ -295,7 +289,6 @@ def test_credit_note_refund_of_bank_transfer_is_left_to_staff(stripe_server, cus
     assert not Refund.objects.exists()
 
 
-@needs_invoice_services
 def test_payment_record_manual_applies_transfer(customer):
     invoice = open_invoice(customer=customer, amount_minor=10_000)
 

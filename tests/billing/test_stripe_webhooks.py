@@ -26,7 +26,6 @@ from tests.billing.stripe_support import (
     confirm_card_setup,
     credit_note_for,
     event_payload,
-    needs_invoice_services,
     open_invoice,
     save_card,
     signed_headers,
@@ -97,7 +96,6 @@ def test_stripe_webhook_without_configured_secret_refuses_everything(client, set
     assert not StripeEvent.objects.exists()
 
 
-@needs_invoice_services
 def test_stripe_webhook_duplicate_delivery_is_a_noop(client, stripe_server, customer):
     save_card(stripe_server, customer=customer)
     invoice = open_invoice(customer=customer)
@@ -118,7 +116,6 @@ def test_stripe_webhook_duplicate_delivery_is_a_noop(client, stripe_server, cust
     assert invoice.amount_paid_minor == payment.amount_minor  # applied once
 
 
-@needs_invoice_services
 def test_stripe_webhook_out_of_order_failure_after_success_keeps_payment_paid(client, stripe_server, customer):
     save_card(stripe_server, customer=customer)
     invoice = open_invoice(customer=customer)
@@ -145,7 +142,6 @@ def test_stripe_webhook_out_of_order_failure_after_success_keeps_payment_paid(cl
     assert invoice.amount_paid_minor == payment.amount_minor
 
 
-@needs_invoice_services
 def test_stripe_webhook_success_arriving_before_our_own_record_is_applied(client, stripe_server, customer):
     # given: Stripe charged the card but our worker died before it stored the intent id (payment still pending)
     save_card(stripe_server, customer=customer)
@@ -207,7 +203,6 @@ def test_stripe_webhook_stale_detach_of_reattached_card_is_ignored(client, strip
     assert StripeEvent.objects.get().status == StripeEventStatus.IGNORED
 
 
-@needs_invoice_services
 def test_stripe_webhook_charge_refunded_confirms_refund(client, stripe_server, customer):
     save_card(stripe_server, customer=customer)
     invoice = open_invoice(customer=customer, amount_minor=10_000)
@@ -231,7 +226,6 @@ def test_stripe_webhook_charge_refunded_confirms_refund(client, stripe_server, c
     assert refund.status == RefundStatus.SUCCEEDED
 
 
-@needs_invoice_services
 def test_stripe_webhook_dispute_flags_payment_on_timeline(client, stripe_server, customer):
     save_card(stripe_server, customer=customer)
     invoice = open_invoice(customer=customer)
@@ -293,7 +287,6 @@ def _wait_for(predicate, timeout: float = 15.0):
     raise AssertionError("timed out waiting for the webhook")
 
 
-@needs_invoice_services
 def test_stripe_webhook_delivered_by_localstripe_for_successful_charge(live_server, stripe_server):
     customer = CustomerFactory()
     stripe_server.register_webhook(
