@@ -492,6 +492,7 @@ def subscription_change_seats_apply(
     actor: User | None,
     actor_kind: str | None = None,
     at: datetime | None = None,
+    reason: str = "",
 ) -> SubscriptionChange:
     """Apply a seat change previewed with `subscription_change_seats_preview` (see the module docstring)."""
     return _apply(
@@ -503,6 +504,7 @@ def subscription_change_seats_apply(
         actor=actor,
         actor_kind=actor_kind,
         at=at,
+        reason=reason,
         plan=lambda sub, when: _plan_seats(sub, when, seats),
     )
 
@@ -817,6 +819,7 @@ def subscription_change_package_apply(
     actor: User | None,
     actor_kind: str | None = None,
     at: datetime | None = None,
+    reason: str = "",
 ) -> SubscriptionChange:
     """Apply a package/interval change previewed with `subscription_change_package_preview`."""
     return _apply(
@@ -828,6 +831,7 @@ def subscription_change_package_apply(
         actor=actor,
         actor_kind=actor_kind,
         at=at,
+        reason=reason,
         plan=lambda sub, when: _plan_package(sub, when, package_slug, interval, seats),
     )
 
