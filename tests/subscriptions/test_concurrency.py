@@ -4,7 +4,6 @@ nothing there). Each thread has its own database connection; the subscription ro
 import threading
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from subscriptions.exceptions import SeatsExhausted, StalePreview
@@ -16,9 +15,6 @@ from tests.factories import MembershipFactory, SubscriptionFactory, utc
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.postgres,
-    pytest.mark.skipif(
-        "postgresql" not in settings.DATABASES["default"]["ENGINE"], reason="needs PostgreSQL row locks"
-    ),
     pytest.mark.django_db(transaction=True),
 ]
 
