@@ -164,6 +164,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1} if CELERY_BROKER_URL
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
 
+# --- Provisioning (docs/provisioning.md)
+PROVISIONER_BACKEND = env("PROVISIONER_BACKEND", "builtin")
+PROVISIONER_WEBHOOK_URL = env("PROVISIONER_WEBHOOK_URL")
+PROVISIONER_WEBHOOK_SECRET = env("PROVISIONER_WEBHOOK_SECRET")
+PROVISIONER_WEBHOOK_TIMEOUT = float(env("PROVISIONER_WEBHOOK_TIMEOUT", "5"))
+PROVISIONING_MAX_RETRIES = env_int("PROVISIONING_MAX_RETRIES", 6)
+PROVISIONING_RETRY_BASE_SECONDS = float(env("PROVISIONING_RETRY_BASE_SECONDS", "2"))
+PROVISIONING_RETRY_MAX_SECONDS = float(env("PROVISIONING_RETRY_MAX_SECONDS", "300"))
+CELERY_BEAT_SCHEDULE["entitlements-drift-check"] = {
+    "task": "subscriptions.entitlements_drift_check",
+    "schedule": float(env_int("PROVISIONING_DRIFT_CHECK_SECONDS", 600)),
+}
+
 # --- REST API
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -12,6 +12,16 @@ from subscriptions.models.catalog import (
     SkuKind,
 )
 from subscriptions.models.customers import Customer, Invitation, Membership, Role
+from subscriptions.models.provisioning import (
+    ENTITLEMENT_TRANSITIONS,
+    RUN_FINISHED_OUTCOMES,
+    Entitlement,
+    EntitlementKind,
+    EntitlementState,
+    ProvisioningRun,
+    ProvisioningState,
+    RunOutcome,
+)
 from subscriptions.models.subscriptions import (
     LIVE_STATUSES,
     SUBSCRIPTION_TRANSITIONS,
@@ -27,6 +37,14 @@ from subscriptions.models.subscriptions import (
 from subscriptions.models.users import User, UserManager
 
 __all__ = [
+    "ENTITLEMENT_TRANSITIONS",
+    "RUN_FINISHED_OUTCOMES",
+    "Entitlement",
+    "EntitlementKind",
+    "EntitlementState",
+    "ProvisioningRun",
+    "ProvisioningState",
+    "RunOutcome",
     "LIVE_STATUSES",
     "SUBSCRIPTION_TRANSITIONS",
     "ActorKind",
