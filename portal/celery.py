@@ -8,7 +8,10 @@ import os
 
 from celery import Celery
 
+from portal import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+broker.register()
 
 app = Celery("continuum")
 app.config_from_object("django.conf:settings", namespace="CELERY")

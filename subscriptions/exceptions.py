@@ -16,6 +16,11 @@ class InvalidTransition(SubscriptionError):
     code = "invalid_transition"
 
 
+class NoteInvalid(SubscriptionError):
+    code = "note_invalid"
+    field = "body"
+
+
 class CatalogError(SubscriptionError):
     code = "catalog_invalid"
 
@@ -23,3 +28,104 @@ class CatalogError(SubscriptionError):
 class PackageNotAvailable(SubscriptionError):
     code = "package_not_available"
     field = "package"
+
+
+class UnknownPackage(SubscriptionError):
+    code = "package_unknown"
+    field = "package"
+
+
+class SubscriptionNotChangeable(SubscriptionError):
+    """The subscription is canceled or ended (or otherwise not in a state that allows this change)."""
+
+    code = "subscription_not_changeable"
+
+
+class StalePreview(SubscriptionError):
+    """Apply found a different subscription version (or different amounts) than the preview the customer saw."""
+
+    code = "stale_preview"
+
+    def __init__(self, message: str = "", *, field: str | None = None):
+        super().__init__(
+            message
+            or "The subscription changed since your preview. Please review the updated preview and confirm again.",
+            field=field,
+        )
+
+
+class IdempotencyKeyReused(SubscriptionError):
+    code = "idempotency_key_reused"
+    field = "idempotency_key"
+
+
+class NoChange(SubscriptionError):
+    code = "no_change"
+
+
+class InvalidSeatCount(SubscriptionError):
+    code = "invalid_seats"
+    field = "seats"
+
+
+class SeatsBelowAssigned(InvalidSeatCount):
+    code = "seats_below_assigned"
+
+
+class SeatsBelowMinimum(InvalidSeatCount):
+    code = "seats_below_minimum"
+
+
+class SeatsAboveMaximum(InvalidSeatCount):
+    code = "seats_above_maximum"
+
+
+class SeatsBelowCommitment(InvalidSeatCount):
+    code = "seats_below_commitment"
+
+
+class AddonNotAvailable(SubscriptionError):
+    code = "addon_not_available"
+    field = "addon"
+
+
+class AddonAlreadyActive(SubscriptionError):
+    code = "addon_already_active"
+    field = "addon"
+
+
+class AddonNotActive(SubscriptionError):
+    code = "addon_not_active"
+    field = "addon"
+
+
+class CancellationError(SubscriptionError):
+    code = "cancellation_invalid"
+
+
+class SeatsExhausted(SubscriptionError):
+    code = "seats_exhausted"
+    field = "user"
+
+
+class SeatAssignmentError(SubscriptionError):
+    code = "seat_assignment_invalid"
+    field = "user"
+
+
+class MembershipError(SubscriptionError):
+    code = "membership_invalid"
+
+
+class LastOwner(MembershipError):
+    code = "last_owner"
+    field = "role"
+
+
+class InvitationError(SubscriptionError):
+    code = "invitation_invalid"
+    field = "token"
+
+
+class InvitationExpired(InvitationError):
+    code = "invitation_expired"

@@ -11,10 +11,14 @@ from subscriptions.models import (
     PackageComponent,
     Price,
     Role,
+    SeatAssignment,
     Sku,
     SkuKind,
+    Subscription,
+    SubscriptionStatus,
     User,
 )
+from subscriptions.periods import period_end
 
 DEFAULT_PASSWORD = "continuum-demo"
 
@@ -107,3 +111,42 @@ def priced_package(*, slug: str = "team", currencies=("USD", "EUR"), **package_f
 
 def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
+
+
+# --- subscriptions (issue 4) ------------------------------------------------------------------------------------
+
+
+def _team_package() -> Package:
+    return Package.objects.filter(slug="team").first() or priced_package(slug="team")
+
+
+class SubscriptionFactory(factory.django.DjangoModelFactory):
+    """An active subscription snapshotting the package's active price; defaults to the "team" priced_package,
+    10 seats, monthly, period [1 Nov 2026, 1 Dec 2026)."""
+
+    class Meta:
+        model = Subscription
+
+    customer = factory.SubFactory(CustomerFactory)
+    package = factory.LazyFunction(_team_package)
+    interval = "month"
+    currency = factory.SelfAttribute("customer.currency")
+    price = factory.LazyAttribute(
+        lambda o: Price.objects.get(package=o.package, currency=o.currency, interval=o.interval, is_active=True)
+    )
+    flat_amount_minor = factory.LazyAttribute(lambda o: o.price.flat_amount_minor)
+    seat_amount_minor = factory.LazyAttribute(lambda o: o.price.seat_amount_minor)
+    included_seats = factory.LazyAttribute(lambda o: o.package.included_seats)
+    status = SubscriptionStatus.ACTIVE
+    seats = 10
+    committed_seats = factory.LazyAttribute(lambda o: o.seats if o.interval == "year" else 0)
+    current_period_start = factory.LazyFunction(lambda: utc(2026, 11, 1))
+    current_period_end = factory.LazyAttribute(lambda o: period_end(o.current_period_start, o.interval))
+
+
+class SeatAssignmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SeatAssignment
+
+    subscription = factory.SubFactory(SubscriptionFactory)
+    user = factory.SubFactory(UserFactory)

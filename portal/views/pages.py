@@ -1,8 +1,12 @@
 """Customer-facing pages. Each view parses input, calls a service or selector, and renders."""
 
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
+from portal.permissions import DASHBOARD, SESSION_CUSTOMER_KEY, customer_view
+from portal.views import dashboard_data
 from subscriptions import selectors
 
 
@@ -13,20 +17,27 @@ def home(request):
 
 
 @login_required
-def dashboard(request):
+def dashboard_redirect(request):
+    """`/dashboard/`: the last customer used in this session, else the first by name."""
     memberships = selectors.memberships_for_user(user=request.user)
     if not memberships:
         if request.user.is_staff:
             return redirect("admin:index")
         return render(request, "portal/no_customer.html")
-    membership = memberships[0]
-    customer = membership.customer
-    return render(
-        request,
-        "portal/dashboard.html",
-        {
-            "customer": customer,
-            "membership": membership,
-            "subscriptions": selectors.subscriptions_live_for_customer(customer=customer),
-        },
-    )
+    remembered = request.session.get(SESSION_CUSTOMER_KEY)
+    membership = next((m for m in memberships if m.customer_id == remembered), memberships[0])
+    return HttpResponseRedirect(reverse("portal:customer_dashboard", args=[membership.customer_id]))
+
+
+@customer_view(DASHBOARD)
+def dashboard(request):
+    customer = request.customer
+    context = dashboard_data.dashboard_context(customer=customer, user=request.user, can=request.can)
+    return render(request, "portal/dashboard.html", {"customer": customer, "membership": request.membership, **context})
+
+
+@customer_view(DASHBOARD)
+def enablement(request):
+    """The htmx-polled enablement panel; it stops polling (no hx-trigger) once everything is active."""
+    status = dashboard_data.enablement_for(customer=request.customer)
+    return render(request, "portal/_enablement.html", {"customer": request.customer, "enablement": status})

@@ -12,6 +12,7 @@ from subscriptions.models.catalog import (
     SkuKind,
 )
 from subscriptions.models.customers import Customer, Invitation, Membership, Role
+from subscriptions.models.notes import StaffNote
 from subscriptions.models.provisioning import (
     ENTITLEMENT_TRANSITIONS,
     RUN_FINISHED_OUTCOMES,
@@ -65,6 +66,7 @@ __all__ = [
     "SeatLedgerEntry",
     "Sku",
     "SkuKind",
+    "StaffNote",
     "Subscription",
     "SubscriptionAddon",
     "SubscriptionChange",

@@ -35,7 +35,7 @@ def test_demo_owner_sees_acme_dashboard(client):
     call_command("seed_demo")
     response = client.post(reverse("portal:login"), {"username": "owner@acme.test", "password": "continuum-demo"})
     assert response.status_code == 302
-    page = client.get(reverse("portal:dashboard"))
+    page = client.get(reverse("portal:dashboard"), follow=True)
     assert page.status_code == 200
     assert "Acme Inc" in page.text
     assert "Team" in page.text

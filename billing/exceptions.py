@@ -1,0 +1,76 @@
+"""Billing errors a customer (or billing staff) can read. Same shape as subscriptions.exceptions.SubscriptionError:
+a stable `code` the API maps to 4xx JSON, a human `message`, and the `field` it concerns when there is one."""
+
+
+class BillingError(Exception):
+    code = "billing_error"
+    field: str | None = None
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if field is not None:
+            self.field = field
+
+
+class BillingProfileInvalid(BillingError):
+    code = "billing_profile_invalid"
+
+
+class TaxIdInvalid(BillingError):
+    code = "tax_id_invalid"
+    field = "tax_id"
+
+
+class InvalidTransition(BillingError):
+    code = "invalid_transition"
+    field = "status"
+
+
+class InvoiceImmutable(BillingError):
+    """An issued invoice never changes: corrections go through credit notes."""
+
+    code = "invoice_immutable"
+
+
+class InvoiceNotIssuable(BillingError):
+    code = "invoice_not_issuable"
+
+
+class CurrencyMismatch(BillingError):
+    code = "currency_mismatch"
+    field = "currency"
+
+
+class PaymentInvalid(BillingError):
+    code = "payment_invalid"
+    field = "amount"
+
+
+class CreditNoteInvalid(BillingError):
+    code = "credit_note_invalid"
+
+
+class ReasonCodeInvalid(BillingError):
+    code = "reason_code_invalid"
+    field = "reason_code"
+
+
+class CertificateInvalid(BillingError):
+    code = "certificate_invalid"
+    field = "certificate"
+
+
+class ExemptionInvalid(BillingError):
+    code = "exemption_invalid"
+
+
+class NotFound(BillingError):
+    """Also raised for another customer's object, so its existence is never revealed."""
+
+    code = "not_found"
+
+
+class StaleVersion(BillingError):
+    code = "stale_version"
+    field = "version"

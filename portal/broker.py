@@ -1,0 +1,45 @@
+"""The embedded broker: kombu's SQLAlchemy transport, with a polling interval of our choosing.
+
+kombu hands every transport option to SQLAlchemy's create_engine, which refuses `polling_interval`; this transport
+keeps that one option for kombu's poller and gives the rest to the engine.
+"""
+
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport.sqlalchemy import Channel as SqlaChannel
+from kombu.transport.sqlalchemy import Transport as SqlaTransport
+from sqlalchemy import create_engine
+
+NON_ENGINE_OPTIONS = {"polling_interval"}
+
+
+class Channel(SqlaChannel):
+    def _engine_from_config(self):
+        conninfo = self.connection.client
+        options = {
+            key: value
+            for key, value in conninfo.transport_options.items()
+            if key not in NON_ENGINE_OPTIONS
+            and key
+            not in {
+                "queue_tablename",
+                "message_tablename",
+                "callback",
+                "errback",
+                "max_retries",
+                "interval_start",
+                "interval_step",
+                "interval_max",
+                "retry_errors",
+            }
+        }
+        return create_engine(conninfo.hostname, **options)
+
+
+class Transport(SqlaTransport):
+    Channel = Channel
+
+
+def register() -> None:
+    """Route `sqla+…` broker URLs to this transport."""
+    TRANSPORT_ALIASES["sqla"] = "portal.broker:Transport"
+    TRANSPORT_ALIASES["sqlalchemy"] = "portal.broker:Transport"

@@ -1,0 +1,61 @@
+"""Template helpers of the customer portal."""
+
+from django import template
+
+from portal.money import format_money
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def money(context, amount_minor, currency=None, country=None):
+    """`{% money invoice.total_minor invoice.currency %}`, in the locale of the page's customer (its country)."""
+    customer = context.get("customer")
+    if currency is None:
+        currency = getattr(customer, "currency", "USD")
+    if country is None:
+        country = getattr(customer, "country", "") or "US"
+    return format_money(amount_minor, currency, country)
+
+
+@register.filter(name="money")
+def money_filter(amount_minor, currency="USD"):
+    """`{{ amount|money:"EUR" }}` in the default (en-US) locale, for pages without a customer."""
+    return format_money(amount_minor, currency, "US")
+
+
+@register.filter
+def percent_of(part, whole):
+    """An integer 0-100 for CSS bar classes; 0 when the whole is 0."""
+    try:
+        return max(0, min(100, round(100 * int(part) / int(whole)))) if int(whole) else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+@register.simple_tag
+def optional_url(name, *args):
+    """The URL of a page another part of the portal may not have built yet; "" until it exists."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return ""
+
+
+@register.simple_tag(takes_context=True)
+def switch_url(context, customer_id):
+    """The same page for another customer (the switcher), falling back to that customer's dashboard."""
+    from django.urls import NoReverseMatch, reverse
+
+    request = context["request"]
+    match = getattr(request, "resolver_match", None)
+    if match and "customer_id" in match.kwargs and match.url_name not in {"enablement"}:
+        kwargs = {**match.kwargs, "customer_id": customer_id}
+        if set(kwargs) == {"customer_id"}:
+            try:
+                return reverse(match.view_name, kwargs=kwargs)
+            except NoReverseMatch:
+                pass
+    return reverse("portal:customer_dashboard", args=[customer_id])

@@ -1,0 +1,263 @@
+"""What a subscription pays per period ("terms"), and the invoice-ready lines that describe it.
+
+Billed seats = max(0, seats − included seats); recurring amount per period = flat fee + billed seats × seat price +
+every live add-on's flat fee × quantity. Amounts come from the subscription's price snapshot (grandfathering), never
+from the live catalog. Pure reads; no writes.
+"""
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from subscriptions.models import (
+    Package,
+    ScheduledChange,
+    ScheduledChangeKind,
+    SkuKind,
+    Subscription,
+)
+
+
+@dataclass(frozen=True)
+class PreviewLine:
+    """One line of a preview or an invoice: customer words up front, the SKU code for the small print."""
+
+    description: str
+    period_start: datetime
+    period_end: datetime
+    quantity: int
+    unit_amount_minor: int
+    amount_minor: int
+    proration: bool
+    sku_code: str
+    tax_category: str
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["period_start"] = self.period_start.isoformat()
+        data["period_end"] = self.period_end.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class AddonTerms:
+    package: Package
+    price_id: int
+    flat_amount_minor: int
+    quantity: int = 1
+    addon_id: int | None = None
+
+    @property
+    def amount_minor(self) -> int:
+        return self.flat_amount_minor * self.quantity
+
+
+@dataclass(frozen=True)
+class Terms:
+    package: Package
+    price_id: int
+    interval: str
+    currency: str
+    flat_amount_minor: int
+    seat_amount_minor: int
+    included_seats: int
+    seats: int
+    addons: tuple[AddonTerms, ...] = field(default_factory=tuple)
+
+    @property
+    def billed_seats(self) -> int:
+        return max(0, self.seats - self.included_seats)
+
+    @property
+    def base_amount_minor(self) -> int:
+        """The package's own recurring amount (flat fee plus billed seats), without add-ons."""
+        return self.flat_amount_minor + self.billed_seats * self.seat_amount_minor
+
+    @property
+    def recurring_amount_minor(self) -> int:
+        return self.base_amount_minor + sum(addon.amount_minor for addon in self.addons)
+
+    def addon_for(self, package_id: int) -> AddonTerms | None:
+        return next((addon for addon in self.addons if addon.package.pk == package_id), None)
+
+
+def terms_current(subscription: Subscription) -> Terms:
+    """The terms the subscription pays right now (its snapshot and live add-ons)."""
+    addons = tuple(
+        AddonTerms(
+            package=addon.package,
+            price_id=addon.price_id,
+            flat_amount_minor=addon.flat_amount_minor,
+            quantity=addon.quantity,
+            addon_id=addon.pk,
+        )
+        for addon in subscription.addons.filter(ended_at__isnull=True).select_related("package").order_by("pk")
+    )
+    return Terms(
+        package=subscription.package,
+        price_id=subscription.price_id,
+        interval=subscription.interval,
+        currency=subscription.currency,
+        flat_amount_minor=subscription.flat_amount_minor,
+        seat_amount_minor=subscription.seat_amount_minor,
+        included_seats=subscription.included_seats,
+        seats=subscription.seats,
+        addons=addons,
+    )
+
+
+def scheduled_changes_pending(subscription: Subscription) -> list[ScheduledChange]:
+    return list(
+        subscription.scheduled_changes.filter(applied_at__isnull=True, canceled_at__isnull=True).order_by(
+            "effective_at", "pk"
+        )
+    )
+
+
+def terms_apply_scheduled(terms: Terms, change: ScheduledChange) -> Terms:
+    """The terms after one scheduled change takes effect (the same rule renewal applies)."""
+    payload = change.payload
+    if change.kind == ScheduledChangeKind.SEATS:
+        return _replace(terms, seats=int(payload["seats"]))
+    if change.kind == ScheduledChangeKind.REMOVE_ADDON:
+        package_id = int(payload["package_id"])
+        return _replace(terms, addons=tuple(a for a in terms.addons if a.package.pk != package_id))
+    if change.kind == ScheduledChangeKind.PACKAGE:
+        package = Package.objects.get(pk=payload["package_id"])
+        addon_prices = payload.get("addon_prices", {})
+        addons = []
+        for addon in terms.addons:
+            repriced = addon_prices.get(str(addon.package.pk))
+            if repriced:
+                addon = AddonTerms(
+                    package=addon.package,
+                    price_id=int(repriced["price_id"]),
+                    flat_amount_minor=int(repriced["flat_amount_minor"]),
+                    quantity=addon.quantity,
+                    addon_id=addon.addon_id,
+                )
+            addons.append(addon)
+        return Terms(
+            package=package,
+            price_id=int(payload["price_id"]),
+            interval=payload["interval"],
+            currency=terms.currency,
+            flat_amount_minor=int(payload["flat_amount_minor"]),
+            seat_amount_minor=int(payload["seat_amount_minor"]),
+            included_seats=int(payload["included_seats"]),
+            seats=max(terms.seats, int(payload.get("min_seats") or 0)),
+            addons=tuple(addons),
+        )
+    raise ValueError(f"Unknown scheduled change kind {change.kind!r}")
+
+
+def terms_projected(subscription: Subscription, *, exclude_kinds: tuple[str, ...] = ()) -> Terms:
+    """The terms from the next period on: the current terms with every pending scheduled change applied."""
+    terms = terms_current(subscription)
+    for change in scheduled_changes_pending(subscription):
+        if change.kind not in exclude_kinds:
+            terms = terms_apply_scheduled(terms, change)
+    return terms
+
+
+def _replace(terms: Terms, **changes) -> Terms:
+    from dataclasses import replace
+
+    return replace(terms, **changes)
+
+
+# --- lines -----------------------------------------------------------------------------------------------------
+
+
+def format_day(moment: datetime, *, with_year: bool = True) -> str:
+    moment = moment.astimezone(UTC)
+    return f"{moment.day} {moment:%b %Y}" if with_year else f"{moment.day} {moment:%b}"
+
+
+def format_period(start: datetime, end: datetime) -> str:
+    """'12 Nov – 1 Dec 2026' (the end is the exclusive period end, as the customer's renewal date)."""
+    start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
+    return f"{format_day(start_utc, with_year=start_utc.year != end_utc.year)} – {format_day(end_utc)}"
+
+
+def seats_phrase(count: int, *, adjective: str = "") -> str:
+    word = "seat" if count == 1 else "seats"
+    return f"{count} {adjective + ' ' if adjective else ''}{word}"
+
+
+def sku_for(package: Package, kind: str) -> tuple[str, str]:
+    """(sku code, tax category) of the package's first component of `kind`, for small print and tax."""
+    components = sorted(package.components.all(), key=lambda c: c.sku.code)
+    for component in components:
+        if component.sku.kind == kind:
+            return component.sku.code, component.sku.tax_category
+    if kind == SkuKind.RECURRING_PER_SEAT:
+        return sku_for(package, SkuKind.RECURRING_FLAT)
+    first = components[0].sku if components else None
+    return (first.code, first.tax_category) if first else ("", "saas")
+
+
+def terms_lines(terms: Terms, *, period_start: datetime, period_end: datetime) -> list[PreviewLine]:
+    """The full-period recurring lines for `terms`: flat fee, billed seats (if any), each add-on.
+
+    Billing uses these to invoice a period (renewal); amounts are exact (no proration).
+    """
+    period = format_period(period_start, period_end)
+    lines = []
+    code, tax = sku_for(terms.package, SkuKind.RECURRING_FLAT)
+    included = f" (includes {seats_phrase(terms.included_seats)})" if terms.included_seats else ""
+    lines.append(
+        PreviewLine(
+            description=f"{terms.package.name} plan{included}, {period}",
+            period_start=period_start,
+            period_end=period_end,
+            quantity=1,
+            unit_amount_minor=terms.flat_amount_minor,
+            amount_minor=terms.flat_amount_minor,
+            proration=False,
+            sku_code=code,
+            tax_category=tax,
+        )
+    )
+    if terms.billed_seats:
+        code, tax = sku_for(terms.package, SkuKind.RECURRING_PER_SEAT)
+        lines.append(
+            PreviewLine(
+                description=f"{terms.package.name} — {seats_phrase(terms.billed_seats, adjective='additional')}, "
+                f"{period}",
+                period_start=period_start,
+                period_end=period_end,
+                quantity=terms.billed_seats,
+                unit_amount_minor=terms.seat_amount_minor,
+                amount_minor=terms.billed_seats * terms.seat_amount_minor,
+                proration=False,
+                sku_code=code,
+                tax_category=tax,
+            )
+        )
+    for addon in terms.addons:
+        code, tax = sku_for(addon.package, SkuKind.RECURRING_FLAT)
+        lines.append(
+            PreviewLine(
+                description=f"{addon.package.name}, {period}",
+                period_start=period_start,
+                period_end=period_end,
+                quantity=addon.quantity,
+                unit_amount_minor=addon.flat_amount_minor,
+                amount_minor=addon.amount_minor,
+                proration=False,
+                sku_code=code,
+                tax_category=tax,
+            )
+        )
+    return lines
+
+
+def subscription_recurring_lines(
+    *, subscription: Subscription, period_start: datetime | None = None, period_end: datetime | None = None
+) -> list[PreviewLine]:
+    """The lines a full period of `subscription` costs, at its current terms (default: its current period)."""
+    return terms_lines(
+        terms_current(subscription),
+        period_start=period_start or subscription.current_period_start,
+        period_end=period_end or subscription.current_period_end,
+    )

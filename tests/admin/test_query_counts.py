@@ -1,0 +1,63 @@
+"""Back-office pages run a fixed number of queries however many rows they show."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from subscriptions.services.notes import staff_note_add
+from tests.admin.helpers import customer_with_subscription
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELISTS = [
+    "admin:subscriptions_customer_changelist",
+    "admin:subscriptions_subscription_changelist",
+    "admin:subscriptions_auditevent_changelist",
+    "admin:subscriptions_membership_changelist",
+    "admin:subscriptions_staffnote_changelist",
+    "admin:subscriptions_user_changelist",
+    "admin:subscriptions_package_changelist",
+]
+
+
+def _count(client, url: str) -> int:
+    client.get(url)  # warm per-process caches (content types, session) so only the page's own queries count
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, url
+    return len(queries)
+
+
+def _add_customers(n: int, author) -> None:
+    for _ in range(n):
+        customer = customer_with_subscription(members=2)
+        staff_note_add(customer=customer, author=author, body="checked in")
+
+
+@pytest.mark.parametrize("name", CHANGELISTS)
+def test_admin_changelist_query_count_does_not_grow_with_rows(support_client, support_user, name):
+    url = reverse(name)
+    _add_customers(2, support_user)
+    few = _count(support_client, url)
+
+    _add_customers(8, support_user)
+    many = _count(support_client, url)
+
+    assert many == few
+
+
+def test_customer_360_query_count_does_not_grow_with_history(support_client, support_user):
+    customer = customer_with_subscription(members=2)
+    url = reverse("admin:subscriptions_customer_change", args=[customer.pk])
+    staff_note_add(customer=customer, author=support_user, body="first")
+    few = _count(support_client, url)
+
+    for index in range(10):
+        staff_note_add(customer=customer, author=UserFactory(is_staff=True), body=f"note {index}")
+        customer_membership_user = UserFactory()
+        customer.memberships.create(user=customer_membership_user, role="member")
+    many = _count(support_client, url)
+
+    assert many == few
