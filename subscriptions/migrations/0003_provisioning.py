@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('subscriptions', '0001_initial'),
+        ('subscriptions', '0002_staffnote'),
     ]
 
     operations = [
