@@ -2,6 +2,7 @@
 
 import logging
 import random
+import time
 
 from celery import shared_task
 from django.conf import settings
@@ -49,6 +50,10 @@ def entitlements_reconcile_task(self, customer_id: int, trigger: str = "", run_i
             countdown,
             exc,
         )
+        if self.request.is_eager:
+            # Eager mode (unit tests) propagates Celery's Retry signal instead of re-running; re-run inline instead.
+            time.sleep(countdown)
+            return entitlements_reconcile_task.apply(args=(customer_id, trigger, None), retries=retries + 1).result
         # A retry is a new attempt with its own run row, so run_id is not carried over.
         raise self.retry(
             args=(customer_id, trigger, None), kwargs={}, exc=exc, countdown=countdown, max_retries=max_retries

@@ -336,6 +336,7 @@ def _reconcile_locked(
     to_create: list[Entitlement] = []
     to_update: dict[int, Entitlement] = {}
     new_runs: list[ProvisioningRun] = []
+    to_push: list[tuple[int, set[EntitlementKey], dict[EntitlementKey, bool]]] = []
     for customer_id in customer_ids:
         desired = desired_by_customer[customer_id]
         rows = rows_by_customer[customer_id]
@@ -346,7 +347,6 @@ def _reconcile_locked(
         }
         changes = entitlements_diff(desired, applied)
         changed_keys = {change.key for change in changes}
-        # Support is told once per failure, not on every retry of an already failed entitlement.
         was_failed = {key: row.state == EntitlementState.FAILED for key, row in rows.items()}
 
         # Record what is desired, and open the rows that need work.
@@ -382,7 +382,9 @@ def _reconcile_locked(
                 row.package_id = want.package_id
                 dirty = True
             if key in changed_keys:
-                dirty |= _transition(row, EntitlementState.PENDING if want else EntitlementState.REVOKING)
+                # A failed row stays failed until a push succeeds: support was told once, and is not told again.
+                if row.state != EntitlementState.FAILED:
+                    dirty |= _transition(row, EntitlementState.PENDING if want else EntitlementState.REVOKING)
             else:
                 # Already in the desired state (e.g. a failed row whose value was applied after all).
                 done = EntitlementState.ACTIVE if want else EntitlementState.REVOKED
@@ -403,12 +405,18 @@ def _reconcile_locked(
         run.attempt = attempt
         run.started_at = run.started_at or now
         run.diff = [change.as_json() for change in changes]
-        outcome = _Outcome(run=run)
-        outcomes[customer_id] = outcome
+        run.outcome = RunOutcome.RUNNING if changes else RunOutcome.NOOP
+        outcomes[customer_id] = _Outcome(run=run)
+        if changes:
+            to_push.append((customer_id, changed_keys, was_failed))
 
-        if not changes:
-            run.outcome = RunOutcome.NOOP
-            continue
+    # Runs get their ids before the push, so a remote receiver can use the run id to recognise a repeated delivery.
+    if new_runs:
+        ProvisioningRun.objects.bulk_create(new_runs)
+    for customer_id, changed_keys, was_failed in to_push:
+        outcome = outcomes[customer_id]
+        run = outcome.run
+        rows = rows_by_customer[customer_id]
         try:
             provisioner.push(customer_id=customer_id, run_id=run.pk, changes=run.diff)
         except ProvisionerError as exc:
@@ -465,12 +473,9 @@ def _reconcile_locked(
         run = outcome.run
         run.finished_at = finished
         run.duration_ms = max(0, int((finished - run.started_at).total_seconds() * 1000))
-    if new_runs:
-        ProvisioningRun.objects.bulk_create(new_runs)
-    existing_runs = [o.run for o in outcomes.values() if o.run not in new_runs]
-    if existing_runs:
+    if outcomes:
         ProvisioningRun.objects.bulk_update(
-            existing_runs,
+            [o.run for o in outcomes.values()],
             ["backend", "attempt", "started_at", "finished_at", "duration_ms", "outcome", "diff", "error", "trigger"],
         )
     succeeded = [cid for cid, o in outcomes.items() if o.error is None]
