@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format migrate seed venv install clean help
+.PHONY: run test lint format migrate seed venv install clean help openapi
 
 help:
 	@echo "make run   - start the portal (web + Celery worker + beat) with demo data on http://127.0.0.1:8000"
@@ -53,6 +53,10 @@ format: $(STAMP)
 
 test: lint
 	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Regenerate the committed OpenAPI schema (tests/api/test_schema.py fails when it is out of date).
+openapi: $(STAMP)
+	$(PY) manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
 
 clean:
 	rm -rf var/ .pytest_cache .ruff_cache

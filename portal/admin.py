@@ -23,7 +23,7 @@ class CustomerAdmin(ReadOnlyAdmin):
     change_form_template = "admin/customer_360.html"
     list_display = ["name", "legal_name", "country", "region", "currency", "member_count", "created_at"]
     list_filter = ["country", "currency"]
-    search_fields = ["name", "legal_name", "memberships__user__email"]
+    search_fields = ["name", "legal_name", "memberships__user__email", "invoices__number"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(member_count=Count("memberships", distinct=True))
@@ -48,6 +48,7 @@ class CustomerAdmin(ReadOnlyAdmin):
         if customer is not None and self.has_view_permission(request, customer):
             extra_context["c360"] = customer_360(customer=customer)
             extra_context["can_add_note"] = request.user.has_perm("subscriptions.add_staffnote")
+            extra_context["can_view_exemptions"] = request.user.has_perm("billing.view_taxexemption")
         return super().change_view(request, object_id, form_url, extra_context)
 
     def add_note_view(self, request, customer_id: int):

@@ -11,6 +11,16 @@ from django.db.models import Count, Prefetch
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.admin import money
+from billing.models import (
+    BillingProfile,
+    CreditNote,
+    ExemptionStatus,
+    Invoice,
+    InvoiceStatus,
+    InvoiceStatusChange,
+    TaxExemption,
+)
 from subscriptions.models import (
     LIVE_STATUSES,
     AuditEvent,
@@ -51,12 +61,21 @@ class Customer360:
     pending_invitations: list[Invitation]
     notes: list[StaffNote]
     audit: list[AuditEvent]
+    invoices: list[Invoice] = field(default_factory=list)
+    invoice_changes: list[InvoiceStatusChange] = field(default_factory=list)
+    credit_notes: list[CreditNote] = field(default_factory=list)
+    billing_profile: BillingProfile | None = None
+    exemptions: list[TaxExemption] = field(default_factory=list)
     timeline: list[TimelineEntry] = field(default_factory=list)
     health: list[Health] = field(default_factory=list)
 
     @property
     def live_subscriptions(self) -> list[Subscription]:
         return [s for s in self.subscriptions if s.status in LIVE_STATUSES]
+
+    @property
+    def current_exemption(self) -> TaxExemption | None:
+        return self.exemptions[0] if self.exemptions else None
 
     @property
     def seats_purchased(self) -> int:
@@ -103,7 +122,26 @@ def customer_360(*, customer: Customer, now: datetime | None = None) -> Customer
         pending_invitations=invitations,
         notes=notes,
         audit=audit,
+        invoices=list(Invoice.objects.filter(customer=customer).order_by("-created_at", "-id")[:SECTION_LIMIT]),
+        invoice_changes=list(
+            InvoiceStatusChange.objects.filter(invoice__customer=customer)
+            .select_related("invoice", "actor")
+            .order_by("-created_at", "-id")[:TIMELINE_LIMIT]
+        ),
+        credit_notes=list(
+            CreditNote.objects.filter(customer=customer).select_related("invoice", "created_by")[:SECTION_LIMIT]
+        ),
+        billing_profile=BillingProfile.objects.filter(customer=customer).first(),
+        exemptions=list(
+            TaxExemption.objects.filter(customer=customer).select_related("reviewer").order_by("-submitted_at")[:5]
+        ),
     )
+    for invoice in view.invoices:
+        invoice.total_display = money(invoice.total_minor, invoice.currency)
+        invoice.due_display = money(invoice.amount_due_minor, invoice.currency)
+        invoice.paid_display = money(invoice.amount_paid_minor, invoice.currency)
+    for note in view.credit_notes:
+        note.total_display = money(note.total_minor, note.currency)
     view.timeline = _timeline(view)
     view.health = _health(view, now=now)
     return view
@@ -124,6 +162,28 @@ def _timeline(view: Customer360) -> list[TimelineEntry]:
     entries += [
         TimelineEntry(at=note.created_at, kind="note", who=_who(note.author), what="Internal note", detail=note.body)
         for note in view.notes
+    ]
+    entries += [
+        TimelineEntry(
+            at=change.created_at,
+            kind="invoice",
+            who=_who(change.actor),
+            what=f"Invoice {change.invoice}: {change.from_status or 'created'} → {change.to_status}",
+            detail=change.reason,
+            url=reverse("admin:billing_invoice_change", args=[change.invoice_id]),
+        )
+        for change in view.invoice_changes
+    ]
+    entries += [
+        TimelineEntry(
+            at=note.issued_at,
+            kind="credit note",
+            who=_who(note.created_by),
+            what=f"Credit note {note.number} for {note.invoice}",
+            detail=f"{note.get_reason_code_display()}: {note.reason_text}",
+            url=reverse("admin:billing_creditnote_change", args=[note.pk]),
+        )
+        for note in view.credit_notes
     ]
     entries.sort(key=lambda entry: entry.at, reverse=True)
     return entries[:TIMELINE_LIMIT]
@@ -160,6 +220,27 @@ def _health(view: Customer360, *, now: datetime) -> list[Health]:
             health.append(
                 Health("error", f"{subscription.assigned_seats} seats assigned but only {subscription.seats} bought.")
             )
+    held = [invoice for invoice in view.invoices if invoice.status == InvoiceStatus.HELD]
+    if held:
+        health.append(Health("warning", f"{len(held)} invoice(s) held for review."))
+    overdue = [
+        invoice
+        for invoice in view.invoices
+        if invoice.status == InvoiceStatus.OPEN and invoice.due_on and invoice.due_on < now.date()
+    ]
+    if overdue:
+        health.append(Health("error", f"{len(overdue)} invoice(s) overdue."))
+    exemption = view.current_exemption
+    if exemption is not None and exemption.status == ExemptionStatus.SUBMITTED:
+        health.append(Health("warning", "Tax exemption certificate awaiting review."))
+    elif (
+        exemption is not None
+        and exemption.status == ExemptionStatus.APPROVED
+        and exemption.expires_on < (now + timedelta(days=30)).date()
+    ):
+        health.append(Health("warning", f"Tax exemption expires {exemption.expires_on:%Y-%m-%d}."))
+    if view.billing_profile is None:
+        health.append(Health("warning", "No billing profile yet."))
     if not health:
         health.append(Health("ok", "Nothing needs attention."))
     return health

@@ -5,6 +5,7 @@ from portal.views import errors
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("portal.api.urls")),
     path("", include("portal.views.urls")),
 ]
 

@@ -1,11 +1,31 @@
 """Reusable read queries for customers, memberships and subscriptions."""
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 
-from django.db.models import QuerySet
+from django.db import models
+from django.db.models import Prefetch, Q, QuerySet
+from django.utils import timezone
 
-from subscriptions.models import LIVE_STATUSES, Customer, Membership, Subscription, User
+from subscriptions.models import (
+    LIVE_STATUSES,
+    AuditEvent,
+    Customer,
+    Invitation,
+    Membership,
+    Package,
+    PackageComponent,
+    Price,
+    ScheduledChange,
+    SeatAssignment,
+    SeatLedgerEntry,
+    Subscription,
+    SubscriptionAddon,
+    SubscriptionChange,
+    SubscriptionStatus,
+    User,
+)
 
 
 def memberships_for_user(*, user: User) -> list[Membership]:
@@ -17,6 +37,165 @@ def subscriptions_live_for_customer(*, customer: Customer) -> QuerySet[Subscript
         Subscription.objects.filter(customer=customer, status__in=LIVE_STATUSES)
         .select_related("package")
         .order_by("created_at")
+    )
+
+
+# --- issue 4: catalog, subscriptions, seats, people, audit ------------------------------------------------------
+
+
+class JourneyStage(models.TextChoices):
+    ONBOARDING = "onboarding", "Onboarding"
+    ADOPTING = "adopting", "Adopting"
+    ESTABLISHED = "established", "Established"
+    AT_RISK = "at_risk", "At risk"
+    CHURNED = "churned", "Churned"
+
+
+ONBOARDING_DAYS = 30
+ESTABLISHED_DAYS = 90
+ESTABLISHED_SEAT_USE = Decimal("0.5")
+
+
+def customer_journey_stage(customer: Customer, *, as_of: datetime | None = None) -> str:
+    """The customer's journey stage, derived from their subscriptions (never typed in). First rule that matches:
+
+    1. **churned** — they had a subscription and none is live (trialing, active or past due) any more.
+    2. **at_risk** — a live subscription is past due, or set to cancel at the period end.
+    3. **onboarding** — no subscription yet, a subscription in trial, or their first subscription is less than
+       30 days old.
+    4. **established** — subscribed for at least 90 days and at least half of the purchased seats are assigned.
+    5. **adopting** — everyone else: paying, but young (30–90 days) or using fewer than half of their seats.
+    """
+    as_of = as_of or timezone.now()
+    subscriptions = list(Subscription.objects.filter(customer=customer).order_by("created_at"))
+    if not subscriptions:
+        return JourneyStage.ONBOARDING
+    live = [s for s in subscriptions if s.status in LIVE_STATUSES]
+    if not live:
+        return JourneyStage.CHURNED
+    if any(s.status == SubscriptionStatus.PAST_DUE or s.cancel_at_period_end for s in live):
+        return JourneyStage.AT_RISK
+    age = as_of - subscriptions[0].created_at
+    if any(s.status == SubscriptionStatus.TRIALING for s in live) or age < timedelta(days=ONBOARDING_DAYS):
+        return JourneyStage.ONBOARDING
+    seats = sum(s.seats for s in live)
+    assigned = SeatAssignment.objects.filter(subscription__in=live).count()
+    if age >= timedelta(days=ESTABLISHED_DAYS) and seats and Decimal(assigned) / Decimal(seats) >= ESTABLISHED_SEAT_USE:
+        return JourneyStage.ESTABLISHED
+    return JourneyStage.ADOPTING
+
+
+def subscription_for_customer(*, customer: Customer) -> Subscription | None:
+    """The customer's current subscription: the newest live one, else the newest of any status, else None."""
+    queryset = Subscription.objects.filter(customer=customer).select_related("package", "price")
+    return (
+        queryset.filter(status__in=LIVE_STATUSES).order_by("-created_at", "-pk").first()
+        or queryset.order_by("-created_at", "-pk").first()
+    )
+
+
+def seats_assigned_count(*, subscription: Subscription) -> int:
+    return SeatAssignment.objects.filter(subscription=subscription).count()
+
+
+def seat_assignments_for_subscription(*, subscription: Subscription) -> list[SeatAssignment]:
+    return list(SeatAssignment.objects.filter(subscription=subscription).select_related("user").order_by("user__email"))
+
+
+def seats_at(*, subscription: Subscription, moment: datetime) -> int:
+    """The purchased seat count at `moment`, answered from the append-only seat ledger (0 before it started)."""
+    entry = (
+        SeatLedgerEntry.objects.filter(subscription=subscription, effective_at__lte=moment)
+        .order_by("-effective_at", "-pk")
+        .first()
+    )
+    return entry.seats_to if entry else 0
+
+
+def seat_ledger_for_subscription(*, subscription: Subscription) -> list[SeatLedgerEntry]:
+    return list(
+        SeatLedgerEntry.objects.filter(subscription=subscription).select_related("actor").order_by("effective_at", "pk")
+    )
+
+
+def scheduled_changes_for_subscription(*, subscription: Subscription) -> list[ScheduledChange]:
+    """Pending changes (not applied, not canceled), soonest first."""
+    return list(
+        ScheduledChange.objects.filter(
+            subscription=subscription, applied_at__isnull=True, canceled_at__isnull=True
+        ).order_by("effective_at", "pk")
+    )
+
+
+def subscription_addons_live(*, subscription: Subscription) -> list[SubscriptionAddon]:
+    return list(
+        SubscriptionAddon.objects.filter(subscription=subscription, ended_at__isnull=True)
+        .select_related("package")
+        .order_by("started_at", "pk")
+    )
+
+
+def subscription_changes_for_subscription(*, subscription: Subscription) -> list[SubscriptionChange]:
+    return list(
+        SubscriptionChange.objects.filter(subscription=subscription)
+        .select_related("actor")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def packages_public(*, currency: str | None = None, interval: str | None = None) -> list[Package]:
+    """Active public base packages in display order, with components, SKUs, active prices and add-ons prefetched.
+
+    With `currency` (and `interval`), only packages that have an active price there; `package.active_prices` holds
+    the matching active prices either way.
+    """
+    price_filter = Q(is_active=True)
+    if currency:
+        price_filter &= Q(currency=currency)
+    if interval:
+        price_filter &= Q(interval=interval)
+    queryset = Package.objects.filter(is_active=True, is_public=True, is_addon=False)
+    if currency or interval:
+        scoped = Q(prices__is_active=True)
+        if currency:
+            scoped &= Q(prices__currency=currency)
+        if interval:
+            scoped &= Q(prices__interval=interval)
+        queryset = queryset.filter(scoped).distinct()
+    return list(
+        queryset.order_by("display_order", "name").prefetch_related(
+            Prefetch("components", queryset=PackageComponent.objects.select_related("sku").order_by("sku__code")),
+            Prefetch("prices", queryset=Price.objects.filter(price_filter), to_attr="active_prices"),
+            Prefetch(
+                "addons",
+                queryset=Package.objects.filter(is_active=True, is_public=True).order_by("display_order", "name"),
+            ),
+            "change_targets",
+        )
+    )
+
+
+def package_by_slug(*, slug: str) -> Package | None:
+    return Package.objects.filter(slug=slug).prefetch_related("components__sku", "prices").first()
+
+
+def audit_for_customer(*, customer: Customer, limit: int | None = 100) -> list[AuditEvent]:
+    """The customer's audit trail, newest first, with the actor loaded."""
+    queryset = AuditEvent.objects.filter(customer=customer).select_related("actor").order_by("-created_at", "-pk")
+    return list(queryset[:limit] if limit else queryset)
+
+
+def members_for_customer(*, customer: Customer) -> list[Membership]:
+    return list(Membership.objects.filter(customer=customer).select_related("user").order_by("user__email"))
+
+
+def invitations_pending_for_customer(*, customer: Customer) -> list[Invitation]:
+    return list(
+        Invitation.objects.filter(
+            customer=customer, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        )
+        .select_related("invited_by")
+        .order_by("-created_at")
     )
 
 

@@ -59,3 +59,17 @@ def switch_url(context, customer_id):
             except NoReverseMatch:
                 pass
     return reverse("portal:customer_dashboard", args=[customer_id])
+
+
+@register.filter
+def absolute(value):
+    try:
+        return abs(int(value))
+    except (TypeError, ValueError):
+        return value
+
+
+@register.filter
+def add_current(alternatives, current):
+    """The current package's offer first, then the alternatives (for side-by-side comparison)."""
+    return ([current] if current else []) + list(alternatives)

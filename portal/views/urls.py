@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal.views import auth, pages
+from portal.views import activity, auth, changes, invoices, package, pages, seats
 
 app_name = "portal"
 
@@ -27,4 +27,26 @@ urlpatterns = [
     # Customer-scoped pages: /c/<customer_id>/… (portal/permissions.py)
     path("c/<int:customer_id>/", pages.dashboard, name="customer_dashboard"),
     path("c/<int:customer_id>/enablement/", pages.enablement, name="enablement"),
+    path("c/<int:customer_id>/invoices/", invoices.invoice_list, name="invoices"),
+    path("c/<int:customer_id>/invoices/<int:invoice_id>/", invoices.invoice_detail, name="invoice_detail"),
+    path("c/<int:customer_id>/invoices/<int:invoice_id>/pdf/", invoices.invoice_download, name="invoice_pdf"),
+    path(
+        "c/<int:customer_id>/credit-notes/<int:credit_note_id>/pdf/",
+        invoices.credit_note_download,
+        name="credit_note_pdf",
+    ),
+    path("c/<int:customer_id>/activity/", activity.activity, name="activity"),
+    path("c/<int:customer_id>/package/", package.package_page, name="package"),
+    path("c/<int:customer_id>/seats/", seats.seats_page, name="seats"),
 ]
+
+# Preview → confirm for every self-service change (portal/views/changes.py).
+for _kind in changes.KINDS:
+    urlpatterns += [
+        path(
+            f"c/<int:customer_id>/changes/{_kind}/preview/",
+            changes.PREVIEW_VIEWS[_kind],
+            name=f"change_preview_{_kind}",
+        ),
+        path(f"c/<int:customer_id>/changes/{_kind}/apply/", changes.APPLY_VIEWS[_kind], name=f"change_apply_{_kind}"),
+    ]

@@ -740,7 +740,9 @@ def _plan_package(subscription: Subscription, at: datetime, package_slug, interv
                     "flat_amount_minor": price.flat_amount_minor,
                     "seat_amount_minor": price.seat_amount_minor,
                     "included_seats": target.included_seats,
-                    "min_seats": new_seats if new_seats != sub.seats else None,
+                    # Explicitly chosen seats, or None to keep the count at renewal (raised to the minimum).
+                    "seats": new_seats if seats is not None else None,
+                    "min_seats": target.min_seats,
                     "addon_prices": addon_prices,
                 },
                 effective_at=sub.current_period_end,

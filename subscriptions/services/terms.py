@@ -144,10 +144,17 @@ def terms_apply_scheduled(terms: Terms, change: ScheduledChange) -> Terms:
             flat_amount_minor=int(payload["flat_amount_minor"]),
             seat_amount_minor=int(payload["seat_amount_minor"]),
             included_seats=int(payload["included_seats"]),
-            seats=max(terms.seats, int(payload.get("min_seats") or 0)),
+            seats=package_change_seats(terms.seats, payload),
             addons=tuple(addons),
         )
     raise ValueError(f"Unknown scheduled change kind {change.kind!r}")
+
+
+def package_change_seats(current_seats: int, payload: dict) -> int:
+    """Seats after a scheduled package change: the chosen count, else the current one, never below the minimum."""
+    chosen = payload.get("seats")
+    seats = int(chosen) if chosen is not None else current_seats
+    return max(seats, int(payload.get("min_seats") or 0))
 
 
 def terms_projected(subscription: Subscription, *, exclude_kinds: tuple[str, ...] = ()) -> Terms:

@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from subscriptions.services.notes import staff_note_add
-from tests.admin.helpers import customer_with_subscription
+from tests.admin.helpers import customer_with_subscription, exemption_for, invoice_for
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -19,6 +19,11 @@ CHANGELISTS = [
     "admin:subscriptions_staffnote_changelist",
     "admin:subscriptions_user_changelist",
     "admin:subscriptions_package_changelist",
+    "admin:billing_invoice_changelist",
+    "admin:billing_creditnote_changelist",
+    "admin:billing_taxexemption_changelist",
+    "admin:billing_billingprofile_changelist",
+    "admin:billing_taxrate_changelist",
 ]
 
 
@@ -34,16 +39,18 @@ def _add_customers(n: int, author) -> None:
     for _ in range(n):
         customer = customer_with_subscription(members=2)
         staff_note_add(customer=customer, author=author, body="checked in")
+        invoice_for(customer, hold_reasons=[{"code": "first_invoice", "message": "First invoice"}])
+        exemption_for(customer)
 
 
 @pytest.mark.parametrize("name", CHANGELISTS)
-def test_admin_changelist_query_count_does_not_grow_with_rows(support_client, support_user, name):
+def test_admin_changelist_query_count_does_not_grow_with_rows(billing_client, billing_user, name):
     url = reverse(name)
-    _add_customers(2, support_user)
-    few = _count(support_client, url)
+    _add_customers(2, billing_user)
+    few = _count(billing_client, url)
 
-    _add_customers(8, support_user)
-    many = _count(support_client, url)
+    _add_customers(8, billing_user)
+    many = _count(billing_client, url)
 
     assert many == few
 
@@ -58,6 +65,8 @@ def test_customer_360_query_count_does_not_grow_with_history(support_client, sup
         staff_note_add(customer=customer, author=UserFactory(is_staff=True), body=f"note {index}")
         customer_membership_user = UserFactory()
         customer.memberships.create(user=customer_membership_user, role="member")
+        invoice_for(customer, status="open", number=f"INV-2026-{index:06d}")
+        exemption_for(customer)
     many = _count(support_client, url)
 
     assert many == few

@@ -66,3 +66,49 @@ def client_for():
         return c
 
     return _client
+
+
+_invoice_seq = iter(range(1, 100_000))
+
+
+def make_invoice(customer, *, status="open", total=11_900, issued_at=None, pdf: bytes | None = b"%PDF-1.4 demo"):
+    """An issued invoice as billing leaves it (number, amounts, copied billing details), optionally with its PDF."""
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from billing.models import Invoice, InvoiceLine
+
+    issued_at = issued_at or timezone.now()
+    n = next(_invoice_seq)
+    invoice = Invoice.objects.create(
+        customer=customer,
+        status="draft",
+        currency=customer.currency,
+        subtotal_minor=total - 900,
+        tax_minor=900,
+        total_minor=total,
+        billing_legal_name=customer.legal_name,
+        billing_address=["1 Main Street", "Springfield CA 90000", "US"],
+    )
+    InvoiceLine.objects.create(
+        invoice=invoice,
+        description="Team, monthly",
+        quantity=1,
+        unit_amount_minor=total - 900,
+        amount_minor=total - 900,
+    )
+    # Issue it the way billing's service ends: one update of number, status and dates.
+    Invoice.objects.filter(pk=invoice.pk).update(
+        number=f"INV-{issued_at.year}-{n:06d}",
+        series=f"INV-{issued_at.year}",
+        status=status,
+        amount_paid_minor=total if status == "paid" else 0,
+        amount_due_minor=0 if status in ("paid", "void") else total,
+        issued_at=issued_at,
+        due_on=(issued_at + timezone.timedelta(days=30)).date(),
+    )
+    invoice = Invoice.objects.get(pk=invoice.pk)
+    if pdf is not None:
+        invoice.pdf_file.save(f"{invoice.number}.pdf", ContentFile(pdf), save=False)
+        Invoice.objects.filter(pk=invoice.pk).update(pdf_file=invoice.pdf_file.name)
+    return invoice

@@ -15,6 +15,10 @@ OK, FORBIDDEN = 200, 403
 PAGES = {
     "customer_dashboard": (OK, OK, OK),
     "enablement": (OK, OK, OK),
+    "invoices": (OK, OK, FORBIDDEN),
+    "activity": (OK, FORBIDDEN, FORBIDDEN),
+    "package": (OK, FORBIDDEN, FORBIDDEN),
+    "seats": (OK, OK, OK),
 }
 
 

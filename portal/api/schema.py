@@ -1,0 +1,75 @@
+"""OpenAPI generation details: component names from the view's nested serializers, and the error responses every
+operation can give (so clients and schemathesis know every documented status)."""
+
+from drf_spectacular.openapi import AutoSchema
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string", "description": "Stable, machine-readable, e.g. seats_below_assigned."},
+                "message": {"type": "string", "description": "Readable by the customer."},
+                "field": {
+                    "type": "string",
+                    "nullable": True,
+                    "description": "The input field at fault (dotted when nested), or null.",
+                },
+                "details": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                    "description": "Every field error, when there is more than one.",
+                },
+            },
+            "required": ["code", "message", "field"],
+        }
+    },
+    "required": ["error"],
+}
+
+ERROR_RESPONSES = {
+    "400": "The input is invalid (unknown or malformed fields); `field` names the first one.",
+    "401": "No valid credentials were sent.",
+    "403": "The caller's role does not allow this.",
+    "404": "No such object, or the caller has no access to its customer.",
+    "409": "A concurrent or stale change (send the current version).",
+    "415": "Unsupported content type.",
+    "422": "Understood but refused by a business rule, or an Idempotency-Key reused with a different request.",
+    "429": "Too many requests; retry after the Retry-After header's seconds.",
+}
+
+
+class ApiAutoSchema(AutoSchema):
+    def get_serializer_name(self, serializer, direction):
+        # Views nest Input/Output serializers (HackSoft style): name them after the view, e.g. SeatChangeInput.
+        parts = serializer.__class__.__qualname__.split(".")
+        if len(parts) > 1:
+            owner = parts[-2]
+            owner = owner[: -len("Api")] if owner.endswith("Api") else owner
+            return owner + parts[-1]
+        return super().get_serializer_name(serializer, direction)
+
+
+def add_error_responses(result, generator, request, public):
+    """Postprocessing hook: every operation documents the shared error body for its possible 4xx statuses."""
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components["Error"] = ERROR_SCHEMA
+    # Every API input serializer is a StrictSerializer: say so, so clients and fuzzers know extras are refused.
+    for name, component in components.items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
+    ref = {"$ref": "#/components/schemas/Error"}
+    for path_item in result.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            responses = operation.setdefault("responses", {})
+            statuses = ["400", "401", "403", "404", "429"]
+            if method in {"post", "put", "patch", "delete"}:
+                statuses += ["409", "415", "422"]
+            for code in statuses:
+                responses.setdefault(
+                    code, {"description": ERROR_RESPONSES[code], "content": {"application/json": {"schema": ref}}}
+                )
+    return result

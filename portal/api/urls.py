@@ -1,0 +1,24 @@
+"""/api/v1/… — the paths are part of the public contract (issue 9): never rename one."""
+
+from django.urls import path, re_path
+
+from portal.api.views import accounts, docs, subscriptions
+from portal.api.views.errors import not_found
+
+app_name = "api"
+
+C = "customers/<int:customer_id>"
+S = f"{C}/subscriptions/<int:subscription_id>"
+
+urlpatterns = [
+    path("v1/schema/", docs.ApiSchemaView.as_view(), name="schema"),
+    path("docs/", docs.ApiDocsView.as_view(), name="docs"),
+    path("v1/auth/token/", accounts.TokenObtainApi.as_view(), name="auth-token"),
+    path("v1/packages/", accounts.PackageListApi.as_view(), name="packages"),
+    path("v1/me/", accounts.MeApi.as_view(), name="me"),
+    path(f"v1/{C}/", accounts.CustomerDetailApi.as_view(), name="customer"),
+    path(f"v1/{C}/subscriptions/", subscriptions.SubscriptionListApi.as_view(), name="subscriptions"),
+    path(f"v1/{S}/", subscriptions.SubscriptionDetailApi.as_view(), name="subscription"),
+    # Anything else under /api/ answers in the API's error format rather than the site's HTML 404 page.
+    re_path(r"^.*$", not_found, name="not-found"),
+]

@@ -1,0 +1,233 @@
+"""Preview → confirm for every self-service change (seats, package/interval, add-ons, cancel, undo cancel).
+
+One flow for all of them:
+1. the page's form posts to `change_preview_<kind>` (htmx swaps the preview in; without JavaScript the whole page
+   re-renders) and we show every line, the amount due now, the new recurring amount and when it takes effect;
+2. the preview carries the subscription `version`, the amount due now and a fresh idempotency key in hidden fields;
+3. `change_apply_<kind>` applies exactly that. If anything changed in between, the service refuses (`StalePreview`)
+   and we show the *new* preview with an explanation — never silently apply different numbers. A double-submit
+   reuses the idempotency key, so it cannot apply twice.
+
+The portal calls billing's wrappers (`billing.services.changes`, which add tax and the billing mode) when they exist
+and the subscription services otherwise.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from django.contrib import messages
+from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
+
+from portal.permissions import PACKAGE, SEATS, customer_view, get_for_customer
+from subscriptions.exceptions import StalePreview, SubscriptionError
+from subscriptions.models import LIVE_STATUSES, Interval, Subscription
+
+
+@dataclass(frozen=True)
+class ChangeKind:
+    name: str
+    capability: str
+    service: str  # subscriptions.services.changes.<service>_preview / _apply
+    params: tuple[str, ...]
+    title: str
+    confirm_label: str
+    back: str  # url name of the page the change starts from
+
+
+KINDS = {
+    k.name: k
+    for k in [
+        ChangeKind("seats", SEATS, "subscription_change_seats", ("seats",), "Change seats", "Confirm seats", "seats"),
+        ChangeKind(
+            "package",
+            PACKAGE,
+            "subscription_change_package",
+            ("package_slug", "interval"),
+            "Change package",
+            "Confirm the change",
+            "package",
+        ),
+        ChangeKind(
+            "addon_add", PACKAGE, "subscription_addon_add", ("addon_slug",), "Add an add-on", "Add it", "package"
+        ),
+        ChangeKind(
+            "addon_remove",
+            PACKAGE,
+            "subscription_addon_remove",
+            ("addon_slug",),
+            "Remove an add-on",
+            "Remove it",
+            "package",
+        ),
+        ChangeKind("cancel", PACKAGE, "subscription_cancel", ("reason",), "Cancel at period end", "Cancel", "package"),
+        ChangeKind("reactivate", PACKAGE, "subscription_reactivate", (), "Keep the subscription", "Keep it", "package"),
+    ]
+}
+
+
+def service(name: str):
+    """Billing's wrapper of a change service when it exists (tax + billing mode), else the subscriptions service."""
+    try:
+        from billing.services import changes as billing_changes
+
+        function = getattr(billing_changes, name, None)
+        if function is not None:
+            return function
+    except ImportError:
+        pass
+    from subscriptions.services import changes as subscription_changes
+
+    return getattr(subscription_changes, name)
+
+
+class FormError(Exception):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def _parse(kind: ChangeKind, data) -> dict:
+    values = {}
+    for param in kind.params:
+        raw = (data.get(param) or "").strip()
+        if param == "seats":
+            if not raw.lstrip("-").isdigit():
+                raise FormError("seats", "Enter the number of seats as a whole number, e.g. 12.")
+            values["seats"] = int(raw)
+        elif param == "interval":
+            if raw and raw not in Interval.values:
+                raise FormError("interval", "Choose monthly or annual billing.")
+            values["interval"] = raw or None
+        elif param == "reason":
+            if not raw:
+                raise FormError("reason", "Please tell us why you are canceling; it helps us improve.")
+            if len(raw) > 1000:
+                raise FormError("reason", "Please keep the reason under 1,000 characters.")
+            values["reason"] = raw
+        else:
+            if not raw:
+                raise FormError(param, "Choose one of the options.")
+            values[param] = raw
+    return values
+
+
+def _subscription(request) -> Subscription:
+    raw = request.POST.get("subscription_id") or request.GET.get("subscription_id") or ""
+    qs = Subscription.objects.filter(status__in=LIVE_STATUSES).select_related("package")
+    if raw.isdigit():
+        return get_for_customer(qs, request.customer, pk=int(raw))
+    # One live subscription is the normal case; pick it when the form does not say.
+    subscription = qs.filter(customer=request.customer).order_by("created_at").first()
+    if subscription is None:
+        raise Http404("No live subscription.")
+    return subscription
+
+
+def preview_for(kind: ChangeKind, subscription: Subscription, values: dict):
+    return service(f"{kind.service}_preview")(subscription_id=subscription.pk, **values)
+
+
+def _preview_context(request, kind, subscription, values, preview=None, error=None, stale=None):
+    return {
+        "customer": request.customer,
+        "kind": kind,
+        "subscription": subscription,
+        "values": values,
+        "preview": preview,
+        "error": error,
+        "stale": stale,
+        "idempotency_key": uuid.uuid4().hex,
+        "apply_url": reverse(f"portal:change_apply_{kind.name}", args=[request.customer.pk]),
+        "back_url": reverse(f"portal:{kind.back}", args=[request.customer.pk]),
+    }
+
+
+def _render_preview(request, context, status=200):
+    template = "portal/changes/_preview.html" if request.htmx else "portal/changes/preview_page.html"
+    return render(request, template, context, status=status)
+
+
+def _make_preview_view(kind: ChangeKind):
+    @customer_view(kind.capability)
+    def preview_view(request):
+        subscription = _subscription(request)
+        data = request.POST if request.method == "POST" else request.GET
+        try:
+            values = _parse(kind, data)
+            preview = preview_for(kind, subscription, values)
+        except FormError as e:
+            return _render_preview(request, _preview_context(request, kind, subscription, {}, error=e), status=422)
+        except SubscriptionError as e:
+            context = _preview_context(request, kind, subscription, dict(data.items()), error=e)
+            return _render_preview(request, context, status=422)
+        return _render_preview(request, _preview_context(request, kind, subscription, values, preview))
+
+    preview_view.__name__ = f"change_preview_{kind.name}"
+    return preview_view
+
+
+def _make_apply_view(kind: ChangeKind):
+    @customer_view(kind.capability)
+    def apply_view(request):
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse(f"portal:{kind.back}", args=[request.customer.pk]))
+        subscription = _subscription(request)
+        try:
+            values = _parse(kind, request.POST)
+            version = int(request.POST.get("version", ""))
+            amount = int(request.POST.get("amount_due_now_minor", ""))
+        except (FormError, ValueError):
+            messages.error(request, "That confirmation was incomplete. Please preview the change again.")
+            return HttpResponseRedirect(reverse(f"portal:{kind.back}", args=[request.customer.pk]))
+        idempotency_key = (request.POST.get("idempotency_key") or "")[:100] or None
+        try:
+            change = service(f"{kind.service}_apply")(
+                subscription_id=subscription.pk,
+                expected_version=version,
+                expected_amount_due_minor=amount,
+                idempotency_key=idempotency_key,
+                actor=request.user,
+                **values,
+            )
+        except StalePreview as stale:
+            # Explain, and show the current numbers for a fresh decision.
+            try:
+                preview = preview_for(kind, subscription, values)
+                context = _preview_context(request, kind, subscription, values, preview, stale=stale)
+            except SubscriptionError as e:
+                context = _preview_context(request, kind, subscription, values, error=e, stale=stale)
+            return _render_preview(request, context, status=409)
+        except SubscriptionError as e:
+            context = _preview_context(request, kind, subscription, values, error=e)
+            return _render_preview(request, context, status=422)
+        summary = _summary(change)
+        messages.success(request, summary or "Done.")
+        target = _after_change_url(request, change)
+        if request.htmx:
+            response = HttpResponse(status=204)
+            response["HX-Redirect"] = target
+            return response
+        return HttpResponseRedirect(target)
+
+    apply_view.__name__ = f"change_apply_{kind.name}"
+    return apply_view
+
+
+def _after_change_url(request, change) -> str:
+    """The one-question effort survey when it exists, else the dashboard."""
+    try:
+        return reverse("portal:survey", args=[request.customer.pk]) + f"?change={change.pk}"
+    except NoReverseMatch:
+        return reverse("portal:customer_dashboard", args=[request.customer.pk])
+
+
+def _summary(change) -> str:
+    result = getattr(change, "result", None) or {}
+    return result.get("summary", "") if isinstance(result, dict) else ""
+
+
+PREVIEW_VIEWS = {name: _make_preview_view(kind) for name, kind in KINDS.items()}
+APPLY_VIEWS = {name: _make_apply_view(kind) for name, kind in KINDS.items()}

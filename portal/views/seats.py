@@ -1,0 +1,57 @@
+"""The seats page: change the seat count with a live preview, see who holds a seat, assign, unassign, invite.
+
+Members see only their own seat; owners and billing admins manage seats (capability `seats`).
+"""
+
+from django.db.models import Exists, OuterRef
+from django.http import Http404
+from django.shortcuts import render
+
+from portal.permissions import OWN_SEAT, customer_view
+from portal.views.package import live_subscription
+from subscriptions.models import Membership, SeatAssignment
+
+
+@customer_view(OWN_SEAT)
+def seats_page(request):
+    customer = request.customer
+    try:
+        subscription = live_subscription(request)
+    except Http404:
+        subscription = None
+    context = {"customer": customer, "subscription": subscription}
+    if subscription is not None:
+        holders = SeatAssignment.objects.filter(subscription=subscription, user=OuterRef("user"))
+        if request.can.seats:
+            people = list(
+                Membership.objects.filter(customer=customer)
+                .select_related("user")
+                .annotate(holds_seat=Exists(holders))
+                .order_by("user__email")
+            )
+            assigned = sum(1 for p in people if p.holds_seat)
+        else:
+            people = []
+            assigned = SeatAssignment.objects.filter(subscription=subscription).count()
+        context.update(
+            {
+                "people": people,
+                "assigned": assigned,
+                "free": max(0, subscription.seats - assigned),
+                "holds_seat": SeatAssignment.objects.filter(subscription=subscription, user=request.user).exists(),
+                "invitations": _pending_invitations(customer) if request.can.seats else [],
+            }
+        )
+    return render(request, "portal/seats.html", context)
+
+
+def _pending_invitations(customer):
+    from django.utils import timezone
+
+    from subscriptions.models import Invitation
+
+    return list(
+        Invitation.objects.filter(
+            customer=customer, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        ).order_by("-created_at")[:50]
+    )

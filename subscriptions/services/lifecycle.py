@@ -1,0 +1,439 @@
+"""Subscription status changes and renewal.
+
+Every status change goes through one table (`SUBSCRIPTION_TRANSITIONS`): the row is locked, the table checked, the
+timestamps set, an audit row written and an entitlements reconcile queued after commit. Forbidden transitions raise
+`InvalidTransition` and write nothing.
+
+Statuses: trialing → active at trial end; active ⇄ past_due (dunning); any live status → canceled (immediately, or
+at the period end when `cancel_at_period_end` is set); canceled → ended when the paid period is over. "canceled"
+means "not renewing, no access"; "ended" is final.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from subscriptions.exceptions import InvalidTransition, SubscriptionNotChangeable
+from subscriptions.models import (
+    LIVE_STATUSES,
+    SUBSCRIPTION_TRANSITIONS,
+    Interval,
+    Package,
+    ScheduledChange,
+    ScheduledChangeKind,
+    SeatAssignment,
+    SeatLedgerEntry,
+    Subscription,
+    SubscriptionAddon,
+    SubscriptionChange,
+    SubscriptionStatus,
+    User,
+)
+from subscriptions.periods import period_end as compute_period_end
+from subscriptions.services.audit import audit_record
+from subscriptions.services.provisioning import entitlements_reconcile_enqueue
+from subscriptions.services.terms import (
+    PreviewLine,
+    format_day,
+    package_change_seats,
+    scheduled_changes_pending,
+    terms_current,
+    terms_lines,
+)
+
+MAX_PERIODS_PER_RENEWAL = 120  # a safety stop: ten years of monthly periods in one catch-up
+
+
+def _lock(subscription_id: int) -> Subscription:
+    try:
+        return (
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("customer", "package")
+            .get(pk=subscription_id)
+        )
+    except Subscription.DoesNotExist:
+        raise SubscriptionNotChangeable("That subscription does not exist.", field="subscription")
+
+
+def _status_label(status: str) -> str:
+    return SubscriptionStatus(status).label.lower()
+
+
+def _transition(
+    subscription: Subscription,
+    to_status: str,
+    *,
+    actor: User | None,
+    actor_kind: str | None,
+    reason: str,
+    at: datetime,
+) -> None:
+    """Change the status of an already locked subscription (caller owns the transaction and saves)."""
+    from_status = subscription.status
+    if to_status not in SubscriptionStatus.values:
+        raise InvalidTransition(f"“{to_status}” is not a subscription status.", field="status")
+    if to_status not in SUBSCRIPTION_TRANSITIONS[from_status]:
+        raise InvalidTransition(
+            f"A {_status_label(from_status)} subscription cannot become {_status_label(to_status)}.", field="status"
+        )
+    subscription.status = to_status
+    if to_status == SubscriptionStatus.CANCELED:
+        subscription.canceled_at = at
+    elif to_status == SubscriptionStatus.ENDED:
+        subscription.ended_at = at
+    elif to_status == SubscriptionStatus.ACTIVE and from_status == SubscriptionStatus.TRIALING:
+        subscription.trial_end = subscription.trial_end or at
+    subscription.version += 1
+    subscription.save()
+    audit_record(
+        customer=subscription.customer,
+        actor=actor,
+        actor_kind=actor_kind,
+        action="subscription.status_changed",
+        obj=subscription,
+        summary=f"Subscription {_status_label(from_status)} → {_status_label(to_status)}",
+        before={"status": from_status},
+        after={"status": to_status},
+        reason=reason,
+    )
+    entitlements_reconcile_enqueue(customer_id=subscription.customer_id, trigger=f"subscription.{to_status}")
+
+
+def subscription_transition(
+    *,
+    subscription_id: int,
+    to_status: str,
+    actor: User | None = None,
+    actor_kind: str | None = None,
+    reason: str = "",
+    at: datetime | None = None,
+) -> Subscription:
+    """Move a subscription to `to_status` if `SUBSCRIPTION_TRANSITIONS` allows it (locks the row, audits)."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        subscription = _lock(subscription_id)
+        _transition(subscription, to_status, actor=actor, actor_kind=actor_kind, reason=reason, at=at)
+    return subscription
+
+
+def subscription_cancel_now(
+    *,
+    subscription_id: int,
+    actor: User | None,
+    actor_kind: str | None = None,
+    reason: str = "",
+    at: datetime | None = None,
+    idempotency_key: str | None = None,
+) -> SubscriptionChange:
+    """Cancel immediately (staff, or the system after failed dunning): access stops now, nothing is refunded.
+
+    The subscription becomes canceled now and ended when renewal reaches its period end. Records a
+    `SubscriptionChange` of kind "cancel" with no lines; the same idempotency key returns the first change.
+    """
+    at = at or timezone.now()
+    with transaction.atomic():
+        subscription = _lock(subscription_id)
+        if idempotency_key:
+            existing = subscription.changes.filter(idempotency_key=idempotency_key).first()
+            if existing is not None:
+                return existing
+        _transition(subscription, SubscriptionStatus.CANCELED, actor=actor, actor_kind=actor_kind, reason=reason, at=at)
+        subscription.cancel_reason = reason
+        subscription.save(update_fields=["cancel_reason", "updated_at"])
+        _cancel_all_scheduled(subscription, at)
+        summary = f"Subscription canceled on {format_day(at)}"
+        change = SubscriptionChange.objects.create(
+            subscription=subscription,
+            kind=SubscriptionChange.Kind.CANCEL,
+            idempotency_key=idempotency_key or None,
+            actor=actor,
+            result={
+                "kind": SubscriptionChange.Kind.CANCEL,
+                "subscription_id": subscription.pk,
+                "version": subscription.version,
+                "currency": subscription.currency,
+                "effective_at": at.isoformat(),
+                "immediate": True,
+                "lines": [],
+                "amount_due_now_minor": 0,
+                "next_recurring_amount_minor": 0,
+                "summary": summary,
+                "notes": [],
+            },
+            amount_due_now_minor=0,
+            currency=subscription.currency,
+            effective_at=at,
+        )
+    return change
+
+
+def subscription_mark_past_due(
+    *, subscription_id: int, actor: User | None = None, reason: str = "", at: datetime | None = None
+) -> Subscription:
+    """Dunning: a payment failed. active → past_due; a subscription already past due is left as it is."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        subscription = _lock(subscription_id)
+        if subscription.status != SubscriptionStatus.PAST_DUE:
+            _transition(subscription, SubscriptionStatus.PAST_DUE, actor=actor, actor_kind=None, reason=reason, at=at)
+    return subscription
+
+
+def subscription_restore(
+    *, subscription_id: int, actor: User | None = None, reason: str = "", at: datetime | None = None
+) -> Subscription:
+    """Dunning: the overdue invoice was paid. past_due → active; an active subscription is left as it is."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        subscription = _lock(subscription_id)
+        if subscription.status != SubscriptionStatus.ACTIVE:
+            _transition(subscription, SubscriptionStatus.ACTIVE, actor=actor, actor_kind=None, reason=reason, at=at)
+    return subscription
+
+
+# --- renewal ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenewedPeriod:
+    """A period renewal started: billing drafts one invoice per period from exactly these lines (full period,
+    from the subscription's snapshot terms at the period start; tax is billing's)."""
+
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    package_slug: str
+    package_name: str
+    interval: str
+    seats: int
+    lines: tuple[PreviewLine, ...]
+    amount_minor: int
+
+    def to_dict(self) -> dict:
+        return {
+            "period_start": self.period_start.isoformat(),
+            "period_end": self.period_end.isoformat(),
+            "currency": self.currency,
+            "package_slug": self.package_slug,
+            "package_name": self.package_name,
+            "interval": self.interval,
+            "seats": self.seats,
+            "lines": [line.to_dict() for line in self.lines],
+            "amount_minor": self.amount_minor,
+        }
+
+
+@dataclass(frozen=True)
+class RenewalResult:
+    """What one `subscription_renew` call did.
+
+    `periods` lists every period that started (oldest first; several if renewal caught up); billing invoices each.
+    `ended` is True when the subscription was canceled at period end (or already canceled) and has now ended; then
+    `periods` holds the periods started before that, if any. `applied_scheduled_change_ids` are the scheduled changes
+    that took effect. `version` is the subscription's version afterwards.
+    """
+
+    subscription_id: int
+    customer_id: int
+    status: str
+    ended: bool
+    periods: tuple[RenewedPeriod, ...]
+    applied_scheduled_change_ids: tuple[int, ...]
+    version: int
+
+
+def subscription_renew(*, subscription_id: int, as_of: datetime | None = None) -> RenewalResult | None:
+    """Roll the subscription over every period boundary at or before `as_of`. Idempotent.
+
+    Returns None (and writes nothing) when the current period has not ended yet, or the subscription has ended.
+    At each boundary, in order: a subscription set to cancel at period end goes canceled → ended (and stops);
+    an immediately canceled one ends; due scheduled changes apply (seat decreases — never below the seats then
+    assigned — downgrades, add-on removals); a trial becomes active; the next period starts. Locks the row.
+    """
+    as_of = as_of or timezone.now()
+    with transaction.atomic():
+        subscription = _lock(subscription_id)
+        if subscription.status == SubscriptionStatus.ENDED or subscription.current_period_end > as_of:
+            return None
+        periods: list[RenewedPeriod] = []
+        applied: list[int] = []
+        ended = False
+        start_version = subscription.version
+        for _ in range(MAX_PERIODS_PER_RENEWAL):
+            if subscription.current_period_end > as_of:
+                break
+            boundary = subscription.current_period_end
+            if subscription.status == SubscriptionStatus.CANCELED:
+                _transition(
+                    subscription,
+                    SubscriptionStatus.ENDED,
+                    actor=None,
+                    actor_kind=None,
+                    reason="period over",
+                    at=boundary,
+                )
+                ended = True
+                break
+            if subscription.cancel_at_period_end:
+                reason = subscription.cancel_reason or "canceled at period end"
+                _transition(
+                    subscription, SubscriptionStatus.CANCELED, actor=None, actor_kind=None, reason=reason, at=boundary
+                )
+                _cancel_all_scheduled(subscription, as_of)
+                _transition(
+                    subscription, SubscriptionStatus.ENDED, actor=None, actor_kind=None, reason=reason, at=boundary
+                )
+                ended = True
+                break
+            applied += _apply_due_scheduled(subscription, boundary=boundary, as_of=as_of)
+            if subscription.status == SubscriptionStatus.TRIALING:
+                _transition(
+                    subscription,
+                    SubscriptionStatus.ACTIVE,
+                    actor=None,
+                    actor_kind=None,
+                    reason="trial ended",
+                    at=boundary,
+                )
+            start = boundary
+            end = compute_period_end(start, subscription.interval)
+            subscription.current_period_start, subscription.current_period_end = start, end
+            if subscription.interval == Interval.YEAR:
+                subscription.committed_seats = subscription.seats  # a new annual term commits to today's seats
+            subscription.save()
+            terms = terms_current(subscription)
+            lines = tuple(terms_lines(terms, period_start=start, period_end=end))
+            periods.append(
+                RenewedPeriod(
+                    period_start=start,
+                    period_end=end,
+                    currency=subscription.currency,
+                    package_slug=subscription.package.slug,
+                    package_name=subscription.package.name,
+                    interval=subscription.interval,
+                    seats=subscription.seats,
+                    lines=lines,
+                    amount_minor=sum(line.amount_minor for line in lines),
+                )
+            )
+        if periods:
+            subscription.version += 1
+            subscription.save(update_fields=["version", "updated_at"])
+            audit_record(
+                customer=subscription.customer,
+                action="subscription.renewed",
+                obj=subscription,
+                summary=f"Renewed until {format_day(subscription.current_period_end)}",
+                before={"version": start_version},
+                after={
+                    "periods": [[p.period_start.isoformat(), p.period_end.isoformat()] for p in periods],
+                    "applied_scheduled_change_ids": applied,
+                    "version": subscription.version,
+                },
+            )
+            entitlements_reconcile_enqueue(customer_id=subscription.customer_id, trigger="subscription.renewed")
+        return RenewalResult(
+            subscription_id=subscription.pk,
+            customer_id=subscription.customer_id,
+            status=subscription.status,
+            ended=ended,
+            periods=tuple(periods),
+            applied_scheduled_change_ids=tuple(applied),
+            version=subscription.version,
+        )
+
+
+def subscriptions_due_for_renewal(*, as_of: datetime | None = None) -> list[int]:
+    """Ids of subscriptions whose period ended at or before `as_of` and that are not ended (for the billing run)."""
+    as_of = as_of or timezone.now()
+    return list(
+        Subscription.objects.filter(current_period_end__lte=as_of)
+        .exclude(status=SubscriptionStatus.ENDED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def _cancel_all_scheduled(subscription: Subscription, at: datetime) -> None:
+    ScheduledChange.objects.filter(subscription=subscription, applied_at__isnull=True, canceled_at__isnull=True).update(
+        canceled_at=at
+    )
+
+
+def _apply_due_scheduled(subscription: Subscription, *, boundary: datetime, as_of: datetime) -> list[int]:
+    """Apply scheduled changes effective at or before `boundary`, in order. The caller holds the row lock."""
+    applied = []
+    for change in scheduled_changes_pending(subscription):
+        if change.effective_at > boundary:
+            continue
+        payload = change.payload
+        if change.kind == ScheduledChangeKind.SEATS:
+            assigned = SeatAssignment.objects.filter(subscription=subscription).count()
+            # Members may have been assigned after the decrease was scheduled: never drop below who holds a seat.
+            target = max(int(payload["seats"]), assigned)
+            _set_seats(subscription, target, reason="scheduled seat decrease", actor=change.created_by, at=boundary)
+        elif change.kind == ScheduledChangeKind.REMOVE_ADDON:
+            SubscriptionAddon.objects.filter(
+                subscription=subscription, package_id=payload["package_id"], ended_at__isnull=True
+            ).update(ended_at=boundary)
+        elif change.kind == ScheduledChangeKind.PACKAGE:
+            package = Package.objects.get(pk=payload["package_id"])
+            subscription.package = package
+            subscription.price_id = int(payload["price_id"])
+            subscription.interval = payload["interval"]
+            subscription.flat_amount_minor = int(payload["flat_amount_minor"])
+            subscription.seat_amount_minor = int(payload["seat_amount_minor"])
+            subscription.included_seats = int(payload["included_seats"])
+            assigned = SeatAssignment.objects.filter(subscription=subscription).count()
+            target = max(package_change_seats(subscription.seats, payload), assigned)
+            _set_seats(subscription, target, reason="scheduled package change", actor=change.created_by, at=boundary)
+            for package_id, repriced in (payload.get("addon_prices") or {}).items():
+                live = SubscriptionAddon.objects.filter(
+                    subscription=subscription, package_id=int(package_id), ended_at__isnull=True
+                ).first()
+                if live is None:
+                    continue
+                live.ended_at = boundary
+                live.save(update_fields=["ended_at"])
+                SubscriptionAddon.objects.create(
+                    subscription=subscription,
+                    package_id=int(package_id),
+                    price_id=int(repriced["price_id"]),
+                    flat_amount_minor=int(repriced["flat_amount_minor"]),
+                    quantity=live.quantity,
+                    started_at=boundary,
+                )
+            subscription.save()
+        change.applied_at = as_of
+        change.save(update_fields=["applied_at"])
+        applied.append(change.pk)
+    return applied
+
+
+def _set_seats(subscription: Subscription, seats: int, *, reason: str, actor, at: datetime) -> None:
+    if seats != subscription.seats:
+        SeatLedgerEntry.objects.create(
+            subscription=subscription,
+            seats_from=subscription.seats,
+            seats_to=seats,
+            reason=reason,
+            actor=actor,
+            effective_at=at,
+        )
+        subscription.seats = seats
+        subscription.save()
+
+
+__all__ = [
+    "LIVE_STATUSES",
+    "RenewalResult",
+    "RenewedPeriod",
+    "subscription_cancel_now",
+    "subscription_mark_past_due",
+    "subscription_renew",
+    "subscription_restore",
+    "subscription_transition",
+    "subscriptions_due_for_renewal",
+]
