@@ -8,7 +8,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format migrate seed venv install clean help openapi
+.PHONY: run test lint format migrate seed venv install system-deps clean help openapi
 
 help:
 	@echo "make run   - start the portal (web + Celery worker + beat) with demo data on http://127.0.0.1:8000"
@@ -28,13 +28,20 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt
 
 venv install: $(STAMP)
 
+# Debian packages the app and its tests need: python3-venv (to create .venv), Chromium for the Playwright browser
+# tests (/usr/bin/chromium), WeasyPrint's Pango/HarfBuzz libraries and a font for invoice PDFs. Installed with
+# apt-get only when missing (needs root); a single dpkg-query when everything is there.
+SYSTEM_PACKAGES := python3-venv chromium libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+system-deps:
+	@scripts/apt-ensure $(SYSTEM_PACKAGES)
+
 migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
 
 seed: migrate
 	$(PY) manage.py seed_demo
 
-run: seed
+run: system-deps seed
 	@echo
 	@echo "  Continuum is starting on http://127.0.0.1:8000  (Ctrl-C stops web, worker and beat)"
 	@echo "  Demo logins (password: continuum-demo):"
@@ -51,7 +58,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+test: system-deps lint
 	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 # Regenerate the committed OpenAPI schema (tests/api/test_schema.py fails when it is out of date).

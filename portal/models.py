@@ -109,3 +109,34 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.principal} {self.key}"
+
+
+class EffortSurveyResponse(models.Model):
+    """The one-question effort survey after a self-service change ("How easy was that?" 1–7), for customer health.
+
+    Owned by the portal pages (issue 8); one answer per person per change, so a double-submit cannot skew the score.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="effort_survey_responses")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    change_kind = models.CharField(max_length=30, help_text="e.g. seats, package, cancel, signup.")
+    subscription_change = models.ForeignKey(
+        "subscriptions.SubscriptionChange", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    score = models.PositiveSmallIntegerField(help_text="1 = very hard … 7 = very easy.")
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(score__gte=1, score__lte=7), name="effort_score_1_to_7"),
+            models.UniqueConstraint(
+                fields=["user", "subscription_change"],
+                condition=models.Q(subscription_change__isnull=False),
+                name="effort_one_answer_per_user_change",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.score}/7 after {self.change_kind}"

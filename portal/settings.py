@@ -5,6 +5,7 @@ Development defaults: SQLite under var/, an embedded Celery broker on a SQLite f
 Choices are recorded in docs/decisions.md; every variable is listed in docs/operations.md.
 """
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -162,6 +163,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The embedded broker polls its table; a short interval keeps task latency well under a second.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1} if CELERY_BROKER_URL.startswith("sqla+") else {}
+# Extra kombu transport options as a JSON object, e.g. '{"visibility_timeout": 7200}' on Redis. The test harness
+# uses it to give each test's worker a broker namespace of its own (tests/support/celery_worker.py).
+CELERY_BROKER_TRANSPORT_OPTIONS.update(json.loads(env("CELERY_BROKER_TRANSPORT_OPTIONS") or "{}"))
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
 

@@ -15,3 +15,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3") and os.environ.get("CONTINUUM_INTEGRATION") == "1":  # noqa: F405
+    # Integration tests start a real Celery worker process, which cannot see an in-memory database: use a file.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-continuum.sqlite3")}  # noqa: F405
+# Tests kill Celery pool processes on purpose; report the lost task after 1 s instead of Celery's default 10 s.
+CELERY_WORKER_LOST_WAIT = 1.0

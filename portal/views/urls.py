@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal.views import activity, auth, changes, invoices, package, pages, seats
+from portal.views import account, activity, auth, changes, invoices, package, pages, seats
 
 app_name = "portal"
 
@@ -38,6 +38,9 @@ urlpatterns = [
     path("c/<int:customer_id>/activity/", activity.activity, name="activity"),
     path("c/<int:customer_id>/package/", package.package_page, name="package"),
     path("c/<int:customer_id>/seats/", seats.seats_page, name="seats"),
+    path("c/<int:customer_id>/api-keys/", account.api_keys, name="api_keys"),
+    path("c/<int:customer_id>/api-keys/<int:key_id>/revoke/", account.api_key_revoke_view, name="api_key_revoke"),
+    path("c/<int:customer_id>/survey/", account.survey, name="survey"),
 ]
 
 # Preview → confirm for every self-service change (portal/views/changes.py).

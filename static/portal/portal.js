@@ -1,1 +1,32 @@
-// Small progressive enhancements; every page works without JavaScript.
+// Small progressive enhancements; every page works without JavaScript. No inline scripts (CSP).
+(function () {
+  "use strict";
+  // After htmx swaps a preview in, move focus to it so keyboard and screen-reader users land on the new content.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail && event.detail.target;
+    if (target && target.id === "change-preview") {
+      var fresh = document.getElementById("change-preview");
+      var heading = fresh && fresh.querySelector("h2, [role=alert]");
+      if (heading && !(event.detail.requestConfig && event.detail.requestConfig.triggeringEvent &&
+          event.detail.requestConfig.triggeringEvent.type === "input")) {
+        heading.setAttribute("tabindex", "-1");
+        heading.focus();
+      }
+    }
+  });
+  // Select a shown-once secret when focused, so it is easy to copy.
+  document.addEventListener("focusin", function (event) {
+    if (event.target.matches && event.target.matches("[data-select-on-focus]")) { event.target.select(); }
+  });
+  // Pricing: the monthly/annual toggle switches which prices are shown.
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (input.name === "billing-toggle") {
+      var root = document.querySelector("[data-interval-root]");
+      if (root) {
+        root.classList.remove("interval-month", "interval-year");
+        root.classList.add("interval-" + input.value);
+      }
+    }
+  });
+})();

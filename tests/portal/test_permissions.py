@@ -19,6 +19,8 @@ PAGES = {
     "activity": (OK, FORBIDDEN, FORBIDDEN),
     "package": (OK, FORBIDDEN, FORBIDDEN),
     "seats": (OK, OK, OK),
+    "api_keys": (OK, FORBIDDEN, FORBIDDEN),
+    "survey": (OK, OK, OK),
 }
 
 

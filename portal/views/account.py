@@ -1,0 +1,80 @@
+"""API keys and the post-change effort survey."""
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+
+from portal.models import ApiKey, ApiKeyRole
+from portal.permissions import API_KEYS, DASHBOARD, customer_view, get_for_customer
+from portal.services.api_keys import api_key_create, api_key_revoke
+from portal.services.surveys import effort_survey_record
+from subscriptions.exceptions import SubscriptionError
+from subscriptions.models import SubscriptionChange
+
+
+@customer_view(API_KEYS)
+def api_keys(request):
+    customer = request.customer
+    context = {"customer": customer, "roles": ApiKeyRole.choices, "errors": {}, "form": {}}
+    if request.method == "POST":
+        form = {"name": request.POST.get("name", ""), "role": request.POST.get("role", "")}
+        try:
+            key, plaintext = api_key_create(customer=customer, name=form["name"], role=form["role"], actor=request.user)
+        except SubscriptionError as e:
+            context["errors"] = {e.field or "form": e.message}
+            context["form"] = form
+            status = 422
+        else:
+            # Shown once, in this response only; never stored, never in a redirect URL or the session.
+            context["new_key"] = key
+            context["plaintext"] = plaintext
+            status = 201
+        context["keys"] = list(ApiKey.objects.filter(customer=customer).select_related("created_by"))
+        response = render(request, "portal/api_keys.html", context, status=status)
+        response["Cache-Control"] = "no-store"
+        return response
+    context["keys"] = list(ApiKey.objects.filter(customer=customer).select_related("created_by"))
+    return render(request, "portal/api_keys.html", context)
+
+
+@customer_view(API_KEYS)
+def api_key_revoke_view(request, key_id: int):
+    key = get_for_customer(ApiKey, request.customer, pk=key_id)
+    if request.method == "POST":
+        try:
+            api_key_revoke(api_key=key, actor=request.user)
+        except SubscriptionError as e:
+            messages.error(request, e.message)
+        else:
+            messages.success(request, f"The key “{key.name}” is revoked and stops working now.")
+    return redirect("portal:api_keys", customer_id=request.customer.pk)
+
+
+@customer_view(DASHBOARD)
+def survey(request):
+    """After a self-service change: "How easy was that?" 1–7. Skippable; one answer per change."""
+    customer = request.customer
+    raw = request.POST.get("change") or request.GET.get("change") or ""
+    change = None
+    if raw.isdigit():
+        change = get_for_customer(SubscriptionChange, customer, pk=int(raw), customer_field="subscription__customer")
+    dashboard = redirect("portal:customer_dashboard", customer_id=customer.pk)
+    if request.method == "POST":
+        try:
+            effort_survey_record(
+                customer=customer,
+                user=request.user,
+                score=request.POST.get("score"),
+                change=change,
+                change_kind=request.POST.get("kind", ""),
+                comment=request.POST.get("comment", ""),
+            )
+        except SubscriptionError as e:
+            return render(
+                request,
+                "portal/survey.html",
+                {"customer": customer, "change": change, "error": e, "comment": request.POST.get("comment", "")},
+                status=422,
+            )
+        messages.success(request, "Thank you — that helps us make the next change easier.")
+        return dashboard
+    return render(request, "portal/survey.html", {"customer": customer, "change": change})
