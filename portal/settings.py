@@ -169,6 +169,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS.update(json.loads(env("CELERY_BROKER_TRANSPORT_O
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
 
+# --- Provisioning (docs/provisioning.md)
+PROVISIONER_BACKEND = env("PROVISIONER_BACKEND", "builtin")
+PROVISIONER_WEBHOOK_URL = env("PROVISIONER_WEBHOOK_URL")
+PROVISIONER_WEBHOOK_SECRET = env("PROVISIONER_WEBHOOK_SECRET")
+PROVISIONER_WEBHOOK_TIMEOUT = float(env("PROVISIONER_WEBHOOK_TIMEOUT", "5"))
+PROVISIONING_MAX_RETRIES = env_int("PROVISIONING_MAX_RETRIES", 6)
+PROVISIONING_RETRY_BASE_SECONDS = float(env("PROVISIONING_RETRY_BASE_SECONDS", "2"))
+PROVISIONING_RETRY_MAX_SECONDS = float(env("PROVISIONING_RETRY_MAX_SECONDS", "300"))
+CELERY_BEAT_SCHEDULE["entitlements-drift-check"] = {
+    "task": "subscriptions.entitlements_drift_check",
+    "schedule": float(env_int("PROVISIONING_DRIFT_CHECK_SECONDS", 600)),
+}
+
 # --- REST API
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -211,6 +224,16 @@ SELLER = {
     "bank_details": env("SELLER_BANK_DETAILS", "Bank of Demo · IBAN DE89 3704 0044 0532 0130 00 · BIC COBADEFFXXX"),
 }
 ENABLED_CURRENCIES = env_list("ENABLED_CURRENCIES", "USD,EUR")
+# The EU member state where the seller is established for VAT ("" = not established in the EU, as the default US
+# seller). EU business customers with a valid VAT ID of another member state are invoiced under reverse charge.
+SELLER_EU_VAT_COUNTRY = env("SELLER_EU_VAT_COUNTRY", "").upper()
+INVOICE_NUMBER_PREFIX = env("INVOICE_NUMBER_PREFIX", "INV")
+BILLING_RUN_CHUNK_SIZE = env_int("BILLING_RUN_CHUNK_SIZE", 500)
+CELERY_BEAT_SCHEDULE["billing-run-hourly"] = {"task": "billing.billing_run", "schedule": timedelta(hours=1)}
+CELERY_BEAT_SCHEDULE["billing-tax-exemptions-daily"] = {
+    "task": "billing.tax_exemptions_daily",
+    "schedule": timedelta(days=1),
+}
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
 STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")

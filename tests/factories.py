@@ -150,3 +150,40 @@ class SeatAssignmentFactory(factory.django.DjangoModelFactory):
 
     subscription = factory.SubFactory(SubscriptionFactory)
     user = factory.SubFactory(UserFactory)
+
+
+# --- billing (issue 6) ---------------------------------------------------------------------------------------------
+from datetime import date  # noqa: E402
+from decimal import Decimal  # noqa: E402
+
+from billing.models import BillingProfile, TaxRate  # noqa: E402
+
+
+class BillingProfileFactory(factory.django.DjangoModelFactory):
+    """A complete billing profile (valid address in California) for `customer`."""
+
+    class Meta:
+        model = BillingProfile
+        django_get_or_create = ("customer",)
+
+    customer = factory.SubFactory(CustomerFactory)
+    legal_name = factory.LazyAttribute(lambda o: o.customer.legal_name or o.customer.name)
+    address_line1 = "1 Infinite Loop"
+    city = "Cupertino"
+    region = factory.LazyAttribute(lambda o: o.customer.region)
+    postal_code = "95014"
+    country = factory.LazyAttribute(lambda o: o.customer.country)
+    billing_emails = factory.LazyFunction(lambda: ["ap@customer.test"])
+    currency = factory.LazyAttribute(lambda o: o.customer.currency)
+
+
+class TaxRateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TaxRate
+
+    country = "US"
+    region = "CA"
+    name = "CA sales tax"
+    rate = Decimal("7.2500")
+    tax_categories = factory.LazyFunction(lambda: ["saas"])
+    effective_from = date(2020, 1, 1)

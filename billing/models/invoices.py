@@ -107,6 +107,20 @@ class Invoice(models.Model):
     exemption_wording = models.TextField(blank=True)
     reverse_charge = models.BooleanField(default=False)
     reverse_charge_wording = models.TextField(blank=True)
+    billed_seats = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seats this invoice bills (regular invoices); checked against provisioning."
+    )
+    subscription_change = models.OneToOneField(
+        SubscriptionChange,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="proration_invoice",
+        help_text="The mid-period change an 'invoice now' invoice bills (one invoice per change).",
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     hold_reasons = models.JSONField(default=list, blank=True, help_text="[{code, message}] from the pre-issue checks.")
     checks_run_at = models.DateTimeField(null=True, blank=True)
     void_reason_code = models.CharField(max_length=30, choices=CorrectionReason.choices, blank=True)
@@ -318,6 +332,7 @@ class PendingInvoiceItem(models.Model):
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="pending_invoice_items")
     subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="pending_invoice_items")
+    # One item per preview line of the change; billing.services.changes never bills a change twice.
     subscription_change = models.ForeignKey(
         SubscriptionChange, null=True, blank=True, on_delete=models.PROTECT, related_name="pending_items"
     )

@@ -22,6 +22,7 @@ DOMAIN_STATUS = {
     "not_found": status.HTTP_404_NOT_FOUND,
     "version_conflict": status.HTTP_409_CONFLICT,
     "stale_version": status.HTTP_409_CONFLICT,
+    "stale_preview": status.HTTP_409_CONFLICT,
     "concurrent_change": status.HTTP_409_CONFLICT,
 }
 

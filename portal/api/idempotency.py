@@ -10,10 +10,12 @@ happen; a concurrent duplicate waits on the unique constraint and then gets a 40
 import functools
 import hashlib
 import json
+import re
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.utils.encoders import JSONEncoder
@@ -24,6 +26,17 @@ from portal.models import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
 LIFETIME = timedelta(hours=24)
+
+KEY_PATTERN = re.compile(r"^[!-~]{1,255}$")  # visible ASCII, no spaces: a UUID is a good choice
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    HEADER,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN.pattern},
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Retry safely: the same key and body within 24 h return the first response and change nothing; "
+    "the same key with a different body is a 422. 1-255 visible ASCII characters (a UUID is a good choice).",
+)
 
 
 def request_fingerprint(request) -> str:
@@ -58,10 +71,10 @@ def idempotent(handler):
         key = request.headers.get(HEADER)
         if key is None:
             return handler(view, request, *args, **kwargs)
-        key = key.strip()
-        if not key or len(key) > 255:
+        if not KEY_PATTERN.match(key):
             raise ValidationError(
-                {HEADER: ["An Idempotency-Key is 1 to 255 characters."]}, code="invalid_idempotency_key"
+                {HEADER: ["An Idempotency-Key is 1 to 255 visible ASCII characters without spaces."]},
+                code="invalid_idempotency_key",
             )
         ident = _principal_ident(request)
         fingerprint = request_fingerprint(request)

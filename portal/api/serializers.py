@@ -59,7 +59,20 @@ class ChangeResultSerializer(serializers.Serializer):
     next_recurring_amount = serializers.IntegerField()
     currency = serializers.CharField()
     effective_at = serializers.DateTimeField()
+    immediate = serializers.BooleanField(help_text="True when it takes effect now; false at the period end.")
+    summary = serializers.CharField(help_text="The change in one sentence.")
+    notes = serializers.ListField(child=serializers.CharField())
+    billing_mode = serializers.CharField(
+        allow_blank=True, help_text="invoice_now, next_invoice or none: how the amount is collected."
+    )
+    billing_message = serializers.CharField(allow_blank=True, help_text="The same, in words.")
     version = serializers.IntegerField(help_text="The subscription version; send it back to apply.")
+
+
+class AppliedChangeSerializer(ChangeResultSerializer):
+    version = serializers.IntegerField(help_text="The subscription's version after the change.")
+    change_id = serializers.IntegerField()
+    invoice_id = serializers.IntegerField(allow_null=True, help_text="The proration invoice, if one was issued now.")
 
 
 def paginated(serializer_class: type[serializers.Serializer], name: str) -> serializers.Serializer:

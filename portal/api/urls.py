@@ -19,6 +19,16 @@ urlpatterns = [
     path(f"v1/{C}/", accounts.CustomerDetailApi.as_view(), name="customer"),
     path(f"v1/{C}/subscriptions/", subscriptions.SubscriptionListApi.as_view(), name="subscriptions"),
     path(f"v1/{S}/", subscriptions.SubscriptionDetailApi.as_view(), name="subscription"),
+    path(f"v1/{S}/seat-changes/preview/", subscriptions.SeatChangePreviewApi.as_view(), name="seat-change-preview"),
+    path(f"v1/{S}/seat-changes/", subscriptions.SeatChangeApi.as_view(), name="seat-change"),
+    path(
+        f"v1/{S}/package-changes/preview/",
+        subscriptions.PackageChangePreviewApi.as_view(),
+        name="package-change-preview",
+    ),
+    path(f"v1/{S}/package-changes/", subscriptions.PackageChangeApi.as_view(), name="package-change"),
+    path(f"v1/{S}/cancel/", subscriptions.SubscriptionCancelApi.as_view(), name="subscription-cancel"),
+    path(f"v1/{S}/reactivate/", subscriptions.SubscriptionReactivateApi.as_view(), name="subscription-reactivate"),
     # Anything else under /api/ answers in the API's error format rather than the site's HTML 404 page.
     re_path(r"^.*$", not_found, name="not-found"),
 ]

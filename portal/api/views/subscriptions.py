@@ -6,8 +6,10 @@ from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
+from portal.api.changes import change_apply, change_preview
+from portal.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from portal.api.principal import Capability, parse_id
-from portal.api.serializers import paginated
+from portal.api.serializers import AppliedChangeSerializer, ChangeResultSerializer, StrictSerializer, paginated
 from portal.api.views.base import ApiView
 from subscriptions.models import Interval, ScheduledChange, Subscription, SubscriptionStatus
 
@@ -78,3 +80,201 @@ class SubscriptionDetailApi(ApiView):
     def get(self, request, customer_id, subscription_id):
         access = self.access(Capability.READ)
         return Response(SubscriptionSerializer(subscription_for_access(access, subscription_id)).data)
+
+
+# --- changes: preview, then apply exactly what was previewed ---------------------------------------------------
+
+MAX_SEATS = 1_000_000
+MAX_VERSION = 2**31 - 1
+
+
+def _service_key(view, request) -> str | None:
+    """The Idempotency-Key, namespaced per caller, handed to the change services too (their own replay guard)."""
+    key = request.headers.get("Idempotency-Key")
+    if not key:
+        return None
+    return f"api:{view.principal().ident}:{key.strip()}"[:100]
+
+
+class ChangeApiBase(ApiView):
+    capability = Capability.SEATS_WRITE
+    kind = ""
+
+    def service_params(self, data: dict) -> dict:
+        return {}
+
+    def subscription(self):
+        # The object first, then the role: a foreign subscription is a 404 whatever the caller's role.
+        access = self.access(Capability.READ)
+        subscription = subscription_for_access(access, self.kwargs["subscription_id"])
+        access.require(self.capability)
+        return access, subscription
+
+
+class ChangePreviewApiBase(ChangeApiBase):
+    def post(self, request, customer_id, subscription_id):
+        _, subscription = self.subscription()
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = change_preview(
+            subscription_id=subscription.pk, kind=self.kind, **self.service_params(data.validated_data)
+        )
+        return Response(ChangeResultSerializer(result).data)
+
+
+class ChangeApplyApiBase(ChangeApiBase):
+    version_required = True
+
+    @idempotent
+    def post(self, request, customer_id, subscription_id):
+        _, subscription = self.subscription()
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = data.validated_data.get("version") or subscription.version
+        principal = self.principal()
+        result = change_apply(
+            subscription_id=subscription.pk,
+            kind=self.kind,
+            expected_version=version,
+            actor=principal.actor,
+            actor_kind=principal.actor_kind,
+            idempotency_key=_service_key(self, request),
+            **self.service_params(data.validated_data),
+        )
+        return Response(AppliedChangeSerializer(result).data, status=201)
+
+
+class SeatsInput(StrictSerializer):
+    seats = serializers.IntegerField(min_value=0, max_value=MAX_SEATS)
+
+
+class SeatsApplyInput(SeatsInput):
+    version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION, help_text="From the preview.")
+
+
+class SeatChangePreviewApi(ChangePreviewApiBase):
+    """Preview changing the purchased seats: increases apply now (prorated), decreases at the period end."""
+
+    kind = "seats"
+    Input = SeatsInput
+
+    def service_params(self, data):
+        return {"seats": data["seats"]}
+
+    @extend_schema(operation_id="seat_change_preview", request=SeatsInput, responses={200: ChangeResultSerializer})
+    def post(self, request, customer_id, subscription_id):
+        return super().post(request, customer_id, subscription_id)
+
+
+class SeatChangeApi(ChangeApplyApiBase):
+    """Apply a seat change previewed with the same seats; `version` must be the preview's."""
+
+    kind = "seats"
+    Input = SeatsApplyInput
+
+    def service_params(self, data):
+        return {"seats": data["seats"]}
+
+    @extend_schema(
+        operation_id="seat_change_apply",
+        request=SeatsApplyInput,
+        responses={201: AppliedChangeSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
+    def post(self, request, customer_id, subscription_id):
+        return super().post(request, customer_id, subscription_id)
+
+
+class PackageInput(StrictSerializer):
+    package = serializers.SlugField(max_length=60, help_text="The package's slug, from /api/v1/packages/.")
+    interval = serializers.ChoiceField(choices=Interval.choices, required=False, help_text="Defaults to the current.")
+    seats = serializers.IntegerField(min_value=0, max_value=MAX_SEATS, required=False)
+
+
+class PackageApplyInput(PackageInput):
+    version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION, help_text="From the preview.")
+
+
+def _package_params(data) -> dict:
+    return {"package_slug": data["package"], "interval": data.get("interval"), "seats": data.get("seats")}
+
+
+class PackageChangePreviewApi(ChangePreviewApiBase):
+    """Preview moving to another package and/or interval: upgrades apply now, downgrades at the period end."""
+
+    capability = Capability.SUBSCRIPTION_WRITE
+    kind = "package"
+    Input = PackageInput
+
+    def service_params(self, data):
+        return _package_params(data)
+
+    @extend_schema(operation_id="package_change_preview", request=PackageInput, responses={200: ChangeResultSerializer})
+    def post(self, request, customer_id, subscription_id):
+        return super().post(request, customer_id, subscription_id)
+
+
+class PackageChangeApi(ChangeApplyApiBase):
+    capability = Capability.SUBSCRIPTION_WRITE
+    kind = "package"
+    Input = PackageApplyInput
+
+    def service_params(self, data):
+        return _package_params(data)
+
+    @extend_schema(
+        operation_id="package_change_apply",
+        request=PackageApplyInput,
+        responses={201: AppliedChangeSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
+    def post(self, request, customer_id, subscription_id):
+        return super().post(request, customer_id, subscription_id)
+
+
+class CancelInput(StrictSerializer):
+    version = serializers.IntegerField(
+        min_value=1, max_value=MAX_VERSION, required=False, help_text="Refuse if the subscription changed since."
+    )
+    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+
+
+class ReactivateInput(StrictSerializer):
+    version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION, required=False)
+
+
+class SubscriptionCancelApi(ChangeApplyApiBase):
+    """Cancel at the end of the current period (nothing refunded, nothing renews); undo with reactivate."""
+
+    capability = Capability.SUBSCRIPTION_WRITE
+    kind = "cancel"
+    Input = CancelInput
+
+    def service_params(self, data):
+        return {"reason": data.get("reason", "")}
+
+    @extend_schema(
+        operation_id="subscription_cancel",
+        request=CancelInput,
+        responses={201: AppliedChangeSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
+    def post(self, request, customer_id, subscription_id):
+        return super().post(request, customer_id, subscription_id)
+
+
+class SubscriptionReactivateApi(ChangeApplyApiBase):
+    """Undo a cancellation at period end: the subscription renews as before."""
+
+    capability = Capability.SUBSCRIPTION_WRITE
+    kind = "reactivate"
+    Input = ReactivateInput
+
+    @extend_schema(
+        operation_id="subscription_reactivate",
+        request=ReactivateInput,
+        responses={201: AppliedChangeSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
+    def post(self, request, customer_id, subscription_id):
+        return super().post(request, customer_id, subscription_id)

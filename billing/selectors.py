@@ -1,0 +1,252 @@
+"""Reusable reads for billing. Every per-customer selector scopes by customer and raises NotFound for another
+customer's object, so views and the API never reveal that it exists."""
+
+from collections import Counter
+from datetime import date, datetime
+
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models.functions import TruncMonth
+
+from billing.exceptions import NotFound
+from billing.models import (
+    EDITABLE_STATUSES,
+    BillingProfile,
+    CreditNote,
+    ExemptionStatus,
+    HoldReason,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    PendingInvoiceItem,
+    TaxExemption,
+    TaxRate,
+)
+from subscriptions.models import Customer, Membership, Role, User
+
+# Issued documents only: customers never see drafts or held invoices.
+CUSTOMER_VISIBLE = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE)
+
+
+def can_view_billing_documents(*, user: User, customer: Customer) -> bool:
+    """Owners and billing admins of `customer`, and staff, may see invoices, credit notes and tax certificates."""
+    if not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_staff:
+        return True
+    return Membership.objects.filter(user=user, customer=customer, role__in=[Role.OWNER, Role.BILLING_ADMIN]).exists()
+
+
+def billing_profile_for_customer(*, customer: Customer) -> BillingProfile | None:
+    return BillingProfile.objects.filter(customer=customer).first()
+
+
+def invoice_list_for_customer(*, customer: Customer, statuses: tuple[str, ...] | None = None) -> QuerySet[Invoice]:
+    """The customer's issued invoices, newest first (constant queries: no per-row lookups needed to list them)."""
+    return Invoice.objects.filter(
+        customer=customer, status__in=statuses or CUSTOMER_VISIBLE, number__isnull=False
+    ).order_by("-issued_at", "-id")
+
+
+def invoice_get_for_customer(
+    *, customer: Customer, invoice_id: int | None = None, number: str | None = None
+) -> Invoice:
+    queryset = invoice_list_for_customer(customer=customer).prefetch_related(
+        Prefetch("lines", queryset=InvoiceLine.objects.order_by("position", "id")), "tax_lines", "credit_notes"
+    )
+    try:
+        if number is not None:
+            return queryset.get(number=number)
+        return queryset.get(pk=invoice_id)
+    except (Invoice.DoesNotExist, ValueError, TypeError):
+        raise NotFound("That invoice does not exist.")
+
+
+def invoice_pdf_for_customer(*, customer: Customer, invoice_id: int) -> tuple[bytes, str]:
+    """(PDF bytes, file name) of an issued invoice of `customer`; renders it now if the task has not run yet."""
+    from billing.services.documents import document_pdf_bytes, invoice_render_pdf
+
+    invoice = invoice_get_for_customer(customer=customer, invoice_id=invoice_id)
+    if not invoice.pdf_sha256:
+        invoice = invoice_render_pdf(invoice_id=invoice.pk)
+    return document_pdf_bytes(document=invoice), f"{invoice.number}.pdf"
+
+
+def credit_note_list_for_customer(*, customer: Customer) -> QuerySet[CreditNote]:
+    return CreditNote.objects.filter(customer=customer).select_related("invoice").order_by("-issued_at", "-id")
+
+
+def credit_note_get_for_customer(*, customer: Customer, credit_note_id: int) -> CreditNote:
+    try:
+        return credit_note_list_for_customer(customer=customer).prefetch_related("lines").get(pk=credit_note_id)
+    except (CreditNote.DoesNotExist, ValueError, TypeError):
+        raise NotFound("That credit note does not exist.")
+
+
+def credit_note_pdf_for_customer(*, customer: Customer, credit_note_id: int) -> tuple[bytes, str]:
+    from billing.services.documents import credit_note_render_pdf, document_pdf_bytes
+
+    credit_note = credit_note_get_for_customer(customer=customer, credit_note_id=credit_note_id)
+    if not credit_note.pdf_sha256:
+        credit_note = credit_note_render_pdf(credit_note_id=credit_note.pk)
+    return document_pdf_bytes(document=credit_note), f"{credit_note.number}.pdf"
+
+
+def tax_exemption_list_for_customer(*, customer: Customer) -> QuerySet[TaxExemption]:
+    """Every exemption of the customer (history included), newest first."""
+    return TaxExemption.objects.filter(customer=customer).select_related("reviewer").order_by("-submitted_at", "-id")
+
+
+def tax_exemption_current_for_customer(*, customer: Customer) -> TaxExemption | None:
+    """The exemption that matters now: one awaiting review, else the approved one, else the latest decision."""
+    exemptions = tax_exemption_list_for_customer(customer=customer)
+    return (
+        exemptions.filter(status=ExemptionStatus.SUBMITTED).first()
+        or exemptions.filter(status=ExemptionStatus.APPROVED).first()
+        or exemptions.first()
+    )
+
+
+def tax_exemption_get_for_customer(*, customer: Customer, exemption_id: int) -> TaxExemption:
+    try:
+        return TaxExemption.objects.get(pk=exemption_id, customer=customer)
+    except (TaxExemption.DoesNotExist, ValueError, TypeError):
+        raise NotFound("That tax exemption does not exist.")
+
+
+def tax_exemption_certificate_for_customer(*, customer: Customer, exemption_id: int) -> tuple[bytes, str, str]:
+    """(bytes, content type, download name) of a certificate — only if it belongs to `customer` (else NotFound).
+
+    Staff views pass the exemption's own customer. The content type is the one sniffed at upload.
+    """
+    exemption = tax_exemption_get_for_customer(customer=customer, exemption_id=exemption_id)
+    with exemption.certificate.open("rb") as handle:
+        data = handle.read()
+    extension = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}[exemption.certificate_content_type]
+    return data, exemption.certificate_content_type, f"tax-certificate-{exemption.certificate_number}.{extension}"
+
+
+def pending_items_for_customer(*, customer: Customer) -> QuerySet[PendingInvoiceItem]:
+    """Changes waiting for the next invoice."""
+    return PendingInvoiceItem.objects.filter(customer=customer, invoice__isnull=True).order_by("created_at", "id")
+
+
+def invoices_held(*, reason_code: str | None = None, older_than: datetime | None = None) -> QuerySet[Invoice]:
+    """Billing staff's review queue: held invoices, oldest first, optionally by hold reason and age."""
+    queryset = Invoice.objects.filter(status=InvoiceStatus.HELD).select_related("customer").order_by("created_at", "id")
+    if reason_code:
+        if reason_code not in HoldReason.values:
+            return queryset.none()
+        # JSON containment is not portable to SQLite; match the serialized code instead.
+        queryset = queryset.filter(hold_reasons__icontains=f'"{reason_code}"')
+    if older_than is not None:
+        queryset = queryset.filter(created_at__lt=older_than)
+    return queryset
+
+
+def invoice_previous(*, invoice: Invoice) -> Invoice | None:
+    """The customer's previous issued invoice for the same subscription (for the staff diff)."""
+    queryset = Invoice.objects.filter(customer_id=invoice.customer_id, issued_at__isnull=False).exclude(pk=invoice.pk)
+    if invoice.subscription_id:
+        queryset = queryset.filter(subscription_id=invoice.subscription_id, kind=InvoiceKind.REGULAR)
+    if invoice.period_start:
+        queryset = queryset.filter(period_start__lt=invoice.period_start)
+    return queryset.exclude(status=InvoiceStatus.VOID).order_by("-period_start", "-issued_at").first()
+
+
+def invoice_diff_against_previous(*, invoice: Invoice) -> dict:
+    """Line-by-line comparison with the previous invoice: rows of {description, previous_minor, current_minor,
+    delta_minor} matched by SKU code and kind, plus totals. Used by the review queue."""
+    previous = invoice_previous(invoice=invoice)
+
+    def key(line: InvoiceLine) -> tuple[str, str]:
+        return (line.kind, line.sku_code or line.description)
+
+    current_lines = {key(line): line for line in invoice.lines.all()}
+    previous_lines = {key(line): line for line in previous.lines.all()} if previous else {}
+    rows = []
+    for k in list(previous_lines) + [k for k in current_lines if k not in previous_lines]:
+        cur, prev = current_lines.get(k), previous_lines.get(k)
+        rows.append(
+            {
+                "description": (cur or prev).description,
+                "previous_minor": prev.amount_minor if prev else 0,
+                "current_minor": cur.amount_minor if cur else 0,
+                "previous_quantity": prev.quantity if prev else 0,
+                "current_quantity": cur.quantity if cur else 0,
+                "delta_minor": (cur.amount_minor if cur else 0) - (prev.amount_minor if prev else 0),
+            }
+        )
+    return {
+        "previous": previous,
+        "rows": rows,
+        "previous_total_minor": previous.total_minor if previous else 0,
+        "current_total_minor": invoice.total_minor,
+        "delta_total_minor": invoice.total_minor - (previous.total_minor if previous else 0),
+    }
+
+
+def tax_rates_effective(*, on: date, country: str | None = None) -> QuerySet[TaxRate]:
+    queryset = TaxRate.objects.filter(effective_from__lte=on).filter(
+        Q(effective_to__isnull=True) | Q(effective_to__gt=on)
+    )
+    return queryset.filter(country=country) if country else queryset
+
+
+def right_first_time_by_month(*, since: date | None = None, until: date | None = None) -> list[dict]:
+    """Right-first-time rate per month of issue: issued invoices never corrected ÷ all issued.
+
+    "Corrected" = voided after issue or credited by at least one credit note. Leading causes are the reason codes of
+    those corrections (credit notes and voids), most frequent first. Months with no issued invoice are omitted.
+    Returns [{month: date, issued, corrected, right_first_time: float (0–1), causes: [(code, count), ...]}].
+    """
+    issued = Invoice.objects.filter(issued_at__isnull=False)
+    if since:
+        issued = issued.filter(issued_at__date__gte=since)
+    if until:
+        issued = issued.filter(issued_at__date__lt=until)
+    credited = CreditNote.objects.filter(invoice=OuterRef("pk"))
+    rows = (
+        issued.annotate(month=TruncMonth("issued_at"), credited=Exists(credited))
+        .values("month")
+        .annotate(
+            issued_count=Count("id"),
+            corrected=Count("id", filter=Q(credited=True) | Q(status=InvoiceStatus.VOID)),
+        )
+        .order_by("month")
+    )
+    causes: dict[date, Counter] = {}
+    for month, code in (
+        CreditNote.objects.filter(invoice__in=issued)
+        .annotate(month=TruncMonth("invoice__issued_at"))
+        .values_list("month", "reason_code")
+    ):
+        causes.setdefault(_month(month), Counter())[code] += 1
+    for month, code in (
+        issued.filter(status=InvoiceStatus.VOID)
+        .annotate(month=TruncMonth("issued_at"))
+        .values_list("month", "void_reason_code")
+    ):
+        causes.setdefault(_month(month), Counter())[code or "other"] += 1
+    result = []
+    for row in rows:
+        month = _month(row["month"])
+        total = row["issued_count"]
+        result.append(
+            {
+                "month": month,
+                "issued": total,
+                "corrected": row["corrected"],
+                "right_first_time": (total - row["corrected"]) / total if total else 1.0,
+                "causes": causes.get(month, Counter()).most_common(),
+            }
+        )
+    return result
+
+
+def _month(value) -> date:
+    return value.date().replace(day=1) if isinstance(value, datetime) else value.replace(day=1)
+
+
+def invoices_editable_for_customer(*, customer: Customer) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(customer=customer, status__in=EDITABLE_STATUSES).order_by("id")

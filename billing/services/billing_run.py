@@ -1,0 +1,449 @@
+"""The billing run: renew subscriptions whose period has ended, draft the invoice of every started period, then run
+the pre-issue checks (issue or hold).
+
+Idempotent: Invoice has a unique constraint on (subscription, period_start) for regular invoices, and drafting skips
+periods that already have one, so a re-run, an overlapping run or a duplicate task never bills twice.
+Scales: subscriptions are read in keyset-paginated chunks (id > last id, LIMIT chunk) with everything a chunk needs
+prefetched in a constant number of queries, and invoices, lines and tax lines are bulk-inserted per chunk; memory
+stays flat however many subscriptions there are.
+"""
+
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Prefetch
+from django.utils import timezone
+
+from billing.models import (
+    BillingProfile,
+    ExemptionStatus,
+    Invoice,
+    InvoiceKind,
+    InvoiceLine,
+    InvoiceStatus,
+    InvoiceStatusChange,
+    InvoiceTaxLine,
+    LineKind,
+    PendingInvoiceItem,
+    TaxExemption,
+    TaxRate,
+)
+from billing.services.invoices import apply_tax_result, invoice_finalize
+from billing.services.tax import TaxContext, is_reverse_charge, tax_compute
+from subscriptions.models import (
+    SkuKind,
+    Subscription,
+    SubscriptionAddon,
+    SubscriptionStatus,
+)
+from subscriptions.services.lifecycle import subscription_renew
+from subscriptions.services.terms import AddonTerms, Terms, sku_for, terms_lines
+
+logger = logging.getLogger(__name__)
+DEFAULT_CHUNK = 500
+BILLABLE_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+
+
+@dataclass
+class BillingRunResult:
+    as_of: str
+    renewed: int = 0
+    drafted: int = 0
+    issued: int = 0
+    held: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PeriodToBill:
+    """One period of one subscription to invoice: full-period lines at the terms in force at its start."""
+
+    subscription: Subscription
+    period_start: datetime
+    period_end: datetime
+    seats: int
+    lines: list  # subscriptions.services.terms.PreviewLine
+
+
+class _TaxData:
+    """Everything tax determination needs for a chunk, loaded in a constant number of queries."""
+
+    def __init__(self, customer_ids: set[int]):
+        self.profiles = {p.customer_id: p for p in BillingProfile.objects.filter(customer_id__in=customer_ids)}
+        self.exemptions: dict[int, list[TaxExemption]] = {}
+        for exemption in TaxExemption.objects.filter(
+            customer_id__in=customer_ids, status=ExemptionStatus.APPROVED
+        ).order_by("-decided_at", "-id"):
+            self.exemptions.setdefault(exemption.customer_id, []).append(exemption)
+        self._rates: dict[str, list[TaxRate]] = {}
+        for rate in TaxRate.objects.all().order_by("region", "name", "id"):
+            self._rates.setdefault(rate.country, []).append(rate)
+
+    def context(self, customer_id: int, tax_date) -> TaxContext:
+        profile = self.profiles.get(customer_id)
+        country = (profile.country if profile else "") or ""
+        region = (profile.region if profile else "") or ""
+        context = TaxContext(country=country, region=region, tax_date=tax_date)
+        if not country:
+            return context
+        for exemption in self.exemptions.get(customer_id, []):
+            if exemption.expires_on > tax_date and exemption.covers(country=country, region=region):
+                context.exemption = exemption
+                break
+        if context.exemption is None and is_reverse_charge(profile=profile):
+            context.reverse_charge = True
+            context.vat_id = profile.tax_id
+        context.rates = [
+            rate
+            for rate in self._rates.get(country, [])
+            if rate.region in ("", region)
+            and rate.effective_from <= tax_date
+            and (rate.effective_to is None or rate.effective_to > tax_date)
+        ]
+        return context
+
+
+def _terms(subscription: Subscription) -> Terms:
+    # Mirrors subscriptions.services.terms.terms_current, on prefetched add-ons (no query per subscription).
+    addons = tuple(
+        AddonTerms(
+            package=addon.package,
+            price_id=addon.price_id,
+            flat_amount_minor=addon.flat_amount_minor,
+            quantity=addon.quantity,
+            addon_id=addon.pk,
+        )
+        for addon in subscription.live_addons
+    )
+    return Terms(
+        package=subscription.package,
+        price_id=subscription.price_id,
+        interval=subscription.interval,
+        currency=subscription.currency,
+        flat_amount_minor=subscription.flat_amount_minor,
+        seat_amount_minor=subscription.seat_amount_minor,
+        included_seats=subscription.included_seats,
+        seats=subscription.seats,
+        addons=addons,
+    )
+
+
+def _period_lines(period: PeriodToBill, *, first: bool, pending: list[PendingInvoiceItem]) -> list[InvoiceLine]:
+    subscription = period.subscription
+    lines: list[InvoiceLine] = []
+    billed_seats = max(0, period.seats - subscription.included_seats)
+    # subscriptions' terms_lines order: the plan, then additional seats (when billed), then each add-on.
+    for index, preview_line in enumerate(period.lines):
+        kind = LineKind.FLAT if index == 0 else (LineKind.SEATS if index == 1 and billed_seats else LineKind.ADDON)
+        lines.append(
+            InvoiceLine(
+                kind=kind,
+                description=preview_line.description,
+                sku_code=preview_line.sku_code,
+                period_start=preview_line.period_start,
+                period_end=preview_line.period_end,
+                quantity=preview_line.quantity,
+                unit_amount_minor=preview_line.unit_amount_minor,
+                amount_minor=preview_line.amount_minor,
+                is_proration=preview_line.proration,
+                tax_category=preview_line.tax_category,
+            )
+        )
+    setup = subscription.price.setup_amount_minor
+    if first and setup:
+        code, tax_category = sku_for(subscription.package, SkuKind.ONE_TIME)
+        lines.append(
+            InvoiceLine(
+                kind=LineKind.SETUP,
+                description=f"{subscription.package.name} — one-time onboarding and set-up",
+                sku_code=code,
+                quantity=1,
+                unit_amount_minor=setup,
+                amount_minor=setup,
+                tax_category=tax_category,
+            )
+        )
+    for item in pending:
+        lines.append(
+            InvoiceLine(
+                kind=LineKind.PRORATION,
+                description=item.description,
+                sku_code=item.sku_code,
+                period_start=item.period_start,
+                period_end=item.period_end,
+                quantity=item.quantity,
+                unit_amount_minor=item.unit_amount_minor,
+                amount_minor=item.amount_minor,
+                is_proration=item.is_proration,
+                tax_category=item.tax_category,
+                subscription_change_id=item.subscription_change_id,
+            )
+        )
+    for position, line in enumerate(lines):
+        line.position = position
+    return lines
+
+
+def _unbilled(as_of: datetime | None = None):
+    has_invoice = Invoice.objects.filter(
+        subscription_id=OuterRef("pk"), kind=InvoiceKind.REGULAR, period_start=OuterRef("current_period_start")
+    )
+    queryset = Subscription.objects.filter(status__in=BILLABLE_STATUSES).filter(~Exists(has_invoice))
+    return queryset.filter(current_period_start__lte=as_of) if as_of is not None else queryset
+
+
+def _subscriptions_for_drafting(ids: list[int]) -> list[Subscription]:
+    return list(
+        Subscription.objects.filter(pk__in=ids)
+        .select_related("package", "price", "customer")
+        .prefetch_related(
+            "package__components__sku",
+            Prefetch(
+                "addons",
+                queryset=SubscriptionAddon.objects.filter(ended_at__isnull=True)
+                .select_related("package")
+                .prefetch_related("package__components__sku")
+                .order_by("pk"),
+                to_attr="live_addons",
+            ),
+        )
+        .order_by("pk")
+    )
+
+
+def draft_periods(*, periods: list[PeriodToBill]) -> list[int]:
+    """Draft one regular invoice per period that has none yet; returns the new invoice ids.
+
+    A constant number of queries for the whole batch. Must run inside transaction.atomic(). Periods already drafted
+    (by an earlier or a concurrent run) are skipped; a concurrent insert surfaces as IntegrityError to the caller.
+    """
+    if not periods:
+        return []
+    ids = sorted({p.subscription.pk for p in periods})
+    existing = set(
+        Invoice.objects.filter(subscription_id__in=ids, kind=InvoiceKind.REGULAR).values_list(
+            "subscription_id", "period_start"
+        )
+    )
+    # Voided drafts do not count: a subscription whose only invoice was voided before issue still owes set-up.
+    invoiced_before = set(
+        Invoice.objects.filter(subscription_id__in=ids, kind=InvoiceKind.REGULAR)
+        .exclude(status=InvoiceStatus.VOID, issued_at__isnull=True)
+        .values_list("subscription_id", flat=True)
+    )
+    periods = sorted(
+        (p for p in periods if (p.subscription.pk, p.period_start) not in existing),
+        key=lambda p: (p.subscription.pk, p.period_start),
+    )
+    if not periods:
+        return []
+    pending_by_sub: dict[int, list[PendingInvoiceItem]] = {}
+    for item in PendingInvoiceItem.objects.select_for_update().filter(subscription_id__in=ids, invoice__isnull=True):
+        pending_by_sub.setdefault(item.subscription_id, []).append(item)
+    tax_data = _TaxData({p.subscription.customer_id for p in periods})
+    invoices, all_lines, all_tax_lines, collected = [], [], [], []
+    seen: set[int] = set()
+    for period in periods:
+        subscription = period.subscription
+        first_in_batch = subscription.pk not in seen
+        seen.add(subscription.pk)
+        # Pending items go on the earliest invoice drafted for the subscription in this batch.
+        pending = (
+            [p for p in pending_by_sub.get(subscription.pk, []) if p.currency == subscription.currency]
+            if first_in_batch
+            else []
+        )
+        lines = _period_lines(period, first=first_in_batch and subscription.pk not in invoiced_before, pending=pending)
+        invoice = Invoice(
+            customer=subscription.customer,
+            subscription=subscription,
+            kind=InvoiceKind.REGULAR,
+            currency=subscription.currency,
+            period_start=period.period_start,
+            period_end=period.period_end,
+            billed_seats=period.seats,
+        )
+        context = tax_data.context(subscription.customer_id, period.period_start.date())
+        result = tax_compute(lines=[(line.amount_minor, line.tax_category) for line in lines], context=context)
+        tax_lines = apply_tax_result(
+            invoice=invoice, lines=lines, result=result, profile=tax_data.profiles.get(subscription.customer_id)
+        )
+        invoices.append(invoice)
+        all_lines.append(lines)
+        all_tax_lines.append(tax_lines)
+        collected.append(pending)
+    Invoice.objects.bulk_create(invoices)
+    line_rows, tax_rows, status_rows = [], [], []
+    for invoice, lines, tax_lines in zip(invoices, all_lines, all_tax_lines, strict=True):
+        for line in lines:
+            line.invoice = invoice
+            line_rows.append(line)
+        for tax_line in tax_lines:
+            tax_line.invoice = invoice
+            tax_rows.append(tax_line)
+        status_rows.append(InvoiceStatusChange(invoice=invoice, from_status="", to_status=InvoiceStatus.DRAFT))
+    InvoiceLine.objects.bulk_create(line_rows)
+    InvoiceTaxLine.objects.bulk_create(tax_rows)
+    InvoiceStatusChange.objects.bulk_create(status_rows)
+    for invoice, items in zip(invoices, collected, strict=True):
+        if items:
+            PendingInvoiceItem.objects.filter(pk__in=[i.pk for i in items]).update(invoice=invoice)
+    return [invoice.pk for invoice in invoices]
+
+
+def _current_period(subscription: Subscription) -> PeriodToBill:
+    start, end = subscription.current_period_start, subscription.current_period_end
+    return PeriodToBill(
+        subscription=subscription,
+        period_start=start,
+        period_end=end,
+        seats=subscription.seats,
+        lines=terms_lines(_terms(subscription), period_start=start, period_end=end),
+    )
+
+
+def _in_chunk_transaction(work, fallback_ids: list[int], single) -> list[int]:
+    """Run `work()` in one transaction; on a conflict with a concurrent run, redo one subscription at a time."""
+    try:
+        with transaction.atomic():
+            return work()
+    except IntegrityError:
+        created: list[int] = []
+        for subscription_id in fallback_ids:
+            try:
+                with transaction.atomic():
+                    created += single(subscription_id)
+            except IntegrityError:
+                logger.info("billing run: subscription %s already billed by a concurrent run", subscription_id)
+        return created
+
+
+def draft_chunk(*, subscription_ids: list[int]) -> list[int]:
+    """Draft the current-period invoice of each billable subscription in `subscription_ids` that has none."""
+
+    def work(ids=subscription_ids):
+        subscriptions = _subscriptions_for_drafting(list(_unbilled().filter(pk__in=ids).values_list("pk", flat=True)))
+        return draft_periods(periods=[_current_period(s) for s in subscriptions])
+
+    return _in_chunk_transaction(work, subscription_ids, lambda sid: work([sid]))
+
+
+def draft_due(*, as_of: datetime, chunk_size: int = DEFAULT_CHUNK) -> list[int]:
+    """Draft invoices for every billable subscription whose current period started by `as_of` and has none
+    (new subscriptions, and any period a failed earlier run left undrafted)."""
+    created: list[int] = []
+    last_id = 0
+    while True:
+        ids = list(_unbilled(as_of).filter(pk__gt=last_id).order_by("pk").values_list("pk", flat=True)[:chunk_size])
+        if not ids:
+            return created
+        created += draft_chunk(subscription_ids=ids)
+        last_id = ids[-1]
+
+
+def renew_chunk(*, subscription_ids: list[int], as_of: datetime) -> tuple[int, list[int]]:
+    """Renew each subscription (subscriptions.services.lifecycle.subscription_renew, which catches up every ended
+    period) and draft one invoice per started period — in one transaction per chunk, so a renewal is never
+    committed without its invoices. Returns (renewed count, new invoice ids)."""
+    attempts: list[int] = []
+
+    def work(ids=subscription_ids):
+        results = []
+        for subscription_id in ids:
+            try:
+                result = subscription_renew(subscription_id=subscription_id, as_of=as_of)
+            except Exception:  # one bad subscription must not stop the run; it is retried next hour
+                logger.exception("billing run: renewal of subscription %s failed", subscription_id)
+                continue
+            if result is not None:
+                results.append(result)
+        attempts.append(len(results))
+        subscriptions = {
+            s.pk: s for s in _subscriptions_for_drafting([r.subscription_id for r in results if r.periods])
+        }
+        periods = [
+            PeriodToBill(
+                subscription=subscriptions[result.subscription_id],
+                period_start=period.period_start,
+                period_end=period.period_end,
+                seats=period.seats,
+                lines=list(period.lines),
+            )
+            for result in results
+            for period in result.periods
+        ]
+        return draft_periods(periods=periods)
+
+    created = _in_chunk_transaction(work, subscription_ids, lambda sid: work([sid]))
+    # After a conflict the first (rolled back) attempt is not counted.
+    return sum(attempts[1:] if len(attempts) > 1 else attempts), created
+
+
+def renew_due(*, as_of: datetime, chunk_size: int = DEFAULT_CHUNK) -> tuple[int, list[int]]:
+    renewed, created = 0, []
+    last_id = 0
+    while True:
+        ids = list(
+            Subscription.objects.filter(pk__gt=last_id, current_period_end__lte=as_of)
+            .exclude(status=SubscriptionStatus.ENDED)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:chunk_size]
+        )
+        if not ids:
+            return renewed, created
+        count, new_ids = renew_chunk(subscription_ids=ids, as_of=as_of)
+        renewed += count
+        created += new_ids
+        last_id = ids[-1]
+
+
+def finalize_drafts(*, invoice_ids: list[int] | None = None, chunk_size: int = DEFAULT_CHUNK) -> tuple[int, int]:
+    """Run the checks on drafts never checked (or on `invoice_ids`): issue or hold each. Returns (issued, held)."""
+    issued = held = 0
+    last_id = 0
+    base = Invoice.objects.filter(status=InvoiceStatus.DRAFT, checks_run_at__isnull=True)
+    if invoice_ids is not None:
+        base = base.filter(pk__in=invoice_ids)
+    while True:
+        ids = list(base.filter(pk__gt=last_id).order_by("pk").values_list("pk", flat=True)[:chunk_size])
+        if not ids:
+            return issued, held
+        for invoice_id in ids:
+            try:
+                invoice = invoice_finalize(invoice_id=invoice_id)
+            except Exception:
+                logger.exception("billing run: finalizing invoice %s failed", invoice_id)
+                continue
+            if invoice.status == InvoiceStatus.HELD:
+                held += 1
+            elif invoice.issued_at:
+                issued += 1
+        last_id = ids[-1]
+
+
+def billing_run(
+    *, as_of: datetime | None = None, chunk_size: int = DEFAULT_CHUNK, finalize: bool = True
+) -> BillingRunResult:
+    """Bill everything due by `as_of`, in order: bill mid-period changes applied without the billing wrapper; draft
+    the current period of billable subscriptions that has no invoice; renew ended periods (catching up as many as
+    needed) drafting one invoice per started period; finalize the new drafts (issue or hold).
+
+    Safe to run concurrently with itself and to re-run: nothing is billed twice.
+    """
+    from billing.services.changes import changes_bill_unbilled
+
+    as_of = as_of or timezone.now()
+    result = BillingRunResult(as_of=as_of.isoformat())
+    changes_bill_unbilled()
+    drafted = draft_due(as_of=as_of, chunk_size=chunk_size)
+    result.renewed, renewed_drafts = renew_due(as_of=as_of, chunk_size=chunk_size)
+    drafted += renewed_drafts
+    result.drafted = len(drafted)
+    if finalize:
+        result.issued, result.held = finalize_drafts(invoice_ids=drafted, chunk_size=chunk_size)
+    return result

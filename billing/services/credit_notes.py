@@ -1,0 +1,161 @@
+"""Credit notes: the only way to correct an issued invoice (partial or full), numbered CN-YYYY-000001, reason-coded.
+
+Tax on a credit note mirrors the invoice: per rate, credited net × the rate copied on the invoice line, rounded
+half-up once per rate. A full credit note credits exactly what is left of the invoice (net and tax).
+"""
+
+from collections import defaultdict
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing.exceptions import CreditNoteInvalid, InvalidTransition
+from billing.models import CreditNote, CreditNoteLine, InvoiceLine, InvoiceStatus
+from billing.services.invoices import _check_reason_code, _lock, _transition, number_allocate
+from billing.services.tax import tax_amount
+from subscriptions.models import User
+from subscriptions.services.audit import audit_record
+
+CREDITABLE = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE)
+
+
+def credit_note_create(
+    *,
+    invoice_id: int,
+    reason_code: str,
+    reason_text: str = "",
+    lines: list[dict] | None = None,
+    actor: User | None = None,
+) -> CreditNote:
+    """Issue a credit note against an issued invoice.
+
+    `lines=None` credits the whole invoice (only when nothing was credited yet). Otherwise `lines` is a list of
+    {"invoice_line_id": int, "amount_minor": int (net, > 0), "quantity": int (optional), "description": optional};
+    a line is never credited beyond its amount. The invoice's amount credited and amount due are updated; an open
+    invoice with nothing left to pay becomes paid. Locks the invoice; the number comes from the CN-YYYY series.
+    After commit the credit note's PDF is rendered.
+    """
+    _check_reason_code(reason_code)
+    with transaction.atomic():
+        invoice = _lock(invoice_id)
+        if invoice.status not in CREDITABLE:
+            raise InvalidTransition(
+                f"Only issued invoices can be credited; invoice {invoice.number or invoice.pk} is {invoice.status}."
+            )
+        invoice_lines = {line.pk: line for line in invoice.lines.all()}
+        credited_per_line = dict(
+            CreditNoteLine.objects.filter(credit_note__invoice=invoice, invoice_line__isnull=False)
+            .values("invoice_line")
+            .annotate(total=Sum("amount_minor"))
+            .values_list("invoice_line", "total")
+        )
+        is_full = lines is None
+        if is_full:
+            if invoice.amount_credited_minor:
+                raise CreditNoteInvalid("Part of this invoice is already credited; credit the remaining lines instead.")
+            requested = [
+                {"invoice_line_id": pk, "amount_minor": line.amount_minor, "quantity": line.quantity}
+                for pk, line in invoice_lines.items()
+                if line.amount_minor != 0
+            ]
+        else:
+            requested = lines
+        if not requested:
+            raise CreditNoteInvalid("Choose at least one line to credit.")
+        prepared: list[tuple[InvoiceLine, int, int, str]] = []
+        for item in requested:
+            line = invoice_lines.get(item.get("invoice_line_id"))
+            if line is None:
+                raise CreditNoteInvalid("A credited line does not belong to this invoice.", field="lines")
+            amount = item.get("amount_minor")
+            if not isinstance(amount, int) or isinstance(amount, bool):
+                raise CreditNoteInvalid("Credit amounts are whole numbers of minor units.", field="lines")
+            if not is_full:
+                if amount <= 0:
+                    raise CreditNoteInvalid("Credit amounts must be positive.", field="lines")
+                left = line.amount_minor - credited_per_line.get(line.pk, 0)
+                if amount > left:
+                    raise CreditNoteInvalid(
+                        f"“{line.description}” has {left} left to credit; {amount} is too much.", field="lines"
+                    )
+            prepared.append((line, amount, int(item.get("quantity") or line.quantity), item.get("description") or ""))
+        if is_full:
+            subtotal, tax = invoice.subtotal_minor, invoice.tax_minor
+            per_line_tax = {line.pk: 0 for line, *_ in prepared}
+        else:
+            by_rate: dict[Decimal, int] = defaultdict(int)
+            for line, amount, _, _ in prepared:
+                by_rate[Decimal(line.tax_rate)] += amount
+            subtotal = sum(amount for _, amount, _, _ in prepared)
+            tax = sum(tax_amount(taxable_minor=net, rate_percent=rate) for rate, net in by_rate.items())
+            per_line_tax = {
+                line.pk: tax_amount(taxable_minor=amount, rate_percent=Decimal(line.tax_rate))
+                for line, amount, _, _ in prepared
+            }
+        total = subtotal + tax
+        if total <= 0:
+            raise CreditNoteInvalid("The credit note total must be positive.")
+        if total > invoice.total_minor - invoice.amount_credited_minor:
+            raise CreditNoteInvalid(
+                f"Only {invoice.total_minor - invoice.amount_credited_minor} is left to credit on {invoice.number}."
+            )
+        now = timezone.now()
+        series = f"CN-{now.year}"
+        credit_note = CreditNote.objects.create(
+            invoice=invoice,
+            customer=invoice.customer,
+            number=f"{series}-{number_allocate(series=series):06d}",
+            series=series,
+            currency=invoice.currency,
+            reason_code=reason_code,
+            reason_text=reason_text.strip(),
+            subtotal_minor=subtotal,
+            tax_minor=tax,
+            total_minor=total,
+            is_full=is_full,
+            issued_at=now,
+            created_by=actor,
+        )
+        CreditNoteLine.objects.bulk_create(
+            CreditNoteLine(
+                credit_note=credit_note,
+                invoice_line=line,
+                description=(description or f"Credit: {line.description}")[:300],
+                quantity=quantity,
+                amount_minor=amount,
+                tax_rate=line.tax_rate,
+                tax_name=line.tax_name,
+                tax_minor=per_line_tax[line.pk],
+            )
+            for line, amount, quantity, description in prepared
+        )
+        invoice.amount_credited_minor += total
+        invoice.amount_due_minor = max(
+            0, invoice.total_minor - invoice.amount_paid_minor - invoice.amount_credited_minor
+        )
+        if invoice.status == InvoiceStatus.OPEN and invoice.amount_due_minor == 0:
+            invoice.paid_at = now
+            _transition(
+                invoice, InvoiceStatus.PAID, actor=actor, reason=f"Settled by credit note {credit_note.number}."
+            )
+        invoice.save()
+        audit_record(
+            customer=invoice.customer,
+            actor=actor,
+            action="credit_note.issued",
+            obj=credit_note,
+            summary=f"Credit note {credit_note.number} for {invoice.number}: {total / 100:.2f} {invoice.currency}",
+            after={"reason_code": reason_code, "total_minor": total, "invoice": invoice.number},
+            reason=reason_text,
+        )
+        credit_note_id = credit_note.pk
+        transaction.on_commit(lambda: _after_issue(credit_note_id))
+    return credit_note
+
+
+def _after_issue(credit_note_id: int) -> None:
+    from billing.tasks import credit_note_render_pdf_task
+
+    credit_note_render_pdf_task.delay(credit_note_id)

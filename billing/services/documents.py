@@ -1,0 +1,151 @@
+"""Invoice and credit-note documents: one template renders both the HTML view and the PDF (WeasyPrint).
+
+A document's PDF is rendered once, after issue, stored privately with its SHA-256, and never regenerated: a second
+render request is a no-op. The "invoice issued" e-mail attaches exactly the stored bytes.
+"""
+
+import hashlib
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from billing.models import CreditNote, Invoice
+from billing.money import format_minor
+
+logger = logging.getLogger(__name__)
+
+
+def _page_size(invoice: Invoice) -> str:
+    return "Letter" if invoice.billing_country in ("US", "CA") else "A4"
+
+
+def invoice_document_context(*, invoice: Invoice) -> dict:
+    seller = invoice.seller_details or dict(settings.SELLER)
+    return {
+        "invoice": invoice,
+        "doc_number": invoice.number or f"DRAFT-{invoice.pk}",
+        "seller": seller,
+        "lines": list(invoice.lines.all()),
+        "tax_lines": list(invoice.tax_lines.all()),
+        "period_end_inclusive": (invoice.period_end - timedelta(days=1)) if invoice.period_end else None,
+        "page_size": _page_size(invoice),
+    }
+
+
+def invoice_render_html(*, invoice: Invoice) -> str:
+    """The invoice as HTML (the portal's invoice view and the PDF's source)."""
+    return render_to_string("billing/invoice.html", invoice_document_context(invoice=invoice))
+
+
+def credit_note_render_html(*, credit_note: CreditNote) -> str:
+    invoice = credit_note.invoice
+    return render_to_string(
+        "billing/credit_note.html",
+        {
+            "credit_note": credit_note,
+            "invoice": invoice,
+            "doc_number": credit_note.number,
+            "seller": invoice.seller_details or dict(settings.SELLER),
+            "lines": list(credit_note.lines.all()),
+            "page_size": _page_size(invoice),
+        },
+    )
+
+
+def html_to_pdf(html: str) -> bytes:
+    from weasyprint import HTML
+
+    return HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf()
+
+
+def invoice_render_pdf(*, invoice_id: int) -> Invoice:
+    """Render and store the PDF of an issued invoice once (idempotent: an existing PDF is never replaced)."""
+    invoice = Invoice.objects.select_related("customer").get(pk=invoice_id)
+    if not invoice.is_issued:
+        raise ValueError("Only issued invoices get a stored PDF; drafts are previewed as HTML.")
+    if invoice.pdf_sha256:
+        return invoice
+    pdf = html_to_pdf(invoice_render_html(invoice=invoice))
+    with transaction.atomic():
+        locked = Invoice.objects.select_for_update().get(pk=invoice_id)
+        if locked.pdf_sha256:  # a concurrent render won
+            return locked
+        locked.pdf_file.save(f"{locked.number}.pdf", ContentFile(pdf), save=False)
+        locked.pdf_sha256 = hashlib.sha256(pdf).hexdigest()
+        locked.pdf_rendered_at = timezone.now()
+        Invoice.objects.filter(pk=locked.pk).update(
+            pdf_file=locked.pdf_file.name, pdf_sha256=locked.pdf_sha256, pdf_rendered_at=locked.pdf_rendered_at
+        )
+    return locked
+
+
+def credit_note_render_pdf(*, credit_note_id: int) -> CreditNote:
+    credit_note = CreditNote.objects.select_related("invoice").get(pk=credit_note_id)
+    if credit_note.pdf_sha256:
+        return credit_note
+    pdf = html_to_pdf(credit_note_render_html(credit_note=credit_note))
+    with transaction.atomic():
+        locked = CreditNote.objects.select_for_update().get(pk=credit_note_id)
+        if locked.pdf_sha256:
+            return locked
+        locked.pdf_file.save(f"{locked.number}.pdf", ContentFile(pdf), save=False)
+        locked.pdf_sha256 = hashlib.sha256(pdf).hexdigest()
+        locked.pdf_rendered_at = timezone.now()
+        locked.save(update_fields=["pdf_file", "pdf_sha256", "pdf_rendered_at"])
+    return locked
+
+
+def document_pdf_bytes(*, document: Invoice | CreditNote) -> bytes:
+    """The stored PDF, verified against its SHA-256 (raises if the file was altered)."""
+    with document.pdf_file.open("rb") as handle:
+        data = handle.read()
+    if hashlib.sha256(data).hexdigest() != document.pdf_sha256:
+        raise ValueError(f"The stored PDF of {document.number} does not match its recorded checksum.")
+    return data
+
+
+def _recipients(invoice: Invoice) -> list[str]:
+    if invoice.billing_emails:
+        return list(invoice.billing_emails)
+    from subscriptions.models import Membership, Role
+
+    return list(
+        Membership.objects.filter(customer_id=invoice.customer_id, role__in=[Role.OWNER, Role.BILLING_ADMIN])
+        .order_by("user__email")
+        .values_list("user__email", flat=True)
+    )
+
+
+def invoice_send_issued_email(*, invoice_id: int, force: bool = False) -> bool:
+    """E-mail the issued invoice, PDF attached, to the billing e-mails (owners/billing admins when none are set).
+
+    Sent once (email_sent_at); `force` resends (staff "resend invoice e-mail"). Returns whether a mail was sent.
+    """
+    invoice = invoice_render_pdf(invoice_id=invoice_id)
+    if invoice.email_sent_at and not force:
+        return False
+    recipients = _recipients(invoice)
+    if not recipients:
+        logger.warning("invoice %s has no billing e-mail recipients", invoice.number)
+        return False
+    due = format_minor(invoice.amount_due_minor, invoice.currency)
+    body = (
+        f"Hello,\n\nInvoice {invoice.number} from {invoice.seller_details.get('name', '')} for "
+        f"{invoice.billing_legal_name} is attached.\n\n"
+        f"Total: {format_minor(invoice.total_minor, invoice.currency)}\n"
+        f"Amount due: {due}"
+        + (f" by {invoice.due_on.isoformat()}" if invoice.due_on and invoice.amount_due_minor else "")
+        + (f"\nPO number: {invoice.po_number}" if invoice.po_number else "")
+        + f"\n\nView and download your invoices at {settings.SITE_URL}/\n\n{invoice.seller_details.get('name', '')}"
+    )
+    message = EmailMessage(subject=f"Invoice {invoice.number} — {due} due", body=body, to=recipients)
+    message.attach(f"{invoice.number}.pdf", document_pdf_bytes(document=invoice), "application/pdf")
+    message.send()
+    Invoice.objects.filter(pk=invoice.pk).update(email_sent_at=timezone.now())
+    return True

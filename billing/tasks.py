@@ -1,0 +1,64 @@
+"""Billing background work. Tasks take ids, call one service, and can run twice or late without harm."""
+
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="billing.invoice_after_issue", bind=True, max_retries=5, default_retry_delay=30)
+def invoice_after_issue_task(self, invoice_id: int) -> None:
+    """Render the PDF, e-mail it, then hand the invoice to payment collection (if the payments work offers it)."""
+    from billing.services.documents import invoice_send_issued_email
+
+    try:
+        invoice_send_issued_email(invoice_id=invoice_id)
+    except Exception as exc:  # rendering/mail failures are retried; the invoice itself is already issued
+        logger.exception("invoice %s: PDF/e-mail failed", invoice_id)
+        raise self.retry(exc=exc)
+    _collect_payment(invoice_id)
+
+
+def _collect_payment(invoice_id: int) -> None:
+    try:
+        from billing.services import payments
+    except ImportError:
+        return
+    collect = getattr(payments, "invoice_payment_collect", None)
+    if collect is not None:
+        collect(invoice_id=invoice_id)
+
+
+@shared_task(name="billing.invoice_render_pdf")
+def invoice_render_pdf_task(invoice_id: int) -> None:
+    from billing.services.documents import invoice_render_pdf
+
+    invoice_render_pdf(invoice_id=invoice_id)
+
+
+@shared_task(name="billing.credit_note_render_pdf")
+def credit_note_render_pdf_task(credit_note_id: int) -> None:
+    from billing.services.documents import credit_note_render_pdf
+
+    credit_note_render_pdf(credit_note_id=credit_note_id)
+
+
+@shared_task(name="billing.billing_run")
+def billing_run_task(as_of: str | None = None) -> dict:
+    """Hourly (Celery beat): renew due subscriptions and draft/finalize their invoices."""
+    from datetime import datetime
+
+    from billing.services.billing_run import billing_run
+
+    moment = datetime.fromisoformat(as_of) if as_of else timezone.now()
+    return billing_run(as_of=moment).as_dict()
+
+
+@shared_task(name="billing.tax_exemptions_daily")
+def tax_exemptions_daily_task() -> dict:
+    """Daily (Celery beat): expire exemptions at their expiry date; remind 30 and 7 days before."""
+    from billing.services.exemptions import tax_exemption_send_reminders, tax_exemptions_expire_due
+
+    return {"expired": tax_exemptions_expire_due(), "reminded": tax_exemption_send_reminders()}

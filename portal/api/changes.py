@@ -1,0 +1,120 @@
+"""Previews and applied changes in the API's shape, via billing's wrappers (which add tax and bill the change).
+
+`billing.services.changes` wraps `subscriptions.services.changes` with tax and the billing mode; the API must call
+the wrappers so subtotal, tax and total are right. Until billing's wrappers are installed the subscriptions
+services are called directly and tax is 0 (kept so this module works on either side of that landing).
+"""
+
+from django.db import transaction
+
+from subscriptions.models import Subscription
+from subscriptions.services import changes as sub_changes
+
+PREVIEW = {
+    "seats": sub_changes.subscription_change_seats_preview,
+    "package": sub_changes.subscription_change_package_preview,
+    "cancel": sub_changes.subscription_cancel_preview,
+    "reactivate": sub_changes.subscription_reactivate_preview,
+}
+APPLY = {
+    "seats": sub_changes.subscription_change_seats_apply,
+    "package": sub_changes.subscription_change_package_apply,
+    "cancel": sub_changes.subscription_cancel_apply,
+    "reactivate": sub_changes.subscription_reactivate_apply,
+}
+
+
+def _billing():
+    try:
+        from billing.services import changes as billed
+    except ImportError:
+        return None
+    return billed if hasattr(billed, "change_preview") and hasattr(billed, "change_apply") else None
+
+
+def _shape(preview, *, subtotal, tax, total, next_recurring, billing_mode="", billing_message="") -> dict:
+    return {
+        "lines": [
+            {
+                "description": line.description,
+                "period_start": line.period_start,
+                "period_end": line.period_end,
+                "quantity": line.quantity,
+                "unit_amount": line.unit_amount_minor,
+                "amount": line.amount_minor,
+                "proration": line.proration,
+            }
+            for line in preview.lines
+        ],
+        "subtotal": subtotal,
+        "tax": tax,
+        "total": total,
+        "amount_due_now": total,
+        "next_recurring_amount": next_recurring,
+        "currency": preview.currency,
+        "effective_at": preview.effective_at,
+        "immediate": preview.immediate,
+        "summary": preview.summary,
+        "notes": list(preview.notes),
+        "billing_mode": billing_mode,
+        "billing_message": billing_message,
+        "version": preview.version,
+    }
+
+
+def change_preview(*, subscription_id: int, kind: str, **params) -> dict:
+    """The preview of `kind` with tax (no writes). Raises the services' SubscriptionError/BillingError for bad input."""
+    billed = _billing()
+    if billed is not None:
+        result = billed.change_preview(subscription_id=subscription_id, kind=kind, **params)
+        return _shape(
+            result.preview,
+            subtotal=result.subtotal_minor,
+            tax=result.tax_minor,
+            total=result.total_minor,
+            next_recurring=result.next_recurring_total_minor,
+            billing_mode=result.billing_mode,
+            billing_message=result.billing_message,
+        )
+    preview = PREVIEW[kind](subscription_id=subscription_id, **params)
+    amount = preview.amount_due_now_minor
+    return _shape(preview, subtotal=amount, tax=0, total=amount, next_recurring=preview.next_recurring_amount_minor)
+
+
+def change_apply(
+    *,
+    subscription_id: int,
+    kind: str,
+    expected_version: int,
+    actor,
+    actor_kind: str,
+    idempotency_key: str | None,
+    **params,
+) -> dict:
+    """Apply `kind` exactly as previewed now, billed by billing's wrapper; returns the preview shape with the
+    subscription's new `version` (send it with the next change) and `change_id`.
+
+    The amount previewed here is passed to the service as the expected amount, so what this response shows is what
+    was applied (the service refuses with stale_preview otherwise)."""
+    preview_params = dict(params)
+    shown = change_preview(subscription_id=subscription_id, kind=kind, **preview_params)
+    billed = _billing()
+    with transaction.atomic():
+        common = {
+            "subscription_id": subscription_id,
+            "expected_version": expected_version,
+            "idempotency_key": idempotency_key,
+            "expected_amount_due_minor": shown["subtotal"],
+            "actor": actor,
+            "actor_kind": actor_kind,
+        }
+        if billed is not None:
+            outcome = billed.change_apply(kind=kind, **common, **params)
+            change = outcome.change
+            invoice = getattr(outcome, "invoice", None)
+        else:
+            change = APPLY[kind](**common, **params)
+            invoice = None
+        version = Subscription.objects.values_list("version", flat=True).get(pk=subscription_id)
+    shown.update(version=version, change_id=change.pk, invoice_id=invoice.pk if invoice is not None else None)
+    return shown

@@ -1,0 +1,318 @@
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError
+
+from billing.exceptions import (
+    CurrencyMismatch,
+    InvalidTransition,
+    InvoiceImmutable,
+    InvoiceNotIssuable,
+    PaymentInvalid,
+    ReasonCodeInvalid,
+)
+from billing.models import INVOICE_TRANSITIONS, HoldReason, Invoice, InvoiceLine, InvoiceStatus, InvoiceStatusChange
+from billing.services.billing_run import draft_chunk
+from billing.services.invoices import (
+    DraftLine,
+    invoice_apply_payment,
+    invoice_approve_and_issue,
+    invoice_draft_create,
+    invoice_finalize,
+    invoice_issue,
+    invoice_line_add,
+    invoice_line_update,
+    invoice_mark_uncollectible,
+    invoice_set_po_number,
+    invoice_void,
+)
+from billing.services.profiles import billing_profile_update
+from subscriptions.models import SeatLedgerEntry, SubscriptionChange
+from tests.billing.conftest import established
+from tests.factories import SubscriptionFactory, utc
+
+pytestmark = pytest.mark.django_db
+
+
+def _codes(invoice):
+    return [reason["code"] for reason in invoice.hold_reasons]
+
+
+def _draft(subscription):
+    [invoice_id] = draft_chunk(subscription_ids=[subscription.pk])
+    return Invoice.objects.get(pk=invoice_id)
+
+
+def _open_invoice(customer, staff, amount=10_000):
+    invoice = invoice_draft_create(
+        customer=customer, currency="USD", lines=[DraftLine(description="Consulting", unit_amount_minor=amount)]
+    )
+    return invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff)
+
+
+def test_invoice_transitions_table_forbids_going_back():
+    assert InvoiceStatus.OPEN not in INVOICE_TRANSITIONS[InvoiceStatus.PAID]
+    assert INVOICE_TRANSITIONS[InvoiceStatus.VOID] == frozenset()
+    assert InvoiceStatus.DRAFT not in INVOICE_TRANSITIONS[InvoiceStatus.OPEN]
+
+
+def test_invoice_finalize_issues_clean_draft_with_number_and_due_date(customer, subscription, ca_tax, staff):
+    established(customer, staff)
+    invoice = invoice_finalize(invoice_id=_draft(subscription).pk)
+    assert invoice.status == InvoiceStatus.OPEN
+    assert invoice.number.startswith(f"INV-{invoice.issued_at.year}-")
+    assert invoice.due_on == (invoice.issued_at + timedelta(days=30)).date()
+    assert invoice.amount_due_minor == invoice.total_minor == 16_088
+    assert invoice.billing_legal_name == "Acme Incorporated"
+    assert invoice.billing_address[0] == "1 Infinite Loop"
+    assert invoice.seller_details["name"]
+    assert list(invoice.status_changes.values_list("to_status", flat=True)) == ["draft", "open"]
+
+
+def test_invoice_numbers_are_sequential_without_gaps(customer, staff):
+    numbers = [_open_invoice(customer, staff).number for _ in range(3)]
+    year = numbers[0].split("-")[1]
+    assert numbers == [f"INV-{year}-{n:06d}" for n in (1, 2, 3)]
+
+
+def test_invoice_number_not_consumed_when_issue_is_refused(customer, staff):
+    first = _open_invoice(customer, staff)
+    bad = invoice_draft_create(
+        customer=customer, currency="USD", lines=[DraftLine(description="Credit", unit_amount_minor=-500)]
+    )
+    with pytest.raises(InvoiceNotIssuable):
+        invoice_approve_and_issue(invoice_id=bad.pk, actor=staff)
+    second = _open_invoice(customer, staff)
+    assert int(second.number[-6:]) == int(first.number[-6:]) + 1
+
+
+def test_issued_invoice_lines_and_amounts_are_immutable(customer, staff):
+    invoice = _open_invoice(customer, staff)
+    line = invoice.lines.get()
+    with pytest.raises(InvoiceImmutable):
+        invoice_line_update(line_id=line.pk, amount_minor=1)
+    with pytest.raises(InvoiceImmutable):
+        invoice_line_add(invoice_id=invoice.pk, line=DraftLine(description="Extra", unit_amount_minor=1))
+    # even bypassing the services
+    line.amount_minor = 1
+    with pytest.raises(InvoiceImmutable):
+        line.save()
+    with pytest.raises(InvoiceImmutable):
+        line.delete()
+    fresh = Invoice.objects.get(pk=invoice.pk)
+    fresh.total_minor = 1
+    with pytest.raises(InvoiceImmutable):
+        fresh.save()
+    with pytest.raises(InvoiceImmutable):
+        invoice.tax_lines.model(invoice=invoice, name="x", rate=1, taxable_amount_minor=1, tax_amount_minor=1).save()
+    assert Invoice.objects.get(pk=invoice.pk).total_minor == 10_000
+
+
+def test_invoice_draft_edit_recomputes_tax_and_bumps_version(customer, ca_tax, staff):
+    invoice = invoice_draft_create(
+        customer=customer, currency="USD", lines=[DraftLine(description="Seats", unit_amount_minor=10_000)]
+    )
+    invoice_line_add(invoice_id=invoice.pk, line=DraftLine(description="More", unit_amount_minor=10_000), actor=staff)
+    invoice.refresh_from_db()
+    assert (invoice.subtotal_minor, invoice.tax_minor, invoice.version) == (20_000, 1450, 2)
+
+
+def test_invoice_first_of_new_customer_is_held(subscription, ca_tax):
+    invoice = invoice_finalize(invoice_id=_draft(subscription).pk)
+    assert invoice.status == InvoiceStatus.HELD
+    assert _codes(invoice) == [HoldReason.FIRST_INVOICE]
+    assert invoice.number is None
+
+
+def test_invoice_held_when_po_required_and_missing_then_released_by_po(customer, subscription, staff):
+    established(customer, staff)
+    billing_profile_update(customer=customer, requires_po=True)
+    invoice = invoice_finalize(invoice_id=_draft(subscription).pk)
+    assert _codes(invoice) == [HoldReason.PO_MISSING]
+    invoice = invoice_set_po_number(invoice_id=invoice.pk, po_number="PO-778")
+    assert invoice.status == InvoiceStatus.OPEN
+    assert invoice.po_number == "PO-778"
+
+
+def test_invoice_standing_po_is_copied(customer, subscription, staff):
+    established(customer, staff)
+    billing_profile_update(customer=customer, requires_po=True, standing_po_number="PO-STANDING")
+    invoice = invoice_finalize(invoice_id=_draft(subscription).pk)
+    assert invoice.status == InvoiceStatus.OPEN
+    assert invoice.po_number == "PO-STANDING"
+
+
+def test_invoice_held_when_billed_seats_differ_from_provisioned(customer, subscription, staff):
+    established(customer, staff)
+    SeatLedgerEntry.objects.create(
+        subscription=subscription, seats_from=0, seats_to=8, reason="subscribed", effective_at=utc(2026, 10, 1)
+    )
+    invoice = invoice_finalize(invoice_id=_draft(subscription).pk)
+    assert _codes(invoice) == [HoldReason.SEATS_MISMATCH]
+    assert "bills 10 seats but 8 are provisioned" in invoice.hold_reasons[0]["message"]
+
+
+def test_invoice_held_when_address_incomplete_and_cannot_be_approved(customer, subscription, staff):
+    established(customer, staff)
+    billing_profile_update(customer=customer, city="", postal_code="")
+    invoice = invoice_finalize(invoice_id=_draft(subscription).pk)
+    assert _codes(invoice) == [HoldReason.TAX_LOCATION_MISSING]
+    assert invoice.hold_reasons[0]["message"] == "The billing address is incomplete: add the city, the postal code."
+    with pytest.raises(InvoiceNotIssuable, match="add the city"):
+        invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff)
+
+
+def test_invoice_held_when_us_region_missing(customer, subscription, staff):
+    established(customer, staff)
+    billing_profile_update(customer=customer, region="")
+    invoice = invoice_finalize(invoice_id=_draft(subscription).pk)
+    assert "state/province" in invoice.hold_reasons[0]["message"]
+
+
+def test_invoice_held_when_negative_total(customer, staff):
+    established(customer, staff)
+    invoice = invoice_draft_create(
+        customer=customer, currency="USD", lines=[DraftLine(description="Credit", unit_amount_minor=-500)]
+    )
+    invoice = invoice_finalize(invoice_id=invoice.pk)
+    assert _codes(invoice) == [HoldReason.NEGATIVE_TOTAL]
+
+
+def test_invoice_held_when_currency_differs_from_customer(customer, staff):
+    established(customer, staff)
+    invoice = invoice_draft_create(
+        customer=customer, currency="EUR", lines=[DraftLine(description="Seats", unit_amount_minor=500)]
+    )
+    invoice = invoice_finalize(invoice_id=invoice.pk)
+    assert _codes(invoice) == [HoldReason.CURRENCY_MISMATCH]
+    # a soft hold: staff may approve it
+    assert invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff).status == InvoiceStatus.OPEN
+
+
+def test_invoice_held_when_total_jumps_without_recorded_change(customer, subscription, staff):
+    established(customer, staff)
+    first = invoice_finalize(invoice_id=_draft(subscription).pk)
+    assert first.status == InvoiceStatus.OPEN
+    # the period rolls over and seats silently go from 10 to 20 (no SubscriptionChange recorded)
+    subscription.current_period_start, subscription.current_period_end = utc(2026, 12, 1), utc(2027, 1, 1)
+    subscription.seats = 20
+    subscription.save()
+    second = invoice_finalize(invoice_id=_draft(subscription).pk)
+    assert _codes(second) == [HoldReason.AMOUNT_CHANGED]
+    assert "by 67%" in second.hold_reasons[0]["message"]
+
+
+def test_invoice_total_jump_explained_by_recorded_change_is_issued(customer, subscription, staff):
+    established(customer, staff)
+    invoice_finalize(invoice_id=_draft(subscription).pk)
+    SubscriptionChange.objects.create(
+        subscription=subscription, kind="seats", currency="USD", effective_at=utc(2026, 11, 20)
+    )
+    subscription.current_period_start, subscription.current_period_end = utc(2026, 12, 1), utc(2027, 1, 1)
+    subscription.seats = 20
+    subscription.save()
+    assert invoice_finalize(invoice_id=_draft(subscription).pk).status == InvoiceStatus.OPEN
+
+
+def test_invoice_approve_and_issue_records_approver(customer, subscription, staff):
+    invoice = invoice_finalize(invoice_id=_draft(subscription).pk)
+    invoice = invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff, note="Checked with sales")
+    assert invoice.status == InvoiceStatus.OPEN
+    assert invoice.approved_by == staff
+    change = InvoiceStatusChange.objects.filter(invoice=invoice, to_status="open").get()
+    assert "first_invoice" in change.reason and change.actor == staff
+
+
+def test_invoice_issue_twice_is_refused(customer, staff):
+    invoice = _open_invoice(customer, staff)
+    with pytest.raises(InvalidTransition):
+        invoice_issue(invoice_id=invoice.pk)
+
+
+def test_invoice_void_requires_known_reason_code(customer, staff):
+    invoice = _open_invoice(customer, staff)
+    with pytest.raises(ReasonCodeInvalid):
+        invoice_void(invoice_id=invoice.pk, reason_code="oops")
+    invoice = invoice_void(invoice_id=invoice.pk, reason_code="duplicate", reason="Sent twice", actor=staff)
+    assert (invoice.status, invoice.void_reason_code, invoice.amount_due_minor) == ("void", "duplicate", 0)
+    with pytest.raises(InvalidTransition):
+        invoice_apply_payment(invoice_id=invoice.pk, amount_minor=100)
+
+
+def test_invoice_void_refused_once_paid(customer, staff):
+    invoice = _open_invoice(customer, staff)
+    invoice_apply_payment(invoice_id=invoice.pk, amount_minor=10_000)
+    with pytest.raises(InvalidTransition):
+        invoice_void(invoice_id=invoice.pk, reason_code="duplicate")
+
+
+def test_invoice_apply_payment_partial_then_full(customer, staff):
+    invoice = _open_invoice(customer, staff)
+    invoice = invoice_apply_payment(invoice_id=invoice.pk, amount_minor=4_000, currency="usd", reference="wire 1")
+    assert (invoice.status, invoice.amount_paid_minor, invoice.amount_due_minor) == ("open", 4_000, 6_000)
+    invoice = invoice_apply_payment(invoice_id=invoice.pk, amount_minor=6_000)
+    assert (invoice.status, invoice.amount_due_minor) == ("paid", 0)
+    assert invoice.paid_at is not None
+
+
+@pytest.mark.parametrize("amount", [0, -5, 10_001, "100", 1.5, True])
+def test_invoice_apply_payment_rejects_bad_amounts(customer, staff, amount):
+    invoice = _open_invoice(customer, staff)
+    with pytest.raises(PaymentInvalid):
+        invoice_apply_payment(invoice_id=invoice.pk, amount_minor=amount)
+    assert Invoice.objects.get(pk=invoice.pk).amount_paid_minor == 0
+
+
+def test_invoice_apply_payment_rejects_other_currency(customer, staff):
+    invoice = _open_invoice(customer, staff)
+    with pytest.raises(CurrencyMismatch):
+        invoice_apply_payment(invoice_id=invoice.pk, amount_minor=100, currency="EUR")
+
+
+def test_invoice_apply_payment_refused_on_draft(customer):
+    invoice = invoice_draft_create(
+        customer=customer, currency="USD", lines=[DraftLine(description="x", unit_amount_minor=100)]
+    )
+    with pytest.raises(InvalidTransition):
+        invoice_apply_payment(invoice_id=invoice.pk, amount_minor=100)
+
+
+def test_invoice_uncollectible_can_still_be_paid(customer, staff):
+    invoice = _open_invoice(customer, staff)
+    invoice = invoice_mark_uncollectible(invoice_id=invoice.pk, reason="dunning exhausted")
+    assert invoice.status == InvoiceStatus.UNCOLLECTIBLE
+    with pytest.raises(InvalidTransition):
+        invoice_void(invoice_id=invoice.pk, reason_code="other")
+    assert invoice_apply_payment(invoice_id=invoice.pk, amount_minor=10_000).status == InvoiceStatus.PAID
+
+
+def test_invoice_zero_total_is_paid_at_issue(customer, staff):
+    invoice = invoice_draft_create(
+        customer=customer, currency="USD", lines=[DraftLine(description="Free month", unit_amount_minor=0)]
+    )
+    invoice = invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff)
+    assert invoice.status == InvoiceStatus.PAID
+
+
+def test_invoice_number_only_when_issued_is_a_database_constraint(customer):
+    invoice = invoice_draft_create(
+        customer=customer, currency="USD", lines=[DraftLine(description="x", unit_amount_minor=100)]
+    )
+    with pytest.raises(IntegrityError):
+        Invoice.objects.filter(pk=invoice.pk).update(number="INV-FAKE-1")
+
+
+def test_invoice_lines_keep_customer_words_and_sku_small_print(subscription):
+    invoice = _draft(subscription)
+    lines = list(InvoiceLine.objects.filter(invoice=invoice).order_by("position"))
+    assert lines[0].description.startswith("Team plan (includes 5 seats)")
+    assert lines[0].sku_code == "PLAT-BASE-M"
+    assert lines[1].description.startswith("Team — 5 additional seats")
+    assert (lines[1].quantity, lines[1].unit_amount_minor, lines[1].amount_minor) == (5, 1_000, 5_000)
+
+
+def test_invoice_draft_other_customer_subscription_unaffected(customer, subscription):
+    other = SubscriptionFactory()
+    invoice = _draft(subscription)
+    assert invoice.customer == customer
+    assert not other.invoices.exists()
