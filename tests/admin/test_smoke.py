@@ -21,7 +21,7 @@ def test_every_changelist_and_change_page_renders_or_is_forbidden(request, demo,
     client = request.getfixturevalue(client_fixture)
     user = request.getfixturevalue(user_fixture)
     assert client.get(reverse("admin:index")).status_code == 200
-    for model, model_admin in admin.site._registry.items():
+    for model in admin.site._registry:
         opts = model._meta
         allowed = user.has_perm(f"{opts.app_label}.view_{opts.model_name}") or user.has_perm(
             f"{opts.app_label}.change_{opts.model_name}"
