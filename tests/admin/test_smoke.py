@@ -32,3 +32,14 @@ def test_every_changelist_and_change_page_renders_or_is_forbidden(request, demo,
         if obj is not None:
             change = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]))
             assert change.status_code == (200 if allowed else 403), (user.email, opts.label)
+
+
+def test_admin_index_shows_each_role_its_work_queues(billing_client, support_client, demo):
+    billing = billing_client.get(reverse("admin:index"))
+    support = support_client.get(reverse("admin:index"))
+
+    assert "Invoices held for review" in billing.text
+    assert "Tax exemptions awaiting review" in billing.text
+    assert "Invoices held for review" not in support.text
+    assert "Tax exemptions awaiting review" not in support.text
+    assert "Customers with failed provisioning" in support.text
