@@ -52,6 +52,7 @@ class CustomerAdmin(ReadOnlyAdmin):
                     subscription.staff_actions = subscription_staff_actions(subscription)
             extra_context["c360"] = view
             extra_context["can_add_note"] = request.user.has_perm("subscriptions.add_staffnote")
+            extra_context["can_resend_invitations"] = request.user.has_perm("subscriptions.change_invitation")
             extra_context["can_view_exemptions"] = request.user.has_perm("billing.view_taxexemption")
         return super().change_view(request, object_id, form_url, extra_context)
 
