@@ -297,8 +297,12 @@ def test_stripe_webhook_delivered_by_localstripe_for_successful_charge(live_serv
 
     payment = payments.invoice_collect(invoice_id=invoice.pk)
 
-    event = _wait_for(lambda: StripeEvent.objects.filter(type="payment_intent.succeeded").first())
-    assert event.object_id == payment.stripe_payment_intent_id
+    # (filtered by intent: a delivery scheduled by an earlier test may still arrive at the shared live server)
+    event = _wait_for(
+        lambda: StripeEvent.objects.filter(
+            type="payment_intent.succeeded", object_id=payment.stripe_payment_intent_id
+        ).first()
+    )
     assert _wait_for(lambda: StripeEvent.objects.filter(pk=event.pk, status=StripeEventStatus.PROCESSED).exists())
     invoice.refresh_from_db()
     assert invoice.status == InvoiceStatus.PAID and invoice.amount_paid_minor == payment.amount_minor
@@ -313,9 +317,12 @@ def test_stripe_webhook_delivered_by_localstripe_for_declined_charge(live_server
 
     payment = payments.invoice_collect(invoice_id=invoice.pk)
 
+    stripe_customer_id = customer.stripe_link.stripe_customer_id
     event = _wait_for(
         lambda: (
-            StripeEvent.objects.filter(type="payment_intent.payment_failed")
+            StripeEvent.objects.filter(
+                type="payment_intent.payment_failed", payload__data__object__customer=stripe_customer_id
+            )
             .exclude(status=StripeEventStatus.PENDING)
             .first()
         )
