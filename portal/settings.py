@@ -251,6 +251,8 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Load-balancer probes speak plain HTTP behind the TLS proxy; a redirect would read as "down".
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -274,3 +276,14 @@ LOGGING = {
 }
 
 SESSION_COOKIE_AGE = int(timedelta(days=14).total_seconds())
+
+# --- Cache (sign-in throttle counters, DRF throttling). Local memory is per process: fine for development and tests;
+# set CACHE_URL=redis://host:6379/1 in production so every web process shares the counters.
+CACHE_URL = env("CACHE_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL.startswith(("redis://", "rediss://"))
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "continuum"}
+    )
+}
