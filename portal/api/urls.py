@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from portal.api.views import accounts, docs, subscriptions
+from portal.api.views import accounts, docs, members, subscriptions
 from portal.api.views.errors import not_found
 
 app_name = "api"
@@ -29,6 +29,13 @@ urlpatterns = [
     path(f"v1/{S}/package-changes/", subscriptions.PackageChangeApi.as_view(), name="package-change"),
     path(f"v1/{S}/cancel/", subscriptions.SubscriptionCancelApi.as_view(), name="subscription-cancel"),
     path(f"v1/{S}/reactivate/", subscriptions.SubscriptionReactivateApi.as_view(), name="subscription-reactivate"),
+    path(f"v1/{C}/members/", members.MemberListApi.as_view(), name="members"),
+    path(f"v1/{S}/seat-assignments/", members.SeatAssignmentListApi.as_view(), name="seat-assignments"),
+    path(
+        f"v1/{S}/seat-assignments/<int:user_id>/",
+        members.SeatAssignmentDetailApi.as_view(),
+        name="seat-assignment",
+    ),
     # Anything else under /api/ answers in the API's error format rather than the site's HTML 404 page.
     re_path(r"^.*$", not_found, name="not-found"),
 ]
