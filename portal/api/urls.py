@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from portal.api.views import accounts, docs, members, subscriptions
+from portal.api.views import accounts, billing, docs, members, subscriptions
 from portal.api.views.errors import not_found
 
 app_name = "api"
@@ -35,6 +35,17 @@ urlpatterns = [
         f"v1/{S}/seat-assignments/<int:user_id>/",
         members.SeatAssignmentDetailApi.as_view(),
         name="seat-assignment",
+    ),
+    path(f"v1/{C}/billing-profile/", billing.BillingProfileApi.as_view(), name="billing-profile"),
+    path(f"v1/{C}/invoices/", billing.InvoiceListApi.as_view(), name="invoices"),
+    path(f"v1/{C}/invoices/<int:invoice_id>/", billing.InvoiceDetailApi.as_view(), name="invoice"),
+    path(f"v1/{C}/invoices/<int:invoice_id>/pdf/", billing.InvoicePdfApi.as_view(), name="invoice-pdf"),
+    path(f"v1/{C}/credit-notes/", billing.CreditNoteListApi.as_view(), name="credit-notes"),
+    path(f"v1/{C}/tax-exemptions/", billing.TaxExemptionListApi.as_view(), name="tax-exemptions"),
+    path(
+        f"v1/{C}/tax-exemptions/<int:exemption_id>/",
+        billing.TaxExemptionDetailApi.as_view(),
+        name="tax-exemption",
     ),
     # Anything else under /api/ answers in the API's error format rather than the site's HTML 404 page.
     re_path(r"^.*$", not_found, name="not-found"),
