@@ -169,6 +169,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS.update(json.loads(env("CELERY_BROKER_TRANSPORT_O
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE: dict = {}
 
+# --- Provisioning (docs/provisioning.md)
+PROVISIONER_BACKEND = env("PROVISIONER_BACKEND", "builtin")
+PROVISIONER_WEBHOOK_URL = env("PROVISIONER_WEBHOOK_URL")
+PROVISIONER_WEBHOOK_SECRET = env("PROVISIONER_WEBHOOK_SECRET")
+PROVISIONER_WEBHOOK_TIMEOUT = float(env("PROVISIONER_WEBHOOK_TIMEOUT", "5"))
+PROVISIONING_MAX_RETRIES = env_int("PROVISIONING_MAX_RETRIES", 6)
+PROVISIONING_RETRY_BASE_SECONDS = float(env("PROVISIONING_RETRY_BASE_SECONDS", "2"))
+PROVISIONING_RETRY_MAX_SECONDS = float(env("PROVISIONING_RETRY_MAX_SECONDS", "300"))
+CELERY_BEAT_SCHEDULE["entitlements-drift-check"] = {
+    "task": "subscriptions.entitlements_drift_check",
+    "schedule": float(env_int("PROVISIONING_DRIFT_CHECK_SECONDS", 600)),
+}
+
 # --- REST API
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -243,6 +256,8 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Load-balancer probes speak plain HTTP behind the TLS proxy; a redirect would read as "down".
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True

@@ -6,16 +6,33 @@ A staff action on a row (change seats, extend a trial, resend an invitation...) 
 permission; the admin form itself stays read-only and the action runs the same service the portal runs.
 """
 
-from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+import uuid
+from decimal import Decimal
 
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import (
+    LIVE_STATUSES,
+    ActorKind,
     AuditEvent,
+    Customer,
+    Entitlement,
+    Interval,
     Invitation,
     Membership,
     Package,
     PackageComponent,
     Price,
+    ProvisioningRun,
     ScheduledChange,
     SeatAssignment,
     SeatLedgerEntry,
@@ -24,8 +41,19 @@ from subscriptions.models import (
     Subscription,
     SubscriptionAddon,
     SubscriptionChange,
+    SubscriptionStatus,
     User,
 )
+from subscriptions.services.catalog import catalog_validate
+from subscriptions.services.changes import (
+    subscription_change_package_apply,
+    subscription_change_package_preview,
+    subscription_change_seats_apply,
+    subscription_change_seats_preview,
+)
+from subscriptions.services.members import invitation_resend
+from subscriptions.services.provisioning import entitlements_retry
+from subscriptions.services.trials import MAX_EXTENSION_DAYS, subscription_extend_trial
 
 admin.site.site_header = "Continuum back office"
 admin.site.site_title = "Continuum back office"
@@ -107,6 +135,43 @@ class InvitationAdmin(ReadOnlyAdmin):
     list_filter = ["role"]
     list_select_related = ["customer", "invited_by"]
     search_fields = ["email", "customer__name"]
+    actions = ["resend_selected"]
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:invitation_id>/resend/",
+                self.admin_site.admin_view(self.resend_view),
+                name="subscriptions_invitation_resend",
+            ),
+        ] + super().get_urls()
+
+    def has_resend_permission(self, request) -> bool:
+        return request.user.has_perm("subscriptions.change_invitation")
+
+    def _resend(self, request, invitation: Invitation) -> bool:
+        try:
+            invitation_resend(invitation_id=invitation.pk, actor=request.user, actor_kind=ActorKind.STAFF)
+        except SubscriptionError as error:
+            messages.error(request, f"{invitation.email}: {error.message}")
+            return False
+        return True
+
+    @admin.action(description="Resend the selected invitations", permissions=["resend"])
+    def resend_selected(self, request, queryset):
+        sent = [invitation.email for invitation in queryset if self._resend(request, invitation)]
+        if sent:
+            messages.success(request, f"Invitation sent again to {', '.join(sent)}.")
+
+    def resend_view(self, request, invitation_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_resend_permission(request):
+            raise PermissionDenied
+        invitation = get_object_or_404(Invitation, pk=invitation_id)
+        if self._resend(request, invitation):
+            messages.success(request, f"Invitation sent again to {invitation.email}.")
+        return HttpResponseRedirect(reverse("admin:subscriptions_customer_change", args=[invitation.customer_id]))
 
 
 # --- Catalog (superusers edit; everyone else reads) ------------------------------------------------------------------
@@ -125,11 +190,65 @@ class SuperuserEditsMixin:
         return request.user.is_active and request.user.is_superuser
 
 
+class _CatalogRefused(Exception):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class CatalogValidatedMixin:
+    """Validate the catalog after the row and its inlines are saved; refuse the whole save with specific messages.
+
+    The save runs in a savepoint; when catalog_validate finds problems the savepoint rolls back (nothing was saved,
+    no "changed" log entry, no success message) and the form is shown again, bound to what was typed, with the
+    problems as its errors.
+    """
+
+    def catalog_problems(self, obj) -> list[str]:
+        raise NotImplementedError
+
+    def _changeform_view(self, request, object_id, form_url, extra_context):
+        if request.method != "POST" or getattr(request, "_catalog_problems", None):
+            return super()._changeform_view(request, object_id, form_url, extra_context)
+        try:
+            with transaction.atomic():
+                return super()._changeform_view(request, object_id, form_url, extra_context)
+        except _CatalogRefused as refused:
+            request._catalog_problems = refused.problems
+            return super()._changeform_view(request, object_id, form_url, extra_context)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        problems = self.catalog_problems(form.instance)
+        if problems:
+            raise _CatalogRefused(problems)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        problems = getattr(request, "_catalog_problems", None)
+        if not problems:
+            return form_class
+
+        class RefusedForm(form_class):
+            def clean(self):
+                super().clean()
+                raise forms.ValidationError(["The catalog would be invalid, so nothing was saved:", *problems])
+
+        return RefusedForm
+
+
 @admin.register(Sku)
-class SkuAdmin(SuperuserEditsMixin, admin.ModelAdmin):
+class SkuAdmin(CatalogValidatedMixin, SuperuserEditsMixin, admin.ModelAdmin):
     list_display = ["code", "name", "kind", "tax_category", "feature_key", "feature_value_kind", "feature_value"]
     list_filter = ["kind", "tax_category", "is_active"]
     search_fields = ["code", "name", "feature_key"]
+
+    def catalog_problems(self, obj) -> list[str]:
+        # A SKU change (e.g. deactivating it) can break every package that contains it.
+        problems: list[str] = []
+        for package in Package.objects.filter(components__sku=obj).distinct():
+            problems += catalog_validate(package)
+        return problems
 
 
 class PackageComponentInline(SuperuserEditsMixin, admin.TabularInline):
@@ -175,13 +294,16 @@ class NewPriceInline(SuperuserEditsMixin, admin.TabularInline):
 
 
 @admin.register(Package)
-class PackageAdmin(SuperuserEditsMixin, admin.ModelAdmin):
+class PackageAdmin(CatalogValidatedMixin, SuperuserEditsMixin, admin.ModelAdmin):
     list_display = ["name", "slug", "is_addon", "is_public", "is_active", "included_seats", "min_seats", "max_seats"]
     list_filter = ["is_addon", "is_public", "is_active"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["addon_for", "change_targets"]
     inlines = [PackageComponentInline, PriceInline, NewPriceInline]
+
+    def catalog_problems(self, obj) -> list[str]:
+        return catalog_validate(obj)
 
 
 # --- Subscriptions (read-only; staff actions call the subscription services) -----------------------------------------
@@ -255,6 +377,53 @@ class SubscriptionAdmin(ReadOnlyAdmin):
     search_fields = ["customer__name", "customer__legal_name", "package__name"]
     date_hierarchy = "current_period_end"
     inlines = [AddonInline, SeatAssignmentInline, ScheduledChangeInline, SeatLedgerInline, SubscriptionChangeInline]
+    change_form_template = "admin/subscriptions/subscription/change_form.html"
+
+    def get_urls(self):
+        def wrap(view, **kwargs):
+            return self.admin_site.admin_view(
+                lambda request, subscription_id: view(self, request, subscription_id, **kwargs)
+            )
+
+        return [
+            path(
+                "<int:subscription_id>/change-seats/",
+                wrap(_staff_change_view, kind="seats"),
+                name="subscriptions_subscription_change_seats",
+            ),
+            path(
+                "<int:subscription_id>/change-package/",
+                wrap(_staff_change_view, kind="package"),
+                name="subscriptions_subscription_change_package",
+            ),
+            path(
+                "<int:subscription_id>/extend-trial/",
+                wrap(_extend_trial_view),
+                name="subscriptions_subscription_extend_trial",
+            ),
+        ] + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        subscription = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if subscription is not None and request.user.has_perm("subscriptions.change_subscription"):
+            extra_context["staff_actions"] = subscription_staff_actions(subscription)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def subscription_staff_actions(subscription: Subscription) -> list[tuple[str, str]]:
+    """(label, url) of the staff actions that apply to this subscription now; the caller checks the permission."""
+    if subscription.status not in LIVE_STATUSES:
+        return []
+    actions = [
+        ("Change seats", reverse("admin:subscriptions_subscription_change_seats", args=[subscription.pk])),
+        ("Change package", reverse("admin:subscriptions_subscription_change_package", args=[subscription.pk])),
+    ]
+    if subscription.status == SubscriptionStatus.TRIALING:
+        actions.append(
+            ("Extend trial", reverse("admin:subscriptions_subscription_extend_trial", args=[subscription.pk]))
+        )
+    return actions
 
 
 # --- Audit trail and notes -------------------------------------------------------------------------------------------
@@ -291,3 +460,227 @@ class StaffNoteAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "customer", "author", "body"]
     list_select_related = ["customer", "author"]
     search_fields = ["customer__name", "author__email", "body"]
+
+
+# --- Staff actions on a subscription (on the customer's behalf, with a reason, through the portal's services) ---------
+
+
+class StaffReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        max_length=1000,
+        help_text="Why you make this change for the customer (kept in the audit trail, shown on the timeline).",
+    )
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Give a reason: staff changes are made on the customer's behalf.")
+        return reason
+
+
+class ChangeSeatsForm(StaffReasonForm):
+    seats = forms.IntegerField(min_value=0, help_text="The new purchased seat count.")
+    field_order = ["seats", "reason"]
+
+
+class ChangePackageForm(StaffReasonForm):
+    package = forms.ChoiceField()
+    interval = forms.ChoiceField(choices=Interval.choices)
+    seats = forms.IntegerField(min_value=0, required=False, help_text="Leave empty to keep the current count.")
+    field_order = ["package", "interval", "seats", "reason"]
+
+    def __init__(self, *args, subscription: Subscription, **kwargs):
+        super().__init__(*args, **kwargs)
+        targets = subscription.package.change_targets.filter(is_active=True).order_by("display_order", "name")
+        self.fields["package"].choices = [(subscription.package.slug, f"{subscription.package.name} (current)")] + [
+            (package.slug, package.name) for package in targets
+        ]
+        self.fields["interval"].initial = subscription.interval
+
+
+class ExtendTrialForm(StaffReasonForm):
+    days = forms.IntegerField(min_value=1, max_value=MAX_EXTENSION_DAYS, initial=7)
+    field_order = ["days", "reason"]
+
+
+class PreviewTokenForm(forms.Form):
+    """What the confirm step carries back: the preview's version and amount, and one idempotency key."""
+
+    expected_version = forms.IntegerField(min_value=1)
+    expected_amount_due_minor = forms.IntegerField()
+    idempotency_key = forms.CharField(max_length=100)
+
+
+def _format_minor(amount_minor: int, currency: str) -> str:
+    return f"{currency} {Decimal(amount_minor).scaleb(-2):,.2f}"
+
+
+def _preview_rows(preview) -> list[dict]:
+    return [
+        {
+            "description": line.description,
+            "period": f"{line.period_start:%Y-%m-%d} → {line.period_end:%Y-%m-%d}",
+            "quantity": line.quantity,
+            "unit": _format_minor(line.unit_amount_minor, preview.currency),
+            "amount": _format_minor(line.amount_minor, preview.currency),
+            "proration": line.proration,
+        }
+        for line in preview.lines
+    ]
+
+
+def _staff_change_view(model_admin, request, subscription_id: int, *, kind: str):
+    """Form → preview (exact lines, amount due now, next recurring amount) → confirm → apply with the reason."""
+    if not request.user.has_perm("subscriptions.change_subscription"):
+        raise PermissionDenied
+    subscription = get_object_or_404(Subscription.objects.select_related("customer", "package"), pk=subscription_id)
+    if kind == "seats":
+        form_class, form_kwargs, title = ChangeSeatsForm, {}, "Change seats"
+    else:
+        form_class, form_kwargs = ChangePackageForm, {"subscription": subscription}
+        title = "Change package or billing interval"
+    form = form_class(request.POST or None, initial={"seats": subscription.seats}, **form_kwargs)
+    preview = None
+    token = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            if kind == "seats":
+                preview = subscription_change_seats_preview(subscription_id=subscription.pk, seats=data["seats"])
+            else:
+                preview = subscription_change_package_preview(
+                    subscription_id=subscription.pk,
+                    package_slug=data["package"],
+                    interval=data["interval"],
+                    seats=data["seats"],
+                )
+        except SubscriptionError as error:
+            form.add_error(None, error.message)
+        if preview is not None and "_apply" in request.POST:
+            token = PreviewTokenForm(request.POST)
+            if not token.is_valid():
+                raise PermissionDenied  # a crafted confirm without a preview
+            common = {
+                "subscription_id": subscription.pk,
+                "expected_version": token.cleaned_data["expected_version"],
+                "expected_amount_due_minor": token.cleaned_data["expected_amount_due_minor"],
+                "idempotency_key": token.cleaned_data["idempotency_key"],
+                "actor": request.user,
+                "actor_kind": ActorKind.STAFF,
+                "reason": data["reason"],
+            }
+            try:
+                if kind == "seats":
+                    change = subscription_change_seats_apply(seats=data["seats"], **common)
+                else:
+                    change = subscription_change_package_apply(
+                        package_slug=data["package"], interval=data["interval"], seats=data["seats"], **common
+                    )
+            except SubscriptionError as error:
+                messages.error(request, error.message)
+            else:
+                messages.success(request, f"Done for {subscription.customer}: {change.result.get('summary', '')}")
+                return HttpResponseRedirect(
+                    reverse("admin:subscriptions_customer_change", args=[subscription.customer_id])
+                )
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": title,
+        "subscription": subscription,
+        "form": form,
+        "preview": preview,
+        "preview_rows": _preview_rows(preview) if preview else [],
+        "amount_due_now": _format_minor(preview.amount_due_now_minor, preview.currency) if preview else "",
+        "next_recurring": _format_minor(preview.next_recurring_amount_minor, preview.currency) if preview else "",
+        "idempotency_key": uuid.uuid4().hex,
+        "submit_name": "_preview",
+        "submit_label": "Preview",
+    }
+    return TemplateResponse(request, "admin/subscriptions/subscription/staff_change.html", context)
+
+
+def _extend_trial_view(model_admin, request, subscription_id: int):
+    if not request.user.has_perm("subscriptions.change_subscription"):
+        raise PermissionDenied
+    subscription = get_object_or_404(Subscription.objects.select_related("customer", "package"), pk=subscription_id)
+    form = ExtendTrialForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            subscription_extend_trial(
+                subscription_id=subscription.pk,
+                days=form.cleaned_data["days"],
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            )
+        except SubscriptionError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"Trial of {subscription.customer} extended by {form.cleaned_data['days']} days.")
+            return HttpResponseRedirect(reverse("admin:subscriptions_customer_change", args=[subscription.customer_id]))
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Extend the trial",
+        "subscription": subscription,
+        "form": form,
+        "submit_name": "_apply",
+        "submit_label": "Extend",
+    }
+    return TemplateResponse(request, "admin/subscriptions/subscription/staff_change.html", context)
+
+
+# --- Provisioning (read-only; support retries through entitlements_retry) ------------------------------------------
+
+
+class RetryReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, required=False)
+
+
+def can_retry_provisioning(user) -> bool:
+    return user.has_perm("subscriptions.change_entitlement")
+
+
+def retry_provisioning(request, customer: Customer, reason: str = "") -> None:
+    entitlements_retry(customer_id=customer.pk, actor=request.user, reason=reason)
+
+
+@admin.register(Entitlement)
+class EntitlementAdmin(ReadOnlyAdmin):
+    list_display = ["customer", "feature_key", "user", "value_kind", "desired_value", "applied_value", "state", "error"]
+    list_filter = ["state", "value_kind", "feature_key"]
+    list_select_related = ["customer", "user"]
+    search_fields = ["customer__name", "feature_key", "user__email"]
+    actions = ["retry_selected"]
+
+    def has_retry_permission(self, request) -> bool:
+        return can_retry_provisioning(request.user)
+
+    @admin.action(
+        description="Retry provisioning for the customers of the selected entitlements", permissions=["retry"]
+    )
+    def retry_selected(self, request, queryset):
+        customers = Customer.objects.filter(pk__in=queryset.values("customer_id")).order_by("pk")
+        for customer in customers:
+            retry_provisioning(request, customer, reason="Retry from the entitlement list")
+        messages.success(request, f"Provisioning retry queued for {', '.join(c.name for c in customers)}.")
+
+
+@admin.register(ProvisioningRun)
+class ProvisioningRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "customer",
+        "trigger",
+        "outcome",
+        "attempt",
+        "queued_at",
+        "finished_at",
+        "duration_ms",
+        "error",
+    ]
+    list_filter = ["outcome", "backend"]
+    list_select_related = ["customer"]
+    search_fields = ["customer__name", "trigger", "error"]
+    date_hierarchy = "queued_at"

@@ -14,6 +14,11 @@
       }
     }
   });
+  // Destructive buttons ask first (data-confirm); without JavaScript the server-side rules still apply.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-confirm]");
+    if (button && !window.confirm(button.getAttribute("data-confirm"))) { event.preventDefault(); }
+  });
   // Select a shown-once secret when focused, so it is easy to copy.
   document.addEventListener("focusin", function (event) {
     if (event.target.matches && event.target.matches("[data-select-on-focus]")) { event.target.select(); }
@@ -21,7 +26,7 @@
   // Pricing: the monthly/annual toggle switches which prices are shown.
   document.addEventListener("change", function (event) {
     var input = event.target;
-    if (input.name === "billing-toggle") {
+    if (input.hasAttribute && input.hasAttribute("data-interval-toggle")) {
       var root = document.querySelector("[data-interval-root]");
       if (root) {
         root.classList.remove("interval-month", "interval-year");

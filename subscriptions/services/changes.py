@@ -399,7 +399,8 @@ def _plan_seats(subscription: Subscription, at: datetime, seats) -> _Plan:
     increase = seats > current
     immediate = increase or package.downgrade_timing == DowngradeTiming.IMMEDIATE
     if not increase:
-        _validate_commitment(subscription, seats)
+        if immediate:  # a decrease at the end of the term is not "mid-term": the commitment only binds before it
+            _validate_commitment(subscription, seats)
         _validate_not_below_assigned(subscription, seats)
 
     lines: list[PreviewLine] = []
@@ -443,9 +444,13 @@ def _plan_seats(subscription: Subscription, at: datetime, seats) -> _Plan:
 
     def write(sub: Subscription, when: datetime, actor) -> dict:
         _cancel_pending(sub, (ScheduledChangeKind.SEATS,), when)
+        _forget_package_change_seats(sub)
         if immediate:
             _ledger(sub, seats_from=sub.seats, seats_to=seats, reason="seat change", actor=actor, at=when)
             sub.seats = seats
+            if sub.interval == Interval.YEAR:
+                # Seats added mid-term are paid to the term end, so they join the commitment.
+                sub.committed_seats = max(sub.committed_seats, seats)
             return {"seats": seats}
         scheduled = ScheduledChange.objects.create(
             subscription=sub,
@@ -470,6 +475,15 @@ def _plan_seats(subscription: Subscription, at: datetime, seats) -> _Plan:
     return _Plan(preview, write, "subscription.seats_changed", before, after)
 
 
+def _forget_package_change_seats(subscription: Subscription) -> None:
+    # A seat change made after a package change was scheduled wins over the seat count chosen with it: the package
+    # change then keeps whatever count the subscription has at renewal (never below the package minimum).
+    for change in scheduled_changes_pending(subscription):
+        if change.kind == ScheduledChangeKind.PACKAGE and change.payload.get("seats") is not None:
+            change.payload = {**change.payload, "seats": None}
+            change.save(update_fields=["payload"])
+
+
 def _replace_seats(terms: Terms, seats: int) -> Terms:
     from dataclasses import replace
 
@@ -492,6 +506,7 @@ def subscription_change_seats_apply(
     actor: User | None,
     actor_kind: str | None = None,
     at: datetime | None = None,
+    reason: str = "",
 ) -> SubscriptionChange:
     """Apply a seat change previewed with `subscription_change_seats_preview` (see the module docstring)."""
     return _apply(
@@ -503,6 +518,7 @@ def subscription_change_seats_apply(
         actor=actor,
         actor_kind=actor_kind,
         at=at,
+        reason=reason,
         plan=lambda sub, when: _plan_seats(sub, when, seats),
     )
 
@@ -603,7 +619,7 @@ def _plan_package(subscription: Subscription, at: datetime, package_slug, interv
     else:
         is_downgrade = new_terms.base_amount_minor < current_terms.base_amount_minor
         immediate = not is_downgrade or current_package.downgrade_timing == DowngradeTiming.IMMEDIATE
-    if not immediate and new_seats < subscription.seats:
+    if immediate and new_seats < subscription.seats:
         _validate_commitment(subscription, new_seats)
 
     lines: list[PreviewLine] = []
@@ -817,6 +833,7 @@ def subscription_change_package_apply(
     actor: User | None,
     actor_kind: str | None = None,
     at: datetime | None = None,
+    reason: str = "",
 ) -> SubscriptionChange:
     """Apply a package/interval change previewed with `subscription_change_package_preview`."""
     return _apply(
@@ -828,6 +845,7 @@ def subscription_change_package_apply(
         actor=actor,
         actor_kind=actor_kind,
         at=at,
+        reason=reason,
         plan=lambda sub, when: _plan_package(sub, when, package_slug, interval, seats),
     )
 

@@ -5,10 +5,16 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from subscriptions.exceptions import PackageNotAvailable
+from subscriptions.exceptions import (
+    InvalidSeatCount,
+    PackageNotAvailable,
+    SeatsAboveMaximum,
+    SeatsBelowMinimum,
+)
 from subscriptions.models import (
     ActorKind,
     Customer,
+    Interval,
     Package,
     Price,
     SeatLedgerEntry,
@@ -19,6 +25,7 @@ from subscriptions.models import (
 from subscriptions.periods import period_end
 from subscriptions.services.audit import audit_record
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
+from subscriptions.services.terms import seats_phrase
 
 
 def subscription_create(
@@ -38,6 +45,16 @@ def subscription_create(
     package's trial period and the status is trialing.
     """
     start = start or timezone.now()
+    if interval not in Interval.values:
+        raise PackageNotAvailable(f"Choose monthly or annual billing, not “{interval}”.", field="interval")
+    if isinstance(seats, bool) or not isinstance(seats, int):
+        raise InvalidSeatCount("Enter a whole number of seats.")
+    if seats < 0:
+        raise InvalidSeatCount("The number of seats cannot be negative.")
+    if seats < package.min_seats:
+        raise SeatsBelowMinimum(f"{package.name} needs at least {seats_phrase(package.min_seats)}.")
+    if package.max_seats is not None and seats > package.max_seats:
+        raise SeatsAboveMaximum(f"{package.name} allows at most {seats_phrase(package.max_seats)}.")
     price = Price.objects.filter(package=package, currency=customer.currency, interval=interval, is_active=True).first()
     if price is None or not package.is_active or package.is_addon:
         raise PackageNotAvailable(

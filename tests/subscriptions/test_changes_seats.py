@@ -186,6 +186,8 @@ def test_subscription_change_seats_refuses_bad_input_and_writes_nothing(subscrip
 
 
 def test_subscription_change_seats_refuses_annual_commitment_decrease_mid_term(catalog):
+    catalog.team.downgrade_timing = DowngradeTiming.IMMEDIATE  # decreases would take effect mid-term
+    catalog.team.save()
     subscription = SubscriptionFactory(package=catalog.team, interval="year", seats=20)
     assert subscription.committed_seats == 20
     with pytest.raises(SeatsBelowCommitment) as caught:
@@ -285,3 +287,33 @@ def test_subscription_change_seats_to_dict_is_json_ready(subscription):
     data = json.loads(json.dumps(preview.to_dict()))
     assert data["lines"][0]["amount_minor"] == 1_267
     assert datetime.fromisoformat(data["effective_at"]) == NOV_12
+
+
+def test_subscription_change_seats_annual_decrease_is_allowed_at_term_end(catalog):
+    subscription = SubscriptionFactory(package=catalog.team, interval="year", seats=20)
+    preview = subscription_change_seats_preview(subscription_id=subscription.pk, seats=15, at=NOV_12)
+    assert not preview.immediate and preview.effective_at == utc(2027, 11, 1)
+
+
+def test_subscription_change_seats_annual_increase_joins_the_commitment(catalog):
+    subscription = SubscriptionFactory(package=catalog.team, interval="year", seats=20)
+    subscription_change_seats_apply(
+        subscription_id=subscription.pk, seats=25, expected_version=1, actor=None, at=NOV_12
+    )
+    subscription.refresh_from_db()
+    assert subscription.committed_seats == 25
+
+
+def test_subscription_change_seats_after_scheduled_downgrade_wins_at_renewal(subscription, catalog):
+    from subscriptions.services.changes import subscription_change_package_apply
+    from subscriptions.services.lifecycle import subscription_renew
+
+    subscription_change_package_apply(
+        subscription_id=subscription.pk, package_slug="starter", seats=6, expected_version=1, actor=None, at=NOV_12
+    )
+    preview = subscription_change_seats_preview(subscription_id=subscription.pk, seats=9, at=NOV_12)
+    assert preview.next_recurring_amount_minor == 5_000 + 6 * 500  # Starter with 9 seats (3 included)
+    subscription_change_seats_apply(subscription_id=subscription.pk, seats=9, expected_version=2, actor=None, at=NOV_12)
+    result = subscription_renew(subscription_id=subscription.pk, as_of=DEC_1)
+    assert result.periods[0].seats == 9
+    assert result.periods[0].amount_minor == preview.next_recurring_amount_minor
