@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from portal.api.views import accounts, billing, docs, members, subscriptions
+from portal.api.views import accounts, billing, docs, entitlements, members, subscriptions
 from portal.api.views.errors import not_found
 
 app_name = "api"
@@ -47,6 +47,8 @@ urlpatterns = [
         billing.TaxExemptionDetailApi.as_view(),
         name="tax-exemption",
     ),
+    path(f"v1/{C}/entitlements/", entitlements.CustomerEntitlementsApi.as_view(), name="customer-entitlements"),
+    path("v1/entitlements/", entitlements.ServiceEntitlementsApi.as_view(), name="entitlements"),
     # Anything else under /api/ answers in the API's error format rather than the site's HTML 404 page.
     re_path(r"^.*$", not_found, name="not-found"),
 ]

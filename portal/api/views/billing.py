@@ -12,6 +12,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
 from billing import selectors as billing_selectors
+from billing.exceptions import CertificateInvalid
 from billing.exceptions import NotFound as BillingNotFound
 from billing.models import (
     BillingProfile,
@@ -272,7 +273,11 @@ class TaxExemptionListApi(ApiView):
     parser_classes = [MultiPartParser]
 
     class Input(StrictSerializer):
-        certificate = serializers.FileField(max_length=200, help_text="PDF, PNG or JPEG, at most 5 MB.")
+        # Missing or empty files are refused like any non-PDF (422 certificate_invalid), not by the parser: some
+        # clients drop empty file parts, and the answer should not depend on that.
+        certificate = serializers.FileField(
+            max_length=200, allow_empty_file=True, required=False, help_text="PDF, PNG or JPEG, at most 5 MB."
+        )
         jurisdiction = serializers.CharField(max_length=200, help_text="e.g. US-NY; several comma-separated.")
         certificate_number = serializers.CharField(max_length=80)
         expires_on = serializers.DateField()
@@ -300,13 +305,16 @@ class TaxExemptionListApi(ApiView):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
+        certificate = values.get("certificate")
+        if certificate is None:
+            raise CertificateInvalid("Attach the certificate (a PDF, PNG or JPEG file).", field="certificate")
         exemption = tax_exemption_submit(
             customer=access.customer,
             jurisdictions=values["jurisdiction"],
             exemption_type=values["exemption_type"],
             certificate_number=values["certificate_number"],
             expires_on=values["expires_on"],
-            certificate=values["certificate"],
+            certificate=certificate,
             reason=values["reason"],
             actor=self.principal().actor,
         )
