@@ -26,6 +26,7 @@ from billing.models import (
     CorrectionReason,
     CreditNote,
     CreditNoteLine,
+    DunningCase,
     ExemptionStatus,
     ExemptionStatusChange,
     HoldReason,
@@ -34,7 +35,13 @@ from billing.models import (
     InvoiceNumberSequence,
     InvoiceStatus,
     InvoiceStatusChange,
+    Payment,
+    PaymentMethod,
     PendingInvoiceItem,
+    Refund,
+    StripeCustomer,
+    StripeEvent,
+    StripeEventStatus,
     TaxExemption,
     TaxRate,
 )
@@ -44,7 +51,6 @@ from billing.services.documents import invoice_send_issued_email
 from billing.services.exemptions import tax_exemption_approve, tax_exemption_reject
 from billing.services.invoices import (
     DraftLine,
-    invoice_apply_payment,
     invoice_approve_and_issue,
     invoice_finalize,
     invoice_line_add,
@@ -53,6 +59,8 @@ from billing.services.invoices import (
     invoice_mark_uncollectible,
     invoice_void,
 )
+from billing.services.payments import payment_record_manual
+from billing.services.stripe_events import stripe_event_retry
 from subscriptions.services.audit import audit_record
 
 INLINE_CERTIFICATE_TYPES = ("application/pdf", "image/png", "image/jpeg")
@@ -603,7 +611,7 @@ INVOICE_ACTIONS = {
         InvoiceAction(
             "mark_paid",
             "Mark paid (bank transfer)",
-            "billing.change_invoice",
+            "billing.add_payment",
             (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE),
         ),
         InvoiceAction("write_off", "Write off as uncollectible", "billing.change_invoice", (InvoiceStatus.OPEN,)),
@@ -731,6 +739,87 @@ def _run_invoice_action(request, invoice: Invoice, name: str) -> str:
 
 
 def record_bank_transfer(*, invoice: Invoice, amount_minor: int, reference: str, actor) -> None:
-    invoice_apply_payment(
-        invoice_id=invoice.pk, amount_minor=amount_minor, currency=invoice.currency, actor=actor, reference=reference
-    )
+    # A Payment row (kind "manual") and the invoice settlement, in one service (billing.services.payments).
+    payment_record_manual(invoice_id=invoice.pk, amount_minor=amount_minor, reference=reference, actor=actor)
+
+
+# --- Payments and Stripe events (stripe work, issue 7) ---------------------------------------------------------------
+
+
+class RefundInline(ReadOnlyInline):
+    model = Refund
+    fk_name = "payment"
+    fields = ["credit_note", "amount_minor", "currency", "status", "stripe_refund_id", "failure_message", "created_at"]
+    readonly_fields = fields
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "invoice",
+        "customer",
+        "kind",
+        "amount",
+        "status",
+        "reference",
+        "stripe_payment_intent_id",
+        "failure_message",
+        "recorded_by",
+    ]
+    list_filter = ["status", "kind", "currency"]
+    list_select_related = ["invoice", "customer", "recorded_by"]
+    search_fields = ["invoice__number", "customer__name", "stripe_payment_intent_id", "stripe_charge_id", "reference"]
+    date_hierarchy = "created_at"
+    inlines = [RefundInline]
+
+    @admin.display(description="amount", ordering="amount_minor")
+    def amount(self, payment) -> str:
+        return money(payment.amount_minor, payment.currency)
+
+
+@admin.register(StripeCustomer)
+class StripeCustomerAdmin(ReadOnlyAdmin):
+    list_display = ["customer", "stripe_customer_id", "synced_at", "created_at"]
+    list_select_related = ["customer"]
+    search_fields = ["customer__name", "stripe_customer_id"]
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(ReadOnlyAdmin):
+    list_display = ["customer", "brand", "last4", "exp_month", "exp_year", "is_default", "removed_at"]
+    list_select_related = ["customer"]
+    search_fields = ["customer__name", "stripe_payment_method_id", "last4"]
+
+
+@admin.register(DunningCase)
+class DunningCaseAdmin(ReadOnlyAdmin):
+    list_display = ["invoice", "customer", "stage", "retries_done", "next_retry_at", "past_due_at", "closed_at"]
+    list_filter = ["stage"]
+    list_select_related = ["invoice", "customer"]
+    search_fields = ["invoice__number", "customer__name"]
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    """Webhook events, read-only (as dj-stripe shows them); billing staff retry a failed one."""
+
+    list_display = ["received_at", "type", "stripe_event_id", "object_id", "status", "attempts", "error"]
+    list_filter = ["status", "type"]
+    search_fields = ["stripe_event_id", "object_id", "type"]
+    date_hierarchy = "received_at"
+    actions = ["retry_selected"]
+
+    def has_retry_permission(self, request) -> bool:
+        return request.user.has_perm("billing.change_stripeevent")
+
+    @admin.action(description="Retry the selected failed events", permissions=["retry"])
+    def retry_selected(self, request, queryset):
+        for event in queryset.order_by("received_at", "id"):
+            try:
+                status = stripe_event_retry(event_id=event.pk, actor=request.user)
+            except BillingError as error:
+                messages.error(request, f"{event.stripe_event_id}: {error.message}")
+            else:
+                level = messages.SUCCESS if status != StripeEventStatus.FAILED else messages.ERROR
+                messages.add_message(request, level, f"{event.stripe_event_id}: {status}.")

@@ -39,6 +39,8 @@ class CustomerAdmin(ReadOnlyAdmin):
         "invoices__number",
         "billing_profile__legal_name",
         "billing_profile__tax_id",
+        "stripe_link__stripe_customer_id",
+        "payments__stripe_payment_intent_id",
     ]
 
     def get_queryset(self, request):

@@ -19,6 +19,8 @@ from billing.models import (
     Invoice,
     InvoiceStatus,
     InvoiceStatusChange,
+    Payment,
+    StripeCustomer,
     TaxExemption,
 )
 from subscriptions.models import (
@@ -74,6 +76,8 @@ class Customer360:
     user_seat_entitlements: dict[str, int] = field(default_factory=dict)
     provisioning_runs: list[ProvisioningRun] = field(default_factory=list)
     journey_stage: str = ""
+    payments: list[Payment] = field(default_factory=list)
+    stripe_customer: StripeCustomer | None = None
     timeline: list[TimelineEntry] = field(default_factory=list)
     health: list[Health] = field(default_factory=list)
 
@@ -156,6 +160,12 @@ def customer_360(*, customer: Customer, now: datetime | None = None) -> Customer
             .values_list("state", "count")
         ),
         provisioning_runs=list(ProvisioningRun.objects.filter(customer=customer).order_by("-id")[:SECTION_LIMIT]),
+        payments=list(
+            Payment.objects.filter(customer=customer)
+            .select_related("invoice", "recorded_by", "payment_method")
+            .order_by("-created_at", "-id")[:SECTION_LIMIT]
+        ),
+        stripe_customer=StripeCustomer.objects.filter(customer=customer).first(),
     )
     for invoice in view.invoices:
         invoice.total_display = money(invoice.total_minor, invoice.currency)
@@ -163,6 +173,8 @@ def customer_360(*, customer: Customer, now: datetime | None = None) -> Customer
         invoice.paid_display = money(invoice.amount_paid_minor, invoice.currency)
     for note in view.credit_notes:
         note.total_display = money(note.total_minor, note.currency)
+    for payment in view.payments:
+        payment.amount_display = money(payment.amount_minor, payment.currency)
     view.journey_stage = JourneyStage(customer_journey_stage(customer, as_of=now)).label
     view.timeline = _timeline(view)
     view.health = _health(view, now=now)
@@ -206,6 +218,20 @@ def _timeline(view: Customer360) -> list[TimelineEntry]:
             url=reverse("admin:billing_creditnote_change", args=[note.pk]),
         )
         for note in view.credit_notes
+    ]
+    entries += [
+        TimelineEntry(
+            at=payment.created_at,
+            kind="payment",
+            who=_who(payment.recorded_by) if payment.recorded_by_id else "Stripe",
+            what=(
+                f"{payment.get_kind_display()} {payment.amount_display} on {payment.invoice}: "
+                f"{payment.get_status_display()}"
+            ),
+            detail=payment.failure_message or payment.reference,
+            url=reverse("admin:billing_payment_change", args=[payment.pk]),
+        )
+        for payment in view.payments
     ]
     entries += [
         TimelineEntry(

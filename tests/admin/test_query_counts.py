@@ -28,6 +28,8 @@ CHANGELISTS = [
     "admin:billing_taxrate_changelist",
     "admin:subscriptions_entitlement_changelist",
     "admin:subscriptions_provisioningrun_changelist",
+    "admin:billing_payment_changelist",
+    "admin:billing_stripeevent_changelist",
 ]
 
 
@@ -57,13 +59,32 @@ def _provisioning(customer, index: int) -> None:
     )
 
 
+def _payment(invoice, index: int) -> None:
+    from billing.models import Payment, StripeEvent
+
+    Payment.objects.create(
+        invoice=invoice,
+        customer=invoice.customer,
+        attempt=1,
+        kind="manual",
+        amount_minor=100,
+        currency=invoice.currency,
+        status="succeeded",
+        reference=f"REF-{index}",
+    )
+    StripeEvent.objects.create(
+        stripe_event_id=f"evt_{invoice.pk}", type="invoice.paid", stripe_created=1, payload={}, status="failed"
+    )
+
+
 def _add_customers(n: int, author) -> None:
     for _ in range(n):
         customer = customer_with_subscription(members=2)
         staff_note_add(customer=customer, author=author, body="checked in")
-        invoice_for(customer, hold_reasons=[{"code": "first_invoice", "message": "First invoice"}])
+        invoice = invoice_for(customer, hold_reasons=[{"code": "first_invoice", "message": "First invoice"}])
         exemption_for(customer)
         _provisioning(customer, 0)
+        _payment(invoice, 0)
 
 
 @pytest.mark.parametrize("name", CHANGELISTS)
@@ -88,9 +109,10 @@ def test_customer_360_query_count_does_not_grow_with_history(support_client, sup
         staff_note_add(customer=customer, author=UserFactory(is_staff=True), body=f"note {index}")
         customer_membership_user = UserFactory()
         customer.memberships.create(user=customer_membership_user, role="member")
-        invoice_for(customer, status="open", number=f"INV-2026-{index:06d}")
+        invoice = invoice_for(customer, status="open", number=f"INV-2026-{index:06d}")
         exemption_for(customer)
         _provisioning(customer, index)
+        _payment(invoice, index)
     many = _count(support_client, url)
 
     assert many == few

@@ -279,3 +279,47 @@ def test_support_resends_an_invoice_email_and_it_is_audited(support_client, supp
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["ap@acme.test"]
     assert AuditEvent.objects.filter(action="invoice.email_resent", actor=support_user).exists()
+
+
+def test_mark_paid_records_a_manual_payment_visible_on_the_customer_page(billing_client, billing_user, customer):
+    from billing.models import Payment
+
+    invoice = _issued(customer)
+
+    billing_client.post(_action(invoice, "mark_paid"), {"amount": "107.25", "reference": "BANK-REF-7"})
+
+    payment = Payment.objects.get(invoice=invoice)
+    assert (payment.kind, payment.amount_minor, payment.reference) == ("manual", 10_725, "BANK-REF-7")
+    page = billing_client.get(reverse("admin:subscriptions_customer_change", args=[customer.pk]))
+    assert "BANK-REF-7" in page.text
+    assert any(entry.kind == "payment" for entry in page.context["c360"].timeline)
+
+
+def test_support_cannot_retry_stripe_events_or_record_payments(support_client, customer):
+    invoice = _issued(customer)
+
+    assert support_client.get(reverse("admin:billing_stripeevent_changelist")).status_code == 403
+    assert support_client.get(reverse("admin:billing_payment_changelist")).status_code == 200
+    response = support_client.post(_action(invoice, "mark_paid"), {"amount": "1.00", "reference": "X"})
+    assert response.status_code == 403
+
+
+def test_billing_staff_retry_a_failed_stripe_event(billing_client):
+    from billing.models import StripeEvent
+
+    event = StripeEvent.objects.create(
+        stripe_event_id="evt_test_1",
+        type="customer.created",
+        stripe_created=1,
+        payload={"id": "evt_test_1", "type": "customer.created", "data": {"object": {"id": "cus_x"}}},
+        status="failed",
+        error="boom",
+    )
+
+    response = billing_client.post(
+        reverse("admin:billing_stripeevent_changelist"),
+        {"action": "retry_selected", "_selected_action": [event.pk]},
+    )
+
+    assert response.status_code == 302
+    assert AuditEvent.objects.filter(action="stripe_event.retried").exists()
