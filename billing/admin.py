@@ -5,22 +5,28 @@ service (which locks the row, checks the transition table and audits). Issued in
 read-only. Permissions come from portal/migrations/0002_billing_groups.py.
 """
 
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Max, Q
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from billing.exceptions import BillingError
 from billing.models import (
+    EDITABLE_STATUSES,
     BillingProfile,
+    CorrectionReason,
     CreditNote,
     CreditNoteLine,
+    ExemptionStatus,
     ExemptionStatusChange,
     HoldReason,
     Invoice,
@@ -32,6 +38,22 @@ from billing.models import (
     TaxExemption,
     TaxRate,
 )
+from billing.selectors import invoice_diff_against_previous
+from billing.services.credit_notes import credit_note_create
+from billing.services.documents import invoice_send_issued_email
+from billing.services.exemptions import tax_exemption_approve, tax_exemption_reject
+from billing.services.invoices import (
+    DraftLine,
+    invoice_apply_payment,
+    invoice_approve_and_issue,
+    invoice_finalize,
+    invoice_line_add,
+    invoice_line_remove,
+    invoice_line_update,
+    invoice_mark_uncollectible,
+    invoice_void,
+)
+from subscriptions.services.audit import audit_record
 
 INLINE_CERTIFICATE_TYPES = ("application/pdf", "image/png", "image/jpeg")
 _MINOR_DIGITS = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3, "TND": 3}
@@ -169,12 +191,65 @@ class InvoiceAdmin(ReadOnlyAdmin):
             .annotate(held_since=Max("status_changes__created_at", filter=Q(status_changes__to_status="held")))
         )
 
+    actions = ["approve_and_issue_selected"]
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:invoice_id>/action/<slug:action>/",
+                self.admin_site.admin_view(self.invoice_action_view),
+                name="billing_invoice_action",
+            ),
+        ] + super().get_urls()
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         invoice = self.get_object(request, object_id)
         extra_context = dict(extra_context or {})
         if invoice is not None and self.has_view_permission(request, invoice):
             extra_context["review"] = invoice_review_context(invoice)
+            extra_context["available"] = invoice_actions_for(request.user, invoice)
+            extra_context["void_form"] = VoidForm()
+            extra_context["credit_form"] = CreditNoteForm()
+            extra_context["paid_form"] = MarkPaidForm(initial={"amount": Decimal(invoice.amount_due_minor).scaleb(-2)})
+            extra_context["write_off_form"] = WriteOffForm()
+            extra_context["approve_form"] = ApproveForm()
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def invoice_action_view(self, request, invoice_id: int, action: str):
+        """POST only; 403 unless the user holds the action's permission (a crafted POST is refused the same way)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        spec = INVOICE_ACTIONS.get(action)
+        if spec is None:
+            raise Http404("No such invoice action.")
+        if not request.user.has_perm(spec.permission):
+            raise PermissionDenied
+        invoice = get_object_or_404(Invoice.objects.select_related("customer"), pk=invoice_id)
+        try:
+            message = _run_invoice_action(request, invoice, action)
+        except BillingError as error:
+            messages.error(request, error.message)
+        except forms.ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, message)
+        return HttpResponseRedirect(reverse("admin:billing_invoice_change", args=[invoice_id]))
+
+    def has_approve_permission(self, request) -> bool:
+        return request.user.has_perm("billing.change_invoice")
+
+    @admin.action(description="Approve and issue the selected held invoices", permissions=["approve"])
+    def approve_and_issue_selected(self, request, queryset):
+        issued, refused = [], []
+        for invoice in queryset.order_by("id"):
+            try:
+                issued.append(str(invoice_approve_and_issue(invoice_id=invoice.pk, actor=request.user)))
+            except BillingError as error:
+                refused.append(f"{invoice}: {error.message}")
+        if issued:
+            messages.success(request, f"Issued {len(issued)}: {', '.join(issued)}.")
+        for line in refused:
+            messages.error(request, line)
 
     @admin.display(description="total", ordering="total_minor")
     def total(self, invoice) -> str:
@@ -260,6 +335,15 @@ class ExemptionStatusChangeInline(ReadOnlyInline):
         return super().get_queryset(request).select_related("actor")
 
 
+class ExemptionApproveForm(forms.Form):
+    expires_on = forms.DateField(required=False, help_text="Correct the expiry if the certificate says otherwise.")
+    note = forms.CharField(required=False, max_length=500)
+
+
+class ExemptionRejectForm(forms.Form):
+    reason = forms.CharField(max_length=1000, help_text="The customer sees this reason.")
+
+
 @admin.register(TaxExemption)
 class TaxExemptionAdmin(ReadOnlyAdmin):
     list_display = [
@@ -286,7 +370,48 @@ class TaxExemptionAdmin(ReadOnlyAdmin):
                 self.admin_site.admin_view(self.certificate_view),
                 name="billing_taxexemption_certificate",
             ),
+            path(
+                "<int:exemption_id>/decide/<slug:decision>/",
+                self.admin_site.admin_view(self.decide_view),
+                name="billing_taxexemption_decide",
+            ),
         ] + super().get_urls()
+
+    def decide_view(self, request, exemption_id: int, decision: str):
+        """Approve (optionally correcting the expiry) or reject (with a reason the customer sees)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if decision not in ("approve", "reject"):
+            raise Http404("No such decision.")
+        if not request.user.has_perm("billing.change_taxexemption"):
+            raise PermissionDenied
+        exemption = get_object_or_404(TaxExemption, pk=exemption_id)
+        form = (ExemptionApproveForm if decision == "approve" else ExemptionRejectForm)(request.POST)
+        if not form.is_valid():
+            messages.error(request, _form_errors(form))
+            return HttpResponseRedirect(reverse("admin:billing_taxexemption_change", args=[exemption.pk]))
+        try:
+            if decision == "approve":
+                tax_exemption_approve(
+                    exemption_id=exemption.pk,
+                    reviewer=request.user,
+                    expires_on=form.cleaned_data["expires_on"],
+                    note=form.cleaned_data["note"],
+                )
+            else:
+                tax_exemption_reject(
+                    exemption_id=exemption.pk, reviewer=request.user, reason=form.cleaned_data["reason"]
+                )
+        except BillingError as error:
+            messages.error(request, error.message)
+        else:
+            messages.success(
+                request,
+                "Exemption approved; the customer's held and draft invoices were re-checked."
+                if decision == "approve"
+                else "Exemption rejected; the customer sees your reason.",
+            )
+        return HttpResponseRedirect(reverse("admin:billing_taxexemption_change", args=[exemption.pk]))
 
     def certificate_view(self, request, exemption_id: int):
         """The certificate file, only for those allowed to review exemptions (support agents are not)."""
@@ -318,6 +443,9 @@ class TaxExemptionAdmin(ReadOnlyAdmin):
             extra_context["exemption"] = exemption
             extra_context["certificate_is_image"] = exemption.certificate_content_type.startswith("image/")
             extra_context["certificate_inline"] = exemption.certificate_content_type in INLINE_CERTIFICATE_TYPES
+            if exemption.status == ExemptionStatus.SUBMITTED and request.user.has_perm("billing.change_taxexemption"):
+                extra_context["approve_form"] = ExemptionApproveForm(initial={"expires_on": exemption.expires_on})
+                extra_context["reject_form"] = ExemptionRejectForm()
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="jurisdictions")
@@ -340,63 +468,18 @@ class BillingProfileAdmin(ReadOnlyAdmin):
 # --- Invoice review page ---------------------------------------------------------------------------------------------
 
 
-def previous_invoice(invoice: Invoice) -> Invoice | None:
-    """The customer's invoice before this one (void ones skipped): what the reviewer compares against."""
-    return (
-        Invoice.objects.filter(customer_id=invoice.customer_id, created_at__lte=invoice.created_at)
-        .exclude(pk=invoice.pk)
-        .exclude(status=InvoiceStatus.VOID)
-        .order_by("-created_at", "-id")
-        .prefetch_related("lines")
-        .first()
-    )
-
-
-def _line_key(line) -> tuple[str, str]:
-    return (line.sku_code or "", line.description if not line.sku_code else line.kind)
-
-
-def invoice_diff(*, current: Invoice, previous: Invoice | None) -> list[dict]:
-    """Line-by-line comparison keyed by SKU (or description): added, removed, changed or unchanged rows."""
-    if previous is None:
-        return []
-    before = {_line_key(line): line for line in previous.lines.all()}
-    after = {_line_key(line): line for line in current.lines.all()}
-    rows = []
-    for key in list(after) + [k for k in before if k not in after]:
-        old, new = before.get(key), after.get(key)
-        if old is None:
-            change = "added"
-        elif new is None:
-            change = "removed"
-        elif (old.quantity, old.amount_minor) != (new.quantity, new.amount_minor):
-            change = "changed"
-        else:
-            change = "unchanged"
-        rows.append(
-            {
-                "description": (new or old).description,
-                "sku_code": (new or old).sku_code,
-                "change": change,
-                "old_quantity": old.quantity if old else "",
-                "new_quantity": new.quantity if new else "",
-                "old_amount": money(old.amount_minor, previous.currency) if old else "",
-                "new_amount": money(new.amount_minor, current.currency) if new else "",
-            }
-        )
-    return rows
-
-
 def invoice_review_context(invoice: Invoice) -> dict:
     lines = list(invoice.lines.all())
     tax_lines = list(invoice.tax_lines.all())
-    previous = previous_invoice(invoice)
+    comparison = invoice_diff_against_previous(invoice=invoice)
+    previous = comparison["previous"]
     return {
         "invoice": invoice,
         "lines": [
             {
                 "line": line,
                 "unit": money(line.unit_amount_minor, invoice.currency),
+                "unit_plain": money(line.unit_amount_minor, invoice.currency).split(" ", 1)[1].replace(",", ""),
                 "amount": money(line.amount_minor, invoice.currency),
             }
             for line in lines
@@ -415,6 +498,239 @@ def invoice_review_context(invoice: Invoice) -> dict:
         "due": money(invoice.amount_due_minor, invoice.currency),
         "previous": previous,
         "previous_total": money(previous.total_minor, previous.currency) if previous else "",
-        "diff": invoice_diff(current=invoice, previous=previous),
+        "diff": [
+            {
+                **row,
+                "change": (
+                    "added"
+                    if not row["previous_quantity"] and not row["previous_minor"]
+                    else "removed"
+                    if not row["current_quantity"] and not row["current_minor"]
+                    else "changed"
+                    if row["delta_minor"] or row["previous_quantity"] != row["current_quantity"]
+                    else "unchanged"
+                ),
+                "previous": money(row["previous_minor"], invoice.currency),
+                "current": money(row["current_minor"], invoice.currency),
+                "delta": money(row["delta_minor"], invoice.currency),
+            }
+            for row in comparison["rows"]
+        ],
+        "delta_total": money(comparison["delta_total_minor"], invoice.currency),
         "hold_reasons": invoice.hold_reasons or [],
     }
+
+
+# --- Invoice actions (billing staff; every one calls a billing service) --------------------------------------------
+
+
+def to_minor(value: Decimal, currency: str) -> int:
+    """A staff-typed amount ("1234.50") in the currency's minor unit; refuses more decimals than the currency has."""
+    digits = _MINOR_DIGITS.get((currency or "").upper(), 2)
+    scaled = value.scaleb(digits)
+    if scaled != scaled.to_integral_value():
+        raise forms.ValidationError(f"{currency} amounts have at most {digits} decimals.")
+    return int(scaled)
+
+
+class AmountField(forms.DecimalField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_digits", 14)
+        kwargs.setdefault("decimal_places", 3)
+        super().__init__(**kwargs)
+
+
+class ApproveForm(forms.Form):
+    note = forms.CharField(required=False, max_length=500, label="Note (why the holds are fine)")
+
+
+class VoidForm(forms.Form):
+    reason_code = forms.ChoiceField(choices=CorrectionReason.choices, label="Root cause")
+    reason = forms.CharField(max_length=1000, label="Reason")
+
+
+class WriteOffForm(forms.Form):
+    reason = forms.CharField(max_length=1000, label="Reason")
+
+
+class MarkPaidForm(forms.Form):
+    amount = AmountField(min_value=Decimal("0.001"), label="Amount received")
+    reference = forms.CharField(max_length=120, label="Bank reference")
+
+
+class CreditNoteForm(forms.Form):
+    reason_code = forms.ChoiceField(choices=CorrectionReason.choices, label="Root cause")
+    reason_text = forms.CharField(max_length=1000, label="Reason")
+    full = forms.BooleanField(required=False, label="Credit the whole invoice")
+
+
+class LineForm(forms.Form):
+    description = forms.CharField(max_length=300)
+    quantity = forms.IntegerField()
+    unit_amount = AmountField(label="Unit amount")
+    expected_version = forms.IntegerField()
+
+
+class LineRemoveForm(forms.Form):
+    expected_version = forms.IntegerField()
+
+
+@dataclass(frozen=True)
+class InvoiceAction:
+    name: str
+    label: str
+    permission: str
+    statuses: tuple[str, ...]
+
+
+INVOICE_ACTIONS = {
+    action.name: action
+    for action in [
+        InvoiceAction("recheck", "Re-run checks", "billing.change_invoice", EDITABLE_STATUSES),
+        InvoiceAction("approve", "Approve and issue", "billing.change_invoice", EDITABLE_STATUSES),
+        InvoiceAction(
+            "void",
+            "Void",
+            "billing.change_invoice",
+            (InvoiceStatus.DRAFT, InvoiceStatus.HELD, InvoiceStatus.OPEN),
+        ),
+        InvoiceAction(
+            "credit_note",
+            "Create a credit note",
+            "billing.add_creditnote",
+            (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE),
+        ),
+        InvoiceAction(
+            "mark_paid",
+            "Mark paid (bank transfer)",
+            "billing.change_invoice",
+            (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE),
+        ),
+        InvoiceAction("write_off", "Write off as uncollectible", "billing.change_invoice", (InvoiceStatus.OPEN,)),
+        InvoiceAction(
+            "resend_email",
+            "Resend the invoice e-mail",
+            "billing.send_email_invoice",
+            (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE),
+        ),
+        InvoiceAction("line_add", "Add a line", "billing.add_invoiceline", EDITABLE_STATUSES),
+        InvoiceAction("line_update", "Save line", "billing.change_invoiceline", EDITABLE_STATUSES),
+        InvoiceAction("line_remove", "Remove line", "billing.delete_invoiceline", EDITABLE_STATUSES),
+    ]
+}
+
+
+def invoice_actions_for(user, invoice: Invoice) -> dict[str, InvoiceAction]:
+    return {
+        name: action
+        for name, action in INVOICE_ACTIONS.items()
+        if invoice.status in action.statuses and user.has_perm(action.permission)
+    }
+
+
+def _form_errors(form: forms.Form) -> str:
+    return " ".join(
+        f"{'' if field == '__all__' else field + ': '}{' '.join(errors)}" for field, errors in form.errors.items()
+    )
+
+
+def _run_invoice_action(request, invoice: Invoice, name: str) -> str:
+    """Run one action through its service; returns the success message. Raises BillingError or ValidationError."""
+    post = request.POST
+    user = request.user
+    if name == "recheck":
+        invoice = invoice_finalize(invoice_id=invoice.pk, actor=user)
+        if invoice.status == InvoiceStatus.HELD:
+            return f"Checks re-run: still held ({', '.join(r['code'] for r in invoice.hold_reasons)})."
+        return f"Checks re-run: all passed; issued as {invoice.number}."
+    if name == "approve":
+        form = ApproveForm(post)
+        form.is_valid()
+        invoice = invoice_approve_and_issue(invoice_id=invoice.pk, actor=user, note=form.cleaned_data.get("note", ""))
+        return f"Approved and issued as {invoice.number}."
+    if name == "resend_email":
+        sent = invoice_send_issued_email(invoice_id=invoice.pk, force=True)
+        if not sent:
+            raise forms.ValidationError("No e-mail was sent: the customer has no billing e-mail address.")
+        audit_record(
+            customer=invoice.customer,
+            actor=user,
+            action="invoice.email_resent",
+            obj=invoice,
+            summary=f"Invoice {invoice.number} e-mailed again",
+        )
+        return f"Invoice {invoice.number} e-mailed again."
+    form_class = {
+        "void": VoidForm,
+        "write_off": WriteOffForm,
+        "mark_paid": MarkPaidForm,
+        "credit_note": CreditNoteForm,
+        "line_add": LineForm,
+        "line_update": LineForm,
+        "line_remove": LineRemoveForm,
+    }[name]
+    form = form_class(post)
+    if not form.is_valid():
+        raise forms.ValidationError(_form_errors(form))
+    data = form.cleaned_data
+    if name == "void":
+        invoice_void(invoice_id=invoice.pk, reason_code=data["reason_code"], reason=data["reason"], actor=user)
+        return f"Invoice {invoice} voided."
+    if name == "write_off":
+        invoice_mark_uncollectible(invoice_id=invoice.pk, reason=data["reason"], actor=user)
+        return f"Invoice {invoice} written off as uncollectible."
+    if name == "mark_paid":
+        amount = to_minor(data["amount"], invoice.currency)
+        record_bank_transfer(invoice=invoice, amount_minor=amount, reference=data["reference"], actor=user)
+        return f"Payment of {money(amount, invoice.currency)} recorded on {invoice}."
+    if name == "credit_note":
+        lines = None
+        if not data["full"]:
+            lines = []
+            for line in invoice.lines.all():
+                raw = (post.get(f"credit_{line.pk}") or "").strip()
+                if raw:
+                    try:
+                        amount = Decimal(raw)
+                    except ArithmeticError:
+                        raise forms.ValidationError(f"“{raw}” is not an amount.")
+                    lines.append({"invoice_line_id": line.pk, "amount_minor": to_minor(amount, invoice.currency)})
+        note = credit_note_create(
+            invoice_id=invoice.pk,
+            reason_code=data["reason_code"],
+            reason_text=data["reason_text"],
+            lines=lines,
+            actor=user,
+        )
+        return f"Credit note {note.number} issued for {money(note.total_minor, note.currency)}."
+    if name == "line_add":
+        invoice_line_add(
+            invoice_id=invoice.pk,
+            line=DraftLine(
+                description=data["description"],
+                quantity=data["quantity"],
+                unit_amount_minor=to_minor(data["unit_amount"], invoice.currency),
+            ),
+            actor=user,
+            expected_version=data["expected_version"],
+        )
+        return "Line added; tax recomputed."
+    line = get_object_or_404(InvoiceLine, pk=post.get("line_id"), invoice=invoice)
+    if name == "line_update":
+        invoice_line_update(
+            line_id=line.pk,
+            actor=user,
+            expected_version=data["expected_version"],
+            description=data["description"],
+            quantity=data["quantity"],
+            unit_amount_minor=to_minor(data["unit_amount"], invoice.currency),
+        )
+        return "Line saved; tax recomputed."
+    invoice_line_remove(line_id=line.pk, actor=user, expected_version=data["expected_version"])
+    return "Line removed; tax recomputed."
+
+
+def record_bank_transfer(*, invoice: Invoice, amount_minor: int, reference: str, actor) -> None:
+    invoice_apply_payment(
+        invoice_id=invoice.pk, amount_minor=amount_minor, currency=invoice.currency, actor=actor, reference=reference
+    )

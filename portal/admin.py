@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
 from portal.backoffice import customer_360
-from subscriptions.admin import ReadOnlyAdmin
+from subscriptions.admin import ReadOnlyAdmin, subscription_staff_actions
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import Customer
 from subscriptions.services.notes import staff_note_add
@@ -46,7 +46,11 @@ class CustomerAdmin(ReadOnlyAdmin):
         customer = self.get_object(request, object_id)
         extra_context = dict(extra_context or {})
         if customer is not None and self.has_view_permission(request, customer):
-            extra_context["c360"] = customer_360(customer=customer)
+            view = customer_360(customer=customer)
+            if request.user.has_perm("subscriptions.change_subscription"):
+                for subscription in view.live_subscriptions:
+                    subscription.staff_actions = subscription_staff_actions(subscription)
+            extra_context["c360"] = view
             extra_context["can_add_note"] = request.user.has_perm("subscriptions.add_staffnote")
             extra_context["can_view_exemptions"] = request.user.has_perm("billing.view_taxexemption")
         return super().change_view(request, object_id, form_url, extra_context)

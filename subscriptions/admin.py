@@ -6,11 +6,24 @@ A staff action on a row (change seats, extend a trial, resend an invitation...) 
 permission; the admin form itself stays read-only and the action runs the same service the portal runs.
 """
 
-from django.contrib import admin
-from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+import uuid
+from decimal import Decimal
 
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import (
+    LIVE_STATUSES,
+    ActorKind,
     AuditEvent,
+    Interval,
     Invitation,
     Membership,
     Package,
@@ -24,8 +37,16 @@ from subscriptions.models import (
     Subscription,
     SubscriptionAddon,
     SubscriptionChange,
+    SubscriptionStatus,
     User,
 )
+from subscriptions.services.changes import (
+    subscription_change_package_apply,
+    subscription_change_package_preview,
+    subscription_change_seats_apply,
+    subscription_change_seats_preview,
+)
+from subscriptions.services.trials import MAX_EXTENSION_DAYS, subscription_extend_trial
 
 admin.site.site_header = "Continuum back office"
 admin.site.site_title = "Continuum back office"
@@ -255,6 +276,53 @@ class SubscriptionAdmin(ReadOnlyAdmin):
     search_fields = ["customer__name", "customer__legal_name", "package__name"]
     date_hierarchy = "current_period_end"
     inlines = [AddonInline, SeatAssignmentInline, ScheduledChangeInline, SeatLedgerInline, SubscriptionChangeInline]
+    change_form_template = "admin/subscriptions/subscription/change_form.html"
+
+    def get_urls(self):
+        def wrap(view, **kwargs):
+            return self.admin_site.admin_view(
+                lambda request, subscription_id: view(self, request, subscription_id, **kwargs)
+            )
+
+        return [
+            path(
+                "<int:subscription_id>/change-seats/",
+                wrap(_staff_change_view, kind="seats"),
+                name="subscriptions_subscription_change_seats",
+            ),
+            path(
+                "<int:subscription_id>/change-package/",
+                wrap(_staff_change_view, kind="package"),
+                name="subscriptions_subscription_change_package",
+            ),
+            path(
+                "<int:subscription_id>/extend-trial/",
+                wrap(_extend_trial_view),
+                name="subscriptions_subscription_extend_trial",
+            ),
+        ] + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        subscription = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if subscription is not None and request.user.has_perm("subscriptions.change_subscription"):
+            extra_context["staff_actions"] = subscription_staff_actions(subscription)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def subscription_staff_actions(subscription: Subscription) -> list[tuple[str, str]]:
+    """(label, url) of the staff actions that apply to this subscription now; the caller checks the permission."""
+    if subscription.status not in LIVE_STATUSES:
+        return []
+    actions = [
+        ("Change seats", reverse("admin:subscriptions_subscription_change_seats", args=[subscription.pk])),
+        ("Change package", reverse("admin:subscriptions_subscription_change_package", args=[subscription.pk])),
+    ]
+    if subscription.status == SubscriptionStatus.TRIALING:
+        actions.append(
+            ("Extend trial", reverse("admin:subscriptions_subscription_extend_trial", args=[subscription.pk]))
+        )
+    return actions
 
 
 # --- Audit trail and notes -------------------------------------------------------------------------------------------
@@ -291,3 +359,172 @@ class StaffNoteAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "customer", "author", "body"]
     list_select_related = ["customer", "author"]
     search_fields = ["customer__name", "author__email", "body"]
+
+
+# --- Staff actions on a subscription (on the customer's behalf, with a reason, through the portal's services) ---------
+
+
+class StaffReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        max_length=1000,
+        help_text="Why you make this change for the customer (kept in the audit trail, shown on the timeline).",
+    )
+
+    def clean_reason(self) -> str:
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise forms.ValidationError("Give a reason: staff changes are made on the customer's behalf.")
+        return reason
+
+
+class ChangeSeatsForm(StaffReasonForm):
+    seats = forms.IntegerField(min_value=0, help_text="The new purchased seat count.")
+    field_order = ["seats", "reason"]
+
+
+class ChangePackageForm(StaffReasonForm):
+    package = forms.ChoiceField()
+    interval = forms.ChoiceField(choices=Interval.choices)
+    seats = forms.IntegerField(min_value=0, required=False, help_text="Leave empty to keep the current count.")
+    field_order = ["package", "interval", "seats", "reason"]
+
+    def __init__(self, *args, subscription: Subscription, **kwargs):
+        super().__init__(*args, **kwargs)
+        targets = subscription.package.change_targets.filter(is_active=True).order_by("display_order", "name")
+        self.fields["package"].choices = [(subscription.package.slug, f"{subscription.package.name} (current)")] + [
+            (package.slug, package.name) for package in targets
+        ]
+        self.fields["interval"].initial = subscription.interval
+
+
+class ExtendTrialForm(StaffReasonForm):
+    days = forms.IntegerField(min_value=1, max_value=MAX_EXTENSION_DAYS, initial=7)
+    field_order = ["days", "reason"]
+
+
+class PreviewTokenForm(forms.Form):
+    """What the confirm step carries back: the preview's version and amount, and one idempotency key."""
+
+    expected_version = forms.IntegerField(min_value=1)
+    expected_amount_due_minor = forms.IntegerField()
+    idempotency_key = forms.CharField(max_length=100)
+
+
+def _format_minor(amount_minor: int, currency: str) -> str:
+    return f"{currency} {Decimal(amount_minor).scaleb(-2):,.2f}"
+
+
+def _preview_rows(preview) -> list[dict]:
+    return [
+        {
+            "description": line.description,
+            "period": f"{line.period_start:%Y-%m-%d} → {line.period_end:%Y-%m-%d}",
+            "quantity": line.quantity,
+            "unit": _format_minor(line.unit_amount_minor, preview.currency),
+            "amount": _format_minor(line.amount_minor, preview.currency),
+            "proration": line.proration,
+        }
+        for line in preview.lines
+    ]
+
+
+def _staff_change_view(model_admin, request, subscription_id: int, *, kind: str):
+    """Form → preview (exact lines, amount due now, next recurring amount) → confirm → apply with the reason."""
+    if not request.user.has_perm("subscriptions.change_subscription"):
+        raise PermissionDenied
+    subscription = get_object_or_404(Subscription.objects.select_related("customer", "package"), pk=subscription_id)
+    if kind == "seats":
+        form_class, form_kwargs, title = ChangeSeatsForm, {}, "Change seats"
+    else:
+        form_class, form_kwargs = ChangePackageForm, {"subscription": subscription}
+        title = "Change package or billing interval"
+    form = form_class(request.POST or None, initial={"seats": subscription.seats}, **form_kwargs)
+    preview = None
+    token = None
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            if kind == "seats":
+                preview = subscription_change_seats_preview(subscription_id=subscription.pk, seats=data["seats"])
+            else:
+                preview = subscription_change_package_preview(
+                    subscription_id=subscription.pk,
+                    package_slug=data["package"],
+                    interval=data["interval"],
+                    seats=data["seats"],
+                )
+        except SubscriptionError as error:
+            form.add_error(None, error.message)
+        if preview is not None and "_apply" in request.POST:
+            token = PreviewTokenForm(request.POST)
+            if not token.is_valid():
+                raise PermissionDenied  # a crafted confirm without a preview
+            common = {
+                "subscription_id": subscription.pk,
+                "expected_version": token.cleaned_data["expected_version"],
+                "expected_amount_due_minor": token.cleaned_data["expected_amount_due_minor"],
+                "idempotency_key": token.cleaned_data["idempotency_key"],
+                "actor": request.user,
+                "actor_kind": ActorKind.STAFF,
+                "reason": data["reason"],
+            }
+            try:
+                if kind == "seats":
+                    change = subscription_change_seats_apply(seats=data["seats"], **common)
+                else:
+                    change = subscription_change_package_apply(
+                        package_slug=data["package"], interval=data["interval"], seats=data["seats"], **common
+                    )
+            except SubscriptionError as error:
+                messages.error(request, error.message)
+            else:
+                messages.success(request, f"Done for {subscription.customer}: {change.result.get('summary', '')}")
+                return HttpResponseRedirect(
+                    reverse("admin:subscriptions_customer_change", args=[subscription.customer_id])
+                )
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": title,
+        "subscription": subscription,
+        "form": form,
+        "preview": preview,
+        "preview_rows": _preview_rows(preview) if preview else [],
+        "amount_due_now": _format_minor(preview.amount_due_now_minor, preview.currency) if preview else "",
+        "next_recurring": _format_minor(preview.next_recurring_amount_minor, preview.currency) if preview else "",
+        "idempotency_key": uuid.uuid4().hex,
+        "submit_name": "_preview",
+        "submit_label": "Preview",
+    }
+    return TemplateResponse(request, "admin/subscriptions/subscription/staff_change.html", context)
+
+
+def _extend_trial_view(model_admin, request, subscription_id: int):
+    if not request.user.has_perm("subscriptions.change_subscription"):
+        raise PermissionDenied
+    subscription = get_object_or_404(Subscription.objects.select_related("customer", "package"), pk=subscription_id)
+    form = ExtendTrialForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            subscription_extend_trial(
+                subscription_id=subscription.pk,
+                days=form.cleaned_data["days"],
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+            )
+        except SubscriptionError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"Trial of {subscription.customer} extended by {form.cleaned_data['days']} days.")
+            return HttpResponseRedirect(reverse("admin:subscriptions_customer_change", args=[subscription.customer_id]))
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "title": "Extend the trial",
+        "subscription": subscription,
+        "form": form,
+        "submit_name": "_apply",
+        "submit_label": "Extend",
+    }
+    return TemplateResponse(request, "admin/subscriptions/subscription/staff_change.html", context)

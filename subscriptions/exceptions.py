@@ -21,6 +21,11 @@ class NoteInvalid(SubscriptionError):
     field = "body"
 
 
+class TrialExtensionInvalid(SubscriptionError):
+    code = "trial_extension_invalid"
+    field = "reason"
+
+
 class CatalogError(SubscriptionError):
     code = "catalog_invalid"
 

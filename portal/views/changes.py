@@ -8,8 +8,8 @@ One flow for all of them:
    and we show the *new* preview with an explanation — never silently apply different numbers. A double-submit
    reuses the idempotency key, so it cannot apply twice.
 
-The portal calls billing's wrappers (`billing.services.changes`, which add tax and the billing mode) when they exist
-and the subscription services otherwise.
+The portal calls billing's wrappers (`billing.services.changes.change_preview/change_apply`, which add tax and the
+billing mode) when they exist, and the subscription services otherwise.
 """
 
 import uuid
@@ -20,9 +20,13 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 
+from billing.exceptions import BillingError
 from portal.permissions import PACKAGE, SEATS, customer_view, get_for_customer
 from subscriptions.exceptions import StalePreview, SubscriptionError
 from subscriptions.models import LIVE_STATUSES, Interval, Subscription
+
+# Errors whose message a customer can read.
+USER_ERRORS = (SubscriptionError, BillingError)
 
 
 @dataclass(frozen=True)
@@ -67,19 +71,80 @@ KINDS = {
 }
 
 
-def service(name: str):
-    """Billing's wrapper of a change service when it exists (tax + billing mode), else the subscriptions service."""
+@dataclass(frozen=True)
+class PreviewView:
+    """What the preview template shows, whether billing's wrapper (tax, billing mode) is there or not."""
+
+    lines: tuple
+    currency: str
+    summary: str
+    version: int
+    amount_due_now_minor: int  # before tax; what the apply compares against
+    effective_at: object
+    immediate: bool
+    next_recurring_amount_minor: int
+    current_recurring_amount_minor: int
+    notes: tuple
+    tax_minor: int | None = None
+    total_minor: int | None = None
+    tax_lines: tuple = ()
+    next_recurring_total_minor: int | None = None
+    billing_message: str = ""
+    tax_note: str = ""
+
+    @classmethod
+    def of(cls, result) -> "PreviewView":
+        inner = getattr(result, "preview", result)
+        billed = inner is not result
+        return cls(
+            lines=tuple(inner.lines),
+            currency=inner.currency,
+            summary=inner.summary,
+            version=inner.version,
+            amount_due_now_minor=inner.amount_due_now_minor,
+            effective_at=inner.effective_at,
+            immediate=inner.immediate,
+            next_recurring_amount_minor=inner.next_recurring_amount_minor,
+            current_recurring_amount_minor=getattr(inner, "current_recurring_amount_minor", 0),
+            notes=tuple(getattr(inner, "notes", ()) or ()),
+            tax_minor=result.tax_minor if billed else None,
+            total_minor=result.total_minor if billed else None,
+            tax_lines=tuple(getattr(result, "tax_lines", ()) or ()),
+            next_recurring_total_minor=getattr(result, "next_recurring_total_minor", None) if billed else None,
+            billing_message=getattr(result, "billing_message", "") if billed else "",
+            tax_note=getattr(result, "tax_note", "") if billed else "",
+        )
+
+
+def _billing_changes():
     try:
         from billing.services import changes as billing_changes
-
-        function = getattr(billing_changes, name, None)
-        if function is not None:
-            return function
     except ImportError:
-        pass
+        return None
+    return billing_changes if hasattr(billing_changes, "change_preview") else None
+
+
+def change_preview(kind: str, *, subscription_id: int, **params) -> PreviewView:
+    """Billing's wrapper (tax + billing mode) when it exists, else the subscriptions service."""
+    billing_changes = _billing_changes()
+    if billing_changes is not None:
+        return PreviewView.of(billing_changes.change_preview(subscription_id=subscription_id, kind=kind, **params))
     from subscriptions.services import changes as subscription_changes
 
-    return getattr(subscription_changes, name)
+    return PreviewView.of(
+        getattr(subscription_changes, f"{KINDS[kind].service}_preview")(subscription_id=subscription_id, **params)
+    )
+
+
+def change_apply(kind: str, **kwargs):
+    """Apply and (with billing) bill the change; returns the `SubscriptionChange`."""
+    billing_changes = _billing_changes()
+    if billing_changes is not None:
+        billed = billing_changes.change_apply(kind=kind, **kwargs)
+        return getattr(billed, "change", billed)
+    from subscriptions.services import changes as subscription_changes
+
+    return getattr(subscription_changes, f"{KINDS[kind].service}_apply")(**kwargs)
 
 
 class FormError(Exception):
@@ -126,8 +191,8 @@ def _subscription(request) -> Subscription:
     return subscription
 
 
-def preview_for(kind: ChangeKind, subscription: Subscription, values: dict):
-    return service(f"{kind.service}_preview")(subscription_id=subscription.pk, **values)
+def preview_for(kind: ChangeKind, subscription: Subscription, values: dict) -> PreviewView:
+    return change_preview(kind.name, subscription_id=subscription.pk, **values)
 
 
 def _preview_context(request, kind, subscription, values, preview=None, error=None, stale=None):
@@ -160,7 +225,7 @@ def _make_preview_view(kind: ChangeKind):
             preview = preview_for(kind, subscription, values)
         except FormError as e:
             return _render_preview(request, _preview_context(request, kind, subscription, {}, error=e), status=422)
-        except SubscriptionError as e:
+        except USER_ERRORS as e:
             context = _preview_context(request, kind, subscription, dict(data.items()), error=e)
             return _render_preview(request, context, status=422)
         return _render_preview(request, _preview_context(request, kind, subscription, values, preview))
@@ -184,7 +249,8 @@ def _make_apply_view(kind: ChangeKind):
             return HttpResponseRedirect(reverse(f"portal:{kind.back}", args=[request.customer.pk]))
         idempotency_key = (request.POST.get("idempotency_key") or "")[:100] or None
         try:
-            change = service(f"{kind.service}_apply")(
+            change = change_apply(
+                kind.name,
                 subscription_id=subscription.pk,
                 expected_version=version,
                 expected_amount_due_minor=amount,
@@ -197,10 +263,10 @@ def _make_apply_view(kind: ChangeKind):
             try:
                 preview = preview_for(kind, subscription, values)
                 context = _preview_context(request, kind, subscription, values, preview, stale=stale)
-            except SubscriptionError as e:
+            except USER_ERRORS as e:
                 context = _preview_context(request, kind, subscription, values, error=e, stale=stale)
             return _render_preview(request, context, status=409)
-        except SubscriptionError as e:
+        except USER_ERRORS as e:
             context = _preview_context(request, kind, subscription, values, error=e)
             return _render_preview(request, context, status=422)
         summary = _summary(change)

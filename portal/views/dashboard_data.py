@@ -35,9 +35,14 @@ class EnablementItem:
 class Enablement:
     items: list[EnablementItem] = field(default_factory=list)
     known: bool = True
+    state: str = ""  # from provisioning: active | pending | failed | none
+    detail: str = ""
 
     @property
     def all_active(self) -> bool:
+        """Stop polling: everything is on, or there is nothing to switch on and nothing in flight."""
+        if self.state:
+            return self.state in ("active", "none")
         return all(item.is_active for item in self.items)
 
     @property
@@ -73,7 +78,14 @@ def enablement_for(*, customer) -> Enablement:
                 detail=str(_attr(row, "detail", "message", "last_error", default="") or ""),
             )
         )
-    return Enablement(items=items)
+    state = _attr(raw, "state", default="")
+    detail = ""
+    if state == "failed":
+        detail = str(_attr(raw, "last_error", default="") or "")
+    elif state == "pending":
+        since = _attr(raw, "pending_since", default=None)
+        detail = f"Started {timezone.localtime(since):%H:%M}" if since else ""
+    return Enablement(items=items, state=str(state or ""), detail=detail)
 
 
 def estimated_recurring_minor(subscription: Subscription, addons: list[SubscriptionAddon]) -> int:

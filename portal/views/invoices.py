@@ -2,10 +2,11 @@
 
 from django.core.paginator import Paginator
 from django.db.models.functions import ExtractYear
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 
 from billing.models import ISSUED_STATUSES, CreditNote, Invoice, InvoiceStatus
+from billing.selectors import credit_note_pdf_for_customer, invoice_pdf_for_customer
 from portal.permissions import INVOICES, customer_view, get_for_customer
 
 STATUS_FILTERS = [(s, InvoiceStatus(s).label) for s in ISSUED_STATUSES]
@@ -69,40 +70,23 @@ def invoice_detail(request, invoice_id: int):
     return render(request, "portal/invoices/detail.html", {"customer": request.customer, "invoice": invoice})
 
 
-def _pdf_response(data_or_file, filename: str) -> HttpResponse:
-    if isinstance(data_or_file, bytes | bytearray):
-        response = HttpResponse(bytes(data_or_file), content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
-    return FileResponse(data_or_file, as_attachment=True, filename=filename, content_type="application/pdf")
-
-
-def invoice_pdf_bytes(invoice: Invoice):
-    """The stored PDF, or one rendered now by billing when it has not been rendered yet."""
-    if invoice.pdf_file:
-        return invoice.pdf_file.open("rb")
-    try:
-        from billing.selectors import invoice_pdf
-    except ImportError:
-        invoice_pdf = None
-    if invoice_pdf is not None:
-        return invoice_pdf(invoice=invoice)
-    raise Http404("The PDF of this invoice is not ready yet.")
+def _pdf_response(data: bytes, filename: str) -> HttpResponse:
+    response = HttpResponse(bytes(data), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @customer_view(INVOICES)
 def invoice_download(request, invoice_id: int):
+    """The stored PDF; billing renders it now if its task has not run yet."""
     invoice = get_for_customer(_issued_invoices(request.customer), request.customer, pk=invoice_id)
-    return _pdf_response(invoice_pdf_bytes(invoice), f"{invoice.number}.pdf")
+    data, filename = invoice_pdf_for_customer(customer=request.customer, invoice_id=invoice.pk)
+    return _pdf_response(data, filename)
 
 
 @customer_view(INVOICES)
 def credit_note_download(request, credit_note_id: int):
     note = get_for_customer(CreditNote, request.customer, pk=credit_note_id)
-    if note.pdf_file:
-        return _pdf_response(note.pdf_file.open("rb"), f"{note.number}.pdf")
-    try:
-        from billing.selectors import credit_note_pdf
-    except ImportError:
-        raise Http404("The PDF of this credit note is not ready yet.")
-    return _pdf_response(credit_note_pdf(credit_note=note), f"{note.number}.pdf")
+    data, filename = credit_note_pdf_for_customer(customer=request.customer, credit_note_id=note.pk)
+    return _pdf_response(data, filename)

@@ -9,11 +9,15 @@ from django.shortcuts import render
 
 from portal.permissions import OWN_SEAT, customer_view
 from portal.views.package import live_subscription
-from subscriptions.models import Membership, SeatAssignment
+from subscriptions.models import Membership, Role, SeatAssignment
 
 
 @customer_view(OWN_SEAT)
 def seats_page(request):
+    return render(request, "portal/seats.html", seats_page_context(request))
+
+
+def seats_page_context(request) -> dict:
     customer = request.customer
     try:
         subscription = live_subscription(request)
@@ -40,9 +44,10 @@ def seats_page(request):
                 "free": max(0, subscription.seats - assigned),
                 "holds_seat": SeatAssignment.objects.filter(subscription=subscription, user=request.user).exists(),
                 "invitations": _pending_invitations(customer) if request.can.seats else [],
+                "roles": Role.choices,
             }
         )
-    return render(request, "portal/seats.html", context)
+    return context
 
 
 def _pending_invitations(customer):

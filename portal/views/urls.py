@@ -1,7 +1,19 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from portal.views import account, activity, auth, changes, invoices, package, pages, seats
+from portal.views import (
+    account,
+    activity,
+    auth,
+    billing_pages,
+    changes,
+    invoices,
+    package,
+    pages,
+    people,
+    public,
+    seats,
+)
 
 app_name = "portal"
 
@@ -22,6 +34,9 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    # Public pages
+    path("pricing/", public.pricing, name="pricing"),
+    path("signup/", public.signup, name="signup"),
     # The dashboard of the last-used customer
     path("dashboard/", pages.dashboard_redirect, name="dashboard"),
     # Customer-scoped pages: /c/<customer_id>/… (portal/permissions.py)
@@ -38,6 +53,23 @@ urlpatterns = [
     path("c/<int:customer_id>/activity/", activity.activity, name="activity"),
     path("c/<int:customer_id>/package/", package.package_page, name="package"),
     path("c/<int:customer_id>/seats/", seats.seats_page, name="seats"),
+    path("c/<int:customer_id>/seats/assign/", people.seat_assign_view, name="seat_assign"),
+    path("c/<int:customer_id>/seats/unassign/", people.seat_unassign_view, name="seat_unassign"),
+    path("c/<int:customer_id>/invitations/", people.invite, name="invite"),
+    path(
+        "c/<int:customer_id>/invitations/<int:invitation_id>/revoke/",
+        people.invitation_revoke_view,
+        name="invitation_revoke",
+    ),
+    path("c/<int:customer_id>/people/<int:membership_id>/", people.member_role, name="member_role"),
+    path("invitations/<str:token>/", people.accept_invitation, name="accept_invitation"),
+    path("c/<int:customer_id>/billing/", billing_pages.billing_details, name="billing_details"),
+    path("c/<int:customer_id>/tax/", billing_pages.tax_exemption, name="tax"),
+    path(
+        "c/<int:customer_id>/tax/<int:exemption_id>/certificate/",
+        billing_pages.tax_certificate,
+        name="tax_certificate",
+    ),
     path("c/<int:customer_id>/api-keys/", account.api_keys, name="api_keys"),
     path("c/<int:customer_id>/api-keys/<int:key_id>/revoke/", account.api_key_revoke_view, name="api_key_revoke"),
     path("c/<int:customer_id>/survey/", account.survey, name="survey"),

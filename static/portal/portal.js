@@ -21,7 +21,7 @@
   // Pricing: the monthly/annual toggle switches which prices are shown.
   document.addEventListener("change", function (event) {
     var input = event.target;
-    if (input.name === "billing-toggle") {
+    if (input.hasAttribute && input.hasAttribute("data-interval-toggle")) {
       var root = document.querySelector("[data-interval-root]");
       if (root) {
         root.classList.remove("interval-month", "interval-year");

@@ -13,6 +13,16 @@ from subscriptions.models.catalog import (
 )
 from subscriptions.models.customers import Customer, Invitation, Membership, Role
 from subscriptions.models.notes import StaffNote
+from subscriptions.models.provisioning import (
+    ENTITLEMENT_TRANSITIONS,
+    RUN_FINISHED_OUTCOMES,
+    Entitlement,
+    EntitlementKind,
+    EntitlementState,
+    ProvisioningRun,
+    ProvisioningState,
+    RunOutcome,
+)
 from subscriptions.models.subscriptions import (
     LIVE_STATUSES,
     SUBSCRIPTION_TRANSITIONS,
@@ -28,6 +38,14 @@ from subscriptions.models.subscriptions import (
 from subscriptions.models.users import User, UserManager
 
 __all__ = [
+    "ENTITLEMENT_TRANSITIONS",
+    "RUN_FINISHED_OUTCOMES",
+    "Entitlement",
+    "EntitlementKind",
+    "EntitlementState",
+    "ProvisioningRun",
+    "ProvisioningState",
+    "RunOutcome",
     "LIVE_STATUSES",
     "SUBSCRIPTION_TRANSITIONS",
     "ActorKind",

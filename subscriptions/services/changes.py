@@ -506,6 +506,7 @@ def subscription_change_seats_apply(
     actor: User | None,
     actor_kind: str | None = None,
     at: datetime | None = None,
+    reason: str = "",
 ) -> SubscriptionChange:
     """Apply a seat change previewed with `subscription_change_seats_preview` (see the module docstring)."""
     return _apply(
@@ -517,6 +518,7 @@ def subscription_change_seats_apply(
         actor=actor,
         actor_kind=actor_kind,
         at=at,
+        reason=reason,
         plan=lambda sub, when: _plan_seats(sub, when, seats),
     )
 
@@ -831,6 +833,7 @@ def subscription_change_package_apply(
     actor: User | None,
     actor_kind: str | None = None,
     at: datetime | None = None,
+    reason: str = "",
 ) -> SubscriptionChange:
     """Apply a package/interval change previewed with `subscription_change_package_preview`."""
     return _apply(
@@ -842,6 +845,7 @@ def subscription_change_package_apply(
         actor=actor,
         actor_kind=actor_kind,
         at=at,
+        reason=reason,
         plan=lambda sub, when: _plan_package(sub, when, package_slug, interval, seats),
     )
 

@@ -63,8 +63,9 @@ def test_invoice_review_shows_lines_tax_computation_and_diff_with_previous(billi
     assert review["tax_lines"][0]["tax"] == "USD 15.95"
     assert review["total"] == "USD 235.95"
     assert review["previous"].number == "INV-2026-000001"
-    seats = next(row for row in review["diff"] if row["sku_code"] == "SEAT-STD-M")
-    assert (seats["change"], seats["old_quantity"], seats["new_quantity"]) == ("changed", 5, 12)
+    seats = next(row for row in review["diff"] if row["description"] == "Seats")
+    assert (seats["change"], seats["previous_quantity"], seats["current_quantity"]) == ("changed", 5, 12)
+    assert seats["delta"] == "USD 70.00"
     assert "Total changed by more than 25%" in page.text
 
 

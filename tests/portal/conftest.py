@@ -1,5 +1,6 @@
 """Portal fixtures: one customer with a live subscription and one person per role, plus a stranger customer."""
 
+import hashlib
 from dataclasses import dataclass
 
 import pytest
@@ -110,5 +111,7 @@ def make_invoice(customer, *, status="open", total=11_900, issued_at=None, pdf: 
     invoice = Invoice.objects.get(pk=invoice.pk)
     if pdf is not None:
         invoice.pdf_file.save(f"{invoice.number}.pdf", ContentFile(pdf), save=False)
-        Invoice.objects.filter(pk=invoice.pk).update(pdf_file=invoice.pdf_file.name)
+        Invoice.objects.filter(pk=invoice.pk).update(
+            pdf_file=invoice.pdf_file.name, pdf_sha256=hashlib.sha256(pdf).hexdigest()
+        )
     return invoice

@@ -1,5 +1,6 @@
 """Invoices and credit notes pages: filters, detail, PDF download, other customers' documents, query counts."""
 
+import hashlib
 from datetime import UTC, datetime
 
 import pytest
@@ -55,7 +56,7 @@ def test_invoice_detail_and_pdf_download(account, client_for):
     assert pdf.status_code == 200
     assert pdf["Content-Type"] == "application/pdf"
     assert f'filename="{invoice.number}.pdf"' in pdf["Content-Disposition"]
-    assert b"".join(pdf.streaming_content) == b"%PDF-1.4 the real thing"
+    assert pdf.content == b"%PDF-1.4 the real thing"
 
 
 def test_another_customers_invoice_is_404_even_through_my_customer_url(account, other_account, client_for):
@@ -89,12 +90,15 @@ def test_credit_notes_are_listed_and_downloadable(account, client_for):
         total_minor=1_000,
         issued_at=timezone.now(),
     )
-    note.pdf_file.save("CN-2026-000001.pdf", ContentFile(b"%PDF cn"), save=True)
+    note.pdf_file.save("CN-2026-000001.pdf", ContentFile(b"%PDF cn"), save=False)
+    CreditNote.objects.filter(pk=note.pk).update(
+        pdf_file=note.pdf_file.name, pdf_sha256=hashlib.sha256(b"%PDF cn").hexdigest()
+    )
     client = client_for(account.owner)
     page = _list(client, account)
     assert "CN-2026-000001" in page.text and "Wrong seat count" in page.text
     pdf = client.get(reverse("portal:credit_note_pdf", args=[account.customer.pk, note.pk]))
-    assert b"".join(pdf.streaming_content) == b"%PDF cn"
+    assert pdf.content == b"%PDF cn"
 
 
 def test_invoice_list_query_count_does_not_grow_with_invoices(account, client_for, django_assert_max_num_queries):
@@ -108,3 +112,10 @@ def test_invoice_list_query_count_does_not_grow_with_invoices(account, client_fo
     with django_assert_max_num_queries(baseline):
         page = _list(client, account)
     assert page.text.count("PDF<span") == 21
+
+
+def test_invoice_pdf_is_rendered_on_demand_when_billing_has_not_yet(account, client_for):
+    invoice = make_invoice(account.customer, pdf=None)
+    pdf = client_for(account.owner).get(reverse("portal:invoice_pdf", args=[account.customer.pk, invoice.pk]))
+    assert pdf.status_code == 200
+    assert pdf.content.startswith(b"%PDF")

@@ -21,6 +21,8 @@ PAGES = {
     "seats": (OK, OK, OK),
     "api_keys": (OK, FORBIDDEN, FORBIDDEN),
     "survey": (OK, OK, OK),
+    "billing_details": (OK, OK, FORBIDDEN),
+    "tax": (OK, OK, FORBIDDEN),
 }
 
 

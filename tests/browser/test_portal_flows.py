@@ -1,0 +1,171 @@
+"""The portal in a real Chromium (Playwright) against live_server: the flows customers actually click through.
+
+Each flow saves a screenshot of the page it ends on under docs/screenshots/ (shown in the README).
+"""
+
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+
+from subscriptions.models import Subscription
+from tests.factories import priced_package
+from tests.portal.conftest import make_account, make_invoice
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+PASSWORD = "continuum-demo"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle():
+    cache.clear()
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page, live_server, email: str) -> None:
+    page.goto(f"{live_server.url}/login/")
+    page.fill("#id_username", email)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/c/**")
+
+
+def test_sign_up_from_pricing_ends_on_the_dashboard_with_enablement(live_server, page):
+    priced_package(slug="team", name="Team", trial_days=14, min_seats=3, tagline="For growing teams")
+    business = priced_package(slug="business", name="Business", display_order=2, tagline="For the whole company")
+    business.prices.update(flat_amount_minor=50_000)
+    page.goto(f"{live_server.url}/pricing/")
+    assert page.get_by_text("Save $200.00 a year (17%)").first.is_hidden()  # monthly view first
+    page.get_by_label("Annual").check()  # the toggle works without a reload
+    page.get_by_text("Save $200.00 a year (17%)").first.wait_for()
+    shot(page, "pricing")
+    page.get_by_role("link", name="Choose Team").click()
+    page.fill("#f-seats", "6")
+    page.fill("#f-name", "Gavin Belson")
+    page.fill("#f-email", "gavin@hooli.test")
+    page.fill("#f-password", "a-very-long-passphrase")
+    page.fill("#f-company_name", "Hooli")
+    page.select_option("#f-country", "US")
+    page.fill("#f-region", "NY")
+    page.fill("#f-address_line1", "1 Hooli Way")
+    page.fill("#f-city", "New York")
+    page.fill("#f-postal_code", "10001")
+    shot(page, "signup")
+    page.get_by_role("button", name="Create my account").click()
+    page.wait_for_url(f"{live_server.url}/c/**")
+    assert page.get_by_text("Welcome to Continuum, Hooli").is_visible()
+    assert page.get_by_text("days left in your trial").is_visible()
+    page.locator("#enablement").wait_for()
+    assert Subscription.objects.get(customer__name="Hooli").seats == 6
+
+
+def test_change_seats_with_live_preview_and_confirm(live_server, page):
+    account = make_account(seats=10)
+    sign_in(page, live_server, account.owner.email)
+    shot(page, "dashboard")
+    page.get_by_role("link", name="Seats").first.click()
+    page.fill("#seat-count", "12")  # htmx previews while typing
+    page.get_by_text("Total due now").wait_for()
+    assert page.get_by_text("$170.00").first.is_visible()  # new recurring amount
+    shot(page, "seats-preview")
+    page.get_by_role("button", name="Confirm seats").click()
+    page.get_by_role("heading", name="How easy was that?").wait_for()
+    page.get_by_label("6").check()
+    page.get_by_role("button", name="Send").click()
+    page.get_by_text("Thank you").wait_for()
+    assert Subscription.objects.get(pk=account.subscription.pk).seats == 12
+    assert page.get_by_text("Seats: 2 of 12 in use").is_visible()
+
+
+def test_package_page_previews_an_upgrade(live_server, page):
+    account = make_account()
+    business = priced_package(slug="business", name="Business")
+    business.prices.filter(interval="month").update(flat_amount_minor=30_000)
+    account.subscription.package.change_targets.add(business)
+    sign_in(page, live_server, account.owner.email)
+    page.get_by_role("link", name="Package").first.click()
+    page.get_by_role("button", name="Preview Business").click()
+    page.get_by_text("Total due now").wait_for()
+    shot(page, "package-preview")
+
+
+def test_enablement_panel_turns_active_while_watching(live_server, page, monkeypatch):
+    from portal.views import dashboard_data
+
+    calls = {"n": 0}
+
+    def slowly_enabled(*, customer):
+        calls["n"] += 1
+        state = "active" if calls["n"] >= 3 else "pending"
+        return dashboard_data.Enablement(
+            items=[
+                dashboard_data.EnablementItem(name="Single sign-on", state=state, label=state.title()),
+                dashboard_data.EnablementItem(name="10 seats", state="active", label="Active"),
+            ],
+            state=state,
+        )
+
+    monkeypatch.setattr(dashboard_data, "enablement_for", slowly_enabled)
+    account = make_account()
+    sign_in(page, live_server, account.member.email)
+    assert page.get_by_text("Setting things up").is_visible()
+    page.get_by_text("Everything is active.").wait_for(timeout=15_000)
+    assert page.locator("#enablement[hx-trigger]").count() == 0  # polling stopped
+
+
+def test_submit_a_tax_certificate(live_server, page, tmp_path):
+    account = make_account()
+    certificate = tmp_path / "exemption.pdf"
+    certificate.write_bytes(b"%PDF-1.4\n% exemption certificate\n")
+    sign_in(page, live_server, account.billing_admin.email)
+    page.get_by_role("link", name="Tax exemption").click()
+    page.fill("#f-jurisdictions", "US-CA")
+    page.select_option("#f-exemption_type", "nonprofit")
+    page.fill("#f-certificate_number", "CA-501-77")
+    page.fill("#f-expires_on", "2030-12-31")
+    page.set_input_files("#f-certificate", str(certificate))
+    page.get_by_role("button", name="Send for review").click()
+    page.get_by_text("Certificate received").wait_for()
+    assert page.get_by_text("Submitted, awaiting review").is_visible()
+    shot(page, "tax-exemption")
+
+
+def test_download_an_invoice_pdf(live_server, page):
+    account = make_account()
+    invoice = make_invoice(account.customer, total=123_450, pdf=b"%PDF-1.4 invoice")
+    sign_in(page, live_server, account.billing_admin.email)
+    page.get_by_role("link", name="Invoices").click()
+    assert page.get_by_text("$1,234.50").first.is_visible()
+    shot(page, "invoices")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name=f"PDF of {invoice.number}").click()
+    download = download_info.value
+    assert download.suggested_filename == f"{invoice.number}.pdf"
+    assert Path(download.path()).read_bytes().startswith(b"%PDF")
+
+
+def test_a_member_is_denied_billing_pages(live_server, page):
+    account = make_account()
+    sign_in(page, live_server, account.member.email)
+    nav = page.get_by_role("navigation", name="Main")
+    assert nav.get_by_role("link", name="Invoices").count() == 0
+    assert nav.get_by_role("link", name="Billing details").count() == 0
+    response = page.goto(f"{live_server.url}/c/{account.customer.pk}/invoices/")
+    assert response.status == 403
+    assert page.get_by_role("heading", name="This page is for other roles").is_visible()
+    shot(page, "member-denied")
+
+
+def test_dashboard_fits_a_phone(live_server, page):
+    account = make_account()
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, live_server, account.owner.email)
+    # Nothing wider than the screen: no horizontal scrolling on a phone.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "dashboard-phone")
