@@ -12,7 +12,13 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
 from portal.backoffice import customer_360
-from subscriptions.admin import ReadOnlyAdmin, subscription_staff_actions
+from subscriptions.admin import (
+    ReadOnlyAdmin,
+    RetryReasonForm,
+    can_retry_provisioning,
+    retry_provisioning,
+    subscription_staff_actions,
+)
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import Customer
 from subscriptions.services.notes import staff_note_add
@@ -35,6 +41,11 @@ class CustomerAdmin(ReadOnlyAdmin):
     def get_urls(self):
         urls = [
             path(
+                "<int:customer_id>/retry-provisioning/",
+                self.admin_site.admin_view(self.retry_provisioning_view),
+                name="subscriptions_customer_retry_provisioning",
+            ),
+            path(
                 "<int:customer_id>/note/",
                 self.admin_site.admin_view(self.add_note_view),
                 name="subscriptions_customer_add_note",
@@ -52,6 +63,8 @@ class CustomerAdmin(ReadOnlyAdmin):
                     subscription.staff_actions = subscription_staff_actions(subscription)
             extra_context["c360"] = view
             extra_context["can_add_note"] = request.user.has_perm("subscriptions.add_staffnote")
+            extra_context["can_retry_provisioning"] = can_retry_provisioning(request.user)
+            extra_context["can_resend_invitations"] = request.user.has_perm("subscriptions.change_invitation")
             extra_context["can_view_exemptions"] = request.user.has_perm("billing.view_taxexemption")
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -67,4 +80,16 @@ class CustomerAdmin(ReadOnlyAdmin):
             messages.error(request, error.message)
         else:
             messages.success(request, "Note added.")
+        return HttpResponseRedirect(reverse("admin:subscriptions_customer_change", args=[customer.pk]))
+
+    def retry_provisioning_view(self, request, customer_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not can_retry_provisioning(request.user):
+            raise PermissionDenied
+        customer = get_object_or_404(Customer, pk=customer_id)
+        form = RetryReasonForm(request.POST)
+        form.is_valid()
+        retry_provisioning(request, customer, reason=form.cleaned_data.get("reason", ""))
+        messages.success(request, "Provisioning retry queued; the result appears in the last runs below.")
         return HttpResponseRedirect(reverse("admin:subscriptions_customer_change", args=[customer.pk]))

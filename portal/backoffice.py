@@ -25,8 +25,11 @@ from subscriptions.models import (
     LIVE_STATUSES,
     AuditEvent,
     Customer,
+    Entitlement,
+    EntitlementState,
     Invitation,
     Membership,
+    ProvisioningRun,
     StaffNote,
     Subscription,
     SubscriptionAddon,
@@ -66,6 +69,9 @@ class Customer360:
     credit_notes: list[CreditNote] = field(default_factory=list)
     billing_profile: BillingProfile | None = None
     exemptions: list[TaxExemption] = field(default_factory=list)
+    entitlements: list[Entitlement] = field(default_factory=list)
+    user_seat_entitlements: dict[str, int] = field(default_factory=dict)
+    provisioning_runs: list[ProvisioningRun] = field(default_factory=list)
     timeline: list[TimelineEntry] = field(default_factory=list)
     health: list[Health] = field(default_factory=list)
 
@@ -135,6 +141,19 @@ def customer_360(*, customer: Customer, now: datetime | None = None) -> Customer
         exemptions=list(
             TaxExemption.objects.filter(customer=customer).select_related("reviewer").order_by("-submitted_at")[:5]
         ),
+        # Customer-wide entitlements one by one; per-person seats are counted by state (there may be thousands).
+        entitlements=list(
+            Entitlement.objects.filter(customer=customer, user__isnull=True)
+            .select_related("package")
+            .order_by("feature_key")[:100]
+        ),
+        user_seat_entitlements=dict(
+            Entitlement.objects.filter(customer=customer, user__isnull=False)
+            .values("state")
+            .annotate(count=Count("id"))
+            .values_list("state", "count")
+        ),
+        provisioning_runs=list(ProvisioningRun.objects.filter(customer=customer).order_by("-id")[:SECTION_LIMIT]),
     )
     for invoice in view.invoices:
         invoice.total_display = money(invoice.total_minor, invoice.currency)
@@ -185,6 +204,18 @@ def _timeline(view: Customer360) -> list[TimelineEntry]:
         )
         for note in view.credit_notes
     ]
+    entries += [
+        TimelineEntry(
+            at=run.finished_at or run.started_at or run.queued_at,
+            kind="provisioning",
+            who="system",
+            what=f"Provisioning {run.get_outcome_display().lower()} ({run.trigger or 'no trigger'})",
+            detail=run.error,
+            url=reverse("admin:subscriptions_provisioningrun_change", args=[run.pk]),
+        )
+        for run in view.provisioning_runs
+        if run.finished_at or run.started_at or run.queued_at
+    ]
     entries.sort(key=lambda entry: entry.at, reverse=True)
     return entries[:TIMELINE_LIMIT]
 
@@ -220,6 +251,14 @@ def _health(view: Customer360, *, now: datetime) -> list[Health]:
             health.append(
                 Health("error", f"{subscription.assigned_seats} seats assigned but only {subscription.seats} bought.")
             )
+    failed = [e for e in view.entitlements if e.state == EntitlementState.FAILED]
+    failed_seats = view.user_seat_entitlements.get(EntitlementState.FAILED, 0)
+    if failed or failed_seats:
+        names = ", ".join(e.feature_key for e in failed) or f"{failed_seats} seat(s)"
+        health.append(Health("error", f"Provisioning failed: {names}. Retry once the cause is fixed."))
+    pending = [e for e in view.entitlements if e.state in (EntitlementState.PENDING, EntitlementState.REVOKING)]
+    if pending:
+        health.append(Health("warning", f"{len(pending)} entitlement(s) still being switched on or off."))
     held = [invoice for invoice in view.invoices if invoice.status == InvoiceStatus.HELD]
     if held:
         health.append(Health("warning", f"{len(held)} invoice(s) held for review."))

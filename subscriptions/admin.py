@@ -13,7 +13,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect
+from django.db import transaction
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -23,12 +24,15 @@ from subscriptions.models import (
     LIVE_STATUSES,
     ActorKind,
     AuditEvent,
+    Customer,
+    Entitlement,
     Interval,
     Invitation,
     Membership,
     Package,
     PackageComponent,
     Price,
+    ProvisioningRun,
     ScheduledChange,
     SeatAssignment,
     SeatLedgerEntry,
@@ -40,12 +44,15 @@ from subscriptions.models import (
     SubscriptionStatus,
     User,
 )
+from subscriptions.services.catalog import catalog_validate
 from subscriptions.services.changes import (
     subscription_change_package_apply,
     subscription_change_package_preview,
     subscription_change_seats_apply,
     subscription_change_seats_preview,
 )
+from subscriptions.services.members import invitation_resend
+from subscriptions.services.provisioning import entitlements_retry
 from subscriptions.services.trials import MAX_EXTENSION_DAYS, subscription_extend_trial
 
 admin.site.site_header = "Continuum back office"
@@ -128,6 +135,43 @@ class InvitationAdmin(ReadOnlyAdmin):
     list_filter = ["role"]
     list_select_related = ["customer", "invited_by"]
     search_fields = ["email", "customer__name"]
+    actions = ["resend_selected"]
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:invitation_id>/resend/",
+                self.admin_site.admin_view(self.resend_view),
+                name="subscriptions_invitation_resend",
+            ),
+        ] + super().get_urls()
+
+    def has_resend_permission(self, request) -> bool:
+        return request.user.has_perm("subscriptions.change_invitation")
+
+    def _resend(self, request, invitation: Invitation) -> bool:
+        try:
+            invitation_resend(invitation_id=invitation.pk, actor=request.user, actor_kind=ActorKind.STAFF)
+        except SubscriptionError as error:
+            messages.error(request, f"{invitation.email}: {error.message}")
+            return False
+        return True
+
+    @admin.action(description="Resend the selected invitations", permissions=["resend"])
+    def resend_selected(self, request, queryset):
+        sent = [invitation.email for invitation in queryset if self._resend(request, invitation)]
+        if sent:
+            messages.success(request, f"Invitation sent again to {', '.join(sent)}.")
+
+    def resend_view(self, request, invitation_id: int):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_resend_permission(request):
+            raise PermissionDenied
+        invitation = get_object_or_404(Invitation, pk=invitation_id)
+        if self._resend(request, invitation):
+            messages.success(request, f"Invitation sent again to {invitation.email}.")
+        return HttpResponseRedirect(reverse("admin:subscriptions_customer_change", args=[invitation.customer_id]))
 
 
 # --- Catalog (superusers edit; everyone else reads) ------------------------------------------------------------------
@@ -146,11 +190,65 @@ class SuperuserEditsMixin:
         return request.user.is_active and request.user.is_superuser
 
 
+class _CatalogRefused(Exception):
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class CatalogValidatedMixin:
+    """Validate the catalog after the row and its inlines are saved; refuse the whole save with specific messages.
+
+    The save runs in a savepoint; when catalog_validate finds problems the savepoint rolls back (nothing was saved,
+    no "changed" log entry, no success message) and the form is shown again, bound to what was typed, with the
+    problems as its errors.
+    """
+
+    def catalog_problems(self, obj) -> list[str]:
+        raise NotImplementedError
+
+    def _changeform_view(self, request, object_id, form_url, extra_context):
+        if request.method != "POST" or getattr(request, "_catalog_problems", None):
+            return super()._changeform_view(request, object_id, form_url, extra_context)
+        try:
+            with transaction.atomic():
+                return super()._changeform_view(request, object_id, form_url, extra_context)
+        except _CatalogRefused as refused:
+            request._catalog_problems = refused.problems
+            return super()._changeform_view(request, object_id, form_url, extra_context)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        problems = self.catalog_problems(form.instance)
+        if problems:
+            raise _CatalogRefused(problems)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        problems = getattr(request, "_catalog_problems", None)
+        if not problems:
+            return form_class
+
+        class RefusedForm(form_class):
+            def clean(self):
+                super().clean()
+                raise forms.ValidationError(["The catalog would be invalid, so nothing was saved:", *problems])
+
+        return RefusedForm
+
+
 @admin.register(Sku)
-class SkuAdmin(SuperuserEditsMixin, admin.ModelAdmin):
+class SkuAdmin(CatalogValidatedMixin, SuperuserEditsMixin, admin.ModelAdmin):
     list_display = ["code", "name", "kind", "tax_category", "feature_key", "feature_value_kind", "feature_value"]
     list_filter = ["kind", "tax_category", "is_active"]
     search_fields = ["code", "name", "feature_key"]
+
+    def catalog_problems(self, obj) -> list[str]:
+        # A SKU change (e.g. deactivating it) can break every package that contains it.
+        problems: list[str] = []
+        for package in Package.objects.filter(components__sku=obj).distinct():
+            problems += catalog_validate(package)
+        return problems
 
 
 class PackageComponentInline(SuperuserEditsMixin, admin.TabularInline):
@@ -196,13 +294,16 @@ class NewPriceInline(SuperuserEditsMixin, admin.TabularInline):
 
 
 @admin.register(Package)
-class PackageAdmin(SuperuserEditsMixin, admin.ModelAdmin):
+class PackageAdmin(CatalogValidatedMixin, SuperuserEditsMixin, admin.ModelAdmin):
     list_display = ["name", "slug", "is_addon", "is_public", "is_active", "included_seats", "min_seats", "max_seats"]
     list_filter = ["is_addon", "is_public", "is_active"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["addon_for", "change_targets"]
     inlines = [PackageComponentInline, PriceInline, NewPriceInline]
+
+    def catalog_problems(self, obj) -> list[str]:
+        return catalog_validate(obj)
 
 
 # --- Subscriptions (read-only; staff actions call the subscription services) -----------------------------------------
@@ -528,3 +629,58 @@ def _extend_trial_view(model_admin, request, subscription_id: int):
         "submit_label": "Extend",
     }
     return TemplateResponse(request, "admin/subscriptions/subscription/staff_change.html", context)
+
+
+# --- Provisioning (read-only; support retries through entitlements_retry) ------------------------------------------
+
+
+class RetryReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, required=False)
+
+
+def can_retry_provisioning(user) -> bool:
+    return user.has_perm("subscriptions.change_entitlement")
+
+
+def retry_provisioning(request, customer: Customer, reason: str = "") -> None:
+    entitlements_retry(customer_id=customer.pk, actor=request.user, reason=reason)
+
+
+@admin.register(Entitlement)
+class EntitlementAdmin(ReadOnlyAdmin):
+    list_display = ["customer", "feature_key", "user", "value_kind", "desired_value", "applied_value", "state", "error"]
+    list_filter = ["state", "value_kind", "feature_key"]
+    list_select_related = ["customer", "user"]
+    search_fields = ["customer__name", "feature_key", "user__email"]
+    actions = ["retry_selected"]
+
+    def has_retry_permission(self, request) -> bool:
+        return can_retry_provisioning(request.user)
+
+    @admin.action(
+        description="Retry provisioning for the customers of the selected entitlements", permissions=["retry"]
+    )
+    def retry_selected(self, request, queryset):
+        customers = Customer.objects.filter(pk__in=queryset.values("customer_id")).order_by("pk")
+        for customer in customers:
+            retry_provisioning(request, customer, reason="Retry from the entitlement list")
+        messages.success(request, f"Provisioning retry queued for {', '.join(c.name for c in customers)}.")
+
+
+@admin.register(ProvisioningRun)
+class ProvisioningRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "customer",
+        "trigger",
+        "outcome",
+        "attempt",
+        "queued_at",
+        "finished_at",
+        "duration_ms",
+        "error",
+    ]
+    list_filter = ["outcome", "backend"]
+    list_select_related = ["customer"]
+    search_fields = ["customer__name", "trigger", "error"]
+    date_hierarchy = "queued_at"

@@ -4,7 +4,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
+from subscriptions.models import Entitlement, ProvisioningRun
 from subscriptions.services.notes import staff_note_add
 from tests.admin.helpers import customer_with_subscription, exemption_for, invoice_for
 from tests.factories import UserFactory
@@ -24,6 +26,8 @@ CHANGELISTS = [
     "admin:billing_taxexemption_changelist",
     "admin:billing_billingprofile_changelist",
     "admin:billing_taxrate_changelist",
+    "admin:subscriptions_entitlement_changelist",
+    "admin:subscriptions_provisioningrun_changelist",
 ]
 
 
@@ -35,12 +39,31 @@ def _count(client, url: str) -> int:
     return len(queries)
 
 
+def _provisioning(customer, index: int) -> None:
+    Entitlement.objects.create(
+        customer=customer, feature_key=f"feature_{index}", value_kind="limit", desired_value=10, state="failed"
+    )
+    Entitlement.objects.create(
+        customer=customer,
+        feature_key="seat:team",
+        user=UserFactory(),
+        value_kind="user_seat",
+        desired_value=1,
+        applied_value=1,
+        state="active",
+    )
+    ProvisioningRun.objects.create(
+        customer=customer, trigger=f"change {index}", outcome="failed", queued_at=timezone.now(), error="boom"
+    )
+
+
 def _add_customers(n: int, author) -> None:
     for _ in range(n):
         customer = customer_with_subscription(members=2)
         staff_note_add(customer=customer, author=author, body="checked in")
         invoice_for(customer, hold_reasons=[{"code": "first_invoice", "message": "First invoice"}])
         exemption_for(customer)
+        _provisioning(customer, 0)
 
 
 @pytest.mark.parametrize("name", CHANGELISTS)
@@ -67,6 +90,7 @@ def test_customer_360_query_count_does_not_grow_with_history(support_client, sup
         customer.memberships.create(user=customer_membership_user, role="member")
         invoice_for(customer, status="open", number=f"INV-2026-{index:06d}")
         exemption_for(customer)
+        _provisioning(customer, index)
     many = _count(support_client, url)
 
     assert many == few

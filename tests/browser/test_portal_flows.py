@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from django.core.cache import cache
+from django.core.management import call_command
 
-from subscriptions.models import Subscription
-from tests.factories import priced_package
+from subscriptions.models import Customer, Subscription
 from tests.portal.conftest import make_account, make_invoice
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -37,13 +37,12 @@ def sign_in(page, live_server, email: str) -> None:
 
 
 def test_sign_up_from_pricing_ends_on_the_dashboard_with_enablement(live_server, page):
-    priced_package(slug="team", name="Team", trial_days=14, min_seats=3, tagline="For growing teams")
-    business = priced_package(slug="business", name="Business", display_order=2, tagline="For the whole company")
-    business.prices.update(flat_amount_minor=50_000)
+    call_command("seed_demo", verbosity=0)  # the real demo catalog: Starter, Team, Business
     page.goto(f"{live_server.url}/pricing/")
-    assert page.get_by_text("Save $200.00 a year (17%)").first.is_hidden()  # monthly view first
+    saving = page.get_by_text("Save $398.00 a year (17%) compared with monthly")  # Team: 12 × 199 vs 1,990
+    assert saving.is_hidden()  # the monthly view comes first
     page.get_by_label("Annual").check()  # the toggle works without a reload
-    page.get_by_text("Save $200.00 a year (17%)").first.wait_for()
+    saving.wait_for()
     shot(page, "pricing")
     page.get_by_role("link", name="Choose Team").click()
     page.fill("#f-seats", "6")
@@ -65,30 +64,35 @@ def test_sign_up_from_pricing_ends_on_the_dashboard_with_enablement(live_server,
     assert Subscription.objects.get(customer__name="Hooli").seats == 6
 
 
-def test_change_seats_with_live_preview_and_confirm(live_server, page):
-    account = make_account(seats=10)
-    sign_in(page, live_server, account.owner.email)
+@pytest.fixture
+def demo(db):
+    """The demo data, brought up to today the way the billing run / beat does in `make run` (it seeds history)."""
+    from subscriptions.services.lifecycle import subscription_renew, subscriptions_due_for_renewal
+
+    call_command("seed_demo", verbosity=0)
+    for subscription_id in subscriptions_due_for_renewal():
+        subscription_renew(subscription_id=subscription_id)
+
+
+def test_change_seats_with_live_preview_and_confirm(live_server, page, demo):
+    sign_in(page, live_server, "owner@acme.test")
     shot(page, "dashboard")
     page.get_by_role("link", name="Seats").first.click()
     page.fill("#seat-count", "12")  # htmx previews while typing
     page.get_by_text("Total due now").wait_for()
-    assert page.get_by_text("$170.00").first.is_visible()  # new recurring amount
+    assert page.get_by_text("$304.00 per month").is_visible()  # 199.00 + 7 extra seats × 15.00
     shot(page, "seats-preview")
     page.get_by_role("button", name="Confirm seats").click()
     page.get_by_role("heading", name="How easy was that?").wait_for()
     page.get_by_label("6").check()
     page.get_by_role("button", name="Send").click()
     page.get_by_text("Thank you").wait_for()
-    assert Subscription.objects.get(pk=account.subscription.pk).seats == 12
-    assert page.get_by_text("Seats: 2 of 12 in use").is_visible()
+    assert Subscription.objects.get(customer__name="Acme Inc").seats == 12
+    assert page.get_by_text("of 12 in use").is_visible()
 
 
-def test_package_page_previews_an_upgrade(live_server, page):
-    account = make_account()
-    business = priced_package(slug="business", name="Business")
-    business.prices.filter(interval="month").update(flat_amount_minor=30_000)
-    account.subscription.package.change_targets.add(business)
-    sign_in(page, live_server, account.owner.email)
+def test_package_page_previews_an_upgrade(live_server, page, demo):
+    sign_in(page, live_server, "owner@acme.test")
     page.get_by_role("link", name="Package").first.click()
     page.get_by_role("button", name="Preview Business").click()
     page.get_by_text("Total due now").wait_for()
@@ -119,11 +123,10 @@ def test_enablement_panel_turns_active_while_watching(live_server, page, monkeyp
     assert page.locator("#enablement[hx-trigger]").count() == 0  # polling stopped
 
 
-def test_submit_a_tax_certificate(live_server, page, tmp_path):
-    account = make_account()
+def test_submit_a_tax_certificate(live_server, page, tmp_path, demo):
     certificate = tmp_path / "exemption.pdf"
     certificate.write_bytes(b"%PDF-1.4\n% exemption certificate\n")
-    sign_in(page, live_server, account.billing_admin.email)
+    sign_in(page, live_server, "ap@acme.test")
     page.get_by_role("link", name="Tax exemption").click()
     page.fill("#f-jurisdictions", "US-CA")
     page.select_option("#f-exemption_type", "nonprofit")
@@ -150,22 +153,21 @@ def test_download_an_invoice_pdf(live_server, page):
     assert Path(download.path()).read_bytes().startswith(b"%PDF")
 
 
-def test_a_member_is_denied_billing_pages(live_server, page):
-    account = make_account()
-    sign_in(page, live_server, account.member.email)
+def test_a_member_is_denied_billing_pages(live_server, page, demo):
+    sign_in(page, live_server, "dev@acme.test")
+    customer_id = Customer.objects.get(name="Acme Inc").pk
     nav = page.get_by_role("navigation", name="Main")
     assert nav.get_by_role("link", name="Invoices").count() == 0
     assert nav.get_by_role("link", name="Billing details").count() == 0
-    response = page.goto(f"{live_server.url}/c/{account.customer.pk}/invoices/")
+    response = page.goto(f"{live_server.url}/c/{customer_id}/invoices/")
     assert response.status == 403
     assert page.get_by_role("heading", name="This page is for other roles").is_visible()
     shot(page, "member-denied")
 
 
-def test_dashboard_fits_a_phone(live_server, page):
-    account = make_account()
+def test_dashboard_fits_a_phone(live_server, page, demo):
     page.set_viewport_size({"width": 390, "height": 844})
-    sign_in(page, live_server, account.owner.email)
+    sign_in(page, live_server, "owner@acme.test")
     # Nothing wider than the screen: no horizontal scrolling on a phone.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     shot(page, "dashboard-phone")
