@@ -14,6 +14,11 @@
       }
     }
   });
+  // Destructive buttons ask first (data-confirm); without JavaScript the server-side rules still apply.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-confirm]");
+    if (button && !window.confirm(button.getAttribute("data-confirm"))) { event.preventDefault(); }
+  });
   // Select a shown-once secret when focused, so it is easy to copy.
   document.addEventListener("focusin", function (event) {
     if (event.target.matches && event.target.matches("[data-select-on-focus]")) { event.target.select(); }

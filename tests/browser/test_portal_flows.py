@@ -23,6 +23,15 @@ def _fresh_throttle():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _no_csp_violations(page):
+    """Our pages work under the strict Content-Security-Policy: the browser reports no blocked script or style."""
+    blocked = []
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    yield
+    assert blocked == []
+
+
 def shot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)

@@ -116,3 +116,30 @@ def test_a_billing_admin_cannot_change_roles(account, client_for):
     member = Membership.objects.get(user=account.member, customer=account.customer)
     response = client_for(account.billing_admin).post(_url("member_role", account, member.pk), {"role": "owner"})
     assert response.status_code == 403
+
+
+def test_accept_an_invitation_while_signed_in_as_the_invitee(account, other_account, client_for):
+    from subscriptions.services.members import invitation_create, invitation_url
+
+    invitation = invitation_create(
+        customer=account.customer, email=other_account.owner.email, role=Role.BILLING_ADMIN, invited_by=account.owner
+    )
+    path = invitation_url(invitation).split("://", 1)[1].split("/", 1)[1]
+    client = client_for(other_account.owner)
+    page = client.get(f"/{path}")
+    assert "Accept and open" in page.text
+    joined = client.post(f"/{path}")
+    assert joined["Location"] == reverse("portal:customer_dashboard", args=[account.customer.pk])
+    assert Membership.objects.get(user=other_account.owner, customer=account.customer).role == Role.BILLING_ADMIN
+    # Now in two customers: the switcher lists both.
+    assert "switch account" in client.get(joined["Location"]).text
+
+
+def test_someone_else_signed_in_is_told_to_switch_accounts(account, client_for):
+    from subscriptions.services.members import invitation_create, invitation_url
+
+    invitation = invitation_create(customer=account.customer, email="new@example.test", invited_by=account.owner)
+    path = invitation_url(invitation).split("://", 1)[1].split("/", 1)[1]
+    page = client_for(account.member).get(f"/{path}")
+    assert "Sign out and sign in as new@example.test" in page.text
+    assert "Accept and open" not in page.text
