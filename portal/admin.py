@@ -29,7 +29,14 @@ class CustomerAdmin(ReadOnlyAdmin):
     change_form_template = "admin/customer_360.html"
     list_display = ["name", "legal_name", "country", "region", "currency", "member_count", "created_at"]
     list_filter = ["country", "currency"]
-    search_fields = ["name", "legal_name", "memberships__user__email", "invoices__number"]
+    search_fields = [
+        "name",
+        "legal_name",
+        "memberships__user__email",
+        "invoices__number",
+        "billing_profile__legal_name",
+        "billing_profile__tax_id",
+    ]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(member_count=Count("memberships", distinct=True))
