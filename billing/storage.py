@@ -4,20 +4,30 @@ Files live under settings.PRIVATE_STORAGE_ROOT, never under MEDIA_ROOT, and have
 permission-checked views (portal/admin) that read them through the selectors in billing/selectors.py.
 """
 
+import os
+
 from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 
 
 class PrivateStorage(FileSystemStorage):
-    def __init__(self, **kwargs):
-        kwargs.setdefault("location", str(settings.PRIVATE_STORAGE_ROOT))
-        kwargs["base_url"] = None
-        super().__init__(**kwargs)
+    # Read the root on every access (not once at import), so settings overrides (tests) are honoured.
+    @property
+    def base_location(self):
+        return str(settings.PRIVATE_STORAGE_ROOT)
+
+    @property
+    def location(self):
+        return os.path.abspath(self.base_location)
+
+    @property
+    def base_url(self):
+        return None
 
     def url(self, name):
         raise NotImplementedError("Private files have no public URL; serve them through a permission-checked view.")
 
 
 def private_storage() -> PrivateStorage:
-    """Callable storage, so migrations never bake in a path and test settings can point elsewhere."""
+    """Callable storage, so migrations never bake in a path."""
     return PrivateStorage()

@@ -614,6 +614,9 @@ def invoice_approve_and_issue(*, invoice_id: int, actor: User, note: str = "") -
         overridden = ", ".join(r["code"] for r in invoice.hold_reasons) or "none"
         invoice.approved_by = actor
         _issue_locked(invoice, actor=actor, reason=f"Approved by staff (holds: {overridden}). {note}".strip())
+        # The customer's other held invoices may have waited for this one (e.g. "first invoice of a new customer").
+        customer_id = invoice.customer_id
+        transaction.on_commit(lambda: invoices_recheck_for_customer(customer_id=customer_id))
     return invoice
 
 

@@ -1,0 +1,99 @@
+import pytest
+
+from billing.models import Invoice, InvoiceKind, InvoiceStatus, PendingInvoiceItem
+from billing.services.billing_run import billing_run
+from billing.services.changes import UnknownChangeKind, change_apply, change_preview, changes_bill_unbilled
+from billing.services.profiles import billing_profile_update
+from subscriptions.services.changes import subscription_change_seats_apply
+from tests.billing.conftest import established
+from tests.factories import utc
+
+pytestmark = pytest.mark.django_db
+AT = utc(2026, 11, 16)  # 15 of 30 days left in [1 Nov, 1 Dec): factor 0.5
+
+
+def test_change_preview_adds_tax_and_says_invoice_now(customer, subscription, ca_tax):
+    billed = change_preview(subscription_id=subscription.pk, kind="seats", seats=14, at=AT)
+    assert billed.preview.amount_due_now_minor == 2_000  # 4 seats × 10.00 × 15/30
+    assert (billed.subtotal_minor, billed.tax_minor, billed.total_minor) == (2_000, 145, 2_145)
+    assert billed.billing_mode == "invoice_now"
+    assert billed.billing_message == "We will invoice $21.45 now."
+    assert billed.next_recurring_subtotal_minor == 19_000
+
+
+def test_change_preview_says_next_invoice_for_net_terms_customers(customer, subscription):
+    billing_profile_update(customer=customer, change_billing_mode="next_invoice")
+    billed = change_preview(subscription_id=subscription.pk, kind="seats", seats=14, at=AT)
+    assert billed.billing_mode == "next_invoice"
+    assert billed.billing_message == "$20.00 will be added to your next invoice on 01 Dec 2026."
+
+
+def test_change_preview_nothing_now_for_scheduled_decrease(customer, subscription):
+    billed = change_preview(subscription_id=subscription.pk, kind="seats", seats=8, at=AT)
+    assert (billed.billing_mode, billed.total_minor) == ("none", 0)
+
+
+def test_change_preview_unknown_kind(subscription):
+    with pytest.raises(UnknownChangeKind):
+        change_preview(subscription_id=subscription.pk, kind="teleport")
+
+
+def test_change_apply_invoice_now_bills_exactly_the_preview(customer, subscription, ca_tax, staff, owner):
+    established(customer, staff)
+    billed = change_preview(subscription_id=subscription.pk, kind="seats", seats=14, at=AT)
+    result = change_apply(
+        subscription_id=subscription.pk,
+        kind="seats",
+        seats=14,
+        expected_version=billed.version,
+        idempotency_key="k1",
+        actor=owner,
+        at=AT,
+    )
+    invoice = result.invoice
+    assert invoice.kind == InvoiceKind.PRORATION and invoice.status == InvoiceStatus.OPEN
+    assert (invoice.subtotal_minor, invoice.tax_minor, invoice.total_minor) == (2_000, 145, 2_145)
+    [line] = invoice.lines.all()
+    assert line.is_proration and line.description == billed.preview.lines[0].description
+    again = change_apply(
+        subscription_id=subscription.pk,
+        kind="seats",
+        seats=14,
+        expected_version=billed.version,
+        idempotency_key="k1",
+        actor=owner,
+        at=AT,
+    )
+    assert again.invoice.pk == invoice.pk
+    assert Invoice.objects.filter(kind=InvoiceKind.PRORATION).count() == 1
+
+
+def test_change_apply_next_invoice_creates_pending_items_collected_at_renewal(customer, subscription, staff, owner):
+    established(customer, staff)
+    billing_profile_update(customer=customer, change_billing_mode="next_invoice")
+    billing_run(as_of=utc(2026, 11, 2))  # November is already invoiced
+    subscription.refresh_from_db()
+    billed = change_preview(subscription_id=subscription.pk, kind="seats", seats=14, at=AT)
+    result = change_apply(
+        subscription_id=subscription.pk, kind="seats", seats=14, expected_version=billed.version, actor=owner, at=AT
+    )
+    assert result.invoice is None
+    [item] = result.pending_items
+    assert (item.amount_minor, item.invoice) == (2_000, None)
+    assert not Invoice.objects.filter(kind=InvoiceKind.PRORATION).exists()
+    billing_run(as_of=utc(2026, 12, 1, 1))
+    december = Invoice.objects.get(subscription=subscription, period_start=utc(2026, 12, 1))
+    item.refresh_from_db()
+    assert item.invoice == december
+    assert december.subtotal_minor == 19_000 + 2_000
+
+
+def test_changes_bill_unbilled_is_the_safety_net_and_never_bills_twice(customer, subscription, owner):
+    change = subscription_change_seats_apply(
+        subscription_id=subscription.pk, seats=12, expected_version=subscription.version, actor=owner, at=AT
+    )
+    assert changes_bill_unbilled() == 1
+    assert changes_bill_unbilled() == 0
+    invoice = Invoice.objects.get(subscription_change=change)
+    assert invoice.subtotal_minor == 1_000
+    assert PendingInvoiceItem.objects.count() == 0

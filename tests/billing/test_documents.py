@@ -1,0 +1,123 @@
+import hashlib
+import io
+
+import pytest
+from django.core import mail
+from pypdf import PdfReader
+
+from billing.exceptions import NotFound
+from billing.models import Invoice
+from billing.selectors import credit_note_pdf_for_customer, invoice_pdf_for_customer
+from billing.services.credit_notes import credit_note_create
+from billing.services.documents import invoice_render_html, invoice_render_pdf
+from billing.services.exemptions import tax_exemption_approve, tax_exemption_submit
+from billing.services.invoices import DraftLine, invoice_approve_and_issue, invoice_draft_create
+from billing.services.profiles import billing_profile_update
+from tests.billing.conftest import FUTURE, certificate
+from tests.factories import CustomerFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _text(data: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+
+
+def _issue(customer, staff, capture):
+    invoice = invoice_draft_create(
+        customer=customer,
+        currency="USD",
+        lines=[
+            DraftLine(description="Team plan, 1 Nov – 1 Dec 2026", unit_amount_minor=15_000, sku_code="PLAT-BASE-M")
+        ],
+    )
+    with capture(execute=True):
+        invoice = invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff)
+    return Invoice.objects.get(pk=invoice.pk)
+
+
+def test_invoice_pdf_contains_number_legal_name_po_totals_and_is_emailed(
+    customer, staff, ca_tax, django_capture_on_commit_callbacks
+):
+    billing_profile_update(customer=customer, standing_po_number="PO-4711")
+    mail.outbox.clear()
+    invoice = _issue(customer, staff, django_capture_on_commit_callbacks)
+    assert invoice.pdf_sha256 and invoice.email_sent_at
+    data, name = invoice_pdf_for_customer(customer=customer, invoice_id=invoice.pk)
+    assert name == f"{invoice.number}.pdf"
+    assert hashlib.sha256(data).hexdigest() == invoice.pdf_sha256
+    text = _text(data)
+    for expected in (invoice.number, "Acme Incorporated", "PO-4711", "$150.00", "$10.88", "$160.88", "CA sales tax"):
+        assert expected in text, expected
+    [message] = mail.outbox
+    assert message.to == ["ap@acme.test"]
+    assert message.attachments[0][0] == f"{invoice.number}.pdf"
+    assert message.attachments[0][1] == data
+
+
+def test_invoice_pdf_is_never_regenerated(customer, staff, django_capture_on_commit_callbacks):
+    invoice = _issue(customer, staff, django_capture_on_commit_callbacks)
+    first = invoice.pdf_sha256
+    billing_profile_update(customer=customer, legal_name="Renamed Corp")
+    assert invoice_render_pdf(invoice_id=invoice.pk).pdf_sha256 == first
+    assert "Acme Incorporated" in _text(invoice_pdf_for_customer(customer=customer, invoice_id=invoice.pk)[0])
+
+
+def test_invoice_pdf_of_exempt_customer_shows_wording_and_zero_tax(
+    customer, staff, ca_tax, django_capture_on_commit_callbacks
+):
+    exemption = tax_exemption_submit(
+        customer=customer,
+        jurisdictions=["US-CA"],
+        exemption_type="resale",
+        certificate_number="CA-RESALE-42",
+        expires_on=FUTURE,
+        certificate=certificate(),
+    )
+    tax_exemption_approve(exemption_id=exemption.pk, reviewer=staff)
+    invoice = _issue(customer, staff, django_capture_on_commit_callbacks)
+    text = _text(invoice_pdf_for_customer(customer=customer, invoice_id=invoice.pk)[0])
+    assert "Tax exempt" in text and "CA-RESALE-42" in text
+    assert "$0.00" in text and "$150.00" in text
+
+
+def test_invoice_pdf_of_reverse_charge_customer_shows_wording(staff, django_capture_on_commit_callbacks):
+    from tests.factories import BillingProfileFactory
+
+    customer = CustomerFactory(name="Initech", legal_name="Initech GmbH", country="DE", region="", currency="EUR")
+    BillingProfileFactory(customer=customer, region="", city="Berlin", postal_code="10115")
+    billing_profile_update(customer=customer, tax_id="DE 136 695 976")
+    invoice = invoice_draft_create(
+        customer=customer, currency="EUR", lines=[DraftLine(description="Team plan", unit_amount_minor=15_000)]
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff)
+    text = _text(invoice_pdf_for_customer(customer=customer, invoice_id=invoice.pk)[0])
+    assert "Reverse charge" in text and "DE136695976" in text and "€150.00" in text
+
+
+def test_invoice_pdf_of_another_customer_is_not_found(customer, staff, django_capture_on_commit_callbacks):
+    invoice = _issue(customer, staff, django_capture_on_commit_callbacks)
+    with pytest.raises(NotFound):
+        invoice_pdf_for_customer(customer=CustomerFactory(), invoice_id=invoice.pk)
+
+
+def test_invoice_draft_html_view_and_no_pdf_before_issue(customer):
+    invoice = invoice_draft_create(
+        customer=customer, currency="USD", lines=[DraftLine(description="Seats", unit_amount_minor=100)]
+    )
+    assert "Draft invoice" in invoice_render_html(invoice=invoice)
+    with pytest.raises(ValueError):
+        invoice_render_pdf(invoice_id=invoice.pk)
+    with pytest.raises(NotFound):
+        invoice_pdf_for_customer(customer=customer, invoice_id=invoice.pk)
+
+
+def test_credit_note_pdf(customer, staff, django_capture_on_commit_callbacks):
+    invoice = _issue(customer, staff, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        note = credit_note_create(invoice_id=invoice.pk, reason_code="wrong_price", reason_text="Promo price")
+    data, name = credit_note_pdf_for_customer(customer=customer, credit_note_id=note.pk)
+    text = _text(data)
+    assert name == f"{note.number}.pdf"
+    assert note.number in text and invoice.number in text and "Wrong price" in text and "$150.00" in text
