@@ -23,6 +23,9 @@ from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import Customer
 from subscriptions.services.notes import staff_note_add
 
+# The index lists the signed-in role's work queues (held invoices, exemptions, failed provisioning).
+admin.site.index_template = "admin/continuum_index.html"
+
 
 @admin.register(Customer)
 class CustomerAdmin(ReadOnlyAdmin):
