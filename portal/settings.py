@@ -276,3 +276,14 @@ LOGGING = {
 }
 
 SESSION_COOKIE_AGE = int(timedelta(days=14).total_seconds())
+
+# --- Cache (sign-in throttle counters, DRF throttling). Local memory is per process: fine for development and tests;
+# set CACHE_URL=redis://host:6379/1 in production so every web process shares the counters.
+CACHE_URL = env("CACHE_URL")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL.startswith(("redis://", "rediss://"))
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "continuum"}
+    )
+}

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -410,8 +410,10 @@ def _reconcile_locked(
         if changes:
             to_push.append((customer_id, changed_keys, was_failed))
 
-    # Runs get their ids before the push, so a remote receiver can use the run id to recognise a repeated delivery.
-    if new_runs:
+    # Runs get their ids before a remote push, so the receiver can use the run id to recognise a repeated delivery;
+    # the built-in backend needs none, and its runs are written once, finished (the drift check's hot path).
+    early = provisioner.name != "builtin"
+    if new_runs and early:
         ProvisioningRun.objects.bulk_create(new_runs)
     for customer_id, changed_keys, was_failed in to_push:
         outcome = outcomes[customer_id]
@@ -453,11 +455,14 @@ def _reconcile_locked(
     if to_create:
         Entitlement.objects.bulk_create(to_create)
     if to_update:
-        Entitlement.objects.bulk_update(
+        for row in to_update.values():
+            row.updated_at = now
+        _bulk_write(
+            Entitlement,
             list(to_update.values()),
             [
                 "value_kind",
-                "package_id",
+                "package",
                 "desired_value",
                 "applied_value",
                 "granted_by",
@@ -466,18 +471,21 @@ def _reconcile_locked(
                 "activated_at",
                 "updated_at",
             ],
-            batch_size=500,
         )
     finished = timezone.now()
     for outcome in outcomes.values():
         run = outcome.run
         run.finished_at = finished
         run.duration_ms = max(0, int((finished - run.started_at).total_seconds() * 1000))
-    if outcomes:
-        ProvisioningRun.objects.bulk_update(
-            [o.run for o in outcomes.values()],
-            ["backend", "attempt", "started_at", "finished_at", "duration_ms", "outcome", "diff", "error", "trigger"],
-        )
+    written: set[int] = set()
+    if new_runs and not early:
+        ProvisioningRun.objects.bulk_create(new_runs)
+        written = {id(run) for run in new_runs}
+    _bulk_write(
+        ProvisioningRun,
+        [o.run for o in outcomes.values() if early or id(o.run) not in written],
+        ["backend", "attempt", "started_at", "finished_at", "duration_ms", "outcome", "diff", "error", "trigger"],
+    )
     succeeded = [cid for cid, o in outcomes.items() if o.error is None]
     for customer_id in succeeded:
         last = covered.get(customer_id)
@@ -487,6 +495,27 @@ def _reconcile_locked(
             ).update(outcome=RunOutcome.SUPERSEDED, finished_at=finished)
     ProvisioningState.objects.filter(customer_id__in=succeeded).update(last_success_at=finished)
     return outcomes
+
+
+def _bulk_write(model, objs: list, fields: list[str]) -> None:
+    """UPDATE each object's `fields` by primary key, as one executemany.
+
+    Django's bulk_update builds a CASE expression per field in Python, which measured 4 s for 500 runs on the drift
+    check's path; a parameterised UPDATE per row costs a fraction of a millisecond.
+    """
+    if not objs:
+        return
+    meta = model._meta
+    columns = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+    params = [
+        [column.get_db_prep_save(getattr(obj, column.attname), connection) for column in columns] + [obj.pk]
+        for obj in objs
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _lock(customer_ids: list[int], now: datetime) -> list[int]:
