@@ -35,6 +35,7 @@ from subscriptions.models import (
     SubscriptionAddon,
     SubscriptionStatus,
 )
+from subscriptions.selectors import JourneyStage, customer_journey_stage
 
 SECTION_LIMIT = 25
 TIMELINE_LIMIT = 100
@@ -72,6 +73,7 @@ class Customer360:
     entitlements: list[Entitlement] = field(default_factory=list)
     user_seat_entitlements: dict[str, int] = field(default_factory=dict)
     provisioning_runs: list[ProvisioningRun] = field(default_factory=list)
+    journey_stage: str = ""
     timeline: list[TimelineEntry] = field(default_factory=list)
     health: list[Health] = field(default_factory=list)
 
@@ -161,6 +163,7 @@ def customer_360(*, customer: Customer, now: datetime | None = None) -> Customer
         invoice.paid_display = money(invoice.amount_paid_minor, invoice.currency)
     for note in view.credit_notes:
         note.total_display = money(note.total_minor, note.currency)
+    view.journey_stage = JourneyStage(customer_journey_stage(customer, as_of=now)).label
     view.timeline = _timeline(view)
     view.health = _health(view, now=now)
     return view
