@@ -207,7 +207,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"IntervalEnum": "subscriptions.models.catalog.Interval"},
+    "ENUM_NAME_OVERRIDES": {
+        "IntervalEnum": "subscriptions.models.catalog.Interval",
+        "SubscriptionStatusEnum": "subscriptions.models.SubscriptionStatus",
+        "InvoiceStatusEnum": "billing.models.InvoiceStatus",
+        "ExemptionStatusEnum": "billing.models.ExemptionStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "portal.api.schema.add_error_responses",

@@ -28,10 +28,12 @@ class Capability(StrEnum):
 
 
 ALL = frozenset(Capability)
+# As in the portal (portal/permissions.py): billing admins handle billing, invoices, tax, seats and invitations.
 BILLING = frozenset(
     {
         Capability.READ,
         Capability.MEMBERS_READ,
+        Capability.MEMBERS_WRITE,
         Capability.BILLING_READ,
         Capability.BILLING_WRITE,
         Capability.SEATS_WRITE,
@@ -55,7 +57,7 @@ STAFF_CAPABILITIES = READ_ONLY
 CAPABILITY_WORDS = {
     Capability.READ: "view this account",
     Capability.MEMBERS_READ: "view the people on this account",
-    Capability.MEMBERS_WRITE: "manage the people on this account",
+    Capability.MEMBERS_WRITE: "invite people to this account",
     Capability.BILLING_READ: "view billing details, invoices and tax exemptions",
     Capability.BILLING_WRITE: "change billing details or tax exemptions",
     Capability.SEATS_WRITE: "change seats or seat assignments",

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from portal.api.views import accounts, docs, subscriptions
+from portal.api.views import accounts, billing, docs, entitlements, members, subscriptions
 from portal.api.views.errors import not_found
 
 app_name = "api"
@@ -29,6 +29,26 @@ urlpatterns = [
     path(f"v1/{S}/package-changes/", subscriptions.PackageChangeApi.as_view(), name="package-change"),
     path(f"v1/{S}/cancel/", subscriptions.SubscriptionCancelApi.as_view(), name="subscription-cancel"),
     path(f"v1/{S}/reactivate/", subscriptions.SubscriptionReactivateApi.as_view(), name="subscription-reactivate"),
+    path(f"v1/{C}/members/", members.MemberListApi.as_view(), name="members"),
+    path(f"v1/{S}/seat-assignments/", members.SeatAssignmentListApi.as_view(), name="seat-assignments"),
+    path(
+        f"v1/{S}/seat-assignments/<int:user_id>/",
+        members.SeatAssignmentDetailApi.as_view(),
+        name="seat-assignment",
+    ),
+    path(f"v1/{C}/billing-profile/", billing.BillingProfileApi.as_view(), name="billing-profile"),
+    path(f"v1/{C}/invoices/", billing.InvoiceListApi.as_view(), name="invoices"),
+    path(f"v1/{C}/invoices/<int:invoice_id>/", billing.InvoiceDetailApi.as_view(), name="invoice"),
+    path(f"v1/{C}/invoices/<int:invoice_id>/pdf/", billing.InvoicePdfApi.as_view(), name="invoice-pdf"),
+    path(f"v1/{C}/credit-notes/", billing.CreditNoteListApi.as_view(), name="credit-notes"),
+    path(f"v1/{C}/tax-exemptions/", billing.TaxExemptionListApi.as_view(), name="tax-exemptions"),
+    path(
+        f"v1/{C}/tax-exemptions/<int:exemption_id>/",
+        billing.TaxExemptionDetailApi.as_view(),
+        name="tax-exemption",
+    ),
+    path(f"v1/{C}/entitlements/", entitlements.CustomerEntitlementsApi.as_view(), name="customer-entitlements"),
+    path("v1/entitlements/", entitlements.ServiceEntitlementsApi.as_view(), name="entitlements"),
     # Anything else under /api/ answers in the API's error format rather than the site's HTML 404 page.
     re_path(r"^.*$", not_found, name="not-found"),
 ]

@@ -28,7 +28,7 @@ OPERATIONS = [
     for method in item
     if method in {"get", "post", "put", "patch", "delete"}
 ]
-MAX_EXAMPLES = 10
+MAX_EXAMPLES = 5
 # Schema-valid input may still be refused by a business rule (422, e.g. "you already have 12 seats"); a 400 for
 # schema-valid input would mean the schema lies, and stays a failure.
 CONFIG = schemathesis.Config.from_dict(

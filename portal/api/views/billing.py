@@ -1,0 +1,331 @@
+"""Billing: the billing profile, invoices (and their PDFs), credit notes and tax exemptions.
+
+Customer callers see issued invoices only (open, paid, void, uncollectible); staff also see drafts and held ones.
+"""
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+
+from billing import selectors as billing_selectors
+from billing.exceptions import CertificateInvalid
+from billing.exceptions import NotFound as BillingNotFound
+from billing.models import (
+    BillingProfile,
+    ChangeBillingMode,
+    ExemptionStatus,
+    ExemptionType,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+)
+from billing.services.exemptions import tax_exemption_submit
+from billing.services.profiles import billing_address_problems, billing_profile_update
+from portal.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from portal.api.principal import Capability, parse_id
+from portal.api.serializers import StrictSerializer, paginated
+from portal.api.views.base import ApiView
+
+# --- billing profile ---------------------------------------------------------------------------------------------
+
+
+class BillingProfileSerializer(serializers.Serializer):
+    legal_name = serializers.CharField(max_length=200, allow_blank=True)
+    address_line1 = serializers.CharField(max_length=200, allow_blank=True)
+    address_line2 = serializers.CharField(max_length=200, allow_blank=True)
+    city = serializers.CharField(max_length=100, allow_blank=True)
+    region = serializers.CharField(max_length=50, allow_blank=True, help_text="State/province code, e.g. CA.")
+    postal_code = serializers.CharField(max_length=20, allow_blank=True)
+    country = serializers.CharField(max_length=2, allow_blank=True, help_text="ISO 3166-1 alpha-2.")
+    billing_emails = serializers.ListField(child=serializers.EmailField(max_length=254), max_length=20)
+    standing_po_number = serializers.CharField(max_length=60, allow_blank=True)
+    requires_po = serializers.BooleanField()
+    tax_id = serializers.CharField(max_length=40, allow_blank=True)
+    tax_id_valid = serializers.BooleanField(read_only=True)
+    payment_terms_days = serializers.IntegerField(min_value=0, max_value=365)
+    invoice_language = serializers.ChoiceField(choices=["en", "de", "fr", "es"])
+    currency = serializers.CharField(max_length=3, min_length=3)
+    change_billing_mode = serializers.ChoiceField(choices=ChangeBillingMode.choices)
+    address_problems = serializers.SerializerMethodField()
+
+    def get_address_problems(self, profile) -> list[str]:
+        return billing_address_problems(profile=profile)
+
+
+class BillingProfilePatchSerializer(StrictSerializer, BillingProfileSerializer):
+    pass
+
+
+class BillingProfileApi(ApiView):
+    """The customer's billing details (legal name, address, e-mails, tax ID, PO, terms). PATCH changes some."""
+
+    def _profile(self, customer) -> BillingProfile:
+        profile = billing_selectors.billing_profile_for_customer(customer=customer)
+        if profile is None:  # not created yet: show what it would start with, without writing on a GET
+            profile = BillingProfile(
+                customer=customer,
+                legal_name=customer.legal_name or customer.name,
+                country=customer.country,
+                region=customer.region,
+                currency=customer.currency,
+            )
+        return profile
+
+    @extend_schema(operation_id="billing_profile_retrieve", responses={200: BillingProfileSerializer})
+    def get(self, request, customer_id):
+        access = self.access(Capability.BILLING_READ)
+        return Response(BillingProfileSerializer(self._profile(access.customer)).data)
+
+    @extend_schema(
+        operation_id="billing_profile_update",
+        request=BillingProfilePatchSerializer(partial=True),
+        responses={200: BillingProfileSerializer},
+    )
+    def patch(self, request, customer_id):
+        access = self.access(Capability.BILLING_WRITE)
+        data = BillingProfilePatchSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        profile = billing_profile_update(
+            customer=access.customer, actor=self.principal().actor, **dict(data.validated_data)
+        )
+        return Response(BillingProfileSerializer(profile).data)
+
+
+# --- invoices ----------------------------------------------------------------------------------------------------
+
+
+class InvoiceLineSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    period_start = serializers.DateTimeField(allow_null=True)
+    period_end = serializers.DateTimeField(allow_null=True)
+    quantity = serializers.IntegerField()
+    unit_amount = serializers.IntegerField(source="unit_amount_minor")
+    amount = serializers.IntegerField(source="amount_minor")
+    proration = serializers.BooleanField(source="is_proration")
+    tax_rate = serializers.DecimalField(max_digits=7, decimal_places=4, coerce_to_string=True, help_text="Percent.")
+    tax_name = serializers.CharField()
+
+
+class InvoiceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.CharField(allow_null=True, help_text="Assigned when issued; null on drafts (staff only).")
+    status = serializers.ChoiceField(choices=InvoiceStatus.choices)
+    kind = serializers.CharField()
+    currency = serializers.CharField()
+    subtotal = serializers.IntegerField(source="subtotal_minor")
+    tax = serializers.IntegerField(source="tax_minor")
+    total = serializers.IntegerField(source="total_minor")
+    amount_paid = serializers.IntegerField(source="amount_paid_minor")
+    amount_credited = serializers.IntegerField(source="amount_credited_minor")
+    amount_due = serializers.IntegerField(source="amount_due_minor")
+    period_start = serializers.DateTimeField(allow_null=True)
+    period_end = serializers.DateTimeField(allow_null=True)
+    issued_at = serializers.DateTimeField(allow_null=True)
+    due_on = serializers.DateField(allow_null=True)
+    po_number = serializers.CharField()
+
+
+class InvoiceDetailSerializer(InvoiceSerializer):
+    lines = InvoiceLineSerializer(many=True, source="ordered_lines")
+
+
+class InvoiceFilter(serializers.Serializer):
+    status = serializers.ChoiceField(choices=InvoiceStatus.choices, required=False)
+    issued_from = serializers.DateField(required=False, help_text="Issued on or after this date (UTC).")
+    issued_to = serializers.DateField(required=False, help_text="Issued on or before this date (UTC).")
+
+
+def _invoices_for(access):
+    if access.sees_unissued_invoices:
+        return Invoice.objects.filter(customer=access.customer).order_by("-issued_at", "-created_at", "-id")
+    return billing_selectors.invoice_list_for_customer(customer=access.customer)
+
+
+def _invoice_for(access, invoice_id) -> Invoice:
+    invoice = _invoices_for(access).filter(pk=parse_id(invoice_id)).first()
+    if invoice is None:
+        raise BillingNotFound("That invoice does not exist.")
+    invoice.ordered_lines = list(InvoiceLine.objects.filter(invoice=invoice).order_by("position", "id"))
+    return invoice
+
+
+class InvoiceListApi(ApiView):
+    """Invoices, newest first; filter by status and issue date. Customers never see draft or held invoices."""
+
+    @extend_schema(
+        operation_id="invoices_list",
+        parameters=[InvoiceFilter],
+        responses={200: paginated(InvoiceSerializer, "Invoice")},
+    )
+    def get(self, request, customer_id):
+        access = self.access(Capability.BILLING_READ)
+        filters = InvoiceFilter(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        invoices = _invoices_for(access)
+        if "status" in filters.validated_data:
+            invoices = invoices.filter(status=filters.validated_data["status"])
+        if "issued_from" in filters.validated_data:
+            invoices = invoices.filter(issued_at__date__gte=filters.validated_data["issued_from"])
+        if "issued_to" in filters.validated_data:
+            invoices = invoices.filter(issued_at__date__lte=filters.validated_data["issued_to"])
+        return self.paginate(invoices, InvoiceSerializer)
+
+
+class InvoiceDetailApi(ApiView):
+    @extend_schema(operation_id="invoice_retrieve", responses={200: InvoiceDetailSerializer})
+    def get(self, request, customer_id, invoice_id):
+        access = self.access(Capability.BILLING_READ)
+        return Response(InvoiceDetailSerializer(_invoice_for(access, invoice_id)).data)
+
+
+class PdfRenderer(BaseRenderer):
+    media_type = "application/pdf"
+    format = "pdf"
+    charset = None
+    render_style = "binary"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data
+
+
+class InvoicePdfApi(ApiView):
+    """The issued invoice as a PDF (the same document as e-mailed)."""
+
+    renderer_classes = [JSONRenderer, PdfRenderer]
+
+    @extend_schema(
+        operation_id="invoice_pdf",
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY},
+    )
+    def get(self, request, customer_id, invoice_id):
+        access = self.access(Capability.BILLING_READ)
+        invoice = _invoice_for(access, invoice_id)
+        if invoice.status not in billing_selectors.CUSTOMER_VISIBLE:
+            raise BillingNotFound("A draft has no PDF yet; it is rendered when the invoice is issued.")
+        pdf, filename = billing_selectors.invoice_pdf_for_customer(customer=access.customer, invoice_id=invoice.pk)
+        response = HttpResponse(pdf, content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # Errors are JSON whatever the Accept header asked for.
+        if isinstance(response, Response) and not isinstance(response.data, bytes | type(None)):
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
+
+
+# --- credit notes ------------------------------------------------------------------------------------------------
+
+
+class CreditNoteSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    number = serializers.CharField()
+    invoice = serializers.SerializerMethodField()
+    currency = serializers.CharField()
+    reason_code = serializers.CharField()
+    reason = serializers.CharField(source="reason_text")
+    subtotal = serializers.IntegerField(source="subtotal_minor")
+    tax = serializers.IntegerField(source="tax_minor")
+    total = serializers.IntegerField(source="total_minor")
+    is_full = serializers.BooleanField()
+    issued_at = serializers.DateTimeField()
+
+    def get_invoice(self, credit_note) -> dict:
+        return {"id": credit_note.invoice_id, "number": credit_note.invoice.number}
+
+
+class CreditNoteListApi(ApiView):
+    @extend_schema(operation_id="credit_notes_list", responses={200: paginated(CreditNoteSerializer, "CreditNote")})
+    def get(self, request, customer_id):
+        access = self.access(Capability.BILLING_READ)
+        return self.paginate(
+            billing_selectors.credit_note_list_for_customer(customer=access.customer), CreditNoteSerializer
+        )
+
+
+# --- tax exemptions ----------------------------------------------------------------------------------------------
+
+
+class TaxExemptionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=ExemptionStatus.choices)
+    jurisdiction = serializers.SerializerMethodField(help_text="Comma-separated, e.g. US-NY or US-NY,US-NJ.")
+    jurisdictions = serializers.ListField(child=serializers.CharField())
+    exemption_type = serializers.ChoiceField(choices=ExemptionType.choices)
+    certificate_number = serializers.CharField()
+    expires_on = serializers.DateField()
+    decision_reason = serializers.CharField()
+    submitted_at = serializers.DateTimeField()
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+    def get_jurisdiction(self, exemption) -> str:
+        return ",".join(exemption.jurisdictions or [])
+
+
+class TaxExemptionListApi(ApiView):
+    """Tax exemption certificates; POST uploads one (multipart) for review. Invoices are held until decided."""
+
+    parser_classes = [MultiPartParser]
+
+    class Input(StrictSerializer):
+        # Missing or empty files are refused like any non-PDF (422 certificate_invalid), not by the parser: some
+        # clients drop empty file parts, and the answer should not depend on that.
+        certificate = serializers.FileField(
+            max_length=200, allow_empty_file=True, required=False, help_text="PDF, PNG or JPEG, at most 5 MB."
+        )
+        jurisdiction = serializers.CharField(max_length=200, help_text="e.g. US-NY; several comma-separated.")
+        certificate_number = serializers.CharField(max_length=80)
+        expires_on = serializers.DateField()
+        exemption_type = serializers.ChoiceField(choices=ExemptionType.choices, required=False, default="other")
+        reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
+
+    @extend_schema(
+        operation_id="tax_exemptions_list", responses={200: paginated(TaxExemptionSerializer, "TaxExemption")}
+    )
+    def get(self, request, customer_id):
+        access = self.access(Capability.BILLING_READ)
+        return self.paginate(
+            billing_selectors.tax_exemption_list_for_customer(customer=access.customer), TaxExemptionSerializer
+        )
+
+    @extend_schema(
+        operation_id="tax_exemption_submit",
+        request={"multipart/form-data": Input},
+        responses={201: TaxExemptionSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
+    @idempotent
+    def post(self, request, customer_id):
+        access = self.access(Capability.BILLING_WRITE)
+        data = self.Input(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        certificate = values.get("certificate")
+        if certificate is None:
+            raise CertificateInvalid("Attach the certificate (a PDF, PNG or JPEG file).", field="certificate")
+        exemption = tax_exemption_submit(
+            customer=access.customer,
+            jurisdictions=values["jurisdiction"],
+            exemption_type=values["exemption_type"],
+            certificate_number=values["certificate_number"],
+            expires_on=values["expires_on"],
+            certificate=certificate,
+            reason=values["reason"],
+            actor=self.principal().actor,
+        )
+        return Response(TaxExemptionSerializer(exemption).data, status=201)
+
+
+class TaxExemptionDetailApi(ApiView):
+    @extend_schema(operation_id="tax_exemption_retrieve", responses={200: TaxExemptionSerializer})
+    def get(self, request, customer_id, exemption_id):
+        access = self.access(Capability.BILLING_READ)
+        exemption = billing_selectors.tax_exemption_get_for_customer(
+            customer=access.customer, exemption_id=parse_id(exemption_id)
+        )
+        return Response(TaxExemptionSerializer(exemption).data)
