@@ -621,15 +621,20 @@ def invoice_approve_and_issue(*, invoice_id: int, actor: User, note: str = "") -
 
 
 def invoices_recheck_for_customer(*, customer_id: int, actor: User | None = None) -> list[Invoice]:
-    """Recompute and re-run the checks on every draft/held invoice of a customer; those that now pass are issued."""
+    """Recompute every draft/held invoice of a customer (tax, copied details) and re-run the checks on the held ones;
+    those that now pass are issued. Drafts are only recomputed: a draft is being edited by staff or is about to be
+    finalized by the billing run, and is never issued behind its editor's back."""
     results = []
     ids = list(
         Invoice.objects.filter(customer_id=customer_id, status__in=EDITABLE_STATUSES)
         .order_by("id")
-        .values_list("id", flat=True)
+        .values_list("id", "status")
     )
-    for invoice_id in ids:
-        results.append(invoice_finalize(invoice_id=invoice_id, actor=actor))
+    for invoice_id, status in ids:
+        if status == InvoiceStatus.HELD:
+            results.append(invoice_finalize(invoice_id=invoice_id, actor=actor))
+        else:
+            results.append(invoice_recompute(invoice_id=invoice_id))
     return results
 
 

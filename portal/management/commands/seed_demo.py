@@ -232,6 +232,11 @@ class Command(BaseCommand):
             self._staff()
             self._catalog()
             created = self._customers()
+        # Billing history runs the real billing run month by month; outside the block above so that each service
+        # commits (and queues its PDFs/e-mails) on its own.
+        from billing.demo import seed_billing
+
+        seed_billing(history_start=_history_start(), stdout=self.stdout)
         self.stdout.write(self.style.SUCCESS(f"Demo data ready ({created} new customers). Password: {DEMO_PASSWORD}"))
 
     def _user(self, email: str, name: str = "", **extra) -> User:
