@@ -22,6 +22,7 @@ class Receiver:
         self.fail_next = 0
         self.stall_next = 0  # answer the next N requests only after `stall_seconds`
         self.stall_seconds = 30.0
+        self.delay_seconds = 0.0  # answer every request this much later (holds a reconcile mid-run)
         self.stalled = threading.Event()
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -72,6 +73,8 @@ class Receiver:
                     else:
                         receiver.accepted.append(json.loads(body))
                         status = 200
+                if receiver.delay_seconds:
+                    time.sleep(receiver.delay_seconds)
                 if status is None:
                     receiver.stalled.set()
                     time.sleep(receiver.stall_seconds)

@@ -4,10 +4,12 @@ Celery runs eagerly here (portal/settings_test.py): `transaction.on_commit` call
 `django_capture_on_commit_callbacks(execute=True)`, so the enqueue hook really runs the task after "commit".
 """
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 from hypothesis import given
@@ -440,3 +442,34 @@ def test_webhook_provisioner_without_a_secret_fails_permanently(team):
     with unsigned, pytest.raises(ProvisionerPermanentError, match="PROVISIONER_WEBHOOK_SECRET"):
         entitlements_reconcile(customer_id=subscription.customer_id)
     assert {state for _, state in _values(subscription.customer).values()} == {EntitlementState.FAILED}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_entitlements_reconcile_concurrent_runs_do_not_interleave(team, receiver):
+    # given: a receiver slow enough that the first run is still pushing when the second one starts
+    subscription = SubscriptionFactory(package=team, seats=4)
+    receiver.delay_seconds = 1.0
+    results, errors = [], []
+
+    def reconcile(trigger):
+        try:
+            results.append(entitlements_reconcile(customer_id=subscription.customer_id, trigger=trigger))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    # when: two workers reconcile the same customer at the same time
+    with override_settings(**receiver.settings()):
+        threads = [threading.Thread(target=reconcile, args=(f"worker {n}",)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+
+    # then: the second waited for the first's lock and found nothing left to do
+    assert errors == []
+    assert sorted(run.outcome for run in results) == [RunOutcome.APPLIED, RunOutcome.NOOP]
+    assert len(receiver.accepted) == 1
+    assert _values(subscription.customer)[("seats", None)] == (4, EntitlementState.ACTIVE)
