@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import schemathesis
 import yaml
+from django.core import signals
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 
 from portal.services.api_keys import api_key_create
@@ -40,6 +42,18 @@ CONFIG = schemathesis.Config.from_dict(
         }
     }
 )
+
+
+@pytest.fixture(autouse=True)
+def keep_the_test_connection_open():
+    # Calling the WSGI app directly fires request_started/request_finished, whose close_old_connections() closes the
+    # test's connection (autocommit is off inside the test transaction): harmless on in-memory SQLite, fatal on
+    # PostgreSQL ("the connection is closed"). Django's test Client disconnects it the same way.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
