@@ -5,3 +5,7 @@ class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = "Billing"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Celery's autodiscovery only imports billing.tasks; the payments tasks live in their own module.
+        from billing import tasks_payments  # noqa: F401

@@ -74,3 +74,28 @@ class NotFound(BillingError):
 class StaleVersion(BillingError):
     code = "stale_version"
     field = "version"
+
+
+# --- Payments (billing.services.payments) ---------------------------------------------------------------------------
+
+
+class PaymentMethodNotSaved(BillingError):
+    code = "payment_method_not_saved"
+    field = "payment_method"
+
+
+class PaymentNotPossible(BillingError):
+    """Nothing to pay, no card, or card payments are not configured."""
+
+    code = "payment_not_possible"
+
+
+class CardDeclined(BillingError):
+    """The card issuer said no; the message is the one Stripe writes for customers."""
+
+    code = "card_declined"
+    field = "payment_method"
+
+
+class PaymentProviderUnavailable(BillingError):
+    code = "payment_provider_unavailable"

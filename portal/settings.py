@@ -244,6 +244,12 @@ STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = env("STRIPE_API_BASE")
 STRIPE_JS_URL = env("STRIPE_JS_URL", "https://js.stripe.com/v3/")
+# Dunning (billing/services/dunning.py): retries N days after the first failed automatic payment; past_due after the
+# grace period; after the final retry the invoice is marked uncollectible, and with "cancel" the subscription ends.
+DUNNING_RETRY_DAYS = [int(day) for day in env_list("DUNNING_RETRY_DAYS", "1,3,5,7")]
+DUNNING_GRACE_DAYS = env_int("DUNNING_GRACE_DAYS", 3)
+DUNNING_FINAL_ACTION = env("DUNNING_FINAL_ACTION", "uncollectible")  # uncollectible | cancel
+CELERY_BEAT_SCHEDULE["billing.dunning_run"] = {"task": "billing.dunning_run", "schedule": 3600.0}
 
 # --- Security
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -28,6 +28,8 @@ ERROR_SCHEMA = {
     "required": ["error"],
 }
 
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
 ERROR_RESPONSES = {
     "400": "The input is invalid (unknown or malformed fields); `field` names the first one.",
     "401": "No valid credentials were sent.",
@@ -59,6 +61,10 @@ def add_error_responses(result, generator, request, public):
     for name, component in components.items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
+            # Text fields refuse NUL characters (DRF's CharField does): say so.
+            for prop in component.get("properties", {}).values():
+                if prop.get("type") == "string" and not ({"format", "pattern", "enum", "$ref"} & set(prop)):
+                    prop["pattern"] = NO_NUL_PATTERN
     ref = {"$ref": "#/components/schemas/Error"}
     for path_item in result.get("paths", {}).values():
         for method, operation in path_item.items():

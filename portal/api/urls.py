@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from portal.api.views import accounts, billing, docs, entitlements, members, subscriptions
+from portal.api.views import accounts, billing, docs, entitlements, members, signup, subscriptions
 from portal.api.views.errors import not_found
 
 app_name = "api"
@@ -49,6 +49,7 @@ urlpatterns = [
     ),
     path(f"v1/{C}/entitlements/", entitlements.CustomerEntitlementsApi.as_view(), name="customer-entitlements"),
     path("v1/entitlements/", entitlements.ServiceEntitlementsApi.as_view(), name="entitlements"),
+    path("v1/signup/", signup.SignupApi.as_view(), name="signup"),
     # Anything else under /api/ answers in the API's error format rather than the site's HTML 404 page.
     re_path(r"^.*$", not_found, name="not-found"),
 ]

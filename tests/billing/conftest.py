@@ -74,3 +74,7 @@ def certificate(data: bytes = PDF_BYTES, name: str = "certificate.pdf") -> Conte
 
 FUTURE = date(2027, 12, 31)
 PERIOD_START = utc(2026, 11, 1)
+
+
+# localstripe on 127.0.0.1 for the Stripe payment tests (tests/billing/stripe_support.py).
+from tests.billing.stripe_support import stripe_server, stripe_server_session  # noqa: E402,F401

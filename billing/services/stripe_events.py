@@ -1,0 +1,160 @@
+"""Stripe webhook events: store once, process in a task, record the outcome, retry from admin.
+
+Processing never trusts the order in which Stripe delivers events (it does not guarantee one): each handler acts on
+the object's CURRENT state — it fetches the PaymentIntent / SetupIntent / PaymentMethod from Stripe, or applies a
+value that only grows (amount refunded) — and our own rows only move forward along their transition tables.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing import stripe_client
+from billing.exceptions import BillingError, NotFound, PaymentProviderUnavailable
+from billing.models import StripeEvent, StripeEventStatus
+from billing.services import payments
+from subscriptions.models import User
+from subscriptions.services.audit import audit_record
+
+logger = logging.getLogger(__name__)
+
+HANDLED_TYPES = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "payment_intent.processing",
+        "payment_intent.requires_action",
+        "payment_intent.canceled",
+        "setup_intent.succeeded",
+        "payment_method.detached",
+        "charge.refunded",
+        "charge.dispute.created",
+    }
+)
+
+
+def stripe_event_store(*, event: dict) -> tuple[StripeEvent, bool]:
+    """Store a verified event. Returns (event, created); a redelivery of the same Stripe id returns (existing, False)
+    and changes nothing. Queues processing after commit."""
+    obj = (event.get("data") or {}).get("object") or {}
+    try:
+        with transaction.atomic():
+            stored = StripeEvent.objects.create(
+                stripe_event_id=str(event["id"]),
+                type=str(event.get("type", "")),
+                object_id=str(obj.get("id", ""))[:100],
+                stripe_created=int(event.get("created") or 0),
+                payload=event,
+            )
+            transaction.on_commit(lambda: _enqueue(stored.pk))
+    except IntegrityError:
+        return StripeEvent.objects.get(stripe_event_id=str(event["id"])), False
+    return stored, True
+
+
+def _enqueue(event_id: int) -> None:
+    from billing.tasks_payments import stripe_event_process_task
+
+    try:
+        stripe_event_process_task.delay(event_id)
+    except Exception:
+        # The event is stored: our answer to Stripe must not depend on processing (with eager tasks in development
+        # a processing retry surfaces here). The event keeps its status and error and can be retried from admin.
+        logger.exception("stripe event %s: processing did not complete", event_id)
+
+
+def stripe_event_process(*, event_id: int) -> str:
+    """Process a stored event once. Returns its new status, or "retry" when Stripe could not be reached (the task
+    retries later). Already processed or ignored events are left alone, so a duplicate task is harmless."""
+    with transaction.atomic():
+        event = StripeEvent.objects.select_for_update().get(pk=event_id)
+        if event.status in (StripeEventStatus.PROCESSED, StripeEventStatus.IGNORED):
+            return event.status
+        event.attempts += 1
+        event.save(update_fields=["attempts"])
+    status, error = StripeEventStatus.PROCESSED, ""
+    try:
+        handled = _dispatch(event)
+        if not handled:
+            status = StripeEventStatus.IGNORED
+    except PaymentProviderUnavailable as exc:
+        status, error = StripeEventStatus.FAILED, exc.message
+    except BillingError as exc:
+        status, error = StripeEventStatus.FAILED, f"{exc.code}: {exc.message}"
+    except Exception as exc:  # recorded on the event for staff; the event can be retried from admin
+        logger.exception("stripe event %s failed", event.stripe_event_id)
+        status, error = StripeEventStatus.FAILED, f"{type(exc).__name__}: {exc}"
+    StripeEvent.objects.filter(pk=event.pk).update(
+        status=status, error=error[:2000], processed_at=timezone.now() if status != StripeEventStatus.FAILED else None
+    )
+    if status == StripeEventStatus.FAILED and error.startswith("Could not reach Stripe"):
+        return "retry"
+    return status
+
+
+def _dispatch(event: StripeEvent) -> bool:
+    """Run the handler for the event type; False when there was nothing for us to do."""
+    obj = (event.payload.get("data") or {}).get("object") or {}
+    kind = event.type
+    if kind not in HANDLED_TYPES:
+        return False
+    if kind.startswith("payment_intent."):
+        return payments.payment_sync_from_stripe(payment_intent_id=str(obj.get("id", ""))) is not None
+    if kind == "setup_intent.succeeded":
+        try:
+            payments.payment_method_save_from_setup_intent(setup_intent_id=str(obj.get("id", "")))
+        except NotFound:
+            return False  # not one of our customers
+        return True
+    if kind == "payment_method.detached":
+        pm_id = str(obj.get("id", ""))
+        try:
+            card = stripe_client.payment_method_retrieve(payment_method_id=pm_id)
+        except stripe_client.StripeUnavailable as error:
+            if error.code != "resource_missing":
+                raise PaymentProviderUnavailable(f"Could not reach Stripe: {error.message}")
+            card = None
+        if card is not None and card.customer_id:
+            return False  # attached again since this event was sent: current state wins
+        return payments.payment_method_mark_detached(stripe_payment_method_id=pm_id)
+    if kind == "charge.refunded":
+        refunds = payments.refund_sync_from_charge(
+            stripe_charge_id=str(obj.get("id", "")), amount_refunded_minor=int(obj.get("amount_refunded") or 0)
+        )
+        return bool(refunds) or payments.Payment.objects.filter(stripe_charge_id=str(obj.get("id", ""))).exists()
+    if kind == "charge.dispute.created":
+        payment = payments.payment_mark_disputed(
+            stripe_charge_id=stripe_client_id(obj.get("charge")),
+            payment_intent_id=stripe_client_id(obj.get("payment_intent")),
+            reason=str(obj.get("reason") or ""),
+        )
+        return payment is not None
+    return False
+
+
+def stripe_client_id(value) -> str:
+    if isinstance(value, dict):
+        return str(value.get("id", ""))
+    return str(value or "")
+
+
+def stripe_event_retry(*, event_id: int, actor: User | None) -> str:
+    """Billing staff retry a failed event (admin action). Processes it again now and returns the new status."""
+    event = StripeEvent.objects.filter(pk=event_id).first()
+    if event is None:
+        raise NotFound("That Stripe event does not exist.")
+    if event.status != StripeEventStatus.FAILED:
+        raise BillingError(f"Only failed events can be retried; this one is {event.get_status_display().lower()}.")
+    audit_record(
+        customer=None,
+        actor=actor,
+        action="stripe_event.retried",
+        obj=event,
+        summary=f"Retried Stripe event {event.type} ({event.stripe_event_id})",
+        before={"status": event.status, "error": event.error[:300]},
+    )
+    status = stripe_event_process(event_id=event.pk)
+    return StripeEventStatus.FAILED if status == "retry" else status

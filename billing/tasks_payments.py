@@ -1,0 +1,36 @@
+"""Celery tasks of the payments work. Each takes ids and calls one service; the services are idempotent, so a task
+may run twice, late, or concurrently with itself. Registered from BillingConfig.ready()."""
+
+from celery import shared_task
+
+from billing.services import dunning, payments, stripe_events
+
+
+@shared_task(name="billing.stripe_event_process", bind=True, max_retries=5, default_retry_delay=30)
+def stripe_event_process_task(self, event_id: int) -> str:
+    status = stripe_events.stripe_event_process(event_id=event_id)
+    if status == "retry":
+        raise self.retry()
+    return status
+
+
+@shared_task(name="billing.invoice_collect")
+def invoice_collect_task(invoice_id: int) -> int | None:
+    payment = payments.invoice_collect(invoice_id=invoice_id)
+    return payment.pk if payment else None
+
+
+@shared_task(name="billing.credit_note_refund")
+def credit_note_refund_task(credit_note_id: int) -> int | None:
+    refund = payments.credit_note_refund(credit_note_id=credit_note_id)
+    return refund.pk if refund else None
+
+
+@shared_task(name="billing.stripe_customer_sync")
+def stripe_customer_sync_task(customer_id: int) -> bool:
+    return payments.stripe_customer_sync(customer_id=customer_id)
+
+
+@shared_task(name="billing.dunning_run")
+def dunning_run_task() -> int:
+    return dunning.dunning_run()
