@@ -626,8 +626,9 @@ def _plan_package(subscription: Subscription, at: datetime, package_slug, interv
     new_period = None
     if immediate:
         period_end = subscription.current_period_end
-        if interval != subscription.interval:
+        if interval != subscription.interval and _chargeable(subscription):
             # A new annual term starts on the change date: credit what is left of the old period, charge the new one.
+            # (During a trial the trial keeps running; the first annual term starts when it ends.)
             start_day = datetime.combine(utc_date(at), time.min, tzinfo=UTC)
             new_period = (start_day, compute_period_end(start_day, interval))
         if _chargeable(subscription):
@@ -768,13 +769,15 @@ def _plan_package(subscription: Subscription, at: datetime, package_slug, interv
         _ledger(sub, seats_from=sub.seats, seats_to=new_seats, reason="package change", actor=actor, at=when)
         sub.package = target
         sub.price = price
-        sub.interval = interval
         sub.flat_amount_minor = price.flat_amount_minor
         sub.seat_amount_minor = price.seat_amount_minor
         sub.included_seats = target.included_seats
         sub.seats = new_seats
+        interval_changed = sub.interval != interval
+        sub.interval = interval
         if new_period is not None:
             sub.current_period_start, sub.current_period_end = new_period
+        if interval_changed:
             sub.committed_seats = new_seats if interval == Interval.YEAR else 0
             for old_addon, new_addon in zip(current_terms.addons, new_terms.addons, strict=True):
                 SubscriptionAddon.objects.filter(pk=old_addon.addon_id).update(ended_at=when)

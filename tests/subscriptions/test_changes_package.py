@@ -346,3 +346,38 @@ def test_subscription_change_lines_carry_sku_even_without_seat_component(catalog
 
     preview = subscription_change_seats_preview(subscription_id=subscription.pk, seats=11, at=NOV_12)
     assert preview.lines[0].sku_code == "PLAT-BASE-M"
+
+
+def test_subscription_change_package_to_annual_during_trial_keeps_the_trial(catalog):
+    trial_end = utc(2026, 11, 15)
+    subscription = SubscriptionFactory(
+        package=catalog.team,
+        status=SubscriptionStatus.TRIALING,
+        current_period_end=trial_end,
+        trial_end=trial_end,
+    )
+    subscription_addon_add_apply(
+        subscription_id=subscription.pk, addon_slug="premium-support", expected_version=1, actor=None, at=NOV_12
+    )
+    preview = subscription_change_package_preview(
+        subscription_id=subscription.pk, package_slug="team", interval="year", at=NOV_12
+    )
+    assert preview.immediate and preview.lines == () and preview.amount_due_now_minor == 0
+    subscription_change_package_apply(
+        subscription_id=subscription.pk,
+        package_slug="team",
+        interval="year",
+        expected_version=preview.version,
+        actor=None,
+        at=NOV_12,
+    )
+    subscription.refresh_from_db()
+    assert subscription.interval == "year" and subscription.current_period_end == trial_end
+    assert subscription.committed_seats == 10
+    assert SubscriptionAddon.objects.get(ended_at__isnull=True).flat_amount_minor == 30_000
+    from subscriptions.services.lifecycle import subscription_renew
+
+    result = subscription_renew(subscription_id=subscription.pk, as_of=trial_end)
+    assert result.status == "active"
+    assert (result.periods[0].period_start, result.periods[0].period_end) == (trial_end, utc(2027, 11, 15))
+    assert result.periods[0].amount_minor == 150_000 + 30_000
