@@ -8,11 +8,12 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint format migrate seed venv install system-deps clean help openapi
+.PHONY: run test lint format migrate seed venv install system-deps clean help openapi screenshots
 
 help:
 	@echo "make run   - start the portal (web + Celery worker + beat) with demo data on http://127.0.0.1:8000"
 	@echo "make test  - ruff + the whole pytest suite"
+	@echo "make screenshots - rerun the browser tests and regenerate the README images in docs/screenshots/"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { \
@@ -60,6 +61,11 @@ format: $(STAMP)
 
 test: system-deps lint
 	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Browser tests save screenshots under var/screenshots/ (ignored by git) so `make test` never dirties the tree; this
+# target reruns them with CONTINUUM_SCREENSHOTS=docs to regenerate the images the README shows. Commit the result.
+screenshots: system-deps $(STAMP)
+	CONTINUUM_SCREENSHOTS=docs $(VENV)/bin/pytest -p no:cacheprovider -q tests/browser
 
 # Regenerate the committed OpenAPI schema (tests/api/test_schema.py fails when it is out of date).
 openapi: $(STAMP)
