@@ -70,12 +70,8 @@ def test_sign_up_from_pricing_ends_on_the_dashboard_with_enablement(live_server,
 
 @pytest.fixture
 def demo(db):
-    """The demo data, brought up to today the way the billing run / beat does in `make run` (it seeds history)."""
-    from subscriptions.services.lifecycle import subscription_renew, subscriptions_due_for_renewal
-
+    """The demo data exactly as `make run` loads it (seed_demo brings every subscription up to today)."""
     call_command("seed_demo", verbosity=0)
-    for subscription_id in subscriptions_due_for_renewal():
-        subscription_renew(subscription_id=subscription_id)
 
 
 def test_change_seats_with_live_preview_and_confirm(live_server, page, demo, screenshot):
