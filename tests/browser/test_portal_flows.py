@@ -10,6 +10,7 @@ import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 
+from portal.models import EffortSurveyResponse
 from subscriptions.models import Customer, Subscription
 from tests.portal.conftest import make_account, make_invoice
 
@@ -66,6 +67,15 @@ def test_sign_up_from_pricing_ends_on_the_dashboard_with_enablement(live_server,
     assert page.get_by_text("days left in your trial").is_visible()
     page.locator("#enablement").wait_for()
     assert Subscription.objects.get(customer__name="Hooli").seats == 6
+    # The dashboard asks how easy signing up was; one click answers it and it is not asked again.
+    survey = page.get_by_role("region", name="How easy was that?")
+    assert survey.get_by_text("Signing up for Continuum").is_visible()
+    screenshot(page, "signup-survey")
+    survey.get_by_label("7").check()
+    survey.get_by_role("button", name="Send").click()
+    page.get_by_text("Thank you").wait_for()
+    assert page.get_by_role("region", name="How easy was that?").count() == 0
+    assert EffortSurveyResponse.objects.get().change_kind == "signup"
 
 
 @pytest.fixture
