@@ -224,6 +224,7 @@ def sku_tax_category_subquery(*, package_ref: str, kind: str):
     """`sku_for(package, kind)[1]` as an SQL expression on the package id in `package_ref` (an OuterRef name), so a
     list of subscriptions or add-ons can carry each line's tax category without a query per row. Same fallbacks:
     a seat line without a per-seat SKU uses the flat fee's; otherwise the first component; otherwise "saas"."""
+
     def first(of_kind: str | None):
         components = PackageComponent.objects.filter(package_id=OuterRef(package_ref))
         if of_kind:
