@@ -15,7 +15,9 @@ is never issued for a negative total.
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -84,12 +86,28 @@ def change_billing_mode_for(*, customer_id: int) -> str:
     return mode or ChangeBillingMode.INVOICE_NOW
 
 
-def _mode(customer_id: int, amount_due_now_minor: int) -> str:
+def _mode(customer_id: int, amount_due_now_minor: int, *, profile: BillingProfile | None | bool = False) -> str:
+    """`profile`: the customer's billing profile (None: it has none) when the caller has it; False: look it up."""
     if amount_due_now_minor == 0:
         return NOTHING_NOW
     if amount_due_now_minor < 0:
         return ChangeBillingMode.NEXT_INVOICE
-    return change_billing_mode_for(customer_id=customer_id)
+    if profile is False:
+        return change_billing_mode_for(customer_id=customer_id)
+    return (profile.change_billing_mode if profile is not None else "") or ChangeBillingMode.INVOICE_NOW
+
+
+def subscriptions_for_billed_change() -> QuerySet[Subscription]:
+    """`subscriptions_for_change` plus the customer's billing profile (tax location, billing mode): everything a
+    billed preview reads about the subscription, in the same queries. Pass what it returns as `subscription=`."""
+    return sub_changes.subscriptions_for_change().select_related("customer__billing_profile")
+
+
+def _profile_of(subscription: Subscription) -> BillingProfile | None:
+    try:
+        return subscription.customer.billing_profile
+    except ObjectDoesNotExist:
+        return None
 
 
 def _message(mode: str, total_minor: int, currency: str, next_date: datetime) -> str:
@@ -111,16 +129,18 @@ def _functions(kind: str):
     return getattr(sub_changes, preview_name), getattr(sub_changes, apply_name)
 
 
-def change_preview_billed(*, preview) -> BilledChangePreview:
-    """Add tax and the billing mode to a subscriptions `ChangePreview` (no writes)."""
-    subscription = Subscription.objects.select_related("customer").get(pk=preview.subscription_id)
-    profile = BillingProfile.objects.filter(customer_id=subscription.customer_id).first()
+def change_preview_billed(*, preview, subscription: Subscription | None = None) -> BilledChangePreview:
+    """Add tax and the billing mode to a subscriptions `ChangePreview` (no writes). `subscription`: the previewed
+    subscription as loaded by `subscriptions_for_billed_change` (its billing profile is reused), else loaded here."""
+    if subscription is None or subscription.pk != preview.subscription_id:
+        subscription = Subscription.objects.select_related("customer__billing_profile").get(pk=preview.subscription_id)
+    profile = _profile_of(subscription)
     context = tax_context_for(customer_id=subscription.customer_id, profile=profile, tax_date=timezone.localdate())
     result = tax_compute(lines=[(line.amount_minor, line.tax_category) for line in preview.lines], context=context)
     categories = {line.tax_category for line in preview.lines} or {"saas"}
     # The next recurring amount's tax, estimated with the category of this change's lines (the recurring SKUs).
     recurring = tax_compute(lines=[(preview.next_recurring_amount_minor, sorted(categories)[0])], context=context)
-    mode = _mode(subscription.customer_id, preview.amount_due_now_minor)
+    mode = _mode(subscription.customer_id, preview.amount_due_now_minor, profile=profile)
     return BilledChangePreview(
         preview=preview,
         currency=preview.currency,
@@ -137,12 +157,22 @@ def change_preview_billed(*, preview) -> BilledChangePreview:
     )
 
 
-def change_preview(*, subscription_id: int, kind: str, **params) -> BilledChangePreview:
+def change_preview(
+    *, subscription_id: int, kind: str, subscription: Subscription | None = None, **params
+) -> BilledChangePreview:
     """Preview a change with tax and billing mode. `kind`: seats (seats=), package (package_slug=, interval=, seats=),
     addon_add / addon_remove (addon_slug=), cancel (reason=), reactivate. Raises SubscriptionError subclasses for bad
-    input, exactly as the subscriptions services do."""
+    input, exactly as the subscriptions services do.
+
+    The subscription is loaded once (`subscriptions_for_billed_change`) and shared by the subscriptions preview and
+    the tax; a caller that loaded it already that way (e.g. to check it belongs to the customer) passes it as
+    `subscription`."""
     preview_fn, _ = _functions(kind)
-    return change_preview_billed(preview=preview_fn(subscription_id=subscription_id, **params))
+    if subscription is None and isinstance(subscription_id, int) and not isinstance(subscription_id, bool):
+        subscription = subscriptions_for_billed_change().filter(pk=subscription_id).first()
+    # None here (no such subscription): the subscriptions service raises its own "does not exist" error.
+    preview = preview_fn(subscription_id=subscription_id, subscription=subscription, **params)
+    return change_preview_billed(preview=preview, subscription=subscription)
 
 
 def change_apply(
@@ -169,6 +199,10 @@ def change_apply(
             actor_kind=actor_kind,
             **params,
         )
+        if not _draft_lines(change):
+            # No line with an amount (cancel, undo, a change at the period end…): there is nothing to bill, now or
+            # ever, so no invoice or pending item to look for either.
+            return BilledChange(change=change, billing_mode=NOTHING_NOW)
         billed = change_bill(subscription_change_id=change.pk, actor=actor)
     return billed
 
@@ -211,6 +245,9 @@ def change_bill(*, subscription_change_id: int, actor: User | None = None) -> Bi
             .select_related("subscription", "subscription__customer")
             .get(pk=subscription_change_id)
         )
+        lines = _draft_lines(change)
+        if not lines:  # nothing to bill: never invoiced, never pending
+            return BilledChange(change=change, billing_mode=NOTHING_NOW)
         existing_invoice = Invoice.objects.filter(subscription_change=change).first()
         if existing_invoice is not None:
             return BilledChange(change=change, billing_mode=ChangeBillingMode.INVOICE_NOW, invoice=existing_invoice)
@@ -220,8 +257,7 @@ def change_bill(*, subscription_change_id: int, actor: User | None = None) -> Bi
                 change=change, billing_mode=ChangeBillingMode.NEXT_INVOICE, pending_items=existing_items
             )
         subscription = change.subscription
-        lines = _draft_lines(change)
-        mode = _mode(subscription.customer_id, change.amount_due_now_minor) if lines else NOTHING_NOW
+        mode = _mode(subscription.customer_id, change.amount_due_now_minor)
         if mode == NOTHING_NOW:
             return BilledChange(change=change, billing_mode=NOTHING_NOW)
         if mode == ChangeBillingMode.INVOICE_NOW:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
 from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from subscriptions.exceptions import (
@@ -67,9 +69,10 @@ from subscriptions.services.terms import (
     Terms,
     format_day,
     format_period,
-    scheduled_changes_pending,
     seats_phrase,
+    sku_annotations,
     sku_for,
+    sku_remember,
     terms_apply_scheduled,
     terms_current,
     terms_projected,
@@ -92,6 +95,7 @@ __all__ = [
     "subscription_change_seats_preview",
     "subscription_reactivate_apply",
     "subscription_reactivate_preview",
+    "subscriptions_for_change",
 ]
 
 
@@ -102,7 +106,9 @@ class ChangePreview:
     `amount_due_now_minor` is the sum of the lines (negative means a credit to the customer); tax is added by billing.
     `next_recurring_amount_minor` is what each period costs from the next renewal on (0 when the subscription ends).
     `effective_at` is when the change takes effect (now, or the period end for scheduled changes); `immediate` says
-    which. `version` must be passed back to the matching `*_apply` as `expected_version`.
+    which. `version` must be passed back to the matching `*_apply` as `expected_version`. `recurring_interval` is
+    the period `next_recurring_amount_minor` is for ("year" after a move to annual billing), `current_interval` the
+    one of `current_recurring_amount_minor`.
     """
 
     kind: str
@@ -117,6 +123,8 @@ class ChangePreview:
     summary: str
     current_recurring_amount_minor: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    recurring_interval: str = ""
+    current_interval: str = ""
 
     def to_dict(self) -> dict:
         """JSON-ready (stored as `SubscriptionChange.result`): datetimes as ISO 8601, amounts as integers."""
@@ -131,6 +139,8 @@ class ChangePreview:
             "amount_due_now_minor": self.amount_due_now_minor,
             "next_recurring_amount_minor": self.next_recurring_amount_minor,
             "current_recurring_amount_minor": self.current_recurring_amount_minor,
+            "recurring_interval": self.recurring_interval,
+            "current_interval": self.current_interval,
             "summary": self.summary,
             "notes": list(self.notes),
         }
@@ -156,16 +166,137 @@ def _now(at: datetime | None) -> datetime:
     return at or timezone.now()
 
 
-def _load(subscription_id: int, *, lock: bool = False) -> Subscription:
+# What a change reads, loaded once (`subscriptions_for_change`): the SKUs of the package's own fees, the live add-ons
+# and the pending scheduled changes. A plan never queries them again.
+_PACKAGE_SKUS = (SkuKind.RECURRING_FLAT, SkuKind.RECURRING_PER_SEAT)
+_ADDON_SKUS = (SkuKind.RECURRING_FLAT,)
+_LIVE_ADDONS = "change_live_addons"
+_PENDING = "change_pending_changes"
+_SCHEDULED_PACKAGES = "change_scheduled_packages"
+_ASSIGNED = "change_seats_assigned"
+
+
+def subscriptions_for_change(*, lock: bool = False) -> QuerySet[Subscription]:
+    """Subscriptions loaded with everything a change preview reads, in one query and two prefetches: the package
+    (with the SKU code and tax category of its flat and per-seat fees), the customer, the number of seats assigned,
+    the live add-ons (with their packages and flat-fee SKUs) and the pending scheduled changes.
+
+    Callers narrow or extend it (`.filter(customer=...)`, `.select_related("customer__billing_profile")`) and pass
+    the subscription they got to a `*_preview(..., subscription=...)`, so a preview loads nothing twice.
+
+    With `lock` (inside `transaction.atomic()`, as applying a change does) the row is locked (`select_for_update`)
+    and only the row, the package and the customer come with it: add-ons, scheduled changes and the seats assigned
+    are read when the change needs them, after the lock is held — a subquery or prefetch issued with the locking
+    query could see them as they were before a concurrent change committed — and not at all for a replayed
+    idempotency key or a stale version.
+    """
+    queryset = Subscription.objects.select_related("package", "customer").annotate(
+        **sku_annotations(package_ref="package_id", kinds=_PACKAGE_SKUS)
+    )
+    if lock:
+        return queryset.select_for_update(of=("self",))
+    assigned = (
+        SeatAssignment.objects.filter(subscription_id=OuterRef("pk"))
+        .values("subscription_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return queryset.annotate(**{_ASSIGNED: Coalesce(Subquery(assigned), 0)}).prefetch_related(
+        Prefetch("addons", queryset=_live_addons_queryset(), to_attr=_LIVE_ADDONS),
+        Prefetch(
+            "scheduled_changes",
+            queryset=ScheduledChange.objects.filter(applied_at__isnull=True, canceled_at__isnull=True).order_by(
+                "effective_at", "pk"
+            ),
+            to_attr=_PENDING,
+        ),
+    )
+
+
+def _live_addons_queryset() -> QuerySet[SubscriptionAddon]:
+    return (
+        SubscriptionAddon.objects.filter(ended_at__isnull=True)
+        .select_related("package")
+        .annotate(**sku_annotations(package_ref="package_id", kinds=_ADDON_SKUS))
+        .order_by("pk")
+    )
+
+
+def _load(subscription_id: int, *, lock: bool = False, subscription: Subscription | None = None) -> Subscription:
+    """The subscription a change acts on: `subscription` when the caller loaded it already (with
+    `subscriptions_for_change`), else loaded here."""
     if isinstance(subscription_id, bool) or not isinstance(subscription_id, int):
         raise SubscriptionNotChangeable("That subscription does not exist.", field="subscription")
-    queryset = Subscription.objects.select_related("package", "customer")
-    if lock:
-        queryset = queryset.select_for_update(of=("self",))
+    if subscription is not None:
+        if lock:
+            raise ValueError("A change is applied on the subscription it locks itself.")
+        if subscription.pk != subscription_id:
+            raise ValueError(f"subscription={subscription.pk} is not subscription_id={subscription_id}.")
+        return _prepare(subscription)
     try:
-        return queryset.get(pk=subscription_id)
+        return _prepare(subscriptions_for_change(lock=lock).get(pk=subscription_id))
     except Subscription.DoesNotExist:
         raise SubscriptionNotChangeable("That subscription does not exist.", field="subscription")
+
+
+def _prepare(subscription: Subscription) -> Subscription:
+    # The SKUs annotated on the row go onto the package instance, where `sku_for` looks first.
+    sku_remember(subscription.package, subscription, kinds=_PACKAGE_SKUS)
+    return subscription
+
+
+def _live_addons(subscription: Subscription) -> list[SubscriptionAddon]:
+    addons = subscription.__dict__.get(_LIVE_ADDONS)
+    if addons is None:  # locked for an apply, or not loaded by `subscriptions_for_change`: read now
+        addons = list(_live_addons_queryset().filter(subscription=subscription))
+        subscription.__dict__[_LIVE_ADDONS] = addons
+    if not subscription.__dict__.get("_addon_skus_remembered"):
+        for addon in addons:
+            sku_remember(addon.package, addon, kinds=_ADDON_SKUS)
+        subscription.__dict__["_addon_skus_remembered"] = True
+    return addons
+
+
+def _pending(subscription: Subscription) -> list[ScheduledChange]:
+    """The pending scheduled changes, soonest first. Filtered again here, so one canceled by this change's writes
+    (`_cancel_pending`) is no longer pending."""
+    changes = subscription.__dict__.get(_PENDING)
+    if changes is None:
+        changes = list(
+            ScheduledChange.objects.filter(
+                subscription=subscription, applied_at__isnull=True, canceled_at__isnull=True
+            ).order_by("effective_at", "pk")
+        )
+        subscription.__dict__[_PENDING] = changes
+    return [c for c in changes if c.applied_at is None and c.canceled_at is None]
+
+
+def _scheduled_packages(subscription: Subscription) -> dict[int, Package]:
+    """The packages pending package changes move to (one query, only when there is such a change)."""
+    packages = subscription.__dict__.get(_SCHEDULED_PACKAGES)
+    if packages is None:
+        ids = {int(c.payload["package_id"]) for c in _pending(subscription) if c.kind == ScheduledChangeKind.PACKAGE}
+        packages = Package.objects.in_bulk(ids) if ids else {}
+        subscription.__dict__[_SCHEDULED_PACKAGES] = packages
+    return packages
+
+
+def _current(subscription: Subscription) -> Terms:
+    return terms_current(subscription, addons=_live_addons(subscription))
+
+
+def _projected(subscription: Subscription, *, exclude_kinds: tuple[str, ...] = ()) -> Terms:
+    return terms_projected(
+        subscription,
+        exclude_kinds=exclude_kinds,
+        addons=_live_addons(subscription),
+        pending=_pending(subscription),
+        packages=_scheduled_packages(subscription),
+    )
+
+
+def _apply_scheduled(terms: Terms, change: ScheduledChange, subscription: Subscription) -> Terms:
+    return terms_apply_scheduled(terms, change, packages=_scheduled_packages(subscription))
 
 
 def _require_changeable(subscription: Subscription, at: datetime) -> None:
@@ -222,6 +353,7 @@ def _preview(
     next_recurring: int,
     summary: str,
     notes: list[str] | None = None,
+    recurring_interval: str | None = None,
 ) -> ChangePreview:
     return ChangePreview(
         kind=kind,
@@ -234,18 +366,23 @@ def _preview(
         amount_due_now_minor=sum(line.amount_minor for line in lines),
         next_recurring_amount_minor=next_recurring,
         summary=summary,
-        current_recurring_amount_minor=terms_current(subscription).recurring_amount_minor,
+        current_recurring_amount_minor=_current(subscription).recurring_amount_minor,
         notes=tuple(notes or ()),
+        recurring_interval=recurring_interval or subscription.interval,
+        current_interval=subscription.interval,
     )
 
 
 def _seats_assigned(subscription: Subscription) -> int:
-    return SeatAssignment.objects.filter(subscription=subscription).count()
+    assigned = subscription.__dict__.get(_ASSIGNED)
+    if assigned is None:
+        assigned = SeatAssignment.objects.filter(subscription=subscription).count()
+    return assigned
 
 
 def _cancel_pending(subscription: Subscription, kinds: tuple[str, ...], at: datetime, **payload_match) -> int:
     count = 0
-    for change in scheduled_changes_pending(subscription):
+    for change in _pending(subscription):
         if change.kind in kinds and all(str(change.payload.get(k)) == str(v) for k, v in payload_match.items()):
             change.canceled_at = at
             change.save(update_fields=["canceled_at"])
@@ -367,8 +504,8 @@ def _plan_seats(subscription: Subscription, at: datetime, seats) -> _Plan:
     seats = _validate_seat_number(seats)
     _require_changeable(subscription, at)
     current = subscription.seats
-    pending_seats = [c for c in scheduled_changes_pending(subscription) if c.kind == ScheduledChangeKind.SEATS]
-    projected_other = terms_projected(subscription, exclude_kinds=(ScheduledChangeKind.SEATS,))
+    pending_seats = [c for c in _pending(subscription) if c.kind == ScheduledChangeKind.SEATS]
+    projected_other = _projected(subscription, exclude_kinds=(ScheduledChangeKind.SEATS,))
     before = {"seats": current, "scheduled_seats": pending_seats[-1].payload["seats"] if pending_seats else None}
 
     if seats == current:
@@ -388,6 +525,7 @@ def _plan_seats(subscription: Subscription, at: datetime, seats) -> _Plan:
             immediate=True,
             lines=[],
             next_recurring=_replace_seats(projected_other, seats).recurring_amount_minor,
+            recurring_interval=projected_other.interval,
             summary=summary,
         )
         return _Plan(preview, write_keep, "subscription.seats_changed", before, {"seats": seats})
@@ -468,6 +606,7 @@ def _plan_seats(subscription: Subscription, at: datetime, seats) -> _Plan:
         immediate=immediate,
         lines=lines,
         next_recurring=next_terms.recurring_amount_minor,
+        recurring_interval=next_terms.interval,
         summary=summary,
         notes=notes,
     )
@@ -478,7 +617,7 @@ def _plan_seats(subscription: Subscription, at: datetime, seats) -> _Plan:
 def _forget_package_change_seats(subscription: Subscription) -> None:
     # A seat change made after a package change was scheduled wins over the seat count chosen with it: the package
     # change then keeps whatever count the subscription has at renewal (never below the package minimum).
-    for change in scheduled_changes_pending(subscription):
+    for change in _pending(subscription):
         if change.kind == ScheduledChangeKind.PACKAGE and change.payload.get("seats") is not None:
             change.payload = {**change.payload, "seats": None}
             change.save(update_fields=["payload"])
@@ -490,10 +629,15 @@ def _replace_seats(terms: Terms, seats: int) -> Terms:
     return replace(terms, seats=seats)
 
 
-def subscription_change_seats_preview(*, subscription_id: int, seats: int, at: datetime | None = None) -> ChangePreview:
-    """Preview changing the purchased seat count to `seats` (increase now and prorated; decrease at period end)."""
+def subscription_change_seats_preview(
+    *, subscription_id: int, seats: int, at: datetime | None = None, subscription: Subscription | None = None
+) -> ChangePreview:
+    """Preview changing the purchased seat count to `seats` (increase now and prorated; decrease at period end).
+
+    `subscription`: that subscription, if the caller loaded it with `subscriptions_for_change` (nothing is reloaded).
+    """
     at = _now(at)
-    return _plan_seats(_load(subscription_id), at, seats).preview
+    return _plan_seats(_load(subscription_id, subscription=subscription), at, seats).preview
 
 
 def subscription_change_seats_apply(
@@ -526,19 +670,75 @@ def subscription_change_seats_apply(
 # --- package (and interval) ------------------------------------------------------------------------------------
 
 
+_ADDON_FOR = Package.addon_for.through  # from_package: the add-on, to_package: a base package it attaches to
+_CHANGE_TARGETS = Package.change_targets.through  # from_package → to_package a subscriber may move to
+
+
 def _resolve_package(package_slug) -> Package:
     if not isinstance(package_slug, str) or not package_slug:
         raise UnknownPackage("Choose a package.")
-    package = Package.objects.prefetch_related("components__sku").filter(slug=package_slug).first()
+    package = Package.objects.filter(slug=package_slug).first()
     if package is None:
         raise UnknownPackage(f"There is no package called “{package_slug}”.")
     return package
 
 
-def _active_price(package: Package, currency: str, interval: str) -> Price | None:
-    if interval not in (package.intervals or []):
-        return None
-    return Price.objects.filter(package=package, currency=currency, interval=interval, is_active=True).first()
+def _offered_price(price: Price | None, package: Package, interval: str) -> Price | None:
+    # A package sells an interval only if it lists it, whatever prices exist.
+    return price if price is not None and interval in (package.intervals or []) else None
+
+
+def _catalog_offer(
+    subscription: Subscription, *, slug: str, interval: str, also_package_ids: tuple[int, ...] = ()
+) -> tuple[Price | None, dict[int, Price]]:
+    """One query for what a package or add-on change reads from the catalog: the active price, in the
+    subscription's currency and `interval`, of the package called `slug` (with the package, its flat-fee SKU, and
+    whether it is a change target of the subscription's package / attaches to it as an add-on / how many of the live
+    add-ons attach to it), and the active prices of `also_package_ids` (add-ons to re-price), by package id.
+
+    (None, …) when `slug` has no such price: the caller then resolves the package by itself to say what is wrong.
+    """
+    live_addon_ids = {addon.package_id for addon in _live_addons(subscription)}
+    addons_attaching = (
+        _ADDON_FOR.objects.filter(to_package_id=OuterRef("package_id"), from_package_id__in=live_addon_ids)
+        .values("to_package_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    which = Q(package__slug=slug)
+    if also_package_ids:
+        which |= Q(package_id__in=also_package_ids)
+    rows = (
+        Price.objects.filter(which, currency=subscription.currency, interval=interval, is_active=True)
+        .select_related("package")
+        .annotate(
+            **sku_annotations(package_ref="package_id", kinds=_ADDON_SKUS),
+            is_change_target=Exists(
+                _CHANGE_TARGETS.objects.filter(
+                    from_package_id=subscription.package_id, to_package_id=OuterRef("package_id")
+                )
+            ),
+            attaches_to_current=Exists(
+                _ADDON_FOR.objects.filter(from_package_id=OuterRef("package_id"), to_package_id=subscription.package_id)
+            ),
+            live_addons_attaching=Coalesce(Subquery(addons_attaching), 0),
+        )
+        .order_by("package_id", "-created_at", "-pk")  # one active price per package/currency/interval anyway
+    )
+    prices: dict[int, Price] = {}
+    for row in rows:
+        sku_remember(row.package, row, kinds=_ADDON_SKUS)
+        prices.setdefault(row.package_id, row)
+    named = next((price for price in prices.values() if price.package.slug == slug), None)
+    return named, prices
+
+
+def _is_change_target(package: Package, target: Package) -> bool:
+    return _CHANGE_TARGETS.objects.filter(from_package_id=package.pk, to_package_id=target.pk).exists()
+
+
+def _attaches(addon: Package, base: Package) -> bool:
+    return _ADDON_FOR.objects.filter(from_package_id=addon.pk, to_package_id=base.pk).exists()
 
 
 def _interval_label(interval: str) -> str:
@@ -547,9 +747,19 @@ def _interval_label(interval: str) -> str:
 
 def _plan_package(subscription: Subscription, at: datetime, package_slug, interval, seats) -> _Plan:
     _require_changeable(subscription, at)
-    target = _resolve_package(package_slug)
+    if not isinstance(package_slug, str) or not package_slug:
+        raise UnknownPackage("Choose a package.")
     current_package = subscription.package
+    current_terms = _current(subscription)
     interval = interval or subscription.interval
+    row, catalog_prices = None, {}
+    if interval in Interval.values:
+        # Add-ons are re-priced when the interval changes: their prices come in the same query.
+        reprice = tuple(a.package.pk for a in current_terms.addons) if interval != subscription.interval else ()
+        row, catalog_prices = _catalog_offer(
+            subscription, slug=package_slug, interval=interval, also_package_ids=reprice
+        )
+    target = row.package if row is not None else _resolve_package(package_slug)
     if interval not in Interval.values:
         raise PackageNotAvailable(f"Choose monthly or annual billing, not “{interval}”.", field="interval")
     if target.pk == current_package.pk and interval == subscription.interval:
@@ -557,17 +767,20 @@ def _plan_package(subscription: Subscription, at: datetime, package_slug, interv
     offered = (
         target.is_active
         and not target.is_addon
-        and (target.pk == current_package.pk or current_package.change_targets.filter(pk=target.pk).exists())
+        and (
+            target.pk == current_package.pk
+            or (row.is_change_target if row is not None else _is_change_target(current_package, target))
+        )
     )
     if not offered:
         raise PackageNotAvailable(f"{target.name} is not available as a change from {current_package.name}.")
-    price = _active_price(target, subscription.currency, interval)
+    price = _offered_price(row, target, interval)
     if price is None:
         raise PackageNotAvailable(
             f"{target.name} is not offered with {_interval_label(interval)} billing in {subscription.currency}.",
             field="interval" if target.pk == current_package.pk else "package",
         )
-    current_terms = terms_current(subscription)
+    every_addon_attaches = price.live_addons_attaching == len({a.package.pk for a in current_terms.addons})
     new_seats = max(subscription.seats, target.min_seats) if seats is None else _validate_seat_number(seats)
     _validate_seat_bounds(target, new_seats)
     if new_seats < subscription.seats:
@@ -577,12 +790,12 @@ def _plan_package(subscription: Subscription, at: datetime, package_slug, interv
     addon_prices: dict[str, dict] = {}
     new_addons = []
     for addon in current_terms.addons:
-        if not addon.package.addon_for.filter(pk=target.pk).exists():
+        if not every_addon_attaches and not _attaches(addon.package, target):
             raise PackageNotAvailable(
                 f"{addon.package.name} cannot be added to {target.name}; remove it first.", field="package"
             )
         if interval != subscription.interval:
-            addon_price = _active_price(addon.package, subscription.currency, interval)
+            addon_price = _offered_price(catalog_prices.get(addon.package.pk), addon.package, interval)
             if addon_price is None:
                 raise PackageNotAvailable(
                     f"{addon.package.name} is not offered with {_interval_label(interval)} billing; remove it first.",
@@ -703,19 +916,17 @@ def _plan_package(subscription: Subscription, at: datetime, package_slug, interv
                         )
                     )
         next_terms = new_terms
-        for change in scheduled_changes_pending(subscription):
+        for change in _pending(subscription):
             if change.kind == ScheduledChangeKind.REMOVE_ADDON:
-                next_terms = terms_apply_scheduled(next_terms, change)
+                next_terms = _apply_scheduled(next_terms, change, subscription)
     else:
         next_terms = new_terms
-        for change in scheduled_changes_pending(subscription):
+        for change in _pending(subscription):
             if change.kind == ScheduledChangeKind.REMOVE_ADDON:
-                next_terms = terms_apply_scheduled(next_terms, change)
+                next_terms = _apply_scheduled(next_terms, change, subscription)
 
     pending_replaced = [
-        c
-        for c in scheduled_changes_pending(subscription)
-        if c.kind in (ScheduledChangeKind.SEATS, ScheduledChangeKind.PACKAGE)
+        c for c in _pending(subscription) if c.kind in (ScheduledChangeKind.SEATS, ScheduledChangeKind.PACKAGE)
     ]
     notes = []
     if pending_replaced:
@@ -800,6 +1011,7 @@ def _plan_package(subscription: Subscription, at: datetime, package_slug, interv
         immediate=immediate,
         lines=lines,
         next_recurring=next_terms.recurring_amount_minor,
+        recurring_interval=next_terms.interval,
         summary=summary,
         notes=notes,
     )
@@ -813,6 +1025,7 @@ def subscription_change_package_preview(
     interval: str | None = None,
     seats: int | None = None,
     at: datetime | None = None,
+    subscription: Subscription | None = None,
 ) -> ChangePreview:
     """Preview moving to another package and/or billing interval.
 
@@ -821,7 +1034,7 @@ def subscription_change_package_preview(
     for the period end. `seats` defaults to the current count, raised to the new package's minimum if needed.
     """
     at = _now(at)
-    return _plan_package(_load(subscription_id), at, package_slug, interval, seats).preview
+    return _plan_package(_load(subscription_id, subscription=subscription), at, package_slug, interval, seats).preview
 
 
 def subscription_change_package_apply(
@@ -856,10 +1069,14 @@ def subscription_change_package_apply(
 # --- add-ons ---------------------------------------------------------------------------------------------------
 
 
-def _resolve_addon(subscription: Subscription, addon_slug) -> Package:
+def _validate_addon_slug(addon_slug) -> None:
     if not isinstance(addon_slug, str) or not addon_slug:
         raise AddonNotAvailable("Choose an add-on.")
-    addon = Package.objects.prefetch_related("components__sku").filter(slug=addon_slug).first()
+
+
+def _resolve_addon(addon_slug) -> Package:
+    _validate_addon_slug(addon_slug)
+    addon = Package.objects.filter(slug=addon_slug).first()
     if addon is None:
         raise UnknownPackage(f"There is no add-on called “{addon_slug}”.", field="addon")
     return addon
@@ -867,24 +1084,30 @@ def _resolve_addon(subscription: Subscription, addon_slug) -> Package:
 
 def _plan_addon_add(subscription: Subscription, at: datetime, addon_slug) -> _Plan:
     _require_changeable(subscription, at)
-    addon = _resolve_addon(subscription, addon_slug)
-    if not addon.is_addon or not addon.is_active or not addon.addon_for.filter(pk=subscription.package_id).exists():
+    _validate_addon_slug(addon_slug)
+    row, _ = _catalog_offer(subscription, slug=addon_slug, interval=subscription.interval)
+    addon = row.package if row is not None else _resolve_addon(addon_slug)
+    if (
+        not addon.is_addon
+        or not addon.is_active
+        or not (row.attaches_to_current if row is not None else _attaches(addon, subscription.package))
+    ):
         raise AddonNotAvailable(f"{addon.name} is not available for {subscription.package.name}.")
-    current = terms_current(subscription)
+    current = _current(subscription)
     pending_removal = [
         c
-        for c in scheduled_changes_pending(subscription)
+        for c in _pending(subscription)
         if c.kind == ScheduledChangeKind.REMOVE_ADDON and int(c.payload["package_id"]) == addon.pk
     ]
-    projected = terms_projected(subscription)
+    projected = _projected(subscription)
     if current.addon_for(addon.pk) is not None:
         if not pending_removal:
             raise AddonAlreadyActive(f"{addon.name} is already part of your subscription.")
         # Adding back an add-on scheduled for removal just keeps it.
-        next_terms = terms_projected(subscription, exclude_kinds=(ScheduledChangeKind.REMOVE_ADDON,))
-        for change in scheduled_changes_pending(subscription):
+        next_terms = _projected(subscription, exclude_kinds=(ScheduledChangeKind.REMOVE_ADDON,))
+        for change in _pending(subscription):
             if change.kind == ScheduledChangeKind.REMOVE_ADDON and change not in pending_removal:
-                next_terms = terms_apply_scheduled(next_terms, change)
+                next_terms = _apply_scheduled(next_terms, change, subscription)
 
         def write_keep(sub, when, actor):
             _cancel_pending(sub, (ScheduledChangeKind.REMOVE_ADDON,), when, package_id=addon.pk)
@@ -897,11 +1120,12 @@ def _plan_addon_add(subscription: Subscription, at: datetime, addon_slug) -> _Pl
             immediate=True,
             lines=[],
             next_recurring=next_terms.recurring_amount_minor,
+            recurring_interval=next_terms.interval,
             summary=f"Keep {addon.name} (cancels its scheduled removal)",
         )
         return _Plan(preview, write_keep, "subscription.addon_added", {"addon": addon.slug}, {"addon": addon.slug})
 
-    price = _active_price(addon, subscription.currency, subscription.interval)
+    price = _offered_price(row, addon, subscription.interval)
     if price is None:
         raise AddonNotAvailable(
             f"{addon.name} is not offered with {_interval_label(subscription.interval)} billing "
@@ -942,6 +1166,7 @@ def _plan_addon_add(subscription: Subscription, at: datetime, addon_slug) -> _Pl
         immediate=True,
         lines=lines,
         next_recurring=next_recurring,
+        recurring_interval=projected.interval,
         summary=f"Add {addon.name}, starting now",
     )
     return _Plan(preview, write, "subscription.addon_added", {}, {"addon": addon.slug})
@@ -949,14 +1174,16 @@ def _plan_addon_add(subscription: Subscription, at: datetime, addon_slug) -> _Pl
 
 def _plan_addon_remove(subscription: Subscription, at: datetime, addon_slug) -> _Plan:
     _require_changeable(subscription, at)
-    addon = _resolve_addon(subscription, addon_slug)
-    current = terms_current(subscription)
-    live = current.addon_for(addon.pk)
+    _validate_addon_slug(addon_slug)
+    current = _current(subscription)
+    live = next((a for a in current.addons if a.package.slug == addon_slug), None)
     if live is None:
+        addon = _resolve_addon(addon_slug)
         raise AddonNotActive(f"{addon.name} is not part of your subscription.")
+    addon = live.package
     already = [
         c
-        for c in scheduled_changes_pending(subscription)
+        for c in _pending(subscription)
         if c.kind == ScheduledChangeKind.REMOVE_ADDON and int(c.payload["package_id"]) == addon.pk
     ]
     if already:
@@ -965,7 +1192,7 @@ def _plan_addon_remove(subscription: Subscription, at: datetime, addon_slug) -> 
             field="addon",
         )
     immediate = addon.downgrade_timing == DowngradeTiming.IMMEDIATE
-    projected = terms_projected(subscription)
+    projected = _projected(subscription)
     next_recurring = projected.recurring_amount_minor - (
         projected.addon_for(addon.pk).amount_minor if projected.addon_for(addon.pk) else 0
     )
@@ -1006,17 +1233,18 @@ def _plan_addon_remove(subscription: Subscription, at: datetime, addon_slug) -> 
         immediate=immediate,
         lines=lines,
         next_recurring=next_recurring,
+        recurring_interval=projected.interval,
         summary=f"Remove {addon.name} {when_text}",
     )
     return _Plan(preview, write, "subscription.addon_removed", {"addon": addon.slug}, {"addon": None})
 
 
 def subscription_addon_add_preview(
-    *, subscription_id: int, addon_slug: str, at: datetime | None = None
+    *, subscription_id: int, addon_slug: str, at: datetime | None = None, subscription: Subscription | None = None
 ) -> ChangePreview:
     """Preview adding an add-on: it starts now, prorated to the period end."""
     at = _now(at)
-    return _plan_addon_add(_load(subscription_id), at, addon_slug).preview
+    return _plan_addon_add(_load(subscription_id, subscription=subscription), at, addon_slug).preview
 
 
 def subscription_addon_add_apply(
@@ -1044,11 +1272,11 @@ def subscription_addon_add_apply(
 
 
 def subscription_addon_remove_preview(
-    *, subscription_id: int, addon_slug: str, at: datetime | None = None
+    *, subscription_id: int, addon_slug: str, at: datetime | None = None, subscription: Subscription | None = None
 ) -> ChangePreview:
     """Preview removing an add-on: at the period end, no refund (unless the add-on says immediate)."""
     at = _now(at)
-    return _plan_addon_remove(_load(subscription_id), at, addon_slug).preview
+    return _plan_addon_remove(_load(subscription_id, subscription=subscription), at, addon_slug).preview
 
 
 def subscription_addon_remove_apply(
@@ -1120,6 +1348,7 @@ def _plan_reactivate(subscription: Subscription, at: datetime) -> _Plan:
     _require_changeable(subscription, at)
     if not subscription.cancel_at_period_end:
         raise CancellationError("Your subscription is not set to end, so there is nothing to undo.")
+    projected = _projected(subscription)
 
     def write(sub: Subscription, when: datetime, actor) -> dict:
         sub.cancel_at_period_end = False
@@ -1132,7 +1361,8 @@ def _plan_reactivate(subscription: Subscription, at: datetime) -> _Plan:
         at=at,
         immediate=True,
         lines=[],
-        next_recurring=terms_projected(subscription).recurring_amount_minor,
+        next_recurring=projected.recurring_amount_minor,
+        recurring_interval=projected.interval,
         summary=f"Your subscription continues and renews on {format_day(subscription.current_period_end)}",
     )
     return _Plan(
@@ -1144,10 +1374,12 @@ def _plan_reactivate(subscription: Subscription, at: datetime) -> _Plan:
     )
 
 
-def subscription_cancel_preview(*, subscription_id: int, reason: str = "", at: datetime | None = None) -> ChangePreview:
+def subscription_cancel_preview(
+    *, subscription_id: int, reason: str = "", at: datetime | None = None, subscription: Subscription | None = None
+) -> ChangePreview:
     """Preview canceling at the period end: nothing is refunded and nothing renews."""
     at = _now(at)
-    return _plan_cancel(_load(subscription_id), at, reason).preview
+    return _plan_cancel(_load(subscription_id, subscription=subscription), at, reason).preview
 
 
 def subscription_cancel_apply(
@@ -1176,10 +1408,12 @@ def subscription_cancel_apply(
     )
 
 
-def subscription_reactivate_preview(*, subscription_id: int, at: datetime | None = None) -> ChangePreview:
+def subscription_reactivate_preview(
+    *, subscription_id: int, at: datetime | None = None, subscription: Subscription | None = None
+) -> ChangePreview:
     """Preview undoing a scheduled cancellation."""
     at = _now(at)
-    return _plan_reactivate(_load(subscription_id), at).preview
+    return _plan_reactivate(_load(subscription_id, subscription=subscription), at).preview
 
 
 def subscription_reactivate_apply(

@@ -18,6 +18,7 @@ from subscriptions.models import (
     ScheduledChangeKind,
     SkuKind,
     Subscription,
+    SubscriptionAddon,
 )
 
 
@@ -84,9 +85,15 @@ class Terms:
         return next((addon for addon in self.addons if addon.package.pk == package_id), None)
 
 
-def terms_current(subscription: Subscription) -> Terms:
-    """The terms the subscription pays right now (its snapshot and live add-ons)."""
-    addons = tuple(
+def terms_current(subscription: Subscription, *, addons: list[SubscriptionAddon] | None = None) -> Terms:
+    """The terms the subscription pays right now (its snapshot and live add-ons).
+
+    `addons`: the subscription's live add-ons (with their packages) when the caller has loaded them already."""
+    if addons is None:
+        addons = subscription.addons.filter(ended_at__isnull=True).select_related("package").order_by("pk")
+    else:
+        addons = sorted(addons, key=lambda addon: addon.pk)
+    addon_terms = tuple(
         AddonTerms(
             package=addon.package,
             price_id=addon.price_id,
@@ -94,7 +101,7 @@ def terms_current(subscription: Subscription) -> Terms:
             quantity=addon.quantity,
             addon_id=addon.pk,
         )
-        for addon in subscription.addons.filter(ended_at__isnull=True).select_related("package").order_by("pk")
+        for addon in addons
     )
     return Terms(
         package=subscription.package,
@@ -105,7 +112,7 @@ def terms_current(subscription: Subscription) -> Terms:
         seat_amount_minor=subscription.seat_amount_minor,
         included_seats=subscription.included_seats,
         seats=subscription.seats,
-        addons=addons,
+        addons=addon_terms,
     )
 
 
@@ -117,8 +124,12 @@ def scheduled_changes_pending(subscription: Subscription) -> list[ScheduledChang
     )
 
 
-def terms_apply_scheduled(terms: Terms, change: ScheduledChange) -> Terms:
-    """The terms after one scheduled change takes effect (the same rule renewal applies)."""
+def terms_apply_scheduled(
+    terms: Terms, change: ScheduledChange, *, packages: dict[int, Package] | None = None
+) -> Terms:
+    """The terms after one scheduled change takes effect (the same rule renewal applies).
+
+    `packages`: the packages scheduled package changes move to, by id, when the caller has loaded them already."""
     payload = change.payload
     if change.kind == ScheduledChangeKind.SEATS:
         return _replace(terms, seats=int(payload["seats"]))
@@ -126,7 +137,8 @@ def terms_apply_scheduled(terms: Terms, change: ScheduledChange) -> Terms:
         package_id = int(payload["package_id"])
         return _replace(terms, addons=tuple(a for a in terms.addons if a.package.pk != package_id))
     if change.kind == ScheduledChangeKind.PACKAGE:
-        package = Package.objects.get(pk=payload["package_id"])
+        package_id = int(payload["package_id"])
+        package = (packages or {}).get(package_id) or Package.objects.get(pk=package_id)
         addon_prices = payload.get("addon_prices", {})
         addons = []
         for addon in terms.addons:
@@ -161,12 +173,22 @@ def package_change_seats(current_seats: int, payload: dict) -> int:
     return max(seats, int(payload.get("min_seats") or 0))
 
 
-def terms_projected(subscription: Subscription, *, exclude_kinds: tuple[str, ...] = ()) -> Terms:
-    """The terms from the next period on: the current terms with every pending scheduled change applied."""
-    terms = terms_current(subscription)
-    for change in scheduled_changes_pending(subscription):
+def terms_projected(
+    subscription: Subscription,
+    *,
+    exclude_kinds: tuple[str, ...] = (),
+    addons: list[SubscriptionAddon] | None = None,
+    pending: list[ScheduledChange] | None = None,
+    packages: dict[int, Package] | None = None,
+) -> Terms:
+    """The terms from the next period on: the current terms with every pending scheduled change applied.
+
+    `addons`, `pending` (the pending scheduled changes, soonest first) and `packages` (see `terms_apply_scheduled`):
+    what the caller has loaded already; each one not given is queried."""
+    terms = terms_current(subscription, addons=addons)
+    for change in scheduled_changes_pending(subscription) if pending is None else pending:
         if change.kind not in exclude_kinds:
-            terms = terms_apply_scheduled(terms, change)
+            terms = terms_apply_scheduled(terms, change, packages=packages)
     return terms
 
 
@@ -210,6 +232,9 @@ def _components_by_sku_code(package: Package) -> list[PackageComponent]:
 
 def sku_for(package: Package, kind: str) -> tuple[str, str]:
     """(sku code, tax category) of the package's first component of `kind`, for small print and tax."""
+    known = package.__dict__.get("_sku_for", {}).get(kind)
+    if known is not None:
+        return known
     components = _components_by_sku_code(package)
     for component in components:
         if component.sku.kind == kind:
@@ -220,19 +245,47 @@ def sku_for(package: Package, kind: str) -> tuple[str, str]:
     return (first.code, first.tax_category) if first else ("", "saas")
 
 
-def sku_tax_category_subquery(*, package_ref: str, kind: str):
-    """`sku_for(package, kind)[1]` as an SQL expression on the package id in `package_ref` (an OuterRef name), so a
-    list of subscriptions or add-ons can carry each line's tax category without a query per row. Same fallbacks:
-    a seat line without a per-seat SKU uses the flat fee's; otherwise the first component; otherwise "saas"."""
-
+def _sku_field_subquery(*, package_ref: str, kind: str, field_name: str, default: str):
+    # `sku_for(package, kind)` field by field, with the same fallbacks: a seat line without a per-seat SKU uses the
+    # flat fee's; otherwise the first component (by SKU code); otherwise `default`.
     def first(of_kind: str | None):
         components = PackageComponent.objects.filter(package_id=OuterRef(package_ref))
         if of_kind:
             components = components.filter(sku__kind=of_kind)
-        return Subquery(components.order_by("sku__code").values("sku__tax_category")[:1])
+        return Subquery(components.order_by("sku__code").values(f"sku__{field_name}")[:1])
 
     kinds = [kind] + ([SkuKind.RECURRING_FLAT] if kind == SkuKind.RECURRING_PER_SEAT else [])
-    return Coalesce(*[first(k) for k in kinds], first(None), Value("saas"))
+    return Coalesce(*[first(k) for k in kinds], first(None), Value(default))
+
+
+def sku_tax_category_subquery(*, package_ref: str, kind: str):
+    """`sku_for(package, kind)[1]` as an SQL expression on the package id in `package_ref` (an OuterRef name), so a
+    list of subscriptions or add-ons can carry each line's tax category without a query per row. Same fallbacks:
+    a seat line without a per-seat SKU uses the flat fee's; otherwise the first component; otherwise "saas"."""
+    return _sku_field_subquery(package_ref=package_ref, kind=kind, field_name="tax_category", default="saas")
+
+
+def sku_annotations(*, package_ref: str, kinds: tuple[str, ...]) -> dict:
+    """Annotations carrying `sku_for(package, kind)` for each of `kinds`, computed in the same query as the row that
+    refers to the package (`package_ref`, e.g. "package_id"). Hand the row to `sku_remember` afterwards."""
+    annotations = {}
+    for kind in kinds:
+        annotations[f"sku_{kind}_code"] = _sku_field_subquery(
+            package_ref=package_ref, kind=kind, field_name="code", default=""
+        )
+        annotations[f"sku_{kind}_tax"] = _sku_field_subquery(
+            package_ref=package_ref, kind=kind, field_name="tax_category", default="saas"
+        )
+    return annotations
+
+
+def sku_remember(package: Package, row, *, kinds: tuple[str, ...]) -> None:
+    """Keep on `package` what `sku_annotations` computed on `row`, so `sku_for(package, kind)` needs no query."""
+    known = package.__dict__.setdefault("_sku_for", {})
+    for kind in kinds:
+        code = row.__dict__.get(f"sku_{kind}_code")
+        if code is not None:
+            known[kind] = (code, row.__dict__[f"sku_{kind}_tax"])
 
 
 def terms_lines(terms: Terms, *, period_start: datetime, period_end: datetime) -> list[PreviewLine]:

@@ -97,3 +97,42 @@ def test_changes_bill_unbilled_is_the_safety_net_and_never_bills_twice(customer,
     invoice = Invoice.objects.get(subscription_change=change)
     assert invoice.subtotal_minor == 1_000
     assert PendingInvoiceItem.objects.count() == 0
+
+
+def test_change_preview_reads_the_subscription_and_billing_profile_once(customer, subscription, ca_tax):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from billing.services.changes import subscriptions_for_billed_change
+
+    # when previewing on its own (as the API does), then with the subscription already loaded (as the portal does)
+    with CaptureQueriesContext(connection) as alone:
+        billed = change_preview(subscription_id=subscription.pk, kind="seats", seats=14, at=AT)
+    loaded = subscriptions_for_billed_change().get(pk=subscription.pk)
+    with CaptureQueriesContext(connection) as reused:
+        again = change_preview(subscription_id=subscription.pk, kind="seats", seats=14, at=AT, subscription=loaded)
+
+    def reads(queries, table):
+        return [q for q in queries.captured_queries if f'FROM "{table}"' in q["sql"]]
+
+    # then the subscription is read once (with its billing profile), and not at all when handed over
+    assert len(reads(alone, "subscriptions_subscription")) == 1
+    assert reads(alone, "billing_billingprofile") == []
+    assert reads(reused, "subscriptions_subscription") == [] and reads(reused, "billing_billingprofile") == []
+    # the same numbers either way: tax from the profile's address, the profile's billing mode
+    assert (
+        (again.total_minor, again.billing_mode) == (billed.total_minor, billed.billing_mode) == (2_145, "invoice_now")
+    )
+    assert len(reused.captured_queries) <= 2  # the exemption and the tax rates
+
+
+def test_change_apply_of_a_change_with_nothing_to_bill_looks_for_no_invoice(customer, subscription, owner):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        result = change_apply(
+            subscription_id=subscription.pk, kind="cancel", reason="Budget", expected_version=1, actor=owner, at=AT
+        )
+    assert result.billing_mode == "none" and result.invoice is None
+    assert not [q for q in queries.captured_queries if 'FROM "billing_' in q["sql"]]

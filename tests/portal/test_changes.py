@@ -194,3 +194,18 @@ def test_every_self_service_change_ends_on_the_effort_survey(account, client_for
     assert sorted(EffortSurveyResponse.objects.values_list("change_kind", flat=True)) == sorted(
         ["seats", "package", "add_addon", "cancel"]
     )
+
+
+def test_package_preview_to_annual_billing_says_per_year_and_what_is_paid_per_month_now(account, client_for):
+    # given Team, 10 seats, monthly: 100.00 + 5 × 10.00 = 150.00 a month; annual: 1,000.00 + 5 × 100.00
+    client = client_for(account.owner)
+    # when the owner previews annual billing
+    response = _post(client, account, "change_preview_package", {"package_slug": "team", "interval": "year"})
+    # then the new recurring amount is per year, and the current one is said to be per month
+    assert response.status_code == 200
+    text = re.sub(r"<[^>]+>", "", response.text)
+    assert "$1,500.00 per year" in text
+    assert "(now $150.00 per month)" in text
+    # a change that keeps the interval does not repeat it
+    seats = re.sub(r"<[^>]+>", "", _post(client, account, "change_preview_seats", {"seats": "12"}).text)
+    assert "$170.00 per month" in seats and "(now $150.00)" in seats

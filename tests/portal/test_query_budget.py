@@ -14,7 +14,7 @@ from portal.models import ApiKey
 from subscriptions.models import Customer, Invitation, PackageComponent, Role, SeatAssignment, Subscription
 from subscriptions.services.audit import audit_record
 from tests.factories import MembershipFactory, SkuFactory, UserFactory, priced_package
-from tests.portal.conftest import make_invoice
+from tests.portal.conftest import make_account, make_invoice
 
 pytestmark = pytest.mark.django_db
 
@@ -192,33 +192,181 @@ def test_list_page_query_count_does_not_grow_with_rows(account, client_for, djan
     assert Subscription.objects.filter(customer=account.customer).count() == 1
 
 
-@pytest.mark.parametrize(
-    "kind,data",
-    [
-        ("seats", {"seats": "12"}),
-        ("package", {"package_slug": "business", "interval": "month"}),
-        ("addon_add", {"addon_slug": "premium-support"}),
-    ],
-)
-def test_change_preview_query_count_does_not_grow_with_catalog_or_history(
+# --- change previews and confirms ----------------------------------------------------------------------------------
+
+
+def _busy_subscription(account):
+    """A subscription that gives a change everything to read: a live add-on, another one to add, a scheduled
+    downgrade (a pending package change), packages to move to, and a billing address with tax."""
+    from datetime import timedelta as _td
+
+    from billing.services.profiles import billing_profile_update
+    from subscriptions.models import Package, Price
+    from subscriptions.services.changes import subscription_addon_add_apply, subscription_change_package_apply
+
+    team = account.subscription.package
+    if not Package.objects.filter(slug="business").exists():  # the catalog is shared by every account of a test
+        business = priced_package(slug="business", name="Business")
+        starter = priced_package(slug="starter", name="Starter")
+        Price.objects.filter(package=starter).update(flat_amount_minor=5_000)  # cheaper: a downgrade waits
+        team.change_targets.add(business, starter)
+        for slug, name in (("premium-support", "Premium support"), ("extra-storage", "Extra storage")):
+            addon = priced_package(slug=slug, name=name, is_addon=True)
+            addon.addon_for.add(team, business, starter)
+    billing_profile_update(
+        customer=account.customer,
+        legal_name=account.customer.name,
+        address_line1="1 Main Street",
+        city="San Francisco",
+        region="CA",
+        postal_code="94105",
+        country="US",
+        billing_emails=["ap@acme.test"],
+    )
+    from billing.models import TaxRate
+
+    TaxRate.objects.get_or_create(
+        country="US",
+        region="CA",
+        name="CA sales tax",
+        defaults={
+            "rate": "7.25",
+            "tax_categories": ["saas"],
+            "effective_from": (timezone.now() - _td(days=400)).date(),
+        },
+    )
+    sub = account.subscription
+    subscription_addon_add_apply(
+        subscription_id=sub.pk, addon_slug="premium-support", expected_version=sub.version, actor=account.owner
+    )
+    sub.refresh_from_db()
+    subscription_change_package_apply(
+        subscription_id=sub.pk, package_slug="starter", expected_version=sub.version, actor=account.owner
+    )
+    sub.refresh_from_db()
+    return sub
+
+
+PREVIEWS = [
+    ("seats", {"seats": "12"}),  # an increase: now, prorated
+    ("seats", {"seats": "9"}),  # a decrease: at the period end
+    ("package", {"package_slug": "business", "interval": ""}),  # an upgrade, replacing the scheduled downgrade
+    ("package", {"package_slug": "team", "interval": "year"}),  # to annual billing, the add-on re-priced
+    ("addon_add", {"addon_slug": "extra-storage"}),
+    ("addon_remove", {"addon_slug": "premium-support"}),
+    ("cancel", {"reason": "Too expensive for us"}),
+]
+
+
+@pytest.mark.parametrize("kind,data", PREVIEWS, ids=[f"{k}-{'-'.join(d.values())}" for k, d in PREVIEWS])
+def test_change_preview_stays_within_ten_queries_and_does_not_grow(
     account, client_for, django_assert_max_num_queries, kind, data
 ):
-    # Previews go through the subscriptions and billing services (tax, billing mode); they are not yet within the
-    # 10-query page budget (docs/portal.md), but they must not grow with the catalog, the people or the invoices.
-    business = priced_package(slug="business", name="Business")
-    account.subscription.package.change_targets.add(business)
-    addon = priced_package(slug="premium-support", name="Premium support", is_addon=True)
-    addon.addon_for.add(account.subscription.package)
+    # given: a subscription with add-ons, a scheduled change and tax to work out
+    sub = _busy_subscription(account)
     _more_catalog(account, n=1)
     client = client_for(account.owner)
     url = reverse(f"portal:change_preview_{kind}", args=[account.customer.pk])
-    payload = {"subscription_id": account.subscription.pk, **data}
+    payload = {"subscription_id": sub.pk, **data}
     client.post(url, payload, headers={"HX-Request": "true"})
-    with django_assert_max_num_queries(25) as first:
-        assert client.post(url, payload, headers={"HX-Request": "true"}).status_code == 200
+    # when / then: the preview a customer sees, within the page budget
+    with django_assert_max_num_queries(BUDGET) as first:
+        response = client.post(url, payload, headers={"HX-Request": "true"})
+    assert response.status_code == 200, response.text
+    assert "Due now" in response.text or "Credit" in response.text
     baseline = len(first.captured_queries)
+    # and not one query more with a bigger catalog, more people and more invoices
     _more_catalog(account, n=4)
     _more_people(account)
     _more_invoices(account)
     with django_assert_max_num_queries(baseline):
         assert client.post(url, payload, headers={"HX-Request": "true"}).status_code == 200
+
+
+def test_reactivate_preview_and_full_page_preview_stay_within_ten_queries(
+    account, client_for, django_assert_max_num_queries
+):
+    from subscriptions.services.changes import subscription_cancel_apply
+
+    sub = _busy_subscription(account)
+    subscription_cancel_apply(subscription_id=sub.pk, reason="Budget", expected_version=sub.version, actor=None)
+    client = client_for(account.owner)
+    url = reverse("portal:change_preview_reactivate", args=[account.customer.pk])
+    client.post(url, {"subscription_id": sub.pk}, headers={"HX-Request": "true"})
+    with django_assert_max_num_queries(BUDGET):
+        assert client.post(url, {"subscription_id": sub.pk}, headers={"HX-Request": "true"}).status_code == 200
+    # Without JavaScript the preview is a whole page (base layout, customer switcher): still within the budget.
+    url = reverse("portal:change_preview_seats", args=[account.customer.pk])
+    with django_assert_max_num_queries(BUDGET):
+        response = client.post(url, {"subscription_id": sub.pk, "seats": "12"})
+    assert response.status_code == 200 and "<html" in response.text
+
+
+def test_every_change_preview_of_the_demo_stays_within_ten_queries(django_assert_max_num_queries):
+    from subscriptions.models import Package
+
+    call_command("seed_demo", verbosity=0)
+    for email, name in DEMO_LOGINS:
+        if not email.startswith("owner@"):
+            continue
+        client = Client()
+        assert client.login(username=email, password="continuum-demo")
+        customer = Customer.objects.get(name=name)
+        sub = Subscription.objects.filter(customer=customer).order_by("-pk").first()
+        package = sub.package
+        cases = [("seats", {"seats": sub.seats + 1}), ("seats", {"seats": sub.seats - 1}), ("cancel", {"reason": "x"})]
+        cases += [("package", {"package_slug": t.slug}) for t in package.change_targets.all()]
+        other = "year" if sub.interval == "month" else "month"
+        cases.append(("package", {"package_slug": package.slug, "interval": other}))
+        cases += [("addon_add", {"addon_slug": a.slug}) for a in Package.objects.filter(addon_for=package)]
+        cases += [("addon_remove", {"addon_slug": a.package.slug}) for a in sub.addons.filter(ended_at__isnull=True)]
+        for kind, data in cases:
+            url = reverse(f"portal:change_preview_{kind}", args=[customer.pk])
+            payload = {"subscription_id": sub.pk, **data}
+            client.post(url, payload, headers={"HX-Request": "true"})
+            with django_assert_max_num_queries(BUDGET, info=f"{email} {kind} {data}"):
+                response = client.post(url, payload, headers={"HX-Request": "true"})
+            assert response.status_code in (200, 422), (email, kind, data, response.status_code)
+
+
+def _confirm_fields(html: str) -> dict:
+    import re
+
+    return dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)"', html))
+
+
+@pytest.mark.parametrize(
+    "kind,data",
+    [("seats", {"seats": "12"}), ("seats", {"seats": "9"}), ("cancel", {"reason": "Too expensive for us"})],
+    ids=["seats-up-invoiced-now", "seats-down-at-period-end", "cancel"],
+)
+def test_change_confirm_query_count_does_not_grow(account, client_for, django_assert_max_num_queries, kind, data):
+    # A confirm writes (the change, its audit row, the seat ledger or scheduled change, the enablement run and, for
+    # an amount due now, the invoice): it is not held to the 10-query page budget (docs/portal.md), but it must not
+    # grow with the catalog, the people or the invoices.
+    def confirm(acct) -> int:
+        sub = _busy_subscription(acct)
+        client = client_for(acct.owner)
+        preview_url = reverse(f"portal:change_preview_{kind}", args=[acct.customer.pk])
+        preview = client.post(preview_url, {"subscription_id": sub.pk, **data}, headers={"HX-Request": "true"})
+        fields = _confirm_fields(preview.text)
+        apply_url = reverse(f"portal:change_apply_{kind}", args=[acct.customer.pk])
+        with django_assert_max_num_queries(80) as captured:
+            response = client.post(apply_url, fields)
+        assert response.status_code == 302, response.text
+        return len(captured.captured_queries)
+
+    def invoice_history(acct, n):
+        # Issued before (so the confirm's invoice is not a new customer's first, held for review), and numbered
+        # apart from the series the confirm's own invoice is numbered in.
+        for i in range(n):
+            invoice = make_invoice(acct.customer, status="paid" if i % 2 else "open")
+            Invoice.objects.filter(pk=invoice.pk).update(number=f"OLD-{invoice.pk:06d}", series="OLD")
+
+    invoice_history(account, 1)
+    small = confirm(account)
+    grown = make_account("Globex Corp", package=account.subscription.package)
+    _more_catalog(grown, n=4)
+    _more_people(grown, n=4)  # assigned seats stay below the 9 the decrease goes to
+    invoice_history(grown, 15)
+    assert confirm(grown) <= small

@@ -381,3 +381,84 @@ def test_subscription_change_package_to_annual_during_trial_keeps_the_trial(cata
     assert result.status == "active"
     assert (result.periods[0].period_start, result.periods[0].period_end) == (trial_end, utc(2027, 11, 15))
     assert result.periods[0].amount_minor == 150_000 + 30_000
+
+
+# --- loading: a preview reads the subscription, its add-ons and its scheduled changes once ---------------------
+
+
+def _busy(catalog):
+    """Team, 8 seats, with an add-on, a scheduled downgrade to Starter and someone holding a seat."""
+    from subscriptions.services.changes import subscription_change_package_apply
+
+    subscription = SubscriptionFactory(package=catalog.team, seats=8)
+    SeatAssignmentFactory(subscription=subscription)
+    subscription_addon_add_apply(
+        subscription_id=subscription.pk, addon_slug="premium-support", expected_version=1, actor=None, at=NOV_12
+    )
+    subscription_change_package_apply(
+        subscription_id=subscription.pk, package_slug="starter", expected_version=2, actor=None, at=NOV_12
+    )
+    return subscription
+
+
+def _previews(subscription_id, **loaded):
+    from subscriptions.services.changes import subscription_change_seats_preview
+
+    return {
+        "seats up": lambda: subscription_change_seats_preview(subscription_id=subscription_id, seats=10, **loaded),
+        "seats down": lambda: subscription_change_seats_preview(subscription_id=subscription_id, seats=6, **loaded),
+        "package": lambda: subscription_change_package_preview(
+            subscription_id=subscription_id, package_slug="business", **loaded
+        ),
+        "annual": lambda: subscription_change_package_preview(
+            subscription_id=subscription_id, package_slug="team", interval="year", **loaded
+        ),
+        "remove add-on": lambda: subscription_addon_remove_preview(
+            subscription_id=subscription_id, addon_slug="premium-support", **loaded
+        ),
+        "cancel": lambda: subscription_cancel_preview(subscription_id=subscription_id, reason="Budget", **loaded),
+    }
+
+
+def test_subscription_change_preview_with_the_loaded_subscription_reloads_nothing(catalog):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from subscriptions.services.changes import subscriptions_for_change
+
+    # given a subscription loaded once, as the portal loads it
+    subscription = _busy(catalog)
+    loaded = subscriptions_for_change().get(pk=subscription.pk)
+    for name, preview in _previews(subscription.pk, subscription=loaded, at=NOV_12).items():
+        # when previewing any change on it
+        with CaptureQueriesContext(connection) as queries:
+            result = preview()
+        # then the subscription, its add-ons and scheduled changes and its seats are not read again (only the
+        # catalog a package change moves to is), and the preview is the one the service computes on its own
+        reread = [
+            q["sql"]
+            for q in queries.captured_queries
+            for table in ("subscription", "subscriptionaddon", "scheduledchange", "seatassignment")
+            if f'FROM "subscriptions_{table}"' in q["sql"]
+        ]
+        assert reread == [], name
+        assert len(queries.captured_queries) <= 2, (name, [q["sql"] for q in queries.captured_queries])
+        assert result == _previews(subscription.pk, at=NOV_12)[name](), name
+
+
+def test_subscription_change_preview_refuses_a_subscription_that_is_not_the_one_named(catalog, subscription):
+    from subscriptions.services.changes import subscription_change_seats_preview, subscriptions_for_change
+
+    other = subscriptions_for_change().get(pk=_busy(catalog).pk)
+    with pytest.raises(ValueError):
+        subscription_change_seats_preview(subscription_id=subscription.pk, seats=12, subscription=other)
+
+
+def test_subscription_change_preview_says_which_period_the_recurring_amount_is_for(subscription):
+    yearly = subscription_change_package_preview(
+        subscription_id=subscription.pk, package_slug="team", interval="year", at=NOV_12
+    )
+    assert (yearly.recurring_interval, yearly.current_interval) == ("year", "month")
+    assert yearly.to_dict()["recurring_interval"] == "year"
+    business = subscription_change_package_preview(subscription_id=subscription.pk, package_slug="business", at=NOV_12)
+    assert (business.recurring_interval, business.current_interval) == ("month", "month")
