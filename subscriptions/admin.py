@@ -239,9 +239,18 @@ class CatalogValidatedMixin:
 
 @admin.register(Sku)
 class SkuAdmin(CatalogValidatedMixin, SuperuserEditsMixin, admin.ModelAdmin):
-    list_display = ["code", "name", "kind", "tax_category", "feature_key", "feature_value_kind", "feature_value"]
+    list_display = [
+        "code",
+        "name",
+        "kind",
+        "tax_category",
+        "feature_key",
+        "feature_label",
+        "feature_value_kind",
+        "feature_value",
+    ]
     list_filter = ["kind", "tax_category", "is_active"]
-    search_fields = ["code", "name", "feature_key"]
+    search_fields = ["code", "name", "feature_key", "feature_label"]
 
     def catalog_problems(self, obj) -> list[str]:
         # A SKU change (e.g. deactivating it) can break every package that contains it.

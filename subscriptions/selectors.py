@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from subscriptions.models import (
@@ -20,6 +20,7 @@ from subscriptions.models import (
     ScheduledChange,
     SeatAssignment,
     SeatLedgerEntry,
+    Sku,
     Subscription,
     SubscriptionAddon,
     SubscriptionChange,
@@ -202,8 +203,34 @@ def invitations_pending_for_customer(*, customer: Customer) -> list[Invitation]:
 # --- Provisioning (issue 5) ---------------------------------------------------------------------------------------
 
 
+def feature_label_subquery(*, feature_ref: str = "feature_key"):
+    """The catalog's customer-facing label of the feature whose key is in `feature_ref` (an OuterRef name): the
+    `feature_label` of a SKU granting it, so a list of entitlements carries its names in the same query."""
+    return Subquery(
+        Sku.objects.filter(feature_key=OuterRef(feature_ref))
+        .exclude(feature_label="")
+        .order_by("code")
+        .values("feature_label")[:1]
+    )
+
+
+def feature_name(feature_key: str, label: str | None) -> str:
+    """How a customer reads a feature: the catalog's label (`Sku.feature_label`). Only a feature the catalog has not
+    labelled yet — `manage.py check_catalog` reports it — falls back to its key, made readable."""
+    return label or feature_key.replace("_", " ").capitalize()
+
+
+def entitlement_name(entitlement) -> str:
+    """An entitlement (from `entitlements_for_customer`) in the customer's words: its feature's name, or for a
+    person's seat "Seat on Team"."""
+    if entitlement.user_id is not None:
+        return f"Seat on {entitlement.package.name}" if entitlement.package_id else "Seat"
+    return feature_name(entitlement.feature_key, getattr(entitlement, "feature_label", None))
+
+
 def entitlements_for_customer(customer: Customer) -> QuerySet:
-    """Every entitlement the customer holds or is being granted or revoked (not long-revoked history rows).
+    """Every entitlement the customer holds or is being granted or revoked (not long-revoked history rows), each
+    annotated with `feature_label` (see `feature_name`).
 
     The REST API serves this (`GET /api/v1/entitlements/?customer=…`); with the built-in provisioner, rows whose
     state is active are what the product should switch on (`applied_value`).
@@ -214,6 +241,7 @@ def entitlements_for_customer(customer: Customer) -> QuerySet:
         Entitlement.objects.filter(customer=customer)
         .exclude(desired_value__isnull=True, applied_value__isnull=True)
         .select_related("user", "package")
+        .annotate(feature_label=feature_label_subquery())
         .order_by("user_id", "feature_key")
     )
 
@@ -266,12 +294,21 @@ def enablement_status(customer: Customer) -> EnablementStatus:
     people: dict[str, int] = {}
     seat_errors: list[str] = []
     labels = dict(EntitlementState.choices)
-    for feature_key, user_id, kind, desired, applied, state, error, updated_at in (
+    for feature_key, label, user_id, kind, desired, applied, state, error, updated_at in (
         Entitlement.objects.filter(customer=customer)
         .exclude(desired_value__isnull=True, applied_value__isnull=True, state=EntitlementState.REVOKED)
+        .annotate(label=feature_label_subquery())
         .order_by("feature_key", "user_id")
         .values_list(
-            "feature_key", "user_id", "value_kind", "desired_value", "applied_value", "state", "error", "updated_at"
+            "feature_key",
+            "label",
+            "user_id",
+            "value_kind",
+            "desired_value",
+            "applied_value",
+            "state",
+            "error",
+            "updated_at",
         )
     ):
         counts[state] += 1
@@ -282,7 +319,9 @@ def enablement_status(customer: Customer) -> EnablementStatus:
         else:
             items.append(
                 EnablementItem(
-                    name=_entitlement_label(feature_key, kind, desired if desired is not None else applied),
+                    name=_entitlement_label(
+                        feature_name(feature_key, label), kind, desired if desired is not None else applied
+                    ),
                     state=state,
                     state_label=labels[state],
                     detail=error,
@@ -371,10 +410,8 @@ def enablement_status(customer: Customer) -> EnablementStatus:
     )
 
 
-def _entitlement_label(feature_key: str, kind: str, value: int | None) -> str:
-    name = feature_key.replace("_", " ").capitalize()
-    if name.lower() == "sso":
-        name = "Single sign-on"
+def _entitlement_label(name: str, kind: str, value: int | None) -> str:
+    # "API calls per month: 100,000", "Seats: 12"; an on/off feature is just its name ("Single sign-on").
     if kind in ("limit", "seats") and value is not None:
         return f"{name}: {value:,}"
     return name

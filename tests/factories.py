@@ -95,7 +95,11 @@ def priced_package(*, slug: str = "team", currencies=("USD", "EUR"), **package_f
     package = PackageFactory(slug=slug, name=package_fields.pop("name", slug.title()), **package_fields)
     flat = SkuFactory(code="PLAT-BASE-M", kind=SkuKind.RECURRING_FLAT)
     seat = SkuFactory(
-        code="SEAT-STD-M", kind=SkuKind.RECURRING_PER_SEAT, feature_key="seats", feature_value_kind="per_seat"
+        code="SEAT-STD-M",
+        kind=SkuKind.RECURRING_PER_SEAT,
+        feature_key="seats",
+        feature_value_kind="per_seat",
+        feature_label="Seats",
     )
     PackageComponent.objects.get_or_create(package=package, sku=flat)
     PackageComponent.objects.get_or_create(package=package, sku=seat)

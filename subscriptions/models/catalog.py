@@ -27,6 +27,12 @@ class Sku(models.Model):
     kind = models.CharField(max_length=20, choices=SkuKind.choices)
     tax_category = models.CharField(max_length=30, default="saas", help_text="e.g. saas, services.")
     feature_key = models.SlugField(max_length=60, blank=True, help_text="Entitlement granted, e.g. seats, sso.")
+    feature_label = models.CharField(
+        max_length=80,
+        blank=True,
+        help_text="The feature in the customer's words, e.g. “API calls per month”, “Storage (GB)”, “Single sign-on” "
+        "(shown on the dashboard and in the API; required when the SKU grants a feature).",
+    )
     feature_value_kind = models.CharField(max_length=10, choices=EntitlementValueKind.choices, blank=True)
     feature_value = models.BigIntegerField(null=True, blank=True, help_text="The limit, for limit entitlements.")
     is_active = models.BooleanField(default=True)

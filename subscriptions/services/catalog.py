@@ -16,7 +16,8 @@ def catalog_validate(package: Package | None = None) -> list[str]:
 
     Rules: every public active package offers at least one known interval, has a recurring component, and has an
     active price in each of `settings.ENABLED_CURRENCIES` for each interval it offers; an active package contains no
-    inactive SKU; min seats ≤ included seats ≤ max seats; add-ons attach only to base packages (and a public active
+    inactive SKU; every SKU that grants a feature says in customer words what it is (`feature_label`); min seats ≤
+    included seats ≤ max seats; add-ons attach only to base packages (and a public active
     add-on attaches to at least one); packages change only to base packages.
     """
     if package is not None and package.pk is None:
@@ -79,6 +80,13 @@ def _validate_related(package: Package, components: list, prices: set[tuple[int,
         for component in components:
             if not component.sku.is_active:
                 problems.append(f"{name}: contains the inactive SKU {component.sku.code}.")
+    for component in components:
+        sku = component.sku
+        if sku.feature_key and not sku.feature_label.strip():
+            problems.append(
+                f"{name}: the SKU {sku.code} grants “{sku.feature_key}” but has no feature label "
+                "(how customers see the feature, e.g. “API calls per month”)."
+            )
     if package.is_active and package.is_public:
         if not any(component.sku.kind in RECURRING_KINDS for component in components):
             problems.append(f"{name}: has no recurring component (add a recurring flat or per-seat SKU).")

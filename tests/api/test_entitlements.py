@@ -46,3 +46,33 @@ def test_service_entitlements_refuse_customer_credentials(acme, grants):
     assert_error(
         caller(acme, "key:admin").get(f"/api/v1/entitlements/?customer={acme.customer.pk}"), 403, "permission_denied"
     )
+
+
+def test_entitlements_name_each_feature_in_customer_words_and_keep_the_feature_key(acme):
+    from subscriptions.models import Package, Role
+    from tests.factories import SkuFactory
+
+    SkuFactory(code="LIC-API-10K", feature_key="api_calls_per_month", feature_label="API calls per month")
+    SkuFactory(code="STOR-100", feature_key="storage_gb", feature_label="Storage (GB)")
+    team = Package.objects.create(slug="team", name="Team")
+    for key, value in (("api_calls_per_month", 10_000), ("storage_gb", 100), ("beta_reports", 1)):
+        Entitlement.objects.create(
+            customer=acme.customer, feature_key=key, value_kind="limit", desired_value=value, state="active"
+        )
+    Entitlement.objects.create(
+        customer=acme.customer,
+        feature_key="seat:team",
+        user=acme.member,
+        package=team,
+        value_kind="user_seat",
+        desired_value=1,
+        state="active",
+    )
+    results = caller(acme, Role.OWNER).get(f"/api/v1/customers/{acme.customer.pk}/entitlements/").json()["results"]
+    names = {item["feature"]: item["name"] for item in results}
+    assert names == {
+        "api_calls_per_month": "API calls per month",
+        "storage_gb": "Storage (GB)",
+        "beta_reports": "Beta reports",  # not labelled in the catalog yet (check_catalog reports it)
+        "seat:team": "Seat on Team",
+    }

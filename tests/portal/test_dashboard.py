@@ -269,3 +269,33 @@ def test_dashboard_estimate_after_a_trial_includes_set_up(account, client_for):
     text = _dashboard(client_for(account.owner), account).text
     assert "Trial ends" in text and "Includes the one-time set-up fee of $500.00" in text
     assert "$650.00" in text  # no billing address yet: before tax
+
+
+# --- enablement in the customer's words ------------------------------------------------------------------------------
+
+
+def test_dashboard_names_features_the_way_the_catalog_labels_them(client_for):
+    from django.core.management import call_command
+    from django.test import Client
+
+    from subscriptions.models import Customer
+
+    # given the demo: Globex on Business (single sign-on, 1M API calls, storage), provisioned
+    from subscriptions.services.provisioning import entitlements_reconcile
+
+    call_command("seed_demo", verbosity=0)
+    globex = Customer.objects.get(name="Globex Corp")
+    entitlements_reconcile(customer_id=globex.pk, trigger="test")  # (the worker does this after the seed commits)
+    client = Client()
+    assert client.login(username="owner@globex.test", password="continuum-demo")
+    # when the owner opens the dashboard and the live enablement panel
+    for url in (
+        reverse("portal:customer_dashboard", args=[globex.pk]),
+        reverse("portal:enablement", args=[globex.pk]),
+    ):
+        text = client.get(url).text
+        # then each feature reads as the catalog says it, with its limit
+        assert "API calls per month: 1,000,000" in text
+        assert "Storage (GB): 100" in text
+        assert "Single sign-on" in text and "Audit log" in text
+        assert "Api calls" not in text and "Storage gb" not in text

@@ -101,3 +101,29 @@ def test_check_catalog_command_fails_with_messages(catalog, capsys):
         call_command("check_catalog")
     assert "1 problem" in str(caught.value)
     assert "Team: no active price in EUR for monthly billing." in capsys.readouterr().err
+
+
+def test_catalog_validate_reports_a_feature_without_a_customer_facing_label(catalog):
+    sku = SkuFactory(code="STOR-100", feature_key="storage_gb", feature_value_kind="limit", feature_value=100)
+    PackageComponent.objects.create(package=catalog.team, sku=sku)
+    assert catalog_validate(catalog.team) == [
+        "Team: the SKU STOR-100 grants “storage_gb” but has no feature label (how customers see the feature, "
+        "e.g. “API calls per month”)."
+    ]
+    sku.feature_label = "Storage (GB)"
+    sku.save()
+    assert catalog_validate(catalog.team) == []
+
+
+def test_migration_labels_the_features_existing_catalogs_grant(db):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from subscriptions.models import Sku
+
+    labelled = SkuFactory(code="LIC-API-1M", feature_key="api_calls_per_month")
+    custom = SkuFactory(code="STOR-1T", feature_key="storage_gb", feature_label="Storage (GB, archive)")
+    import_module("subscriptions.migrations.0004_sku_feature_label").label_known_features(apps, None)
+    assert Sku.objects.get(pk=labelled.pk).feature_label == "API calls per month"
+    assert Sku.objects.get(pk=custom.pk).feature_label == "Storage (GB, archive)"  # a label set by staff stays

@@ -66,8 +66,18 @@ def receiver():
     server.stop()
 
 
+FEATURE_LABELS = {"sso": "Single sign-on", "api_calls_per_month": "API calls per month", "audit_log": "Audit log"}
+
+
 def _sku(code, key, kind, value=None):
-    return SkuFactory(code=code, kind=SkuKind.FEATURE, feature_key=key, feature_value_kind=kind, feature_value=value)
+    return SkuFactory(
+        code=code,
+        kind=SkuKind.FEATURE,
+        feature_key=key,
+        feature_value_kind=kind,
+        feature_value=value,
+        feature_label=FEATURE_LABELS[key],
+    )
 
 
 @pytest.fixture
@@ -292,7 +302,7 @@ def test_entitlements_reconcile_enqueue_runs_after_commit_and_a_duplicate_delive
     status = enablement_status(customer)
     assert status.state == "active" and status.last_time_taken_ms is not None
     assert [item.name for item in status.items] == [
-        "Api calls per month: 10,000",
+        "API calls per month: 10,000",
         "Seats: 3",
         "Single sign-on",
         "Seats assigned to 1 person",

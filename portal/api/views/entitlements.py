@@ -15,12 +15,18 @@ from subscriptions.models.provisioning import EntitlementState
 
 class EntitlementSerializer(serializers.Serializer):
     feature = serializers.CharField(source="feature_key", help_text="e.g. seats, sso, api_calls_per_month.")
+    name = serializers.SerializerMethodField(
+        help_text="In the customer's words, e.g. API calls per month, Single sign-on, Seat on Team."
+    )
     value = serializers.SerializerMethodField(help_text="The granted value (a limit, 1 for on/off), or null.")
     applied_value = serializers.IntegerField(allow_null=True, help_text="What the product has actually applied.")
     kind = serializers.CharField(source="value_kind")
     state = serializers.ChoiceField(choices=EntitlementState.choices)
     user = serializers.SerializerMethodField(help_text="For per-person entitlements (a seat), whose it is.")
     updated_at = serializers.DateTimeField()
+
+    def get_name(self, entitlement) -> str:
+        return selectors.entitlement_name(entitlement)
 
     def get_value(self, entitlement) -> int | None:
         return entitlement.desired_value if entitlement.desired_value is not None else entitlement.applied_value

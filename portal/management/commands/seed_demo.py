@@ -34,12 +34,39 @@ from subscriptions.services.subscriptions import subscription_create
 DEMO_PASSWORD = "continuum-demo"
 
 SKUS = [
-    # code, name, kind, tax category, feature key, value kind, value
-    ("PLAT-BASE-M", "Platform base fee", SkuKind.RECURRING_FLAT, "saas", "", "", None),
-    ("SEAT-STD-M", "Standard seat", SkuKind.RECURRING_PER_SEAT, "saas", "seats", EntitlementValueKind.PER_SEAT, None),
-    ("ONB-SETUP", "Onboarding and set-up", SkuKind.ONE_TIME, "services", "", "", None),
-    ("LIC-SSO", "Single sign-on licence", SkuKind.FEATURE, "saas", "sso", EntitlementValueKind.BOOLEAN, None),
-    ("LIC-AUDIT", "Audit log licence", SkuKind.FEATURE, "saas", "audit_log", EntitlementValueKind.BOOLEAN, None),
+    # code, name, kind, tax category, feature key, value kind, value, feature label (the customer's words)
+    ("PLAT-BASE-M", "Platform base fee", SkuKind.RECURRING_FLAT, "saas", "", "", None, ""),
+    (
+        "SEAT-STD-M",
+        "Standard seat",
+        SkuKind.RECURRING_PER_SEAT,
+        "saas",
+        "seats",
+        EntitlementValueKind.PER_SEAT,
+        None,
+        "Seats",
+    ),
+    ("ONB-SETUP", "Onboarding and set-up", SkuKind.ONE_TIME, "services", "", "", None, ""),
+    (
+        "LIC-SSO",
+        "Single sign-on licence",
+        SkuKind.FEATURE,
+        "saas",
+        "sso",
+        EntitlementValueKind.BOOLEAN,
+        None,
+        "Single sign-on",
+    ),
+    (
+        "LIC-AUDIT",
+        "Audit log licence",
+        SkuKind.FEATURE,
+        "saas",
+        "audit_log",
+        EntitlementValueKind.BOOLEAN,
+        None,
+        "Audit log",
+    ),
     (
         "LIC-API-10K",
         "API 10k calls",
@@ -48,6 +75,7 @@ SKUS = [
         "api_calls_per_month",
         EntitlementValueKind.LIMIT,
         10_000,
+        "API calls per month",
     ),
     (
         "LIC-API-100K",
@@ -57,6 +85,7 @@ SKUS = [
         "api_calls_per_month",
         EntitlementValueKind.LIMIT,
         100_000,
+        "API calls per month",
     ),
     (
         "LIC-API-1M",
@@ -66,8 +95,18 @@ SKUS = [
         "api_calls_per_month",
         EntitlementValueKind.LIMIT,
         1_000_000,
+        "API calls per month",
     ),
-    ("STOR-100", "Storage 100 GB", SkuKind.FEATURE, "saas", "storage_gb", EntitlementValueKind.LIMIT, 100),
+    (
+        "STOR-100",
+        "Storage 100 GB",
+        SkuKind.FEATURE,
+        "saas",
+        "storage_gb",
+        EntitlementValueKind.LIMIT,
+        100,
+        "Storage (GB)",
+    ),
     (
         "SUP-PREM-M",
         "Premium support fee",
@@ -76,6 +115,7 @@ SKUS = [
         "premium_support",
         EntitlementValueKind.BOOLEAN,
         None,
+        "Premium support",
     ),
     (
         "STOR-500-M",
@@ -85,6 +125,7 @@ SKUS = [
         "extra_storage_gb",
         EntitlementValueKind.LIMIT,
         500,
+        "Extra storage (GB)",
     ),
 ]
 
@@ -270,7 +311,7 @@ class Command(BaseCommand):
 
     def _catalog(self) -> None:
         skus = {}
-        for code, name, kind, tax_category, feature_key, value_kind, value in SKUS:
+        for code, name, kind, tax_category, feature_key, value_kind, value, label in SKUS:
             skus[code], _ = Sku.objects.get_or_create(
                 code=code,
                 defaults={
@@ -280,6 +321,7 @@ class Command(BaseCommand):
                     "feature_key": feature_key,
                     "feature_value_kind": value_kind,
                     "feature_value": value,
+                    "feature_label": label,
                 },
             )
         bases = []
