@@ -18,6 +18,7 @@ from billing.services.invoices import invoice_apply_payment, invoice_approve_and
 from billing.services.profiles import billing_profile_update
 from subscriptions.models import Customer, User
 from subscriptions.periods import add_months
+from subscriptions.services.audit import audit_occurred_at
 
 TAX_RATES = [
     # country, region, name, rate, categories
@@ -93,7 +94,8 @@ def seed_billing(*, history_start: datetime, stdout=None) -> None:
     for name, fields in PROFILES.items():
         customer = customers.get(name)
         if customer is not None and not BillingProfile.objects.filter(customer=customer).exists():
-            billing_profile_update(customer=customer, legal_name=customer.legal_name or customer.name, **fields)
+            with audit_occurred_at(history_start):  # entered when the customer signed up, months ago
+                billing_profile_update(customer=customer, legal_name=customer.legal_name or customer.name, **fields)
     staff = User.objects.filter(email="billing@continuum.test").first()
 
     # The billing run, month by month, as if it had been running all along, and a last one at `now`, so every demo
@@ -107,10 +109,12 @@ def seed_billing(*, history_start: datetime, stdout=None) -> None:
         month = add_months(month, 1)
     run_times.append(now)
     for as_of in run_times:
-        billing_run(as_of=as_of)
-        for invoice in Invoice.objects.filter(status=InvoiceStatus.HELD, customer__in=customers.values()):
-            if {r["code"] for r in invoice.hold_reasons} == {"first_invoice"} and staff is not None:
-                invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff, note="Demo: first invoice reviewed")
+        # What a run does happens at its `as_of` in the customers' activity (renewals, invoices), not at seed time.
+        with audit_occurred_at(as_of):
+            billing_run(as_of=as_of)
+            for invoice in Invoice.objects.filter(status=InvoiceStatus.HELD, customer__in=customers.values()):
+                if {r["code"] for r in invoice.hold_reasons} == {"first_invoice"} and staff is not None:
+                    invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff, note="Demo: first invoice reviewed")
 
     # Demo time travel: date each historic invoice as issued at its period start (due dates follow the terms), so
     # the history reads naturally and Umbrella's previous invoice is overdue. Only demo data is ever backdated.

@@ -181,8 +181,8 @@ def package_by_slug(*, slug: str) -> Package | None:
 
 
 def audit_for_customer(*, customer: Customer, limit: int | None = 100) -> list[AuditEvent]:
-    """The customer's audit trail, newest first, with the actor loaded."""
-    queryset = AuditEvent.objects.filter(customer=customer).select_related("actor").order_by("-created_at", "-pk")
+    """The customer's audit trail, most recent first by when things happened, with the actor loaded."""
+    queryset = AuditEvent.objects.filter(customer=customer).select_related("actor").order_by("-occurred_at", "-pk")
     return list(queryset[:limit] if limit else queryset)
 
 

@@ -41,10 +41,11 @@ from billing.models import (
     PendingInvoiceItem,
     TaxExemption,
 )
+from billing.money import format_money
 from billing.services.profiles import billing_address_problems
 from billing.services.tax import TaxResult, tax_compute, tax_context_for
 from subscriptions.models import Customer, SeatLedgerEntry, Subscription, SubscriptionChange, User
-from subscriptions.services.audit import audit_record
+from subscriptions.services.audit import audit_occurred_at, audit_record
 
 AMOUNT_CHANGE_THRESHOLD = Decimal("0.25")
 # Checks staff cannot override with "approve and issue": they would issue a wrong or unaddressable invoice.
@@ -701,17 +702,20 @@ def invoice_apply_payment(
         invoice.amount_due_minor = max(
             0, invoice.total_minor - invoice.amount_paid_minor - invoice.amount_credited_minor
         )
-        audit_record(
-            customer=invoice.customer,
-            actor=actor,
-            action="invoice.payment_recorded",
-            obj=invoice,
-            summary=f"Payment of {amount_minor / 100:.2f} {invoice.currency} on {invoice.number}",
-            after={"amount_minor": amount_minor, "reference": reference},
-        )
-        if invoice.amount_due_minor == 0:
-            invoice.paid_at = paid_at or timezone.now()
-            _transition(invoice, InvoiceStatus.PAID, actor=actor, reason=reference or "Paid in full.")
+        # Recorded now, happened when it was paid (a bank transfer entered days later): the trail shows that day.
+        with audit_occurred_at(paid_at):
+            amount = format_money(amount_minor, invoice.currency, invoice.customer.country)
+            audit_record(
+                customer=invoice.customer,
+                actor=actor,
+                action="invoice.payment_recorded",
+                obj=invoice,
+                summary=f"Payment of {amount} on {invoice.number}",
+                after={"amount_minor": amount_minor, "currency": invoice.currency, "reference": reference},
+            )
+            if invoice.amount_due_minor == 0:
+                invoice.paid_at = paid_at or timezone.now()
+                _transition(invoice, InvoiceStatus.PAID, actor=actor, reason=reference or "Paid in full.")
         invoice.save()
     return invoice
 

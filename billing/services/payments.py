@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -46,6 +45,7 @@ from billing.models import (
     RefundStatus,
     StripeCustomer,
 )
+from billing.money import format_money
 from subscriptions.models import Customer, User
 from subscriptions.services.audit import audit_record
 
@@ -74,9 +74,9 @@ def payment_backend() -> str:
     return BACKEND_STRIPE if stripe_client.is_configured() else BACKEND_MANUAL
 
 
-def money(amount_minor: int, currency: str) -> str:
-    """`12.34 USD` — for audit summaries and e-mails (every enabled currency has two decimals)."""
-    return f"{(Decimal(amount_minor) / 100).quantize(Decimal('0.01'))} {currency}"
+def money(amount_minor: int, currency: str, country: str = "US") -> str:
+    """`$12.34` — for audit summaries and e-mails, formatted as the portal formats money (billing.money)."""
+    return format_money(amount_minor, currency, country)
 
 
 # --- Stripe customers -----------------------------------------------------------------------------------------------
@@ -467,7 +467,8 @@ def payment_record_manual(*, invoice_id: int, amount_minor: int, reference: str,
             actor=actor,
             action="payment.recorded",
             obj=payment,
-            summary=f"Bank transfer of {money(amount_minor, invoice.currency)} recorded for {invoice} ({reference})",
+            summary=f"Bank transfer of {money(amount_minor, invoice.currency, invoice.customer.country)} recorded for "
+            f"{invoice} ({reference})",
             after={"amount_minor": amount_minor, "reference": reference},
         )
         _apply_to_invoice(payment.pk)
@@ -594,7 +595,7 @@ def _payment_apply_intent(payment_id: int, intent: stripe_client.PaymentIntent) 
 
 
 def _audit_outcome(payment: Payment) -> None:
-    amount = money(payment.amount_minor, payment.currency)
+    amount = money(payment.amount_minor, payment.currency, payment.customer.country)
     card = payment.payment_method.label if payment.payment_method_id else "card"
     summaries = {
         PaymentStatus.SUCCEEDED: f"Paid {amount} for {payment.invoice} with {card}",

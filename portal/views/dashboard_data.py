@@ -205,7 +205,9 @@ def dashboard_context(*, customer, user, can) -> dict:
         members = Membership.objects.filter(customer=customer).aggregate(total=Count("id"))
     activity = []
     if can.activity:
-        activity = list(AuditEvent.objects.filter(customer=customer).select_related("actor")[:5])
+        activity = list(
+            AuditEvent.objects.filter(customer=customer).select_related("actor").order_by("-occurred_at", "-id")[:5]
+        )
     hints = []
     for card in cards:
         if can.seats and card["unassigned"]:

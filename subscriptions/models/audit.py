@@ -1,9 +1,14 @@
 """The audit trail: who changed what, when, before and after, and why."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from subscriptions.models.customers import Customer
+
+RECORDED_LATER_AFTER = timedelta(hours=1)
 
 
 class ActorKind(models.TextChoices):
@@ -24,11 +29,24 @@ class AuditEvent(models.Model):
     before = models.JSONField(default=dict, blank=True)
     after = models.JSONField(default=dict, blank=True)
     reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    occurred_at = models.DateTimeField(
+        default=timezone.now,
+        help_text="When it happened (a bank transfer on the day it was paid); usually when it was recorded.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When it was recorded.")
 
     class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["customer", "-created_at"], name="audit_customer_created")]
+        # The trail reads in the order things happened; a payment recorded late sits on the day it was made.
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(fields=["customer", "-created_at"], name="audit_customer_created"),
+            models.Index(fields=["customer", "-occurred_at"], name="audit_customer_occurred"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor or self.get_actor_kind_display()}"
+
+    @property
+    def recorded_later(self) -> bool:
+        """Recorded well after it happened (a payment entered days later): worth saying when it was recorded."""
+        return self.created_at - self.occurred_at > RECORDED_LATER_AFTER

@@ -1,8 +1,27 @@
 """The one way to write an audit row. Every service that changes something a customer or staff cares about calls it."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+
 from django.db import models
+from django.utils import timezone
 
 from subscriptions.models import ActorKind, AuditEvent, Customer, User
+
+_occurred_at: ContextVar[datetime | None] = ContextVar("audit_occurred_at", default=None)
+
+
+@contextmanager
+def audit_occurred_at(moment: datetime | None) -> Iterator[None]:
+    """Events recorded inside happened at `moment` (None: now), unless a call says otherwise — for work recorded
+    after the fact: a payment entered with the day it was made, the demo replaying months of billing history."""
+    token = _occurred_at.set(moment)
+    try:
+        yield
+    finally:
+        _occurred_at.reset(token)
 
 
 def audit_record(
@@ -16,8 +35,12 @@ def audit_record(
     before: dict | None = None,
     after: dict | None = None,
     reason: str = "",
+    occurred_at: datetime | None = None,
 ) -> AuditEvent:
-    """Append an audit event. `actor_kind` defaults to staff for staff users, customer for others, system if none."""
+    """Append an audit event. `actor_kind` defaults to staff for staff users, customer for others, system if none.
+
+    `occurred_at`: when it happened, if not now (see `audit_occurred_at`); the row also keeps when it was recorded.
+    """
     if actor_kind is None:
         actor_kind = ActorKind.SYSTEM if actor is None else (ActorKind.STAFF if actor.is_staff else ActorKind.CUSTOMER)
     return AuditEvent.objects.create(
@@ -31,4 +54,5 @@ def audit_record(
         before=before or {},
         after=after or {},
         reason=reason,
+        occurred_at=occurred_at or _occurred_at.get() or timezone.now(),
     )

@@ -316,3 +316,34 @@ def test_invoice_draft_other_customer_subscription_unaffected(customer, subscrip
     invoice = _draft(subscription)
     assert invoice.customer == customer
     assert not other.invoices.exists()
+
+
+def test_invoice_apply_payment_happened_when_paid_in_the_customers_money_format(customer, staff):
+    from subscriptions.models import AuditEvent
+
+    # given an open invoice, and a bank transfer made three weeks ago that staff enter today
+    invoice = _open_invoice(customer, staff)
+    paid_at = utc(2026, 10, 13, 9, 30)
+    # when it is recorded with the day it was paid
+    invoice = invoice_apply_payment(invoice_id=invoice.pk, amount_minor=10_000, paid_at=paid_at, actor=staff)
+    # then the payment and the invoice being paid happened that day, and the amount reads as the customer writes it
+    payment = AuditEvent.objects.get(action="invoice.payment_recorded", object_id=str(invoice.pk))
+    paid = AuditEvent.objects.get(action="invoice.paid", object_id=str(invoice.pk))
+    assert payment.summary == f"Payment of $100.00 on {invoice.number}"
+    assert payment.after == {"amount_minor": 10_000, "currency": "USD", "reference": ""}
+    assert payment.occurred_at == paid.occurred_at == invoice.paid_at == paid_at
+    assert payment.created_at > paid_at and payment.recorded_later
+
+
+def test_invoice_apply_payment_for_a_german_customer_reads_in_german_format(staff):
+    from subscriptions.models import AuditEvent
+    from tests.factories import BillingProfileFactory, CustomerFactory
+
+    customer = CustomerFactory(name="Initech", country="DE", currency="EUR")
+    BillingProfileFactory(customer=customer, country="DE", region="", billing_emails=["ap@initech.test"])
+    established(customer, staff)
+    invoice = Invoice.objects.filter(customer=customer).get()
+    invoice_apply_payment(invoice_id=invoice.pk, amount_minor=invoice.amount_due_minor)
+    payment = AuditEvent.objects.get(action="invoice.payment_recorded", object_id=str(invoice.pk))
+    assert payment.summary == f"Payment of 1,00\u00a0€ on {invoice.number}"
+    assert not payment.recorded_later

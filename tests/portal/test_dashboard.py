@@ -1,5 +1,6 @@
 """The dashboard: package, seats, status, next invoice, enablement, activity and hints, in constant queries."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -299,3 +300,43 @@ def test_dashboard_names_features_the_way_the_catalog_labels_them(client_for):
         assert "Storage (GB): 100" in text
         assert "Single sign-on" in text and "Audit log" in text
         assert "Api calls" not in text and "Storage gb" not in text
+
+
+# --- recent activity: when things happened, amounts as the customer writes them -------------------------------------
+
+
+def test_recent_activity_shows_a_late_recorded_payment_on_the_day_it_was_paid_in_dollars(account, client_for):
+    from billing.services.invoices import invoice_apply_payment
+
+    # given an open invoice of $119.00, paid by bank transfer 40 days ago and entered today, and a seat change today
+    invoice = make_invoice(account.customer)
+    paid_at = timezone.now() - timedelta(days=40)
+    invoice_apply_payment(invoice_id=invoice.pk, amount_minor=11_900, paid_at=paid_at, reference="wire 42")
+    audit_record(customer=account.customer, action="subscription.seats_changed", summary="Change from 10 to 12 seats")
+    # when the owner opens the dashboard
+    text = re.sub(r"\s+", " ", _dashboard(client_for(account.owner), account).text)
+    # then the payment reads in dollars, dated the day it was paid, after today's change
+    recent = text[text.index("Recent activity") :]
+    paid_day = timezone.localtime(paid_at).strftime("%-d %b %Y")
+    assert f"{paid_day}, {timezone.localtime(paid_at):%H:%M}</time> — Payment of $119.00 on {invoice.number}" in recent
+    assert "USD" not in recent
+    assert recent.index("Change from 10 to 12 seats") < recent.index("Payment of $119.00")
+    # and the activity log says when it was recorded
+    log = re.sub(
+        r"\s+", " ", client_for(account.owner).get(reverse("portal:activity", args=[account.customer.pk])).text
+    )
+    row = log[log.index(paid_day) :]
+    assert row.index("recorded") < row.index("Payment of $119.00")
+    assert f'recorded <time datetime="{timezone.localtime(timezone.now()):%Y-%m-%d}' in row
+
+
+def test_recent_activity_shows_a_bank_transfer_in_euros_as_a_german_customer_writes_them(client_for):
+    from billing.services.payments import payment_record_manual
+    from tests.portal.conftest import make_account
+
+    account = make_account("Initech GmbH", package=priced_package(slug="team"), country="DE", currency="EUR")
+    invoice = make_invoice(account.customer, total=123_450)
+    payment_record_manual(invoice_id=invoice.pk, amount_minor=123_450, reference="SEPA 7781", actor=None)
+    text = _dashboard(client_for(account.owner), account).text
+    assert f"Bank transfer of 1.234,50\u00a0€ recorded for {invoice.number}" in text
+    assert "EUR" not in text[text.index("Recent activity") :]

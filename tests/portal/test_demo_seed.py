@@ -171,3 +171,28 @@ def test_seed_demo_again_weeks_later_brings_everything_up_to_that_day(db, monkey
         assert subscription.current_period_start <= clock["now"] < subscription.current_period_end
     hooli.refresh_from_db()
     assert hooli.current_period_start == datetime.fromisoformat("2027-03-10T09:00:00+00:00")
+
+
+def test_seed_demo_history_is_dated_when_it_happened_and_in_each_customers_money(demo):
+    from subscriptions.models import AuditEvent
+
+    seeded = timezone.now() - timezone.timedelta(minutes=5)
+    for invoice in Invoice.objects.filter(customer__name__in=DEMO_CUSTOMERS, status=InvoiceStatus.PAID):
+        # the payments of earlier months happened when they were paid, not when the demo was loaded
+        [payment] = AuditEvent.objects.filter(action="invoice.payment_recorded", object_id=str(invoice.pk))
+        assert payment.occurred_at == invoice.paid_at < seeded
+        assert "USD" not in payment.summary and "EUR" not in payment.summary
+    for subscription in Subscription.objects.filter(customer__name__in=DEMO_CUSTOMERS):
+        created = AuditEvent.objects.get(action="subscription.created", object_id=str(subscription.pk))
+        assert created.occurred_at < seeded  # subscribed when the customer's history starts
+    # what the owners see: dated history, amounts as their country writes them
+    for email, name, payment in (
+        ("owner@acme.test", "Acme Inc", r"Payment of \$\d{1,3}(,\d{3})*\.\d\d on INV-"),
+        ("owner@initech.test", "Initech GmbH", r"Payment of \d{1,3}(\.\d{3})*,\d\d\u00a0€ on INV-"),
+    ):
+        client = Client()
+        assert client.login(username=email, password="continuum-demo")
+        customer = Customer.objects.get(name=name)
+        log = client.get(reverse("portal:activity", args=[customer.pk])).text
+        assert re.search(payment, log), name
+        assert "USD" not in log and "EUR" not in log

@@ -94,3 +94,27 @@ def test_audit_for_customer_newest_first(db):
     audit_record(customer=customer, action="a.second", actor=actor)
     audit_record(customer=CustomerFactory(), action="other")
     assert [e.action for e in audit_for_customer(customer=customer)] == ["a.second", "a.first"]
+
+
+def test_audit_for_customer_in_the_order_things_happened(db):
+    from subscriptions.services.audit import audit_occurred_at
+
+    customer = CustomerFactory()
+    audit_record(customer=customer, action="seats.changed")
+    # a bank transfer from last month, entered now; and a replayed run, recorded inside audit_occurred_at
+    audit_record(customer=customer, action="payment.recorded", occurred_at=utc(2026, 10, 13))
+    with audit_occurred_at(utc(2026, 10, 1)):
+        audit_record(customer=customer, action="subscription.renewed")
+        audit_record(customer=customer, action="invoice.open", occurred_at=utc(2026, 10, 2))  # the call wins
+    audit_record(customer=customer, action="after.the.block")  # back to now
+    events = audit_for_customer(customer=customer)
+    assert [e.action for e in events] == [
+        "after.the.block",
+        "seats.changed",
+        "payment.recorded",
+        "invoice.open",
+        "subscription.renewed",
+    ]
+    payment = events[2]
+    assert payment.occurred_at == utc(2026, 10, 13) and payment.recorded_later
+    assert not events[0].recorded_later

@@ -29,6 +29,7 @@ from subscriptions.models import (
     Subscription,
     User,
 )
+from subscriptions.services.audit import audit_occurred_at
 from subscriptions.services.subscriptions import subscription_create
 
 DEMO_PASSWORD = "continuum-demo"
@@ -390,14 +391,16 @@ class Command(BaseCommand):
                 Membership.objects.get_or_create(user=user, customer=customer, defaults={"role": role})
                 users.append(user)
             if not Subscription.objects.filter(customer=customer).exists():
-                subscription = subscription_create(
-                    customer=customer,
-                    package=Package.objects.get(slug=slug),
-                    interval=interval,
-                    seats=seats,
-                    start=_history_start(),
-                    actor=users[0],
-                )
+                # The demo customer subscribed when its history starts: its activity says so, not the seed time.
+                with audit_occurred_at(_history_start()):
+                    subscription = subscription_create(
+                        customer=customer,
+                        package=Package.objects.get(slug=slug),
+                        interval=interval,
+                        seats=seats,
+                        start=_history_start(),
+                        actor=users[0],
+                    )
                 for user in users:
                     SeatAssignment.objects.get_or_create(subscription=subscription, user=user)
         return created_count
