@@ -5,8 +5,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
-from django.db.models.functions import TruncMonth
+from django.db.models import Count, Exists, JSONField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce, JSONObject, TruncMonth
 
 from billing.exceptions import NotFound
 from billing.models import (
@@ -303,3 +303,73 @@ def invoice_estimates_for_customer(
             tax_known=bool(context.country),
         )
     return estimates
+
+
+# --- overdue invoices ------------------------------------------------------------------------------------------------
+
+# Issued and still owed: an open invoice, or one written off that a payment still settles.
+OVERDUE_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+
+
+@dataclass(frozen=True)
+class OverdueInvoice:
+    """The customer's oldest overdue invoice, and how many others are overdue too."""
+
+    invoice_id: int
+    number: str
+    amount_due_minor: int
+    currency: str
+    due_on: date
+    others: int = 0
+
+
+def invoices_overdue(*, today: date) -> QuerySet[Invoice]:
+    """Invoices with money due after their due date (one due today is not overdue yet), oldest due first."""
+    return Invoice.objects.filter(
+        status__in=OVERDUE_STATUSES, amount_due_minor__gt=0, due_on__lt=today, number__isnull=False
+    ).order_by("due_on", "pk")
+
+
+def overdue_invoice_annotations(*, customer_ref: str, today: date) -> dict:
+    """Annotations for any query with a customer id in `customer_ref` (e.g. "customer_id" on subscriptions, "pk" on
+    customers): its oldest overdue invoice (`overdue_invoice`) and how many are overdue (`overdue_count`), computed
+    in that same query — so a page that lists one customer's things can warn about an unpaid invoice without a query
+    of its own. Read them back with `overdue_invoice_from`."""
+    overdue = invoices_overdue(today=today).filter(customer_id=OuterRef(customer_ref))
+    oldest = overdue.annotate(
+        summary=JSONObject(
+            invoice_id="pk", number="number", amount_due_minor="amount_due_minor", currency="currency", due_on="due_on"
+        )
+    ).values("summary")[:1]
+    count = overdue.order_by().values("customer_id").annotate(n=Count("pk")).values("n")
+    return {
+        "overdue_invoice": Subquery(oldest, output_field=JSONField()),
+        "overdue_count": Coalesce(Subquery(count), 0),
+    }
+
+
+def overdue_invoice_from(row) -> OverdueInvoice | None:
+    """The `OverdueInvoice` a row annotated with `overdue_invoice_annotations` carries, or None."""
+    summary = row.overdue_invoice
+    if not summary:
+        return None
+    if isinstance(summary, str):  # a JSON text, on a backend that does not decode it
+        import json
+
+        summary = json.loads(summary)
+    due_on = summary["due_on"]
+    return OverdueInvoice(
+        invoice_id=int(summary["invoice_id"]),
+        number=summary["number"],
+        amount_due_minor=int(summary["amount_due_minor"]),
+        currency=summary["currency"],
+        due_on=due_on if isinstance(due_on, date) else date.fromisoformat(str(due_on)[:10]),
+        others=max(0, int(row.overdue_count) - 1),
+    )
+
+
+def overdue_invoice_for_customer(*, customer_id: int, today: date) -> OverdueInvoice | None:
+    """The customer's oldest overdue invoice (one query), for pages that have no row of the customer's to annotate."""
+    annotations = overdue_invoice_annotations(customer_ref="pk", today=today)
+    row = Customer.objects.filter(pk=customer_id).annotate(**annotations).first()
+    return overdue_invoice_from(row) if row is not None else None

@@ -9,7 +9,13 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing.models import Invoice, InvoiceKind, InvoiceStatus, PendingInvoiceItem
-from billing.selectors import invoice_estimates_for_customer
+from billing.selectors import (
+    invoice_estimates_for_customer,
+    overdue_invoice_annotations,
+    overdue_invoice_for_customer,
+    overdue_invoice_from,
+)
+from billing.services.payments import BACKEND_STRIPE, payment_backend
 from subscriptions.models import (
     LIVE_STATUSES,
     AuditEvent,
@@ -130,9 +136,12 @@ def _trial_days_left(subscription: Subscription, now: datetime) -> int | None:
 
 def dashboard_context(*, customer, user, can) -> dict:
     """Everything the dashboard shows, in a constant number of queries: 1 for the live subscriptions (seat counts,
-    member count, next-invoice facts as annotations), 1 for their add-ons, the owners' recent activity (1),
-    enablement (2), and — for billing roles — the tax determination of the next-invoice estimate (2)."""
+    member count, next-invoice facts and — for billing roles — the oldest overdue invoice, as annotations), 1 for
+    their add-ons, the owners' recent activity (1), enablement (2), and — for billing roles — the tax determination
+    of the next-invoice estimate (2). Without a live subscription: the member count (1) and the overdue invoice (1)
+    instead of the subscription, add-on and tax queries."""
     now = timezone.now()
+    today = timezone.localdate()
     live_addons = Prefetch(
         "addons",
         queryset=SubscriptionAddon.objects.filter(ended_at__isnull=True)
@@ -155,6 +164,9 @@ def dashboard_context(*, customer, user, can) -> dict:
         .annotate(n=Count("pk"))
         .values("n")
     )
+    # Billing roles are told about an unpaid invoice past its due date (members are not: it is not theirs to pay, and
+    # their service is not affected unless the subscription itself is past due — that banner they do see).
+    overdue_annotations = overdue_invoice_annotations(customer_ref="customer_id", today=today) if can.invoices else {}
     subscriptions = list(
         Subscription.objects.filter(customer=customer, status__in=LIVE_STATUSES)
         .select_related("package", "price", "customer__billing_profile")
@@ -170,6 +182,7 @@ def dashboard_context(*, customer, user, can) -> dict:
             flat_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_FLAT),
             seat_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_PER_SEAT),
             setup_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.ONE_TIME),
+            **overdue_annotations,
         )
         .order_by("created_at")
     )
@@ -215,8 +228,16 @@ def dashboard_context(*, customer, user, can) -> dict:
             hints.append(f"{n} seat{'s' if n != 1 else ''} on {card['subscription'].package.name} unassigned")
     if can.seats and members["total"] == 1:
         hints.append("You are the only person here yet: invite your team")
+    overdue = None
+    if can.invoices:
+        if subscriptions:
+            overdue = overdue_invoice_from(subscriptions[0])
+        else:
+            overdue = overdue_invoice_for_customer(customer_id=customer.pk, today=today)
     enablement = enablement_for(customer=customer)
     return {
+        "overdue": overdue,
+        "overdue_pay_online": overdue is not None and payment_backend() == BACKEND_STRIPE,
         "cards": cards,
         "members": members,
         "activity": activity,

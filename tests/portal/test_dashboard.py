@@ -340,3 +340,142 @@ def test_recent_activity_shows_a_bank_transfer_in_euros_as_a_german_customer_wri
     text = _dashboard(client_for(account.owner), account).text
     assert f"Bank transfer of 1.234,50\u00a0€ recorded for {invoice.number}" in text
     assert "EUR" not in text[text.index("Recent activity") :]
+
+
+# --- an unpaid invoice past its due date --------------------------------------------------------------------------
+
+
+def _overdue(account, *, days_late=10, total=11_900):
+    """An open invoice whose due date passed `days_late` days ago (issued with 30 days to pay)."""
+    return make_invoice(account.customer, total=total, issued_at=timezone.now() - timedelta(days=30 + days_late))
+
+
+def _text(response) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.text))
+
+
+@pytest.mark.parametrize("role", ["owner", "billing_admin"])
+def test_dashboard_warns_billing_roles_of_an_overdue_invoice_with_links(account, client_for, role):
+    # given an active subscription (bank transfer: no Stripe) and an invoice of $119.00 ten days past due
+    invoice = _overdue(account)
+    # when an owner or a billing admin opens the dashboard
+    response = _dashboard(client_for(account.user(role)), account)
+    # then they read which invoice, how much and since when, with a link to it and to the bank details to pay it
+    due = invoice.due_on.strftime("%-d %b %Y")
+    assert f"Invoice {invoice.number} of $119.00 was due on {due}." in _text(response)
+    assert "Please pay it by bank transfer." in _text(response)
+    html = response.text
+    assert f'href="{reverse("portal:invoice_detail", args=[account.customer.pk, invoice.pk])}"' in html
+    assert (
+        f'href="{reverse("portal:invoice_pay", args=[account.customer.pk, invoice.pk])}">Bank transfer details' in html
+    )
+    assert "Pay now" not in html
+    assert "A payment is overdue" not in html  # the subscription is active: one banner, the invoice's
+
+
+def test_dashboard_overdue_invoice_offers_to_pay_online_when_stripe_is_configured(account, client_for, settings):
+    settings.STRIPE_SECRET_KEY = "sk_test_continuum"
+    invoice = _overdue(account)
+    html = _dashboard(client_for(account.owner), account).text
+    pay = reverse("portal:invoice_pay", args=[account.customer.pk, invoice.pk])
+    assert f'href="{pay}">Pay now</a>' in html
+    assert "Bank transfer details" not in html
+
+
+def test_dashboard_overdue_invoice_is_not_shown_to_members(account, client_for):
+    # Decision: a member cannot see or pay invoices and their service is not affected, so they are not told (they
+    # are told, neutrally, when the subscription itself is past due: test_dashboard_past_due_shows_a_pay_link…).
+    invoice = _overdue(account)
+    text = _text(_dashboard(client_for(account.member), account))
+    assert invoice.number not in text and "was due on" not in text and "overdue" not in text
+
+
+def test_dashboard_names_the_oldest_overdue_invoice_and_counts_the_others(account, client_for):
+    oldest = _overdue(account, days_late=40, total=5_000)
+    _overdue(account, days_late=10)
+    _overdue(account, days_late=5)
+    make_invoice(account.customer)  # open, due in 30 days: not overdue
+    make_invoice(account.customer, status="paid", issued_at=timezone.now() - timedelta(days=90))  # paid
+    response = _dashboard(client_for(account.owner), account)
+    text = _text(response)
+    assert f"Invoice {oldest.number} of $50.00 was due on {oldest.due_on:%-d %b %Y}." in text
+    assert "2 more invoices are overdue too." in text
+    assert f'href="{reverse("portal:invoices", args=[account.customer.pk])}?status=open"' in response.text
+
+
+@pytest.mark.parametrize(
+    "invoice_fields",
+    [
+        {"issued_at": timezone.now() - timedelta(days=30)},  # due today: not late yet
+        {"status": "paid", "issued_at": timezone.now() - timedelta(days=60)},  # late, but paid
+        {"status": "void", "issued_at": timezone.now() - timedelta(days=60)},  # voided: nothing is owed
+    ],
+    ids=["due-today", "paid", "void"],
+)
+def test_dashboard_has_no_overdue_warning_when_nothing_is_late(account, client_for, invoice_fields):
+    make_invoice(account.customer, **invoice_fields)
+    assert 'data-testid="overdue-invoice"' not in _dashboard(client_for(account.owner), account).text
+
+
+def test_dashboard_overdue_warning_and_past_due_subscription_make_one_banner(account, client_for):
+    invoice = _overdue(account)
+    account.subscription.status = SubscriptionStatus.PAST_DUE
+    account.subscription.save()
+    text = _text(_dashboard(client_for(account.owner), account))
+    assert f"Invoice {invoice.number} of $119.00 was due on" in text
+    assert "Your service continues for now; please settle it." in text
+    assert "A payment is overdue" not in text
+
+
+def test_dashboard_overdue_warning_without_a_live_subscription(account, client_for, django_assert_max_num_queries):
+    # A customer whose subscription ended still owes the invoice: the warning does not hang on a live subscription.
+    invoice = _overdue(account)
+    account.subscription.status = SubscriptionStatus.ENDED
+    account.subscription.save()
+    client = client_for(account.owner)
+    _dashboard(client, account)
+    with django_assert_max_num_queries(10):
+        text = _text(_dashboard(client, account))
+    assert f"Invoice {invoice.number} of $119.00 was due on" in text
+
+
+def test_dashboard_overdue_warning_costs_no_query_and_stays_constant(
+    account, client_for, django_assert_max_num_queries
+):
+    # the heaviest owner dashboard (tax estimate, activity), with an overdue invoice
+    BillingProfileFactory(customer=account.customer)
+    TaxRateFactory()
+    _overdue(account)
+    client = client_for(account.owner)
+    _dashboard(client, account)
+    with django_assert_max_num_queries(10) as few:
+        assert "was due on" in _dashboard(client, account).text
+    for days_late in range(1, 16):
+        _overdue(account, days_late=days_late)
+        make_invoice(account.customer, status="paid")
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        assert "15 more invoices are overdue too." in _text(_dashboard(client, account))
+    # and a member's dashboard does not pay for it at all
+    member = client_for(account.member)
+    _dashboard(member, account)
+    with django_assert_max_num_queries(7):
+        _dashboard(member, account)
+
+
+def test_demo_umbrella_owner_is_warned_of_the_overdue_invoice(client_for):
+    from django.core.management import call_command
+
+    from billing.models import InvoiceStatus
+    from subscriptions.models import Customer
+
+    call_command("seed_demo", verbosity=0)
+    umbrella = Customer.objects.get(name="Umbrella LLC")
+    [late] = Invoice.objects.filter(
+        customer=umbrella, status=InvoiceStatus.OPEN, due_on__lt=timezone.localdate()
+    )  # the demo's unpaid one
+    owner = Membership.objects.get(customer=umbrella, role=Role.OWNER).user
+    response = client_for(owner).get(reverse("portal:customer_dashboard", args=[umbrella.pk]))
+    text = _text(response)
+    assert f"Invoice {late.number} of $" in text and f"was due on {late.due_on:%-d %b %Y}." in text
+    # no dunning on bank transfer: the subscription stayed active, and the warning is still there
+    assert umbrella.subscriptions.get().status == SubscriptionStatus.ACTIVE
