@@ -200,11 +200,36 @@ def _unbilled(as_of: datetime | None = None):
     return queryset.filter(current_period_start__lte=as_of) if as_of is not None else queryset
 
 
+# Everything drafting reads from a subscription (only these are loaded: model instances are the chunk's main cost;
+# reading another field would cost a query per subscription — tests/billing/test_billing_run.py counts queries).
+_DRAFTING_FIELDS = (
+    "customer",
+    "customer__name",
+    "customer__legal_name",
+    "price",
+    "price__setup_amount_minor",
+    "package",
+    "interval",
+    "currency",
+    "flat_amount_minor",
+    "seat_amount_minor",
+    "included_seats",
+    "seats",
+    "current_period_start",
+    "current_period_end",
+)
+
+
 def _subscriptions_for_drafting(ids: list[int], *, with_addons: bool = True) -> list[Subscription]:
     """The chunk's subscriptions with what drafting reads: customer, price, package with its components (for SKU
     codes and tax categories) and, when the lines are computed here, the live add-ons (`live_addons`). A constant
     number of queries; the few packages are loaded once, not once per subscription."""
-    subscriptions = list(Subscription.objects.filter(pk__in=ids).select_related("customer", "price").order_by("pk"))
+    subscriptions = list(
+        Subscription.objects.filter(pk__in=ids)
+        .select_related("customer", "price")
+        .only(*_DRAFTING_FIELDS)
+        .order_by("pk")
+    )
     addons: dict[int, list[SubscriptionAddon]] = {}
     live = (
         list(

@@ -371,6 +371,27 @@ def _renewed_after(periods: list[RenewedPeriod], applied: list[int], version: in
     }
 
 
+# What a plain renewal reads and writes (loading only these makes the chunk's lock query cheaper; the
+# per-subscription path locks and loads its rows itself).
+_PLAIN_RENEWAL_FIELDS = (
+    "customer",
+    "package",
+    "price",
+    "interval",
+    "currency",
+    "flat_amount_minor",
+    "seat_amount_minor",
+    "included_seats",
+    "status",
+    "seats",
+    "committed_seats",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+    "version",
+)
+
+
 def _is_plain_renewal(subscription: Subscription, pending_scheduled: set[int]) -> bool:
     """A renewal that only moves the period: no status change, no scheduled change to apply, nothing ending."""
     return (
@@ -456,6 +477,7 @@ def subscription_renew_batch(*, subscription_ids: list[int], as_of: datetime) ->
             .filter(pk__in=subscription_ids)
             .exclude(status=SubscriptionStatus.ENDED)
             .filter(current_period_end__lte=as_of)
+            .only(*_PLAIN_RENEWAL_FIELDS)
             .order_by("pk")
         )
         if not locked:

@@ -298,8 +298,12 @@ def test_billing_run_query_count_does_not_grow_with_subscriptions(team, staff, c
             subscription_create(customer=customer, package=team, interval="month", seats=10, start=start)
 
     subscribers(2, utc(2026, 8, 1))
+    with CaptureQueriesContext(connection) as drafting_two:
+        assert billing_run(as_of=utc(2026, 8, 1, 12), finalize=False).drafted == 2
     subscribers(6, utc(2026, 8, 2))
-    billing_run(as_of=utc(2026, 8, 3), finalize=False)  # drafts August for all eight
+    with CaptureQueriesContext(connection) as drafting_six:
+        assert billing_run(as_of=utc(2026, 8, 2, 12), finalize=False).drafted == 6
+    assert len(drafting_six) == len(drafting_two)
     with CaptureQueriesContext(connection) as two:
         assert billing_run(as_of=utc(2026, 9, 1, 12), finalize=False).renewed == 2
     with CaptureQueriesContext(connection) as six:
