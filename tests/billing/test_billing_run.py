@@ -309,3 +309,12 @@ def test_billing_run_query_count_does_not_grow_with_subscriptions(team, staff, c
     with CaptureQueriesContext(connection) as six:
         assert billing_run(as_of=utc(2026, 9, 2, 12), finalize=False).renewed == 6
     assert len(six) == len(two)
+
+
+def test_billing_run_hands_long_lived_objects_back_to_the_garbage_collector(customer, team, staff):
+    import gc
+
+    _subscribe(customer, team)
+    before = gc.get_freeze_count()
+    billing_run(as_of=utc(2026, 9, 1), finalize=False)
+    assert gc.get_freeze_count() == before == 0
