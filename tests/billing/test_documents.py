@@ -169,3 +169,18 @@ def test_document_renders_share_one_font_configuration():
     html_to_pdf("<p>One</p>")
     html_to_pdf("<p>Two</p>")
     assert _font_config() is first
+
+
+def test_document_render_leaves_the_garbage_collector_as_it_found_it():
+    import gc
+
+    from billing.services.documents import html_to_pdf
+
+    html_to_pdf("<p>Warm-up</p>")
+    gc.collect()
+    baseline = len(gc.get_objects())
+    for n in range(5):
+        html_to_pdf(f"<p>Invoice {n}</p>")
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert len(gc.get_objects()) < baseline + 2_000  # renders do not accumulate objects
