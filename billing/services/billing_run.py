@@ -438,17 +438,27 @@ def renew_due(*, as_of: datetime, chunk_size: int = DEFAULT_CHUNK) -> tuple[int,
         last_id = ids[-1]
 
 
+def _unchecked_draft_batches(invoice_ids: list[int] | None, chunk_size: int):
+    base = Invoice.objects.filter(status=InvoiceStatus.DRAFT, checks_run_at__isnull=True).order_by("pk")
+    if invoice_ids is not None:
+        # Slices of the (sorted) ids: after a large run the list holds every invoice drafted, and sending all of
+        # them with every chunk's query would not scale.
+        wanted = sorted(set(invoice_ids))
+        for start in range(0, len(wanted), chunk_size):
+            ids = list(base.filter(pk__in=wanted[start : start + chunk_size]).values_list("pk", flat=True))
+            if ids:
+                yield ids
+        return
+    last_id = 0
+    while ids := list(base.filter(pk__gt=last_id).values_list("pk", flat=True)[:chunk_size]):
+        yield ids
+        last_id = ids[-1]
+
+
 def finalize_drafts(*, invoice_ids: list[int] | None = None, chunk_size: int = DEFAULT_CHUNK) -> tuple[int, int]:
     """Run the checks on drafts never checked (or on `invoice_ids`): issue or hold each. Returns (issued, held)."""
     issued = held = 0
-    last_id = 0
-    base = Invoice.objects.filter(status=InvoiceStatus.DRAFT, checks_run_at__isnull=True)
-    if invoice_ids is not None:
-        base = base.filter(pk__in=invoice_ids)
-    while True:
-        ids = list(base.filter(pk__gt=last_id).order_by("pk").values_list("pk", flat=True)[:chunk_size])
-        if not ids:
-            return issued, held
+    for ids in _unchecked_draft_batches(invoice_ids, chunk_size):
         for invoice_id in ids:
             try:
                 invoice = invoice_finalize(invoice_id=invoice_id)
@@ -459,7 +469,7 @@ def finalize_drafts(*, invoice_ids: list[int] | None = None, chunk_size: int = D
                 held += 1
             elif invoice.issued_at:
                 issued += 1
-        last_id = ids[-1]
+    return issued, held
 
 
 def billing_run(

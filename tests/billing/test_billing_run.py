@@ -318,3 +318,13 @@ def test_billing_run_hands_long_lived_objects_back_to_the_garbage_collector(cust
     before = gc.get_freeze_count()
     billing_run(as_of=utc(2026, 9, 1), finalize=False)
     assert gc.get_freeze_count() == before == 0
+
+
+def test_billing_run_finalizes_every_draft_it_made_in_slices(team, staff):
+    for n in range(5):
+        customer = CustomerFactory(name=f"F{n}")
+        BillingProfileFactory(customer=customer)
+        _subscribe(customer, team)
+    result = billing_run(as_of=utc(2026, 9, 1), chunk_size=2)
+    assert (result.drafted, result.issued + result.held) == (10, 10)
+    assert not Invoice.objects.filter(status=InvoiceStatus.DRAFT).exists()
