@@ -9,7 +9,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def anon_rate(settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api": "600/minute", "anon": "2/minute"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"api": "600/minute", "anon": "2/minute"},
+    }
 
 
 def test_anonymous_throttle_ignores_a_client_written_forwarded_for(client, anon_rate):
