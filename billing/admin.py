@@ -881,7 +881,13 @@ def _run_invoice_action(request, invoice: Invoice, name: str) -> str:
             lines=lines,
             actor=user,
         )
-        return f"Credit note {note.number} issued for {money(note.total_minor, note.currency)}."
+        message = f"Credit note {note.number} issued for {money(note.total_minor, note.currency)}."
+        if note.refund_due_minor:
+            message += (
+                f" {money(note.refund_due_minor, note.currency)} of it had been paid and goes back to the customer"
+                " (refunded to the card, or owed by bank transfer: see the credit note)."
+            )
+        return message
     if name == "line_add":
         invoice_line_add(
             invoice_id=invoice.pk,
