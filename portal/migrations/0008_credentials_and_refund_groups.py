@@ -46,7 +46,7 @@ def revoke(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("portal", "0006_payments_groups"),
+        ("portal", "0007_effort_survey_one_signup_answer"),
         ("billing", "0004_credit_note_refund_due"),
     ]
 
