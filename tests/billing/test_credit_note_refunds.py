@@ -217,3 +217,69 @@ def test_record_manual_refund_refuses_a_credit_note_with_nothing_due_back(
 
     with pytest.raises(PaymentInvalid, match="nothing goes back"):
         payments.credit_note_refund_record_manual(credit_note_id=note.pk, reference="BANK-3", actor=staff)
+
+
+def _customer_sees(client, user, customer) -> tuple[str, list[dict]]:
+    """The invoices page's text and the API's credit notes, as the customer's owner gets them."""
+    client.force_login(user)
+    page = client.get(f"/c/{customer.pk}/invoices/")
+    assert page.status_code == 200
+    api = client.get(f"/api/v1/customers/{customer.pk}/credit-notes/")
+    assert api.status_code == 200
+    return " ".join(page.content.decode().split()), api.json()["results"]
+
+
+def test_customer_sees_money_going_back_to_their_card(
+    client, stripe_server, customer, owner, staff, ca_tax, django_capture_on_commit_callbacks
+):
+    save_card(stripe_server, customer=customer)
+    invoice = _issue(customer, staff, django_capture_on_commit_callbacks)
+    note = _credit(
+        invoice,
+        django_capture_on_commit_callbacks,
+        lines=[{"invoice_line_id": invoice.lines.first().pk, "amount_minor": 2_000}],
+    )
+
+    text, notes = _customer_sees(client, owner, customer)
+
+    assert "$21.45 refunded to your card" in text
+    assert notes[0]["number"] == note.number
+    assert notes[0]["refund"] == {"amount": 2_145, "status": "refunded", "method": "card"}
+    detail = " ".join(client.get(f"/c/{customer.pk}/invoices/{invoice.pk}/").content.decode().split())
+    assert f"{note.number}</a> — $21.45" in detail and "$21.45 refunded to your card" in detail
+
+
+def test_customer_sees_a_transfer_refund_pending_then_paid_and_a_credit_that_only_lowered_the_due(
+    settings, client, customer, owner, staff, ca_tax, django_capture_on_commit_callbacks
+):
+    settings.STRIPE_SECRET_KEY = ""
+    paid = _issue(customer, staff, django_capture_on_commit_callbacks)
+    payments.payment_record_manual(invoice_id=paid.pk, amount_minor=paid.total_minor, reference="IN-1", actor=staff)
+    owed = _credit(
+        paid,
+        django_capture_on_commit_callbacks,
+        lines=[{"invoice_line_id": paid.lines.first().pk, "amount_minor": 2_000}],
+    )
+    unpaid = _issue(customer, staff, django_capture_on_commit_callbacks)
+    _credit(
+        unpaid,
+        django_capture_on_commit_callbacks,
+        lines=[{"invoice_line_id": unpaid.lines.first().pk, "amount_minor": 1_000}],
+    )
+
+    text, notes = _customer_sees(client, owner, customer)
+    by_number = {n["number"]: n["refund"] for n in notes}
+    assert by_number[owed.number] == {"amount": 2_145, "status": "pending", "method": None}
+    assert "$21.45 to be refunded" in text
+    assert "Credited against the amount due" in text
+    assert sorted(r["status"] for r in by_number.values()) == ["none", "pending"]
+
+    payments.credit_note_refund_record_manual(credit_note_id=owed.pk, reference="OUT-1", actor=staff)
+
+    text, notes = _customer_sees(client, owner, customer)
+    assert {n["number"]: n["refund"] for n in notes}[owed.number] == {
+        "amount": 2_145,
+        "status": "refunded",
+        "method": "bank_transfer",
+    }
+    assert "$21.45 refunded by bank transfer" in text

@@ -222,6 +222,12 @@ class InvoicePdfApi(ApiView):
 # --- credit notes ------------------------------------------------------------------------------------------------
 
 
+class RefundSerializer(serializers.Serializer):
+    amount = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["none", "pending", "refunded", "failed"])
+    method = serializers.ChoiceField(choices=["card", "bank_transfer"], allow_null=True)
+
+
 class CreditNoteSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     number = serializers.CharField()
@@ -234,9 +240,19 @@ class CreditNoteSerializer(serializers.Serializer):
     total = serializers.IntegerField(source="total_minor")
     is_full = serializers.BooleanField()
     issued_at = serializers.DateTimeField()
+    refund = serializers.SerializerMethodField(
+        help_text="What goes back to the customer: `amount` (minor units, 0 when the credit only lowered what was "
+        "still due), `status` (`none`, `pending`, `refunded`, `failed`) and `method` (`card`, `bank_transfer`, "
+        "or null while pending without a recorded method)."
+    )
 
     def get_invoice(self, credit_note) -> dict:
         return {"id": credit_note.invoice_id, "number": credit_note.invoice.number}
+
+    @extend_schema_field(RefundSerializer)
+    def get_refund(self, credit_note) -> dict:
+        summary = billing_selectors.credit_note_refund_summary(credit_note=credit_note)
+        return {"amount": summary.amount_minor, "status": summary.status, "method": summary.method}
 
 
 class CreditNoteListApi(ApiView):
