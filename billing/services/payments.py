@@ -200,6 +200,13 @@ def payment_method_setup_start(*, customer_id: int, actor: User | None = None) -
     return CardSetup(setup_intent_id=intent.id, client_secret=intent.client_secret)
 
 
+# Transient: the `setup_intent.succeeded` webhook task retries, and the card appears once Stripe answers again.
+STRIPE_UNREACHABLE_CARD_SAVE = (
+    "Stripe could not be reached to confirm the card. If it was saved, it will appear here within a few minutes; "
+    "otherwise please try again."
+)
+
+
 def payment_method_save_from_setup_intent(
     *, setup_intent_id: str, customer_id: int | None = None, actor: User | None = None
 ) -> PaymentMethod:
@@ -209,6 +216,8 @@ def payment_method_save_from_setup_intent(
     try:
         intent = stripe_client.setup_intent_retrieve(setup_intent_id=setup_intent_id)
     except stripe_client.StripeClientError as error:
+        if error.transient:
+            raise PaymentProviderUnavailable(STRIPE_UNREACHABLE_CARD_SAVE)
         raise PaymentMethodNotSaved(f"We could not check the card with Stripe: {error.message}")
     link = StripeCustomer.objects.filter(stripe_customer_id=intent.customer_id).first() if intent.customer_id else None
     if link is None or (customer_id is not None and link.customer_id != customer_id):
@@ -224,6 +233,8 @@ def payment_method_save_from_setup_intent(
     try:
         card = stripe_client.payment_method_retrieve(payment_method_id=intent.payment_method_id)
     except stripe_client.StripeClientError as error:
+        if error.transient:
+            raise PaymentProviderUnavailable(STRIPE_UNREACHABLE_CARD_SAVE)
         raise PaymentMethodNotSaved(f"We could not read the card from Stripe: {error.message}")
     make_default = False
     with transaction.atomic():
