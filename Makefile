@@ -7,12 +7,14 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+PORT ?= 8000
 
-.PHONY: run test lint format migrate seed venv install system-deps clean help openapi
+.PHONY: run test lint format migrate seed venv install system-deps clean help openapi screenshots
 
 help:
-	@echo "make run   - start the portal (web + Celery worker + beat) with demo data on http://127.0.0.1:8000"
+	@echo "make run   - start the portal (web + Celery worker + beat) with demo data on http://127.0.0.1:8000 (PORT=...)"
 	@echo "make test  - ruff + the whole pytest suite"
+	@echo "make screenshots - rerun the browser tests and regenerate the README images in docs/screenshots/"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || { \
@@ -43,12 +45,12 @@ seed: migrate
 
 run: system-deps seed
 	@echo
-	@echo "  Continuum is starting on http://127.0.0.1:8000  (Ctrl-C stops web, worker and beat)"
+	@echo "  Continuum is starting on http://127.0.0.1:$(PORT)  (Ctrl-C stops web, worker and beat)"
 	@echo "  Demo logins (password: continuum-demo):"
 	@echo "    customers: owner@acme.test, ap@acme.test, dev@acme.test, owner@globex.test, owner@initech.test, owner@umbrella.test"
-	@echo "    back office (http://127.0.0.1:8000/admin/): admin@continuum.test, support@continuum.test, billing@continuum.test"
+	@echo "    back office (http://127.0.0.1:$(PORT)/admin/): admin@continuum.test, support@continuum.test, billing@continuum.test"
 	@echo
-	DJANGO_DEBUG=1 $(VENV)/bin/honcho start -f Procfile
+	DJANGO_DEBUG=1 SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} $(VENV)/bin/honcho start -f Procfile -p $(PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -60,6 +62,11 @@ format: $(STAMP)
 
 test: system-deps lint
 	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# Browser tests save screenshots under var/screenshots/ (ignored by git) so `make test` never dirties the tree; this
+# target reruns them with CONTINUUM_SCREENSHOTS=docs to regenerate the images the README shows. Commit the result.
+screenshots: system-deps $(STAMP)
+	CONTINUUM_SCREENSHOTS=docs $(VENV)/bin/pytest -p no:cacheprovider -q tests/browser
 
 # Regenerate the committed OpenAPI schema (tests/api/test_schema.py fails when it is out of date).
 openapi: $(STAMP)

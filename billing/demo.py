@@ -96,15 +96,21 @@ def seed_billing(*, history_start: datetime, stdout=None) -> None:
             billing_profile_update(customer=customer, legal_name=customer.legal_name or customer.name, **fields)
     staff = User.objects.filter(email="billing@continuum.test").first()
 
-    # The billing run, month by month, as if it had been running all along (it is idempotent: re-seeding is a no-op).
+    # The billing run, month by month, as if it had been running all along, and a last one at `now`, so every demo
+    # subscription ends up in the period that contains today: a change made in the portal right after `make run` must
+    # not hit "being renewed". The run is idempotent, so re-seeding (even months later) only catches up.
     now = timezone.now()
     month = history_start
+    run_times = []
     while month <= now:
-        billing_run(as_of=min(month + timedelta(hours=1), now))
+        run_times.append(min(month + timedelta(hours=1), now))
+        month = add_months(month, 1)
+    run_times.append(now)
+    for as_of in run_times:
+        billing_run(as_of=as_of)
         for invoice in Invoice.objects.filter(status=InvoiceStatus.HELD, customer__in=customers.values()):
             if {r["code"] for r in invoice.hold_reasons} == {"first_invoice"} and staff is not None:
                 invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff, note="Demo: first invoice reviewed")
-        month = add_months(month, 1)
 
     # Demo time travel: date each historic invoice as issued at its period start (due dates follow the terms), so
     # the history reads naturally and Umbrella's previous invoice is overdue. Only demo data is ever backdated.

@@ -2,8 +2,10 @@
 customer's object, so views and the API never reveal that it exists."""
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import date, datetime
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from django.db.models.functions import TruncMonth
 
@@ -19,9 +21,11 @@ from billing.models import (
     InvoiceLine,
     InvoiceStatus,
     PendingInvoiceItem,
+    RefundStatus,
     TaxExemption,
     TaxRate,
 )
+from billing.services.tax import TaxContext, tax_compute, tax_context_for
 from subscriptions.models import Customer, Membership, Role, User
 
 # Issued documents only: customers never see drafts or held invoices.
@@ -73,7 +77,40 @@ def invoice_pdf_for_customer(*, customer: Customer, invoice_id: int) -> tuple[by
 
 
 def credit_note_list_for_customer(*, customer: Customer) -> QuerySet[CreditNote]:
-    return CreditNote.objects.filter(customer=customer).select_related("invoice").order_by("-issued_at", "-id")
+    return (
+        CreditNote.objects.filter(customer=customer).select_related("invoice", "refund").order_by("-issued_at", "-id")
+    )
+
+
+@dataclass(frozen=True)
+class RefundSummary:
+    """What a credit note gives back, as the customer sees it.
+
+    status: `none` (the credit only lowered what was still due), `pending` (money is going back: a card refund
+    in progress, or a bank transfer billing staff have yet to pay), `refunded`, or `failed` (a card refund Stripe
+    refused; billing staff follow up). method: `card`, `bank_transfer` or None while not yet decided/recorded.
+    """
+
+    amount_minor: int
+    currency: str
+    status: str
+    method: str | None
+
+
+def credit_note_refund_summary(*, credit_note: CreditNote) -> RefundSummary:
+    """Reads `credit_note.refund` (select it with `select_related("refund")` to avoid a query per note)."""
+    due = credit_note.refund_due_minor
+    if due <= 0:
+        return RefundSummary(0, credit_note.currency, "none", None)
+    try:
+        refund = credit_note.refund
+    except ObjectDoesNotExist:  # reverse one-to-one: no Refund row yet
+        refund = None
+    if refund is None:
+        return RefundSummary(due, credit_note.currency, "pending", None)
+    method = "bank_transfer" if refund.reference else "card"
+    status = {RefundStatus.SUCCEEDED: "refunded", RefundStatus.FAILED: "failed"}.get(refund.status, "pending")
+    return RefundSummary(refund.amount_minor, refund.currency, status, method)
 
 
 def credit_note_get_for_customer(*, customer: Customer, credit_note_id: int) -> CreditNote:
@@ -250,3 +287,54 @@ def _month(value) -> date:
 
 def invoices_editable_for_customer(*, customer: Customer) -> QuerySet[Invoice]:
     return Invoice.objects.filter(customer=customer, status__in=EDITABLE_STATUSES).order_by("id")
+
+
+# --- next-invoice estimates (the portal dashboard) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceEstimate:
+    """Roughly what a coming invoice will say: the given lines taxed the way the billing run will tax them.
+
+    An estimate, not a quote: the invoice itself is computed when it is drafted (rates, exemptions and terms as they
+    are on that day). `tax_known` is False while the billing address has no country (nothing can be determined).
+    """
+
+    currency: str
+    subtotal_minor: int
+    tax_minor: int
+    total_minor: int
+    tax_names: tuple[str, ...]
+    exempt: bool
+    reverse_charge: bool
+    tax_known: bool
+
+
+def invoice_estimates_for_customer(
+    *, customer_id: int, profile: BillingProfile | None, items: dict[object, tuple[str, date, list[tuple[int, str]]]]
+) -> dict[object, InvoiceEstimate]:
+    """Estimate tax on coming invoices of one customer. `items` maps any key to (currency, tax date, lines as
+    (amount_minor, tax_category)); the result maps the same keys to estimates.
+
+    Uses billing's own tax determination (`tax_context_for`: location, rates, approved exemption, EU reverse charge)
+    and computation (`tax_compute`: per rate, rounded once), so an exempt or reverse-charged customer sees 0 tax.
+    Two queries per distinct tax date (none when the address has no country); no writes.
+    """
+    contexts: dict[date, TaxContext] = {}
+    estimates = {}
+    for key, (currency, tax_date, lines) in items.items():
+        if tax_date not in contexts:
+            contexts[tax_date] = tax_context_for(customer_id=customer_id, profile=profile, tax_date=tax_date)
+        context = contexts[tax_date]
+        result = tax_compute(lines=lines, context=context)
+        estimates[key] = InvoiceEstimate(
+            currency=currency,
+            subtotal_minor=result.subtotal_minor,
+            tax_minor=result.tax_minor,
+            total_minor=result.total_minor,
+            tax_names=tuple(line.name for line in result.tax_lines if line.tax_minor),
+            exempt=context.exemption is not None,
+            reverse_charge=context.reverse_charge,
+            tax_known=bool(context.country),
+        )
+    return estimates

@@ -112,9 +112,11 @@ class IdempotencyRecord(models.Model):
 
 
 class EffortSurveyResponse(models.Model):
-    """The one-question effort survey after a self-service change ("How easy was that?" 1–7), for customer health.
+    """The one-question effort survey after a self-service change or sign-up ("How easy was that?" 1–7), for
+    customer health.
 
-    Owned by the portal pages (issue 8); one answer per person per change, so a double-submit cannot skew the score.
+    Owned by the portal pages (issue 8); one answer per person per change (or per sign-up), so a double-submit cannot
+    skew the score.
     """
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="effort_survey_responses")
@@ -135,6 +137,12 @@ class EffortSurveyResponse(models.Model):
                 fields=["user", "subscription_change"],
                 condition=models.Q(subscription_change__isnull=False),
                 name="effort_one_answer_per_user_change",
+            ),
+            # Sign-up is not a SubscriptionChange: one answer per person per customer they signed up.
+            models.UniqueConstraint(
+                fields=["user", "customer"],
+                condition=models.Q(change_kind="signup"),
+                name="effort_one_signup_answer_per_user",
             ),
         ]
 

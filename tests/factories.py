@@ -30,7 +30,7 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     email = factory.Sequence(lambda n: f"user{n}@example.test")
     name = factory.Faker("name")
-    password = factory.PostGenerationMethodCall("set_password", DEFAULT_PASSWORD)
+    password = factory.django.Password(DEFAULT_PASSWORD)
 
 
 class CustomerFactory(factory.django.DjangoModelFactory):

@@ -1,4 +1,4 @@
-"""The post-change effort survey (portal pages, issue 8)."""
+"""The effort survey after a self-service change or a sign-up (portal pages, issue 8)."""
 
 from django.db import IntegrityError, transaction
 
@@ -11,6 +11,11 @@ class SurveyInvalid(SubscriptionError):
     code = "survey_invalid"
 
 
+# What an answer without a SubscriptionChange can be about.
+SIGNUP = "signup"
+KINDS_WITHOUT_CHANGE = (SIGNUP, "other")
+
+
 def effort_survey_record(
     *,
     customer: Customer,
@@ -20,7 +25,11 @@ def effort_survey_record(
     change_kind: str = "",
     comment: str = "",
 ) -> EffortSurveyResponse:
-    """Store one answer (1 = very hard … 7 = very easy). Answering the same change again returns the first answer."""
+    """Store one answer (1 = very hard … 7 = very easy) about `change`, or about a sign-up (`change_kind="signup"`).
+
+    Idempotent: answering the same change, or the same sign-up, again returns the first answer (unique constraints,
+    so two concurrent submits cannot both count).
+    """
     try:
         score = int(score)
     except (TypeError, ValueError):
@@ -32,11 +41,15 @@ def effort_survey_record(
         raise SurveyInvalid("Please keep the comment under 2,000 characters.", field="comment")
     if change is not None and change.subscription.customer_id != customer.pk:
         raise SurveyInvalid("That change belongs to another account.", field="change")
-    kind = change.kind if change is not None else (change_kind or "other")
+    kind = change_kind if change_kind in KINDS_WITHOUT_CHANGE else "other"
+    if change is not None:
+        kind = change.kind
     try:
         with transaction.atomic():
             return EffortSurveyResponse.objects.create(
                 customer=customer, user=user, change_kind=kind, subscription_change=change, score=score, comment=comment
             )
     except IntegrityError:
-        return EffortSurveyResponse.objects.get(user=user, subscription_change=change)
+        if change is not None:
+            return EffortSurveyResponse.objects.get(user=user, subscription_change=change)
+        return EffortSurveyResponse.objects.get(user=user, customer=customer, change_kind=SIGNUP)

@@ -1,4 +1,4 @@
-"""API keys and the post-change effort survey."""
+"""API keys and the effort survey (after a self-service change or a sign-up)."""
 
 from django.contrib import messages
 from django.shortcuts import redirect, render
@@ -6,7 +6,7 @@ from django.shortcuts import redirect, render
 from portal.models import ApiKey, ApiKeyRole
 from portal.permissions import API_KEYS, DASHBOARD, customer_view, get_for_customer
 from portal.services.api_keys import api_key_create, api_key_revoke
-from portal.services.surveys import effort_survey_record
+from portal.services.surveys import SIGNUP, effort_survey_record
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import SubscriptionChange
 
@@ -49,32 +49,47 @@ def api_key_revoke_view(request, key_id: int):
     return redirect("portal:api_keys", customer_id=request.customer.pk)
 
 
+# Set by sign-up to the new customer's id: the dashboard then offers the effort survey about signing up, until the
+# person answers it or says "Not now" (both clear it). Only someone who just signed up can answer for a sign-up.
+SIGNUP_SURVEY_SESSION_KEY = "portal_signup_survey"
+
+
+def signup_survey_pending(request) -> bool:
+    return request.session.get(SIGNUP_SURVEY_SESSION_KEY) == request.customer.pk
+
+
 @customer_view(DASHBOARD)
 def survey(request):
-    """After a self-service change: "How easy was that?" 1–7. Skippable; one answer per change."""
+    """After a self-service change or a sign-up: "How easy was that?" 1–7. Skippable; one answer per change/sign-up."""
     customer = request.customer
     raw = request.POST.get("change") or request.GET.get("change") or ""
     change = None
     if raw.isdigit():
         change = get_for_customer(SubscriptionChange, customer, pk=int(raw), customer_field="subscription__customer")
+    kind = "" if change is not None else (request.POST.get("kind") or request.GET.get("kind") or "other")
     dashboard = redirect("portal:customer_dashboard", customer_id=customer.pk)
+    if kind == SIGNUP and not signup_survey_pending(request):
+        # Only the person who just signed up is asked, once: a second submit (or anyone else) records nothing.
+        return dashboard
+    context = {"customer": customer, "change": change, "kind": kind}
     if request.method == "POST":
+        if request.POST.get("skip"):
+            request.session.pop(SIGNUP_SURVEY_SESSION_KEY, None)
+            return dashboard
         try:
             effort_survey_record(
                 customer=customer,
                 user=request.user,
                 score=request.POST.get("score"),
                 change=change,
-                change_kind=request.POST.get("kind", ""),
+                change_kind=kind,
                 comment=request.POST.get("comment", ""),
             )
         except SubscriptionError as e:
-            return render(
-                request,
-                "portal/survey.html",
-                {"customer": customer, "change": change, "error": e, "comment": request.POST.get("comment", "")},
-                status=422,
-            )
+            context.update(error=e, comment=request.POST.get("comment", ""))
+            return render(request, "portal/survey.html", context, status=422)
+        if kind == SIGNUP:
+            request.session.pop(SIGNUP_SURVEY_SESSION_KEY, None)
         messages.success(request, "Thank you — that helps us make the next change easier.")
         return dashboard
-    return render(request, "portal/survey.html", {"customer": customer, "change": change})
+    return render(request, "portal/survey.html", context)

@@ -1,20 +1,29 @@
 """Read-side assembly for the dashboard: a fixed number of queries whatever the number of members or invoices."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
-from django.db.models import Count, Exists, OuterRef, Prefetch
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import Count, Exists, OuterRef, Prefetch, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from billing.models import Invoice, InvoiceKind, InvoiceStatus, PendingInvoiceItem
+from billing.selectors import invoice_estimates_for_customer
 from subscriptions.models import (
     LIVE_STATUSES,
     AuditEvent,
     Membership,
     SeatAssignment,
+    SkuKind,
     Subscription,
     SubscriptionAddon,
     SubscriptionStatus,
 )
+from subscriptions.services.terms import sku_tax_category_subquery
+
+# The statuses the billing run invoices (billing.services.billing_run.BILLABLE_STATUSES).
+BILLABLE_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
 
 ACTIVE_STATES = {"active", "applied", "done", "enabled", "succeeded"}
 
@@ -88,12 +97,29 @@ def enablement_for(*, customer) -> Enablement:
     return Enablement(items=items, state=str(state or ""), detail=detail)
 
 
-def estimated_recurring_minor(subscription: Subscription, addons: list[SubscriptionAddon]) -> int:
-    """Next recurring amount before tax, from the subscription's own price snapshot."""
-    extra_seats = max(0, subscription.seats - subscription.included_seats)
-    total = subscription.flat_amount_minor + extra_seats * subscription.seat_amount_minor
-    total += sum(addon.flat_amount_minor * addon.quantity for addon in addons)
-    return total
+def next_invoice_lines(sub: Subscription, now: datetime) -> tuple[datetime, date, list[tuple[int, str]], int]:
+    """(when, tax date, lines as (amount_minor, tax category), set-up fee included) of the subscription's next regular
+    invoice, the way the billing run will draft it (billing/services/billing_run.py).
+
+    A billable subscription whose current period has no invoice yet (just subscribed) gets that period's invoice at
+    the next billing run; otherwise the next invoice is for the period starting at `current_period_end`. Either way it
+    is a full period at the current terms (flat fee, seats above those included, each live add-on), plus the
+    one-time set-up fee when it is the subscription's first invoice (e.g. the one after a trial). Expects the
+    annotations and prefetch of `dashboard_context`.
+    """
+    if sub.status in BILLABLE_STATUSES and not sub.current_period_invoiced:
+        when, tax_date = now, sub.current_period_start.date()
+    else:
+        when, tax_date = sub.current_period_end, sub.current_period_end.date()
+    lines = [(sub.flat_amount_minor, sub.flat_tax_category)]
+    billed_seats = max(0, sub.seats - sub.included_seats)
+    if billed_seats:
+        lines.append((billed_seats * sub.seat_amount_minor, sub.seat_tax_category))
+    lines += [(addon.flat_amount_minor * addon.quantity, addon.tax_category) for addon in sub.live_addons]
+    setup = 0 if sub.ever_invoiced else sub.price.setup_amount_minor
+    if setup:
+        lines.append((setup, sub.setup_tax_category))
+    return when, tax_date, lines, setup
 
 
 def _trial_days_left(subscription: Subscription, now: datetime) -> int | None:
@@ -103,24 +129,55 @@ def _trial_days_left(subscription: Subscription, now: datetime) -> int | None:
 
 
 def dashboard_context(*, customer, user, can) -> dict:
+    """Everything the dashboard shows, in a constant number of queries: 1 for the live subscriptions (seat counts,
+    member count, next-invoice facts as annotations), 1 for their add-ons, the owners' recent activity (1),
+    enablement (2), and — for billing roles — the tax determination of the next-invoice estimate (2)."""
     now = timezone.now()
     live_addons = Prefetch(
         "addons",
-        queryset=SubscriptionAddon.objects.filter(ended_at__isnull=True).select_related("package"),
+        queryset=SubscriptionAddon.objects.filter(ended_at__isnull=True)
+        .select_related("package")
+        .annotate(tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_FLAT)),
         to_attr="live_addons",
+    )
+    regular_invoices = Invoice.objects.filter(subscription_id=OuterRef("pk"), kind=InvoiceKind.REGULAR)
+    pending = (
+        PendingInvoiceItem.objects.filter(
+            subscription_id=OuterRef("pk"), invoice__isnull=True, currency=OuterRef("currency")
+        )
+        .values("subscription_id")
+        .annotate(total=Sum("amount_minor"))
+        .values("total")
+    )
+    members_total = (
+        Membership.objects.filter(customer_id=OuterRef("customer_id"))
+        .values("customer_id")
+        .annotate(n=Count("pk"))
+        .values("n")
     )
     subscriptions = list(
         Subscription.objects.filter(customer=customer, status__in=LIVE_STATUSES)
-        .select_related("package")
+        .select_related("package", "price", "customer__billing_profile")
         .prefetch_related(live_addons)
         .annotate(
             assigned=Count("seat_assignments", distinct=True),
             holds_seat=Exists(SeatAssignment.objects.filter(subscription=OuterRef("pk"), user=user)),
+            members_total=Subquery(members_total),
+            # Voided drafts do not count, as in the billing run: the first real invoice still carries the set-up fee.
+            ever_invoiced=Exists(regular_invoices.exclude(status=InvoiceStatus.VOID, issued_at__isnull=True)),
+            current_period_invoiced=Exists(regular_invoices.filter(period_start=OuterRef("current_period_start"))),
+            pending_minor=Coalesce(Subquery(pending), 0),
+            flat_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_FLAT),
+            seat_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_PER_SEAT),
+            setup_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.ONE_TIME),
         )
         .order_by("created_at")
     )
     cards = []
+    coming: dict[int, tuple] = {}
     for sub in subscriptions:
+        when, tax_date, lines, setup = next_invoice_lines(sub, now)
+        coming[sub.pk] = (sub.currency, tax_date, lines)
         cards.append(
             {
                 "subscription": sub,
@@ -128,11 +185,24 @@ def dashboard_context(*, customer, user, can) -> dict:
                 "assigned": sub.assigned,
                 "unassigned": max(0, sub.seats - sub.assigned),
                 "trial_days_left": _trial_days_left(sub, now),
-                "estimated_minor": estimated_recurring_minor(sub, sub.live_addons),
                 "holds_seat": sub.holds_seat,
+                "next_invoice_at": when,
+                "setup_minor": setup,
+                "pending_minor": sub.pending_minor,
             }
         )
-    members = Membership.objects.filter(customer=customer).aggregate(total=Count("id"))
+    if can.invoices and subscriptions:
+        try:
+            profile = subscriptions[0].customer.billing_profile
+        except ObjectDoesNotExist:
+            profile = None
+        estimates = invoice_estimates_for_customer(customer_id=customer.pk, profile=profile, items=coming)
+        for card in cards:
+            card["estimate"] = estimates[card["subscription"].pk]
+    if subscriptions:
+        members = {"total": subscriptions[0].members_total}
+    else:
+        members = Membership.objects.filter(customer=customer).aggregate(total=Count("id"))
     activity = []
     if can.activity:
         activity = list(AuditEvent.objects.filter(customer=customer).select_related("actor")[:5])

@@ -1,6 +1,6 @@
 """The package page: compare with the alternatives, change package or interval, add-ons, cancel and undo."""
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import render
 
@@ -16,9 +16,11 @@ from subscriptions.models import (
 )
 
 
-def live_subscription(request) -> Subscription:
+def live_subscription(request, *queryset_options) -> Subscription:
     """The subscription a page acts on: `?subscription_id=` when given, else the customer's first live one."""
     qs = Subscription.objects.filter(status__in=LIVE_STATUSES).select_related("package")
+    for option in queryset_options:
+        qs = qs.prefetch_related(option)
     raw = request.GET.get("subscription_id", "")
     if raw.isdigit():
         return get_for_customer(qs, request.customer, pk=int(raw))
@@ -28,20 +30,30 @@ def live_subscription(request) -> Subscription:
     return subscription
 
 
+def _active_prices(currency: str | None = None) -> QuerySet[Price]:
+    prices = Price.objects.filter(is_active=True)
+    return prices.filter(currency=currency) if currency else prices
+
+
 @customer_view(PACKAGE)
 def package_page(request):
+    """Within the query budget whatever the size of the catalog: the subscription with its package's prices (2),
+    the alternatives and add-ons in one query with their prices (2), live add-ons (1), scheduled changes (1)."""
     customer = request.customer
     try:
-        subscription = live_subscription(request)
+        subscription = live_subscription(request, Prefetch("package__prices", queryset=_active_prices()))
     except Http404:
         return render(request, "portal/package.html", {"customer": customer, "subscription": None})
-    active_prices = Prefetch("prices", queryset=Price.objects.filter(is_active=True, currency=subscription.currency))
-    current = Package.objects.prefetch_related(active_prices).get(pk=subscription.package_id)
-    alternatives = (
-        current.change_targets.filter(is_active=True, is_addon=False)
-        .prefetch_related(active_prices)
+    current = subscription.package
+    others = list(
+        Package.objects.filter(is_active=True)
+        .filter(Q(is_addon=False, change_sources=current) | Q(is_addon=True, addon_for=current))
+        .exclude(pk=current.pk)
+        .distinct()
+        .prefetch_related(Prefetch("prices", queryset=_active_prices(subscription.currency)))
         .order_by("display_order", "name")
     )
+    alternatives = [p for p in others if not p.is_addon]
     offers = offers_for([current, *alternatives], currency=subscription.currency, seats=subscription.seats)
     live_addons = list(
         SubscriptionAddon.objects.filter(subscription=subscription, ended_at__isnull=True).select_related("package")
@@ -49,13 +61,7 @@ def package_page(request):
     live_ids = {a.package_id for a in live_addons}
     available_addons = [
         o
-        for o in offers_for(
-            Package.objects.filter(is_addon=True, is_active=True, addon_for=current)
-            .prefetch_related(active_prices)
-            .order_by("display_order"),
-            currency=subscription.currency,
-            seats=1,
-        )
+        for o in offers_for([p for p in others if p.is_addon], currency=subscription.currency, seats=1)
         if o.package.pk not in live_ids
     ]
     scheduled = list(

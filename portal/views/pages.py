@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from portal.permissions import DASHBOARD, SESSION_CUSTOMER_KEY, customer_view
 from portal.views import dashboard_data
+from portal.views.account import signup_survey_pending
 from subscriptions import selectors
 
 
@@ -33,6 +34,7 @@ def dashboard_redirect(request):
 def dashboard(request):
     customer = request.customer
     context = dashboard_data.dashboard_context(customer=customer, user=request.user, can=request.can)
+    context["signup_survey"] = signup_survey_pending(request)
     return render(request, "portal/dashboard.html", {"customer": customer, "membership": request.membership, **context})
 
 

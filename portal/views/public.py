@@ -100,6 +100,7 @@ def signup(request):
     from billing.exceptions import BillingError
     from billing.models import ExemptionType
     from portal.services.signup import ExemptionDeclaration, signup_create
+    from portal.views.account import SIGNUP_SURVEY_SESSION_KEY
     from portal.views.billing_pages import _parse_date
     from subscriptions.exceptions import SubscriptionError
 
@@ -157,6 +158,8 @@ def signup(request):
             status = 422
         else:
             login(request, result.user, backend="django.contrib.auth.backends.ModelBackend")
+            # The dashboard asks the one-question effort survey about signing up (portal/views/account.py).
+            request.session[SIGNUP_SURVEY_SESSION_KEY] = result.customer.pk
             messages.success(
                 request,
                 f"Welcome to Continuum, {result.customer.name}! "

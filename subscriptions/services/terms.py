@@ -8,8 +8,12 @@ from the live catalog. Pure reads; no writes.
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from django.db.models import OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+
 from subscriptions.models import (
     Package,
+    PackageComponent,
     ScheduledChange,
     ScheduledChangeKind,
     SkuKind,
@@ -191,9 +195,22 @@ def seats_phrase(count: int, *, adjective: str = "") -> str:
     return f"{count} {adjective + ' ' if adjective else ''}{word}"
 
 
+def _components_by_sku_code(package: Package) -> list[PackageComponent]:
+    # Prefetched components (the billing run prefetches "package__components__sku") are used as they are; otherwise
+    # one query with their SKUs, kept on the instance: a preview asks for several kinds of the same package.
+    prefetched = getattr(package, "_prefetched_objects_cache", {}).get("components")
+    if prefetched is not None:
+        return sorted(prefetched, key=lambda c: c.sku.code)
+    cached = package.__dict__.get("_components_by_sku_code")
+    if cached is None:
+        cached = sorted(package.components.select_related("sku"), key=lambda c: c.sku.code)
+        package.__dict__["_components_by_sku_code"] = cached
+    return cached
+
+
 def sku_for(package: Package, kind: str) -> tuple[str, str]:
     """(sku code, tax category) of the package's first component of `kind`, for small print and tax."""
-    components = sorted(package.components.all(), key=lambda c: c.sku.code)
+    components = _components_by_sku_code(package)
     for component in components:
         if component.sku.kind == kind:
             return component.sku.code, component.sku.tax_category
@@ -201,6 +218,21 @@ def sku_for(package: Package, kind: str) -> tuple[str, str]:
         return sku_for(package, SkuKind.RECURRING_FLAT)
     first = components[0].sku if components else None
     return (first.code, first.tax_category) if first else ("", "saas")
+
+
+def sku_tax_category_subquery(*, package_ref: str, kind: str):
+    """`sku_for(package, kind)[1]` as an SQL expression on the package id in `package_ref` (an OuterRef name), so a
+    list of subscriptions or add-ons can carry each line's tax category without a query per row. Same fallbacks:
+    a seat line without a per-seat SKU uses the flat fee's; otherwise the first component; otherwise "saas"."""
+
+    def first(of_kind: str | None):
+        components = PackageComponent.objects.filter(package_id=OuterRef(package_ref))
+        if of_kind:
+            components = components.filter(sku__kind=of_kind)
+        return Subquery(components.order_by("sku__code").values("sku__tax_category")[:1])
+
+    kinds = [kind] + ([SkuKind.RECURRING_FLAT] if kind == SkuKind.RECURRING_PER_SEAT else [])
+    return Coalesce(*[first(k) for k in kinds], first(None), Value("saas"))
 
 
 def terms_lines(terms: Terms, *, period_start: datetime, period_end: datetime) -> list[PreviewLine]:

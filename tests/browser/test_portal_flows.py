@@ -1,6 +1,7 @@
 """The portal in a real Chromium (Playwright) against live_server: the flows customers actually click through.
 
-Each flow saves a screenshot of the page it ends on under docs/screenshots/ (shown in the README).
+Each flow saves a screenshot of the page it ends on (the `screenshot` fixture, tests/support/plugin.py): under
+var/screenshots/ normally, into docs/screenshots/ (shown in the README) with `make screenshots`.
 """
 
 from pathlib import Path
@@ -9,12 +10,12 @@ import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 
+from portal.models import EffortSurveyResponse
 from subscriptions.models import Customer, Subscription
 from tests.portal.conftest import make_account, make_invoice
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PASSWORD = "continuum-demo"
 
 
@@ -32,11 +33,6 @@ def _no_csp_violations(page):
     assert blocked == []
 
 
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
 def sign_in(page, live_server, email: str) -> None:
     page.goto(f"{live_server.url}/login/")
     page.fill("#id_username", email)
@@ -45,14 +41,14 @@ def sign_in(page, live_server, email: str) -> None:
     page.wait_for_url(f"{live_server.url}/c/**")
 
 
-def test_sign_up_from_pricing_ends_on_the_dashboard_with_enablement(live_server, page):
+def test_sign_up_from_pricing_ends_on_the_dashboard_with_enablement(live_server, page, screenshot):
     call_command("seed_demo", verbosity=0)  # the real demo catalog: Starter, Team, Business
     page.goto(f"{live_server.url}/pricing/")
     saving = page.get_by_text("Save $398.00 a year (17%) compared with monthly")  # Team: 12 × 199 vs 1,990
     assert saving.is_hidden()  # the monthly view comes first
     page.get_by_label("Annual").check()  # the toggle works without a reload
     saving.wait_for()
-    shot(page, "pricing")
+    screenshot(page, "pricing")
     page.get_by_role("link", name="Choose Team").click()
     page.fill("#f-seats", "6")
     page.fill("#f-name", "Gavin Belson")
@@ -64,33 +60,38 @@ def test_sign_up_from_pricing_ends_on_the_dashboard_with_enablement(live_server,
     page.fill("#f-address_line1", "1 Hooli Way")
     page.fill("#f-city", "New York")
     page.fill("#f-postal_code", "10001")
-    shot(page, "signup")
+    screenshot(page, "signup")
     page.get_by_role("button", name="Create my account").click()
     page.wait_for_url(f"{live_server.url}/c/**")
     assert page.get_by_text("Welcome to Continuum, Hooli").is_visible()
     assert page.get_by_text("days left in your trial").is_visible()
     page.locator("#enablement").wait_for()
     assert Subscription.objects.get(customer__name="Hooli").seats == 6
+    # The dashboard asks how easy signing up was; one click answers it and it is not asked again.
+    survey = page.get_by_role("region", name="How easy was that?")
+    assert survey.get_by_text("Signing up for Continuum").is_visible()
+    screenshot(page, "signup-survey")
+    survey.get_by_label("7").check()
+    survey.get_by_role("button", name="Send").click()
+    page.get_by_text("Thank you").wait_for()
+    assert page.get_by_role("region", name="How easy was that?").count() == 0
+    assert EffortSurveyResponse.objects.get().change_kind == "signup"
 
 
 @pytest.fixture
 def demo(db):
-    """The demo data, brought up to today the way the billing run / beat does in `make run` (it seeds history)."""
-    from subscriptions.services.lifecycle import subscription_renew, subscriptions_due_for_renewal
-
+    """The demo data exactly as `make run` loads it (seed_demo brings every subscription up to today)."""
     call_command("seed_demo", verbosity=0)
-    for subscription_id in subscriptions_due_for_renewal():
-        subscription_renew(subscription_id=subscription_id)
 
 
-def test_change_seats_with_live_preview_and_confirm(live_server, page, demo):
+def test_change_seats_with_live_preview_and_confirm(live_server, page, demo, screenshot):
     sign_in(page, live_server, "owner@acme.test")
-    shot(page, "dashboard")
+    screenshot(page, "dashboard")
     page.get_by_role("link", name="Seats").first.click()
     page.fill("#seat-count", "12")  # htmx previews while typing
     page.get_by_text("Total due now").wait_for()
     assert page.get_by_text("$304.00 per month").is_visible()  # 199.00 + 7 extra seats × 15.00
-    shot(page, "seats-preview")
+    screenshot(page, "seats-preview")
     page.get_by_role("button", name="Confirm seats").click()
     page.get_by_role("heading", name="How easy was that?").wait_for()
     page.get_by_label("6").check()
@@ -100,12 +101,12 @@ def test_change_seats_with_live_preview_and_confirm(live_server, page, demo):
     assert page.get_by_text("of 12 in use").is_visible()
 
 
-def test_package_page_previews_an_upgrade(live_server, page, demo):
+def test_package_page_previews_an_upgrade(live_server, page, demo, screenshot):
     sign_in(page, live_server, "owner@acme.test")
     page.get_by_role("link", name="Package").first.click()
     page.get_by_role("button", name="Preview Business").click()
     page.get_by_text("Total due now").wait_for()
-    shot(page, "package-preview")
+    screenshot(page, "package-preview")
 
 
 def test_enablement_panel_turns_active_while_watching(live_server, page, monkeypatch):
@@ -132,7 +133,7 @@ def test_enablement_panel_turns_active_while_watching(live_server, page, monkeyp
     assert page.locator("#enablement[hx-trigger]").count() == 0  # polling stopped
 
 
-def test_submit_a_tax_certificate(live_server, page, tmp_path, demo):
+def test_submit_a_tax_certificate(live_server, page, tmp_path, demo, screenshot):
     certificate = tmp_path / "exemption.pdf"
     certificate.write_bytes(b"%PDF-1.4\n% exemption certificate\n")
     sign_in(page, live_server, "ap@acme.test")
@@ -145,16 +146,16 @@ def test_submit_a_tax_certificate(live_server, page, tmp_path, demo):
     page.get_by_role("button", name="Send for review").click()
     page.get_by_text("Certificate received").wait_for()
     assert page.get_by_text("Submitted, awaiting review").is_visible()
-    shot(page, "tax-exemption")
+    screenshot(page, "tax-exemption")
 
 
-def test_download_an_invoice_pdf(live_server, page):
+def test_download_an_invoice_pdf(live_server, page, screenshot):
     account = make_account()
     invoice = make_invoice(account.customer, total=123_450, pdf=b"%PDF-1.4 invoice")
     sign_in(page, live_server, account.billing_admin.email)
     page.get_by_role("link", name="Invoices").click()
     assert page.get_by_text("$1,234.50").first.is_visible()
-    shot(page, "invoices")
+    screenshot(page, "invoices")
     with page.expect_download() as download_info:
         page.get_by_role("link", name=f"PDF of {invoice.number}").click()
     download = download_info.value
@@ -162,7 +163,7 @@ def test_download_an_invoice_pdf(live_server, page):
     assert Path(download.path()).read_bytes().startswith(b"%PDF")
 
 
-def test_a_member_is_denied_billing_pages(live_server, page, demo):
+def test_a_member_is_denied_billing_pages(live_server, page, demo, screenshot):
     sign_in(page, live_server, "dev@acme.test")
     customer_id = Customer.objects.get(name="Acme Inc").pk
     nav = page.get_by_role("navigation", name="Main")
@@ -171,12 +172,12 @@ def test_a_member_is_denied_billing_pages(live_server, page, demo):
     response = page.goto(f"{live_server.url}/c/{customer_id}/invoices/")
     assert response.status == 403
     assert page.get_by_role("heading", name="This page is for other roles").is_visible()
-    shot(page, "member-denied")
+    screenshot(page, "member-denied")
 
 
-def test_dashboard_fits_a_phone(live_server, page, demo):
+def test_dashboard_fits_a_phone(live_server, page, demo, screenshot):
     page.set_viewport_size({"width": 390, "height": 844})
     sign_in(page, live_server, "owner@acme.test")
     # Nothing wider than the screen: no horizontal scrolling on a phone.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    shot(page, "dashboard-phone")
+    screenshot(page, "dashboard-phone")

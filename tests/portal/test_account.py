@@ -66,7 +66,7 @@ def test_survey_after_a_change_stores_one_answer(account, client_for):
 def test_survey_refuses_out_of_range_scores_and_other_customers_changes(account, other_account, client_for):
     client = client_for(account.owner)
     url = reverse("portal:survey", args=[account.customer.pk])
-    bad = client.post(url, {"score": "9", "kind": "signup"})
+    bad = client.post(url, {"score": "9"})
     assert bad.status_code == 422 and "from 1 (very hard) to 7 (very easy)" in bad.text
     theirs = subscription_change_seats_apply(
         subscription_id=other_account.subscription.pk,

@@ -165,3 +165,32 @@ def test_preview_without_javascript_renders_a_whole_page(account, client_for):
     response = _post(client_for(account.owner), account, "change_preview_seats", {"seats": "11"}, htmx=False)
     assert response.status_code == 200
     assert "<html" in response.text and "Confirm seats" in response.text
+
+
+def test_every_self_service_change_ends_on_the_effort_survey(account, client_for):
+    from portal.models import EffortSurveyResponse
+
+    business = priced_package(slug="business", name="Business")
+    account.subscription.package.change_targets.add(business)
+    addon = priced_package(slug="premium-support", name="Premium support", is_addon=True)
+    addon.addon_for.add(account.subscription.package, business)
+    client = client_for(account.owner)
+    steps = [
+        ("seats", {"seats": "12"}),
+        ("package", {"package_slug": "business", "interval": "month"}),
+        ("addon_add", {"addon_slug": "premium-support"}),
+        ("cancel", {"reason": "Moving to another tool"}),
+    ]
+    for kind, data in steps:
+        preview = _post(client, account, f"change_preview_{kind}", data)
+        assert preview.status_code == 200, (kind, preview.text)
+        applied = _confirm(client, account, kind, preview.text)
+        survey_url = applied["Location"]
+        assert survey_url.startswith(reverse("portal:survey", args=[account.customer.pk]) + "?change="), kind
+        survey = client.get(survey_url)
+        assert "How easy was that?" in survey.text, kind
+        change_id = survey_url.rsplit("=", 1)[1]
+        assert client.post(survey_url, {"change": change_id, "score": "5"}).status_code == 302
+    assert sorted(EffortSurveyResponse.objects.values_list("change_kind", flat=True)) == sorted(
+        ["seats", "package", "add_addon", "cancel"]
+    )

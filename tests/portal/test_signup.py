@@ -122,3 +122,49 @@ def test_signup_exemption_without_a_certificate_is_explained(client, catalog):
     response = client.post(reverse("portal:signup"), data)
     assert response.status_code == 422 and 'id="f-certificate-error"' in response.text
     assert not Customer.objects.filter(name="Hooli").exists()
+
+
+def test_signup_asks_the_effort_survey_on_the_dashboard_once(client, catalog):
+    from portal.models import EffortSurveyResponse
+
+    # given: a fresh sign-up lands on the dashboard, which asks how easy that was
+    response = client.post(reverse("portal:signup"), _signup_data())
+    customer = Customer.objects.get(name="Hooli")
+    dashboard = client.get(response["Location"])
+    assert "How easy was that?" in dashboard.text and "Signing up for Continuum" in dashboard.text
+    assert 'name="kind" value="signup"' in dashboard.text
+    # when: the person answers
+    survey_url = reverse("portal:survey", args=[customer.pk])
+    answered = client.post(survey_url, {"kind": "signup", "score": "6", "comment": "Quick"})
+    # then: one answer about the sign-up, and the question is not asked again
+    assert answered.status_code == 302
+    answer = EffortSurveyResponse.objects.get()
+    assert (answer.customer, answer.user.email, answer.change_kind, answer.score, answer.comment) == (
+        customer,
+        "gavin@hooli.test",
+        "signup",
+        6,
+        "Quick",
+    )
+    assert client.post(survey_url, {"kind": "signup", "score": "1"}).status_code == 302  # a double submit
+    assert EffortSurveyResponse.objects.count() == 1
+    assert "How easy was that?" not in client.get(response["Location"]).text
+
+
+def test_signup_survey_can_be_put_off_and_is_only_for_who_signed_up(client, catalog):
+    from portal.models import EffortSurveyResponse
+    from tests.factories import MembershipFactory
+
+    response = client.post(reverse("portal:signup"), _signup_data())
+    customer = Customer.objects.get(name="Hooli")
+    survey_url = reverse("portal:survey", args=[customer.pk])
+    assert client.post(survey_url, {"kind": "signup", "skip": "1"}).status_code == 302
+    assert "How easy was that?" not in client.get(response["Location"]).text
+    assert client.post(survey_url, {"kind": "signup", "score": "7"}).status_code == 302
+    # A colleague who did not sign up is never asked, and cannot answer for the sign-up.
+    colleague = UserFactory(email="richard@hooli.test")
+    MembershipFactory(customer=customer, user=colleague, role=Role.OWNER)
+    client.force_login(colleague)
+    assert "How easy was that?" not in client.get(response["Location"]).text
+    client.post(survey_url, {"kind": "signup", "score": "7"})
+    assert EffortSurveyResponse.objects.count() == 0

@@ -6,7 +6,8 @@ Markers (declared in pyproject.toml):
   can never turn into a green run.
 * `postgres` — needs PostgreSQL. Skipped when the database is not PostgreSQL, unless CONTINUUM_REQUIRE_POSTGRES=1
   (CI's second pass), which stops the whole run at start-up if DATABASE_URL is not PostgreSQL.
-* `browser` — drives Debian's /usr/bin/chromium through Playwright (the `page` fixture).
+* `browser` — drives Debian's /usr/bin/chromium through Playwright (the `page` fixture; `screenshot` saves PNGs under
+  var/screenshots/, or docs/screenshots/ with CONTINUUM_SCREENSHOTS=docs — `make screenshots`).
 
 See docs/operations.md.
 """
@@ -17,7 +18,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -227,6 +228,35 @@ def browser() -> Iterator:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+def screenshot_dir() -> Path:
+    """Where browser tests save their screenshots.
+
+    By default under var/screenshots/ (ignored by git), so running the suite never rewrites tracked files.
+    `CONTINUUM_SCREENSHOTS=docs` (what `make screenshots` sets) regenerates the README images in docs/screenshots/;
+    any other value is taken as a directory.
+    """
+    target = os.environ.get("CONTINUUM_SCREENSHOTS", "")
+    if target == "docs":
+        return Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if target:
+        return Path(target)
+    return _var_dir() / "screenshots"
+
+
+@pytest.fixture
+def screenshot() -> Callable[..., Path]:
+    """`screenshot(page, "dashboard")` saves a full-page PNG under `screenshot_dir()` and returns its path."""
+
+    def _shot(page, name: str) -> Path:
+        directory = screenshot_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return _shot
 
 
 @pytest.fixture

@@ -2,6 +2,9 @@
 
 Handles (stable, documented in the README): staff admin@/support@/billing@continuum.test; customers Acme Inc,
 Globex Corp, Initech GmbH, Umbrella LLC with their owners. Password for every demo login: continuum-demo.
+
+Afterwards every demo subscription's current period contains today (billing/demo.py runs the billing run up to now),
+so a seat or package change in the portal works at once instead of waiting for the hourly billing run.
 """
 
 from datetime import UTC, datetime
@@ -9,8 +12,10 @@ from datetime import UTC, datetime
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from subscriptions.models import (
+    LIVE_STATUSES,
     Customer,
     EntitlementValueKind,
     Membership,
@@ -219,7 +224,7 @@ CUSTOMERS = [
 
 # Demo subscriptions start three months before the first of this month, so each has invoice history.
 def _history_start() -> datetime:
-    now = datetime.now(tz=UTC)
+    now = timezone.now()
     month_index = now.month - 1 - 3
     return datetime(now.year + month_index // 12, month_index % 12 + 1, 1, tzinfo=UTC)
 
@@ -237,6 +242,16 @@ class Command(BaseCommand):
         from billing.demo import seed_billing
 
         seed_billing(history_start=_history_start(), stdout=self.stdout)
+        now = timezone.now()
+        for subscription in Subscription.objects.filter(
+            customer__name__in=[c[0] for c in CUSTOMERS], status__in=LIVE_STATUSES
+        ).select_related("customer"):
+            if not subscription.current_period_start <= now < subscription.current_period_end:
+                self.stderr.write(
+                    f"{subscription.customer.name}: the current period "
+                    f"[{subscription.current_period_start:%Y-%m-%d}, {subscription.current_period_end:%Y-%m-%d}) "
+                    "does not contain today; portal changes will fail until the billing run renews it."
+                )
         self.stdout.write(self.style.SUCCESS(f"Demo data ready ({created} new customers). Password: {DEMO_PASSWORD}"))
 
     def _user(self, email: str, name: str = "", **extra) -> User:

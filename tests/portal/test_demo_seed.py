@@ -1,0 +1,173 @@
+"""`python manage.py seed_demo` (what `make run` loads): history, today's period, idempotency, and a change that works
+right away."""
+
+import re
+
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from billing.models import ExemptionStatus, Invoice, InvoiceKind, InvoiceStatus, TaxExemption
+from billing.services.changes import change_apply, change_preview
+from subscriptions.models import Customer, Membership, Role, SeatAssignment, Subscription, SubscriptionStatus, User
+
+pytestmark = pytest.mark.django_db
+
+DEMO_CUSTOMERS = ["Acme Inc", "Globex Corp", "Initech GmbH", "Umbrella LLC"]
+
+
+@pytest.fixture
+def demo(db):
+    call_command("seed_demo", verbosity=0)
+
+
+def _snapshot() -> dict:
+    """Row counts of every model of ours, plus what each invoice says (number, status, amounts, dates)."""
+    counts = {
+        model._meta.label: model.objects.count()
+        for app in ("subscriptions", "billing", "portal")
+        for model in apps.get_app_config(app).get_models()
+    }
+    invoices = sorted(
+        Invoice.objects.values_list("number", "status", "total_minor", "amount_due_minor", "issued_at", "due_on")
+    )
+    subscriptions = sorted(
+        Subscription.objects.values_list("customer__name", "seats", "version", "current_period_start")
+    )
+    return {"counts": counts, "invoices": invoices, "subscriptions": subscriptions}
+
+
+def test_seed_demo_every_subscription_is_in_the_period_that_contains_today(demo):
+    now = timezone.now()
+    subscriptions = Subscription.objects.filter(customer__name__in=DEMO_CUSTOMERS).select_related("package", "customer")
+    assert subscriptions.count() == 4
+    for subscription in subscriptions:
+        assert subscription.status == SubscriptionStatus.ACTIVE, subscription.customer.name
+        assert subscription.current_period_start <= now < subscription.current_period_end, subscription.customer.name
+    acme = subscriptions.get(customer__name="Acme Inc")
+    assert (acme.package.slug, acme.interval, acme.seats) == ("team", "month", 10)
+    assert subscriptions.get(customer__name="Globex Corp").interval == "year"
+    people = set(Membership.objects.filter(customer__name="Acme Inc").values_list("user__email", "role"))
+    assert people == {
+        ("owner@acme.test", Role.OWNER),
+        ("ap@acme.test", Role.BILLING_ADMIN),
+        ("dev@acme.test", Role.MEMBER),
+    }
+    assert SeatAssignment.objects.filter(subscription=acme).count() == 3
+
+
+def test_seed_demo_gives_each_customer_invoice_history(demo):
+    today = timezone.localdate()
+    issued = Invoice.objects.filter(issued_at__isnull=False, kind=InvoiceKind.REGULAR)
+    for name in ("Acme Inc", "Initech GmbH", "Umbrella LLC"):  # monthly: the last three months and this one
+        assert issued.filter(customer__name=name).count() >= 4, name
+        assert issued.filter(customer__name=name, status=InvoiceStatus.PAID).count() >= 2, name
+    assert issued.filter(customer__name="Globex Corp").exists()  # annual: one invoice for the year
+    # Acme in California pays sales tax; Initech (EUR, valid German VAT ID) is reverse charged.
+    assert all(i.tax_minor > 0 for i in issued.filter(customer__name="Acme Inc"))
+    initech = issued.filter(customer__name="Initech GmbH")
+    assert {i.currency for i in initech} == {"EUR"} and all(i.tax_minor == 0 for i in initech)
+    # Umbrella has an unpaid invoice past its due date.
+    assert issued.filter(customer__name="Umbrella LLC", status=InvoiceStatus.OPEN, due_on__lt=today).count() == 1
+    # Globex's exemption certificate waits for review.
+    exemption = TaxExemption.objects.get(customer__name="Globex Corp")
+    assert exemption.status == ExemptionStatus.SUBMITTED
+
+
+def test_seed_demo_twice_changes_nothing(demo):
+    before = _snapshot()
+    call_command("seed_demo", verbosity=0)
+    assert _snapshot() == before
+    assert User.objects.filter(email="owner@acme.test").count() == 1
+    assert Customer.objects.filter(name__in=DEMO_CUSTOMERS).count() == 4
+
+
+def test_seed_demo_acme_can_change_seats_right_away_through_the_service(demo):
+    acme = Subscription.objects.get(customer__name="Acme Inc")
+    owner = User.objects.get(email="owner@acme.test")
+    invoices_before = Invoice.objects.filter(customer=acme.customer).count()
+
+    # when
+    preview = change_preview(subscription_id=acme.pk, kind="seats", seats=12)
+    billed = change_apply(
+        subscription_id=acme.pk,
+        kind="seats",
+        seats=12,
+        expected_version=preview.version,
+        expected_amount_due_minor=preview.preview.amount_due_now_minor,
+        idempotency_key="demo-seats-12",
+        actor=owner,
+    )
+
+    # then: prorated for the rest of this month, invoiced now (Acme's billing mode) with California tax
+    acme.refresh_from_db()
+    assert acme.seats == 12
+    assert 0 < preview.preview.amount_due_now_minor < 2 * 1_500
+    assert preview.tax_minor > 0
+    assert billed.change.kind == "seats"
+    assert Invoice.objects.filter(customer=acme.customer).count() == invoices_before + 1
+
+
+def _hidden(html: str, name: str) -> str:
+    return re.search(rf'name="{name}" value="([^"]*)"', html).group(1)
+
+
+def test_seed_demo_acme_owner_can_change_seats_right_away_in_the_portal(demo):
+    client = Client()
+    assert client.login(username="owner@acme.test", password="continuum-demo")
+    acme = Subscription.objects.get(customer__name="Acme Inc")
+    customer_id = acme.customer_id
+
+    preview = client.post(
+        reverse("portal:change_preview_seats", args=[customer_id]),
+        {"subscription_id": acme.pk, "seats": "12"},
+        headers={"HX-Request": "true"},
+    )
+    assert preview.status_code == 200, preview.text
+    assert "being renewed" not in preview.text
+    assert "$304.00" in preview.text  # new monthly amount: 199.00 + 7 seats above the 5 included × 15.00
+
+    fields = {name: _hidden(preview.text, name) for name in ("version", "amount_due_now_minor", "idempotency_key")}
+    applied = client.post(
+        reverse("portal:change_apply_seats", args=[customer_id]),
+        {"subscription_id": acme.pk, "seats": "12", **fields},
+    )
+    assert applied.status_code == 302
+    assert applied["Location"].startswith(reverse("portal:survey", args=[customer_id]))
+    acme.refresh_from_db()
+    assert acme.seats == 12
+    dashboard = client.get(reverse("portal:customer_dashboard", args=[customer_id]))
+    assert "of 12 in use" in dashboard.text
+
+
+def test_seed_demo_again_weeks_later_brings_everything_up_to_that_day(db, monkeypatch):
+    # `make run` on a database seeded weeks earlier, holding a customer who signed up mid-month back then: re-seeding
+    # must renew every subscription into the period containing the new today, not only up to the 1st of the month.
+    from datetime import datetime
+
+    from subscriptions.models import Package
+    from subscriptions.services.subscriptions import subscription_create
+    from tests.factories import CustomerFactory
+
+    clock = {"now": datetime.fromisoformat("2027-01-10T09:00:00+00:00")}
+    monkeypatch.setattr(timezone, "now", lambda: clock["now"])
+    call_command("seed_demo", verbosity=0)
+    hooli = subscription_create(
+        customer=CustomerFactory(name="Hooli", country="US", currency="USD"),
+        package=Package.objects.get(slug="starter"),
+        interval="month",
+        seats=3,
+        start=clock["now"],
+    )
+
+    clock["now"] = datetime.fromisoformat("2027-03-20T15:00:00+00:00")
+    call_command("seed_demo", verbosity=0)
+
+    assert Subscription.objects.count() == 5
+    for subscription in Subscription.objects.all():
+        assert subscription.current_period_start <= clock["now"] < subscription.current_period_end
+    hooli.refresh_from_db()
+    assert hooli.current_period_start == datetime.fromisoformat("2027-03-10T09:00:00+00:00")
