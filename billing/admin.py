@@ -39,6 +39,7 @@ from billing.models import (
     PaymentMethod,
     PendingInvoiceItem,
     Refund,
+    RefundStatus,
     StripeCustomer,
     StripeEvent,
     StripeEventStatus,
@@ -59,7 +60,13 @@ from billing.services.invoices import (
     invoice_mark_uncollectible,
     invoice_void,
 )
-from billing.services.payments import payment_record_manual
+from billing.services.payments import (
+    credit_note_refund,
+    credit_note_refund_record_manual,
+    payment_record_manual,
+)
+from billing.services.profiles import EDITABLE_FIELDS as PROFILE_EDITABLE_FIELDS
+from billing.services.profiles import billing_profile_update, billing_profile_validate, tax_id_normalize
 from billing.services.stripe_events import stripe_event_retry
 from subscriptions.services.audit import audit_record
 
@@ -289,17 +296,113 @@ class CreditNoteLineInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class RefundTransferForm(forms.Form):
+    reference = forms.CharField(max_length=120, label="Bank reference of the refund")
+
+
 @admin.register(CreditNote)
 class CreditNoteAdmin(ReadOnlyAdmin):
-    list_display = ["number", "invoice", "customer", "reason_code", "total", "issued_at", "created_by"]
+    """Read-only; the part a customer had paid comes back (docs/payments.md, Refunds): billing staff see whether it
+    went to the card, resend a card refund Stripe did not take, or record the bank transfer they paid."""
+
+    change_form_template = "admin/billing/creditnote/change_form.html"
+    list_display = [
+        "number",
+        "invoice",
+        "customer",
+        "reason_code",
+        "total",
+        "refund_due",
+        "refund_state",
+        "issued_at",
+        "created_by",
+    ]
     list_filter = ["reason_code", "currency"]
-    list_select_related = ["invoice", "customer", "created_by"]
+    list_select_related = ["invoice", "customer", "created_by", "refund"]
     search_fields = ["number", "invoice__number", "customer__name"]
     inlines = [CreditNoteLineInline]
+    exclude = ["pdf_file", "pdf_sha256"]
+    readonly_fields = ["total", "refund_due", "refund_state"]
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:credit_note_id>/refund/<slug:how>/",
+                self.admin_site.admin_view(self.refund_view),
+                name="billing_creditnote_refund",
+            ),
+        ] + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        note = self.get_object(request, object_id)
+        extra_context = dict(extra_context or {})
+        if note is not None and request.user.has_perm("billing.add_refund") and note.refund_due_minor > 0:
+            refund = Refund.objects.filter(credit_note=note).first()
+            if refund is None:
+                extra_context["refund_transfer_form"] = RefundTransferForm()
+            elif refund.status == RefundStatus.PENDING and not refund.reference:
+                extra_context["can_resend_card_refund"] = True
+        if note is not None:
+            extra_context["credit_note"] = note
+            extra_context["refund_due_text"] = self.refund_due(note)
+            extra_context["refund_state_text"] = self.refund_state(note)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def refund_view(self, request, credit_note_id: int, how: str):
+        """POST only, `billing.add_refund` (billing staff): record the refund transfer, or resend a pending card
+        refund (same Stripe idempotency key, so never a second refund)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if how not in ("transfer", "card"):
+            raise Http404("No such refund action.")
+        if not request.user.has_perm("billing.add_refund"):
+            raise PermissionDenied
+        note = get_object_or_404(CreditNote, pk=credit_note_id)
+        try:
+            if how == "transfer":
+                form = RefundTransferForm(request.POST)
+                if not form.is_valid():
+                    raise forms.ValidationError(_form_errors(form))
+                refund = credit_note_refund_record_manual(
+                    credit_note_id=note.pk, reference=form.cleaned_data["reference"], actor=request.user
+                )
+                message = f"Refund of {money(refund.amount_minor, refund.currency)} by transfer recorded on {note}."
+            else:
+                refund = credit_note_refund(credit_note_id=note.pk, actor=request.user)
+                if refund is None:
+                    raise forms.ValidationError(f"{note} has nothing to refund to a card.")
+                message = f"Card refund for {note}: {refund.get_status_display().lower()}."
+        except BillingError as error:
+            messages.error(request, error.message)
+        except forms.ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, message)
+        return HttpResponseRedirect(reverse("admin:billing_creditnote_change", args=[note.pk]))
 
     @admin.display(description="total", ordering="total_minor")
     def total(self, note) -> str:
         return money(note.total_minor, note.currency)
+
+    @admin.display(description="due back", ordering="refund_due_minor")
+    def refund_due(self, note) -> str:
+        return money(note.refund_due_minor, note.currency) if note.refund_due_minor else "—"
+
+    @admin.display(description="refund")
+    def refund_state(self, note) -> str:
+        if not note.refund_due_minor:
+            return "nothing paid, nothing to refund"
+        refund = getattr(note, "refund", None)
+        if refund is None:
+            return "owed by bank transfer (not recorded yet)"
+        if refund.reference:
+            return f"paid by transfer ({refund.reference})"
+        state = f"to the card: {refund.get_status_display().lower()}"
+        if refund.failure_message:
+            state += f" ({refund.failure_message})"
+        if refund.amount_minor < note.refund_due_minor:
+            state += f"; {money(note.refund_due_minor - refund.amount_minor, note.currency)} more owed by transfer"
+        return state
 
 
 @admin.register(PendingInvoiceItem)
@@ -461,12 +564,80 @@ class TaxExemptionAdmin(ReadOnlyAdmin):
         return ", ".join(str(j) for j in exemption.jurisdictions or [])
 
 
+class BillingProfileForm(forms.ModelForm):
+    """The profile fields billing staff may edit; checked by the same rules as the portal and the API
+    (`billing_profile_validate`, `tax_id_normalize`), so a problem comes back on its field and nothing is saved."""
+
+    billing_emails = forms.CharField(
+        required=False,
+        max_length=2000,
+        help_text="Where invoices are sent; separate several with commas.",
+        widget=forms.TextInput(attrs={"size": 60}),
+    )
+
+    class Meta:
+        model = BillingProfile
+        fields = list(PROFILE_EDITABLE_FIELDS)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            self.initial["billing_emails"] = ", ".join(self.instance.billing_emails or [])
+
+    def clean(self):
+        cleaned = super().clean()
+        data = {name: cleaned[name] for name in PROFILE_EDITABLE_FIELDS if name in cleaned}
+        try:
+            data = billing_profile_validate(data=data)
+            if {"tax_id", "country"} & set(self.changed_data):  # as the service: only a changed ID is re-checked
+                tax_id_normalize(tax_id=data.get("tax_id", ""), country=data.get("country", ""))
+        except BillingError as error:
+            field = error.field if error.field in self.fields else None
+            self.add_error(field, error.message)
+            return cleaned
+        cleaned.update(data)
+        return cleaned
+
+
 @admin.register(BillingProfile)
 class BillingProfileAdmin(ReadOnlyAdmin):
+    """Billing staff (and superusers) edit a customer's billing details here; support agents read them. Saving goes
+    through `billing_profile_update` (validated, tax ID normalised, audited with before/after, Stripe customer
+    synced): the form never writes the row itself."""
+
+    form = BillingProfileForm
     list_display = ["customer", "legal_name", "country", "region", "tax_id", "tax_id_valid", "requires_po"]
     list_filter = ["country", "requires_po", "change_billing_mode"]
     list_select_related = ["customer"]
     search_fields = ["customer__name", "legal_name", "tax_id"]
+    readonly_fields = ["customer", "tax_id_valid", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["customer", "legal_name", "billing_emails"]}),
+        ("Address", {"fields": ["address_line1", "address_line2", "city", "region", "postal_code", "country"]}),
+        ("Tax", {"fields": ["tax_id", "tax_id_valid"]}),
+        (
+            "Invoicing",
+            {
+                "fields": [
+                    "currency",
+                    "payment_terms_days",
+                    "invoice_language",
+                    "standing_po_number",
+                    "requires_po",
+                    "change_billing_mode",
+                    "updated_at",
+                ]
+            },
+        ),
+    ]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("billing.change_billingprofile")
+
+    def save_model(self, request, obj, form, change):
+        changed = {name: form.cleaned_data[name] for name in form.changed_data if name in PROFILE_EDITABLE_FIELDS}
+        # The audit row names the staff member; the service writes the row (and queues the Stripe customer sync).
+        billing_profile_update(customer=obj.customer, actor=request.user, **changed)
 
     @admin.display(description="billing e-mails")
     def emails(self, profile) -> str:
@@ -710,7 +881,13 @@ def _run_invoice_action(request, invoice: Invoice, name: str) -> str:
             lines=lines,
             actor=user,
         )
-        return f"Credit note {note.number} issued for {money(note.total_minor, note.currency)}."
+        message = f"Credit note {note.number} issued for {money(note.total_minor, note.currency)}."
+        if note.refund_due_minor:
+            message += (
+                f" {money(note.refund_due_minor, note.currency)} of it had been paid and goes back to the customer"
+                " (refunded to the card, or owed by bank transfer: see the credit note)."
+            )
+        return message
     if name == "line_add":
         invoice_line_add(
             invoice_id=invoice.pk,

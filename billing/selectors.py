@@ -5,6 +5,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Exists, JSONField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, JSONObject, TruncMonth
 
@@ -20,6 +21,7 @@ from billing.models import (
     InvoiceLine,
     InvoiceStatus,
     PendingInvoiceItem,
+    RefundStatus,
     TaxExemption,
     TaxRate,
 )
@@ -75,7 +77,40 @@ def invoice_pdf_for_customer(*, customer: Customer, invoice_id: int) -> tuple[by
 
 
 def credit_note_list_for_customer(*, customer: Customer) -> QuerySet[CreditNote]:
-    return CreditNote.objects.filter(customer=customer).select_related("invoice").order_by("-issued_at", "-id")
+    return (
+        CreditNote.objects.filter(customer=customer).select_related("invoice", "refund").order_by("-issued_at", "-id")
+    )
+
+
+@dataclass(frozen=True)
+class RefundSummary:
+    """What a credit note gives back, as the customer sees it.
+
+    status: `none` (the credit only lowered what was still due), `pending` (money is going back: a card refund
+    in progress, or a bank transfer billing staff have yet to pay), `refunded`, or `failed` (a card refund Stripe
+    refused; billing staff follow up). method: `card`, `bank_transfer` or None while not yet decided/recorded.
+    """
+
+    amount_minor: int
+    currency: str
+    status: str
+    method: str | None
+
+
+def credit_note_refund_summary(*, credit_note: CreditNote) -> RefundSummary:
+    """Reads `credit_note.refund` (select it with `select_related("refund")` to avoid a query per note)."""
+    due = credit_note.refund_due_minor
+    if due <= 0:
+        return RefundSummary(0, credit_note.currency, "none", None)
+    try:
+        refund = credit_note.refund
+    except ObjectDoesNotExist:  # reverse one-to-one: no Refund row yet
+        refund = None
+    if refund is None:
+        return RefundSummary(due, credit_note.currency, "pending", None)
+    method = "bank_transfer" if refund.reference else "card"
+    status = {RefundStatus.SUCCEEDED: "refunded", RefundStatus.FAILED: "failed"}.get(refund.status, "pending")
+    return RefundSummary(refund.amount_minor, refund.currency, status, method)
 
 
 def credit_note_get_for_customer(*, customer: Customer, credit_note_id: int) -> CreditNote:

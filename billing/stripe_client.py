@@ -25,14 +25,24 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 
 
 class StripeClientError(Exception):
-    """Base of the errors this module raises."""
+    """Base of the errors this module raises. `transient`: Stripe could not be reached, was rate limiting, or failed
+    on its side (5xx) — the same request may well succeed later, so callers retry instead of giving up."""
 
-    def __init__(self, message: str, *, code: str = "", payment_intent_id: str = "", charge_id: str = ""):
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        payment_intent_id: str = "",
+        charge_id: str = "",
+        transient: bool = False,
+    ):
         super().__init__(message)
         self.message = message
         self.code = code
         self.payment_intent_id = payment_intent_id
         self.charge_id = charge_id
+        self.transient = transient
 
 
 class StripeCardError(StripeClientError):
@@ -135,7 +145,12 @@ def _translate(error: stripe.StripeError) -> StripeClientError:
         message = getattr(error, "user_message", None) or err.get("message") or "Your card was declined."
         return StripeCardError(message, code=code, payment_intent_id=payment_intent_id, charge_id=charge_id)
     message = err.get("message") or str(error) or "Stripe did not accept the request."
-    return StripeUnavailable(message, code=code, payment_intent_id=payment_intent_id, charge_id=charge_id)
+    transient = isinstance(error, stripe.APIConnectionError | stripe.RateLimitError) or (
+        (getattr(error, "http_status", None) or 0) >= 500
+    )
+    return StripeUnavailable(
+        message, code=code, payment_intent_id=payment_intent_id, charge_id=charge_id, transient=transient
+    )
 
 
 class _call:

@@ -195,6 +195,9 @@ REST_FRAMEWORK = {
         "anon": env("API_ANON_THROTTLE_RATE", "120/minute"),
         "auth_token": env("API_TOKEN_THROTTLE_RATE", "10/minute"),
     },
+    # How many reverse proxies append to X-Forwarded-For in front of the app. 0: the client address is REMOTE_ADDR
+    # (X-Forwarded-For is ignored; without this DRF would key anonymous throttles on the client-written header).
+    "NUM_PROXIES": env_int("API_NUM_PROXIES", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Continuum API",
@@ -211,7 +214,8 @@ SPECTACULAR_SETTINGS = {
         "IntervalEnum": "subscriptions.models.catalog.Interval",
         "SubscriptionStatusEnum": "subscriptions.models.SubscriptionStatus",
         "InvoiceStatusEnum": "billing.models.InvoiceStatus",
-        "ExemptionStatusEnum": "billing.models.ExemptionStatus",
+        # The API shows four exemption states (a replaced certificate reads `expired`; portal/api/views/billing.py).
+        "ExemptionStatusEnum": "portal.api.views.billing.EXEMPTION_API_STATUSES",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

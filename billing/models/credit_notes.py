@@ -24,6 +24,11 @@ class CreditNote(models.Model):
     tax_minor = models.BigIntegerField()
     total_minor = models.BigIntegerField()
     is_full = models.BooleanField(default=False)
+    refund_due_minor = models.BigIntegerField(
+        default=0,
+        help_text="The part of the total the customer had already paid and gets back (0 when the credit only lowers "
+        "what was still due). Refunded to the card through Stripe, or owed by bank transfer.",
+    )
     issued_at = models.DateTimeField()
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -39,6 +44,10 @@ class CreditNote(models.Model):
         ordering = ["-issued_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=models.Q(total_minor__gt=0), name="credit_note_total_positive"),
+            models.CheckConstraint(
+                condition=models.Q(refund_due_minor__gte=0, refund_due_minor__lte=models.F("total_minor")),
+                name="credit_note_refund_due_within_total",
+            ),
         ]
 
     def __str__(self) -> str:

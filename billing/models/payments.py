@@ -146,7 +146,8 @@ class RefundStatus(models.TextChoices):
 
 
 class Refund(models.Model):
-    """Money sent back for a credit note on a paid invoice; at most one refund per credit note."""
+    """Money sent back for a credit note's `refund_due_minor`, at most one refund per credit note: to the card through
+    Stripe (`stripe_refund_id`), or by bank transfer, which billing staff pay and record (`reference`)."""
 
     credit_note = models.OneToOneField("billing.CreditNote", on_delete=models.PROTECT, related_name="refund")
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
@@ -154,6 +155,12 @@ class Refund(models.Model):
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=20, choices=RefundStatus.choices, default=RefundStatus.PENDING)
     stripe_refund_id = models.CharField(max_length=64, blank=True)
+    reference = models.CharField(
+        max_length=120, blank=True, help_text="Bank reference of a refund billing staff paid by transfer."
+    )
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     failure_message = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
 
+from billing.gc_frozen import long_lived_objects_frozen
 from billing.models import (
     BillingProfile,
     ExemptionStatus,
@@ -32,13 +33,16 @@ from billing.models import (
 )
 from billing.services.invoices import apply_tax_result, invoice_finalize
 from billing.services.tax import TaxContext, is_reverse_charge, tax_compute
+from subscriptions import bulk
 from subscriptions.models import (
+    Package,
+    PackageComponent,
     SkuKind,
     Subscription,
     SubscriptionAddon,
     SubscriptionStatus,
 )
-from subscriptions.services.lifecycle import subscription_renew
+from subscriptions.services.lifecycle import subscription_renew_batch
 from subscriptions.services.terms import AddonTerms, Terms, sku_for, terms_lines
 
 logger = logging.getLogger(__name__)
@@ -197,23 +201,59 @@ def _unbilled(as_of: datetime | None = None):
     return queryset.filter(current_period_start__lte=as_of) if as_of is not None else queryset
 
 
-def _subscriptions_for_drafting(ids: list[int]) -> list[Subscription]:
-    return list(
+# Everything drafting reads from a subscription (only these are loaded: model instances are the chunk's main cost;
+# reading another field would cost a query per subscription — tests/billing/test_billing_run.py counts queries).
+_DRAFTING_FIELDS = (
+    "customer",
+    "customer__name",
+    "customer__legal_name",
+    "price",
+    "price__setup_amount_minor",
+    "package",
+    "interval",
+    "currency",
+    "flat_amount_minor",
+    "seat_amount_minor",
+    "included_seats",
+    "seats",
+    "current_period_start",
+    "current_period_end",
+)
+
+
+def _subscriptions_for_drafting(ids: list[int], *, with_addons: bool = True) -> list[Subscription]:
+    """The chunk's subscriptions with what drafting reads: customer, price, package with its components (for SKU
+    codes and tax categories) and, when the lines are computed here, the live add-ons (`live_addons`). A constant
+    number of queries; the few packages are loaded once, not once per subscription."""
+    subscriptions = list(
         Subscription.objects.filter(pk__in=ids)
-        .select_related("package", "price", "customer")
-        .prefetch_related(
-            "package__components__sku",
-            Prefetch(
-                "addons",
-                queryset=SubscriptionAddon.objects.filter(ended_at__isnull=True)
-                .select_related("package")
-                .prefetch_related("package__components__sku")
-                .order_by("pk"),
-                to_attr="live_addons",
-            ),
-        )
+        .select_related("customer", "price")
+        .only(*_DRAFTING_FIELDS)
         .order_by("pk")
     )
+    addons: dict[int, list[SubscriptionAddon]] = {}
+    live = (
+        list(
+            SubscriptionAddon.objects.filter(
+                subscription_id__in=[s.pk for s in subscriptions], ended_at__isnull=True
+            ).order_by("pk")
+        )
+        if with_addons and subscriptions
+        else []
+    )
+    packages = {
+        package.pk: package
+        for package in Package.objects.filter(
+            pk__in={s.package_id for s in subscriptions} | {a.package_id for a in live}
+        ).prefetch_related(Prefetch("components", queryset=PackageComponent.objects.select_related("sku")))
+    }
+    for addon in live:
+        addon.package = packages[addon.package_id]
+        addons.setdefault(addon.subscription_id, []).append(addon)
+    for subscription in subscriptions:
+        subscription.package = packages[subscription.package_id]
+        subscription.live_addons = addons.get(subscription.pk, [])
+    return subscriptions
 
 
 def draft_periods(*, periods: list[PeriodToBill]) -> list[int]:
@@ -225,17 +265,18 @@ def draft_periods(*, periods: list[PeriodToBill]) -> list[int]:
     if not periods:
         return []
     ids = sorted({p.subscription.pk for p in periods})
-    existing = set(
+    regular = list(
         Invoice.objects.filter(subscription_id__in=ids, kind=InvoiceKind.REGULAR).values_list(
-            "subscription_id", "period_start"
+            "subscription_id", "period_start", "status", "issued_at"
         )
     )
+    existing = {(subscription_id, start) for subscription_id, start, _, _ in regular}
     # Voided drafts do not count: a subscription whose only invoice was voided before issue still owes set-up.
-    invoiced_before = set(
-        Invoice.objects.filter(subscription_id__in=ids, kind=InvoiceKind.REGULAR)
-        .exclude(status=InvoiceStatus.VOID, issued_at__isnull=True)
-        .values_list("subscription_id", flat=True)
-    )
+    invoiced_before = {
+        subscription_id
+        for subscription_id, _, status, issued_at in regular
+        if not (status == InvoiceStatus.VOID and issued_at is None)
+    }
     periods = sorted(
         (p for p in periods if (p.subscription.pk, p.period_start) not in existing),
         key=lambda p: (p.subscription.pk, p.period_start),
@@ -277,7 +318,8 @@ def draft_periods(*, periods: list[PeriodToBill]) -> list[int]:
         all_lines.append(lines)
         all_tax_lines.append(tax_lines)
         collected.append(pending)
-    Invoice.objects.bulk_create(invoices)
+    # One INSERT per table for the whole batch (subscriptions.bulk; bulk_create spent most of the time per value).
+    bulk.bulk_insert(Invoice, invoices, returning=True)
     line_rows, tax_rows, status_rows = [], [], []
     for invoice, lines, tax_lines in zip(invoices, all_lines, all_tax_lines, strict=True):
         for line in lines:
@@ -287,9 +329,9 @@ def draft_periods(*, periods: list[PeriodToBill]) -> list[int]:
             tax_line.invoice = invoice
             tax_rows.append(tax_line)
         status_rows.append(InvoiceStatusChange(invoice=invoice, from_status="", to_status=InvoiceStatus.DRAFT))
-    InvoiceLine.objects.bulk_create(line_rows)
-    InvoiceTaxLine.objects.bulk_create(tax_rows)
-    InvoiceStatusChange.objects.bulk_create(status_rows)
+    bulk.bulk_insert(InvoiceLine, line_rows)
+    bulk.bulk_insert(InvoiceTaxLine, tax_rows)
+    bulk.bulk_insert(InvoiceStatusChange, status_rows)
     for invoice, items in zip(invoices, collected, strict=True):
         if items:
             PendingInvoiceItem.objects.filter(pk__in=[i.pk for i in items]).update(invoice=invoice)
@@ -347,24 +389,18 @@ def draft_due(*, as_of: datetime, chunk_size: int = DEFAULT_CHUNK) -> list[int]:
 
 
 def renew_chunk(*, subscription_ids: list[int], as_of: datetime) -> tuple[int, list[int]]:
-    """Renew each subscription (subscriptions.services.lifecycle.subscription_renew, which catches up every ended
-    period) and draft one invoice per started period — in one transaction per chunk, so a renewal is never
-    committed without its invoices. Returns (renewed count, new invoice ids)."""
+    """Renew the chunk's due subscriptions (subscriptions.services.lifecycle.subscription_renew_batch: one lock
+    query, set-based writes for plain renewals, the per-subscription service for scheduled changes, trials and
+    cancellations; catches up every ended period) and draft one invoice per started period — in one transaction
+    per chunk, so a renewal is never committed without its invoices. Returns (renewed count, new invoice ids)."""
     attempts: list[int] = []
 
     def work(ids=subscription_ids):
-        results = []
-        for subscription_id in ids:
-            try:
-                result = subscription_renew(subscription_id=subscription_id, as_of=as_of)
-            except Exception:  # one bad subscription must not stop the run; it is retried next hour
-                logger.exception("billing run: renewal of subscription %s failed", subscription_id)
-                continue
-            if result is not None:
-                results.append(result)
+        results = subscription_renew_batch(subscription_ids=ids, as_of=as_of)
         attempts.append(len(results))
         subscriptions = {
-            s.pk: s for s in _subscriptions_for_drafting([r.subscription_id for r in results if r.periods])
+            s.pk: s
+            for s in _subscriptions_for_drafting([r.subscription_id for r in results if r.periods], with_addons=False)
         }
         periods = [
             PeriodToBill(
@@ -402,17 +438,27 @@ def renew_due(*, as_of: datetime, chunk_size: int = DEFAULT_CHUNK) -> tuple[int,
         last_id = ids[-1]
 
 
+def _unchecked_draft_batches(invoice_ids: list[int] | None, chunk_size: int):
+    base = Invoice.objects.filter(status=InvoiceStatus.DRAFT, checks_run_at__isnull=True).order_by("pk")
+    if invoice_ids is not None:
+        # Slices of the (sorted) ids: after a large run the list holds every invoice drafted, and sending all of
+        # them with every chunk's query would not scale.
+        wanted = sorted(set(invoice_ids))
+        for start in range(0, len(wanted), chunk_size):
+            ids = list(base.filter(pk__in=wanted[start : start + chunk_size]).values_list("pk", flat=True))
+            if ids:
+                yield ids
+        return
+    last_id = 0
+    while ids := list(base.filter(pk__gt=last_id).values_list("pk", flat=True)[:chunk_size]):
+        yield ids
+        last_id = ids[-1]
+
+
 def finalize_drafts(*, invoice_ids: list[int] | None = None, chunk_size: int = DEFAULT_CHUNK) -> tuple[int, int]:
     """Run the checks on drafts never checked (or on `invoice_ids`): issue or hold each. Returns (issued, held)."""
     issued = held = 0
-    last_id = 0
-    base = Invoice.objects.filter(status=InvoiceStatus.DRAFT, checks_run_at__isnull=True)
-    if invoice_ids is not None:
-        base = base.filter(pk__in=invoice_ids)
-    while True:
-        ids = list(base.filter(pk__gt=last_id).order_by("pk").values_list("pk", flat=True)[:chunk_size])
-        if not ids:
-            return issued, held
+    for ids in _unchecked_draft_batches(invoice_ids, chunk_size):
         for invoice_id in ids:
             try:
                 invoice = invoice_finalize(invoice_id=invoice_id)
@@ -423,7 +469,7 @@ def finalize_drafts(*, invoice_ids: list[int] | None = None, chunk_size: int = D
                 held += 1
             elif invoice.issued_at:
                 issued += 1
-        last_id = ids[-1]
+    return issued, held
 
 
 def billing_run(
@@ -439,11 +485,12 @@ def billing_run(
 
     as_of = as_of or timezone.now()
     result = BillingRunResult(as_of=as_of.isoformat())
-    changes_bill_unbilled()
-    drafted = draft_due(as_of=as_of, chunk_size=chunk_size)
-    result.renewed, renewed_drafts = renew_due(as_of=as_of, chunk_size=chunk_size)
-    drafted += renewed_drafts
-    result.drafted = len(drafted)
-    if finalize:
-        result.issued, result.held = finalize_drafts(invoice_ids=drafted, chunk_size=chunk_size)
+    with long_lived_objects_frozen():  # see billing/gc_frozen.py
+        changes_bill_unbilled()
+        drafted = draft_due(as_of=as_of, chunk_size=chunk_size)
+        result.renewed, renewed_drafts = renew_due(as_of=as_of, chunk_size=chunk_size)
+        drafted += renewed_drafts
+        result.drafted = len(drafted)
+        if finalize:
+            result.issued, result.held = finalize_drafts(invoice_ids=drafted, chunk_size=chunk_size)
     return result

@@ -2,6 +2,10 @@
 
 Tax on a credit note mirrors the invoice: per rate, credited net × the rate copied on the invoice line, rounded
 half-up once per rate. A full credit note credits exactly what is left of the invoice (net and tax).
+
+Money back: the part of a credit note the customer had already paid (`refund_due_minor`) is refunded — to the card
+through Stripe when the invoice was paid by card, otherwise it is owed by bank transfer (docs/payments.md, Refunds).
+The part that only lowers what was still due is never refunded.
 """
 
 from collections import defaultdict
@@ -14,6 +18,7 @@ from django.utils import timezone
 from billing.exceptions import CreditNoteInvalid, InvalidTransition
 from billing.models import CreditNote, CreditNoteLine, InvoiceLine, InvoiceStatus
 from billing.services.invoices import _check_reason_code, _lock, _transition, number_allocate
+from billing.services.payments import credit_note_refund_enqueue, money
 from billing.services.tax import tax_amount
 from subscriptions.models import User
 from subscriptions.services.audit import audit_record
@@ -35,7 +40,11 @@ def credit_note_create(
     {"invoice_line_id": int, "amount_minor": int (net, > 0), "quantity": int (optional), "description": optional};
     a line is never credited beyond its amount. The invoice's amount credited and amount due are updated; an open
     invoice with nothing left to pay becomes paid. Locks the invoice; the number comes from the CN-YYYY series.
-    After commit the credit note's PDF is rendered.
+
+    `refund_due_minor` records how much of the credit the customer had already paid (total − what was still due,
+    never negative). When it is positive the refund is started with `credit_note_refund_enqueue`: a Stripe refund
+    queued after commit for a card-paid invoice (at most once per credit note), else a "refund owed" audit event for
+    billing staff to pay by bank transfer. After commit the credit note's PDF is rendered.
     """
     _check_reason_code(reason_code)
     with transaction.atomic():
@@ -101,6 +110,9 @@ def credit_note_create(
             raise CreditNoteInvalid(
                 f"Only {invoice.total_minor - invoice.amount_credited_minor} is left to credit on {invoice.number}."
             )
+        # What the customer had already paid of this credit comes back to them; the rest only lowers what is due.
+        still_due = max(0, invoice.total_minor - invoice.amount_paid_minor - invoice.amount_credited_minor)
+        refund_due = max(0, total - still_due)
         now = timezone.now()
         series = f"CN-{now.year}"
         credit_note = CreditNote.objects.create(
@@ -115,6 +127,7 @@ def credit_note_create(
             tax_minor=tax,
             total_minor=total,
             is_full=is_full,
+            refund_due_minor=refund_due,
             issued_at=now,
             created_by=actor,
         )
@@ -146,12 +159,20 @@ def credit_note_create(
             actor=actor,
             action="credit_note.issued",
             obj=credit_note,
-            summary=f"Credit note {credit_note.number} for {invoice.number}: {total / 100:.2f} {invoice.currency}",
-            after={"reason_code": reason_code, "total_minor": total, "invoice": invoice.number},
+            summary=f"Credit note {credit_note.number} for {invoice.number}: {money(total, invoice.currency)}"
+            + (f", of which {money(refund_due, invoice.currency)} goes back to the customer" if refund_due else ""),
+            after={
+                "reason_code": reason_code,
+                "total_minor": total,
+                "refund_due_minor": refund_due,
+                "invoice": invoice.number,
+            },
             reason=reason_text,
         )
         credit_note_id = credit_note.pk
         transaction.on_commit(lambda: _after_issue(credit_note_id))
+        if refund_due:
+            credit_note_refund_enqueue(credit_note_id=credit_note_id, actor=actor)
     return credit_note
 
 

@@ -6,7 +6,11 @@ render request is a no-op. The "invoice issued" e-mail attaches exactly the stor
 
 import hashlib
 import logging
+import threading
 from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -15,6 +19,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing.gc_frozen import long_lived_objects_frozen
 from billing.models import CreditNote, Invoice
 from billing.money import format_minor
 
@@ -58,10 +63,54 @@ def credit_note_render_html(*, credit_note: CreditNote) -> str:
     )
 
 
+_renderer = threading.local()
+
+
+def _font_config():
+    """One WeasyPrint FontConfiguration per worker process (per thread: Pango font maps are not shared across
+    threads). Left to itself WeasyPrint builds a fresh one — a new fontconfig/Pango font map that loads every font
+    again — for each document; reusing it keeps the loaded fonts warm between renders."""
+    font_config = getattr(_renderer, "font_config", None)
+    if font_config is None:
+        from weasyprint.text.fonts import FontConfiguration
+
+        font_config = _renderer.font_config = FontConfiguration()
+    return font_config
+
+
+def _url_fetcher():
+    """Documents load nothing but files shipped in static/ (and data: URIs): never the network, never other files.
+    A refused URL is skipped by WeasyPrint (logged), it does not fail the render."""
+    fetcher = getattr(_renderer, "url_fetcher", None)
+    if fetcher is None:
+        from weasyprint.urls import URLFetcher
+
+        static_root = (Path(settings.BASE_DIR) / "static").resolve()
+
+        class StaticOnlyFetcher(URLFetcher):
+            def fetch(self, url, headers=None):
+                parsed = urlparse(url)
+                if parsed.scheme == "data":
+                    return super().fetch(url, headers)
+                if parsed.scheme == "file" and Path(url2pathname(parsed.path)).resolve().is_relative_to(static_root):
+                    return super().fetch(url, headers)
+                raise ValueError(f"Documents may only load files from static/: {url}")
+
+        fetcher = _renderer.url_fetcher = StaticOnlyFetcher(timeout=5)
+    return fetcher
+
+
 def html_to_pdf(html: str) -> bytes:
+    with long_lived_objects_frozen():  # see billing/gc_frozen.py: keeps full GC scans out of the render's p95
+        return _render(html)
+
+
+def _render(html: str) -> bytes:
     from weasyprint import HTML
 
-    return HTML(string=html, base_url=str(settings.BASE_DIR)).write_pdf()
+    return HTML(string=html, base_url=str(settings.BASE_DIR), url_fetcher=_url_fetcher()).write_pdf(
+        font_config=_font_config()
+    )
 
 
 def invoice_render_pdf(*, invoice_id: int) -> Invoice:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -200,6 +200,13 @@ def payment_method_setup_start(*, customer_id: int, actor: User | None = None) -
     return CardSetup(setup_intent_id=intent.id, client_secret=intent.client_secret)
 
 
+# Transient: the `setup_intent.succeeded` webhook task retries, and the card appears once Stripe answers again.
+STRIPE_UNREACHABLE_CARD_SAVE = (
+    "Stripe could not be reached to confirm the card. If it was saved, it will appear here within a few minutes; "
+    "otherwise please try again."
+)
+
+
 def payment_method_save_from_setup_intent(
     *, setup_intent_id: str, customer_id: int | None = None, actor: User | None = None
 ) -> PaymentMethod:
@@ -209,6 +216,8 @@ def payment_method_save_from_setup_intent(
     try:
         intent = stripe_client.setup_intent_retrieve(setup_intent_id=setup_intent_id)
     except stripe_client.StripeClientError as error:
+        if error.transient:
+            raise PaymentProviderUnavailable(STRIPE_UNREACHABLE_CARD_SAVE)
         raise PaymentMethodNotSaved(f"We could not check the card with Stripe: {error.message}")
     link = StripeCustomer.objects.filter(stripe_customer_id=intent.customer_id).first() if intent.customer_id else None
     if link is None or (customer_id is not None and link.customer_id != customer_id):
@@ -224,6 +233,8 @@ def payment_method_save_from_setup_intent(
     try:
         card = stripe_client.payment_method_retrieve(payment_method_id=intent.payment_method_id)
     except stripe_client.StripeClientError as error:
+        if error.transient:
+            raise PaymentProviderUnavailable(STRIPE_UNREACHABLE_CARD_SAVE)
         raise PaymentMethodNotSaved(f"We could not read the card from Stripe: {error.message}")
     make_default = False
     with transaction.atomic():
@@ -778,35 +789,60 @@ def payment_mark_disputed(
 # --- Refunds --------------------------------------------------------------------------------------------------------
 
 
-def credit_note_refund(*, credit_note_id: int, actor: User | None = None) -> Refund | None:
-    """Refund a credit note on a card-paid invoice through Stripe, at most once per credit note.
+def _card_refund_target(invoice_id: int) -> tuple[Payment | None, int]:
+    """The invoice's newest succeeded card payment that still holds money, and how much it holds (not yet refunded
+    or being refunded). Call inside a transaction that locks the payments when acting on the answer."""
+    payments = (
+        Payment.objects.filter(invoice_id=invoice_id, kind=PaymentKind.CARD, status=PaymentStatus.SUCCEEDED)
+        .exclude(stripe_payment_intent_id="")
+        .prefetch_related("refunds")
+        .order_by("-attempt")
+    )
+    for payment in payments:
+        refunded = sum(r.amount_minor for r in payment.refunds.all() if r.status != RefundStatus.FAILED)
+        if payment.amount_minor - refunded > 0:
+            return payment, payment.amount_minor - refunded
+    return None, 0
 
-    The refund goes against the invoice's succeeded card payments (newest first) for at most what they still hold.
-    None when the invoice was paid by bank transfer (billing staff refund those by transfer) or nothing was paid.
+
+def _audit_refund_owed(credit_note: CreditNote, amount_minor: int, *, actor: User | None, why: str) -> None:
+    audit_record(
+        customer=credit_note.customer,
+        actor=actor,
+        action="refund.owed",
+        obj=credit_note,
+        summary=f"{money(amount_minor, credit_note.currency)} of {credit_note} is owed back to the customer by bank "
+        f"transfer ({why}); record it on the credit note once paid",
+        after={"amount_minor": amount_minor, "credit_note": credit_note.number},
+    )
+
+
+def credit_note_refund(*, credit_note_id: int, actor: User | None = None) -> Refund | None:
+    """Refund a credit note's `refund_due_minor` to the card that paid the invoice, through Stripe, at most once.
+
+    The refund goes against the invoice's newest succeeded card payment for at most what that payment still holds;
+    if that is less than is due back, the rest is recorded as owed by bank transfer (`refund.owed`). Returns the
+    existing refund when there is one (a re-run never refunds twice: unique `Refund.credit_note`, and a pending
+    refund is resent with the same Stripe idempotency key). None when nothing is due back or the invoice has no
+    card payment (paid by bank transfer: billing staff refund by transfer, `credit_note_refund_record_manual`).
+    Raises PaymentProviderUnavailable when Stripe cannot be reached (the refund stays pending; the task retries).
     """
-    credit_note = CreditNote.objects.select_related("invoice").filter(pk=credit_note_id).first()
+    credit_note = CreditNote.objects.select_related("invoice", "customer").filter(pk=credit_note_id).first()
     if credit_note is None:
         raise NotFound("That credit note does not exist.")
     existing = Refund.objects.filter(credit_note=credit_note).first()
     if existing is not None and existing.status != RefundStatus.PENDING:
         return existing
     if existing is None:
+        if credit_note.refund_due_minor <= 0:
+            return None
         with transaction.atomic():
-            payments = (
-                Payment.objects.select_for_update()
-                .filter(invoice_id=credit_note.invoice_id, kind=PaymentKind.CARD, status=PaymentStatus.SUCCEEDED)
-                .exclude(stripe_payment_intent_id="")
-                .order_by("-attempt")
-            )
-            target, refundable = None, 0
-            for payment in payments:
-                refunded = sum(r.amount_minor for r in payment.refunds.exclude(status=RefundStatus.FAILED))
-                if payment.amount_minor - refunded > 0:
-                    target, refundable = payment, payment.amount_minor - refunded
-                    break
+            # Lock the invoice's payments so two credit notes of one invoice never both count the same money.
+            list(Payment.objects.select_for_update().filter(invoice_id=credit_note.invoice_id).order_by("pk"))
+            target, refundable = _card_refund_target(credit_note.invoice_id)
             if target is None:
                 return None
-            amount = min(credit_note.total_minor, refundable)
+            amount = min(credit_note.refund_due_minor, refundable)
             try:
                 with transaction.atomic():
                     existing = Refund.objects.create(
@@ -814,6 +850,13 @@ def credit_note_refund(*, credit_note_id: int, actor: User | None = None) -> Ref
                     )
             except IntegrityError:
                 return Refund.objects.get(credit_note=credit_note)
+            if amount < credit_note.refund_due_minor:
+                _audit_refund_owed(
+                    credit_note,
+                    credit_note.refund_due_minor - amount,
+                    actor=actor,
+                    why=f"the card payment only held {money(refundable, target.currency)}",
+                )
     refund = existing
     try:
         result = stripe_client.refund_create(
@@ -843,9 +886,22 @@ def credit_note_refund(*, credit_note_id: int, actor: User | None = None) -> Ref
     return refund
 
 
-def credit_note_refund_enqueue(*, credit_note_id: int) -> None:
-    """For billing's credit-note service: queue the refund once the credit note is committed."""
-    if payment_backend() != BACKEND_STRIPE:
+def credit_note_refund_enqueue(*, credit_note_id: int, actor: User | None = None) -> None:
+    """For billing's credit-note service, inside its issuing transaction, when a credit note gives money back
+    (`refund_due_minor` > 0): start the refund the way the invoice was paid.
+
+    - Paid by card through Stripe (and the stripe backend is on): `billing.credit_note_refund` is queued after
+      commit; it refunds at most once per credit note, so queuing twice is harmless.
+    - Otherwise (paid by bank transfer, or the manual backend): a `refund.owed` audit event puts the amount on the
+      customer's timeline; billing staff pay it by transfer and record it (`credit_note_refund_record_manual`).
+    """
+    credit_note = CreditNote.objects.select_related("customer").get(pk=credit_note_id)
+    if credit_note.refund_due_minor <= 0 or Refund.objects.filter(credit_note=credit_note).exists():
+        return
+    target, _ = _card_refund_target(credit_note.invoice_id)
+    if target is None or payment_backend() != BACKEND_STRIPE:
+        why = "the invoice was paid by bank transfer" if target is None else "card refunds need Stripe configured"
+        _audit_refund_owed(credit_note, credit_note.refund_due_minor, actor=actor, why=why)
         return
 
     def _enqueue() -> None:
@@ -854,6 +910,64 @@ def credit_note_refund_enqueue(*, credit_note_id: int) -> None:
         credit_note_refund_task.delay(credit_note_id)
 
     transaction.on_commit(_enqueue)
+
+
+def credit_note_refund_record_manual(*, credit_note_id: int, reference: str, actor: User | None) -> Refund:
+    """Billing staff paid a credit note's `refund_due_minor` back by bank transfer: record it (a succeeded Refund
+    against the invoice's newest succeeded payment, bank transfers first) with the bank reference, and audit it.
+
+    Refuses when nothing is due back, when the credit note already has a refund (e.g. the card refund), or without a
+    reference. Locks the credit note, so a double submit records once.
+    """
+    reference = (reference or "").strip()
+    if not reference:
+        raise PaymentInvalid("Enter the bank reference of the refund transfer.", field="reference")
+    with transaction.atomic():
+        credit_note = (
+            CreditNote.objects.select_for_update().select_related("customer").filter(pk=credit_note_id).first()
+        )
+        if credit_note is None:
+            raise NotFound("That credit note does not exist.")
+        if credit_note.refund_due_minor <= 0:
+            raise PaymentInvalid(f"Nothing of {credit_note} had been paid, so nothing goes back to the customer.")
+        existing = Refund.objects.filter(credit_note=credit_note).first()
+        if existing is not None:
+            how = (
+                f"by transfer ({existing.reference})"
+                if existing.reference
+                else f"to the card (refund {existing.get_status_display().lower()})"
+            )
+            raise PaymentInvalid(f"{credit_note} is already refunded {how}.")
+        payment = (
+            Payment.objects.filter(invoice_id=credit_note.invoice_id, status=PaymentStatus.SUCCEEDED)
+            .order_by(
+                # bank transfers first, then the newest
+                models.Case(models.When(kind=PaymentKind.MANUAL, then=0), default=1),
+                "-attempt",
+            )
+            .first()
+        )
+        if payment is None:
+            raise PaymentInvalid(f"No payment is recorded for {credit_note.invoice}; nothing can be refunded.")
+        refund = Refund.objects.create(
+            credit_note=credit_note,
+            payment=payment,
+            amount_minor=credit_note.refund_due_minor,
+            currency=credit_note.currency,
+            status=RefundStatus.SUCCEEDED,
+            reference=reference,
+            recorded_by=actor,
+        )
+        audit_record(
+            customer=credit_note.customer,
+            actor=actor,
+            action="refund.recorded",
+            obj=refund,
+            summary=f"Refund of {money(refund.amount_minor, refund.currency)} for {credit_note} paid by bank "
+            f"transfer ({reference})",
+            after={"amount_minor": refund.amount_minor, "reference": reference},
+        )
+    return refund
 
 
 def refund_sync_from_charge(*, stripe_charge_id: str, amount_refunded_minor: int) -> list[Refund]:

@@ -11,6 +11,7 @@ from stdnum.exceptions import ValidationError as StdnumValidationError
 
 from billing.exceptions import BillingProfileInvalid, TaxIdInvalid
 from billing.models import BillingProfile, ChangeBillingMode
+from billing.services.payments import stripe_customer_sync_enqueue
 from subscriptions.models import Customer, User
 from subscriptions.services.audit import audit_record
 
@@ -186,7 +187,8 @@ def billing_address_problems(*, profile: BillingProfile | None) -> list[str]:
 
 def billing_profile_update(*, customer: Customer, actor: User | None = None, **fields) -> BillingProfile:
     """Update the customer's billing profile. Validates everything first (nothing is written on error), validates
-    the tax ID with python-stdnum against the billing country, and records an audit event with before/after.
+    the tax ID with python-stdnum against the billing country, and records an audit event with before/after. When
+    something changed, the customer's Stripe customer is updated after commit (`stripe_customer_sync_enqueue`).
 
     Does not touch issued invoices (they copied the old details); drafts pick up the new details when recomputed.
     """
@@ -216,4 +218,6 @@ def billing_profile_update(*, customer: Customer, actor: User | None = None, **f
                 before={k: before[k] for k in changed},
                 after=changed,
             )
+            # Stripe's copy of the name, e-mail and address follows (docs/payments.md; no-op without Stripe).
+            stripe_customer_sync_enqueue(customer_id=customer.pk)
     return profile

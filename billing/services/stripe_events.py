@@ -75,13 +75,13 @@ def stripe_event_process(*, event_id: int) -> str:
             return event.status
         event.attempts += 1
         event.save(update_fields=["attempts"])
-    status, error = StripeEventStatus.PROCESSED, ""
+    status, error, transient = StripeEventStatus.PROCESSED, "", False
     try:
         handled = _dispatch(event)
         if not handled:
             status = StripeEventStatus.IGNORED
-    except PaymentProviderUnavailable as exc:
-        status, error = StripeEventStatus.FAILED, exc.message
+    except PaymentProviderUnavailable as exc:  # Stripe unreachable or refusing for now: worth another try
+        status, error, transient = StripeEventStatus.FAILED, exc.message, True
     except BillingError as exc:
         status, error = StripeEventStatus.FAILED, f"{exc.code}: {exc.message}"
     except Exception as exc:  # recorded on the event for staff; the event can be retried from admin
@@ -90,7 +90,7 @@ def stripe_event_process(*, event_id: int) -> str:
     StripeEvent.objects.filter(pk=event.pk).update(
         status=status, error=error[:2000], processed_at=timezone.now() if status != StripeEventStatus.FAILED else None
     )
-    if status == StripeEventStatus.FAILED and error.startswith("Could not reach Stripe"):
+    if transient:
         return "retry"
     return status
 

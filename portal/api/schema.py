@@ -30,6 +30,20 @@ ERROR_SCHEMA = {
 
 NO_NUL_PATTERN = r"^[^\x00]*$"
 
+
+# What Python's str.strip() (and so DRF's CharField) strips: every character str.isspace() accepts, spelled out
+# because a schema pattern is an ECMA-262 regex, whose \s is a different set (no \x1c-\x1f or \x85, but \ufeff).
+STRIPPED = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def non_blank_pattern(min_length: int) -> str:
+    """Text that DRF accepts with at least `min_length` characters: CharField strips surrounding whitespace before
+    checking blank and minLength, and refuses NUL. So "  " is blank and " ab " is 2 characters long."""
+    if min_length <= 1:
+        return rf"^[^\x00]*[^{STRIPPED}\x00][^\x00]*$"
+    return rf"^[{STRIPPED}]*[^{STRIPPED}\x00][^\x00]{{{min_length - 2},}}[^{STRIPPED}\x00][{STRIPPED}]*$"
+
+
 ERROR_RESPONSES = {
     "400": "The input is invalid (unknown or malformed fields); `field` names the first one.",
     "401": "No valid credentials were sent.",
@@ -61,10 +75,12 @@ def add_error_responses(result, generator, request, public):
     for name, component in components.items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
-            # Text fields refuse NUL characters (DRF's CharField does): say so.
+            # Text fields refuse NUL characters (DRF's CharField does), and a required-non-blank one counts its length
+            # after stripping surrounding whitespace: say so, so schema-valid input is input we accept.
             for prop in component.get("properties", {}).values():
                 if prop.get("type") == "string" and not ({"format", "pattern", "enum", "$ref"} & set(prop)):
-                    prop["pattern"] = NO_NUL_PATTERN
+                    min_length = prop.get("minLength", 0)
+                    prop["pattern"] = non_blank_pattern(min_length) if min_length else NO_NUL_PATTERN
     ref = {"$ref": "#/components/schemas/Error"}
     for path_item in result.get("paths", {}).values():
         for method, operation in path_item.items():

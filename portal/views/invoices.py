@@ -6,7 +6,12 @@ from django.http import HttpResponse
 from django.shortcuts import render
 
 from billing.models import ISSUED_STATUSES, CreditNote, Invoice, InvoiceStatus
-from billing.selectors import credit_note_pdf_for_customer, invoice_pdf_for_customer
+from billing.selectors import (
+    credit_note_list_for_customer,
+    credit_note_pdf_for_customer,
+    credit_note_refund_summary,
+    invoice_pdf_for_customer,
+)
 from portal.permissions import INVOICES, customer_view, get_for_customer
 
 STATUS_FILTERS = [(s, InvoiceStatus(s).label) for s in ISSUED_STATUSES]
@@ -34,7 +39,7 @@ def invoice_list(request):
             errors["status"] = "Choose one of the listed statuses."
     if request.GET.get("year") and year is None:
         errors["year"] = "Choose one of the listed years."
-    credit_notes = CreditNote.objects.filter(customer=customer).select_related("invoice").order_by("-issued_at", "-id")
+    credit_notes = credit_note_list_for_customer(customer=customer)
     if year:
         invoices = invoices.filter(issued_at__year=year)
         credit_notes = credit_notes.filter(issued_at__year=year)
@@ -50,7 +55,7 @@ def invoice_list(request):
             "customer": customer,
             "page": page,
             "invoices": page.object_list,
-            "credit_notes": list(credit_notes[:50]),
+            "credit_notes": _with_refunds(credit_notes[:50]),
             "statuses": STATUS_FILTERS,
             "years": years,
             "status": status,
@@ -63,11 +68,20 @@ def invoice_list(request):
 @customer_view(INVOICES)
 def invoice_detail(request, invoice_id: int):
     invoice = get_for_customer(
-        _issued_invoices(request.customer).prefetch_related("lines", "tax_lines", "credit_notes"),
+        _issued_invoices(request.customer).prefetch_related("lines", "tax_lines", "credit_notes__refund"),
         request.customer,
         pk=invoice_id,
     )
-    return render(request, "portal/invoices/detail.html", {"customer": request.customer, "invoice": invoice})
+    return render(
+        request,
+        "portal/invoices/detail.html",
+        {"customer": request.customer, "invoice": invoice, "credit_notes": _with_refunds(invoice.credit_notes.all())},
+    )
+
+
+def _with_refunds(credit_notes) -> list[tuple]:
+    """(credit note, what it gives back) pairs for the templates; the notes come with their refund selected."""
+    return [(note, credit_note_refund_summary(credit_note=note)) for note in credit_notes]
 
 
 def _pdf_response(data: bytes, filename: str) -> HttpResponse:

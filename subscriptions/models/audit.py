@@ -1,6 +1,7 @@
 """The audit trail: who changed what, when, before and after, and why."""
 
-from datetime import timedelta
+from contextvars import ContextVar
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -9,6 +10,15 @@ from django.utils import timezone
 from subscriptions.models.customers import Customer
 
 RECORDED_LATER_AFTER = timedelta(hours=1)
+
+# Set by `subscriptions.services.audit.audit_occurred_at`: when the events recorded inside it happened.
+OCCURRED_AT: ContextVar[datetime | None] = ContextVar("audit_occurred_at", default=None)
+
+
+def occurred_now() -> datetime:
+    """`AuditEvent.occurred_at` unless a caller says otherwise: now, or the moment set by `audit_occurred_at` — so
+    every way of writing an event (audit_record, a bulk insert of AuditEvent rows) dates it alike."""
+    return OCCURRED_AT.get() or timezone.now()
 
 
 class ActorKind(models.TextChoices):
@@ -30,7 +40,7 @@ class AuditEvent(models.Model):
     after = models.JSONField(default=dict, blank=True)
     reason = models.TextField(blank=True)
     occurred_at = models.DateTimeField(
-        default=timezone.now,
+        default=occurred_now,
         help_text="When it happened (a bank transfer on the day it was paid); usually when it was recorded.",
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When it was recorded.")

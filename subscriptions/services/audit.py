@@ -2,26 +2,24 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import datetime
 
 from django.db import models
-from django.utils import timezone
 
 from subscriptions.models import ActorKind, AuditEvent, Customer, User
-
-_occurred_at: ContextVar[datetime | None] = ContextVar("audit_occurred_at", default=None)
+from subscriptions.models.audit import OCCURRED_AT, occurred_now
 
 
 @contextmanager
 def audit_occurred_at(moment: datetime | None) -> Iterator[None]:
     """Events recorded inside happened at `moment` (None: now), unless a call says otherwise — for work recorded
-    after the fact: a payment entered with the day it was made, the demo replaying months of billing history."""
-    token = _occurred_at.set(moment)
+    after the fact: a payment entered with the day it was made, the demo replaying months of billing history. Also
+    AuditEvent rows built directly (bulk inserts): it is the field's default."""
+    token = OCCURRED_AT.set(moment)
     try:
         yield
     finally:
-        _occurred_at.reset(token)
+        OCCURRED_AT.reset(token)
 
 
 def audit_record(
@@ -54,5 +52,5 @@ def audit_record(
         before=before or {},
         after=after or {},
         reason=reason,
-        occurred_at=occurred_at or _occurred_at.get() or timezone.now(),
+        occurred_at=occurred_at or occurred_now(),
     )

@@ -9,18 +9,24 @@ at the period end when `cancel_at_period_end` is set); canceled → ended when t
 means "not renewing, no access"; "ended" is final.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Prefetch, prefetch_related_objects
 from django.utils import timezone
 
+from subscriptions import bulk
 from subscriptions.exceptions import InvalidTransition, SubscriptionNotChangeable
 from subscriptions.models import (
     LIVE_STATUSES,
     SUBSCRIPTION_TRANSITIONS,
+    ActorKind,
+    AuditEvent,
     Interval,
     Package,
+    PackageComponent,
     ScheduledChange,
     ScheduledChangeKind,
     SeatAssignment,
@@ -35,7 +41,9 @@ from subscriptions.periods import period_end as compute_period_end
 from subscriptions.services.audit import audit_record
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
 from subscriptions.services.terms import (
+    AddonTerms,
     PreviewLine,
+    Terms,
     format_day,
     package_change_seats,
     scheduled_changes_pending,
@@ -43,7 +51,12 @@ from subscriptions.services.terms import (
     terms_lines,
 )
 
+logger = logging.getLogger(__name__)
 MAX_PERIODS_PER_RENEWAL = 120  # a safety stop: ten years of monthly periods in one catch-up
+
+
+def _components_with_sku(lookup: str) -> Prefetch:
+    return Prefetch(lookup, queryset=PackageComponent.objects.select_related("sku"))
 
 
 def _lock(subscription_id: int) -> Subscription:
@@ -257,6 +270,8 @@ def subscription_renew(*, subscription_id: int, as_of: datetime | None = None) -
         subscription = _lock(subscription_id)
         if subscription.status == SubscriptionStatus.ENDED or subscription.current_period_end > as_of:
             return None
+        # terms_lines reads the package's components and their SKUs for every period: one query, not one per line.
+        prefetch_related_objects([subscription], _components_with_sku("package__components"))
         periods: list[RenewedPeriod] = []
         applied: list[int] = []
         ended = False
@@ -325,15 +340,14 @@ def subscription_renew(*, subscription_id: int, as_of: datetime | None = None) -
                 customer=subscription.customer,
                 action="subscription.renewed",
                 obj=subscription,
-                summary=f"Renewed until {format_day(subscription.current_period_end)}",
+                summary=_renewed_summary(subscription),
                 before={"version": start_version},
-                after={
-                    "periods": [[p.period_start.isoformat(), p.period_end.isoformat()] for p in periods],
-                    "applied_scheduled_change_ids": applied,
-                    "version": subscription.version,
-                },
+                after=_renewed_after(periods, applied, subscription.version),
             )
-            entitlements_reconcile_enqueue(customer_id=subscription.customer_id, trigger="subscription.renewed")
+            if applied:
+                # Only a scheduled change alters what the customer is entitled to; a status change (trial over,
+                # cancellation) has already queued its own reconcile in _transition. Moving the period does not.
+                entitlements_reconcile_enqueue(customer_id=subscription.customer_id, trigger="subscription.renewed")
         return RenewalResult(
             subscription_id=subscription.pk,
             customer_id=subscription.customer_id,
@@ -343,6 +357,192 @@ def subscription_renew(*, subscription_id: int, as_of: datetime | None = None) -
             applied_scheduled_change_ids=tuple(applied),
             version=subscription.version,
         )
+
+
+def _renewed_summary(subscription: Subscription) -> str:
+    return f"Renewed until {format_day(subscription.current_period_end)}"
+
+
+def _renewed_after(periods: list[RenewedPeriod], applied: list[int], version: int) -> dict:
+    return {
+        "periods": [[p.period_start.isoformat(), p.period_end.isoformat()] for p in periods],
+        "applied_scheduled_change_ids": applied,
+        "version": version,
+    }
+
+
+# What a plain renewal reads and writes (loading only these makes the chunk's lock query cheaper; the
+# per-subscription path locks and loads its rows itself).
+_PLAIN_RENEWAL_FIELDS = (
+    "customer",
+    "package",
+    "price",
+    "interval",
+    "currency",
+    "flat_amount_minor",
+    "seat_amount_minor",
+    "included_seats",
+    "status",
+    "seats",
+    "committed_seats",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+    "version",
+)
+
+
+def _is_plain_renewal(subscription: Subscription, pending_scheduled: set[int]) -> bool:
+    """A renewal that only moves the period: no status change, no scheduled change to apply, nothing ending."""
+    return (
+        subscription.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+        and not subscription.cancel_at_period_end
+        and subscription.pk not in pending_scheduled
+    )
+
+
+def _renew_plain(subscription: Subscription, *, as_of: datetime, addons: list[SubscriptionAddon]) -> RenewalResult:
+    """subscription_renew's loop for a plain renewal, in memory (the caller holds the row lock and writes)."""
+    terms = Terms(
+        package=subscription.package,
+        price_id=subscription.price_id,
+        interval=subscription.interval,
+        currency=subscription.currency,
+        flat_amount_minor=subscription.flat_amount_minor,
+        seat_amount_minor=subscription.seat_amount_minor,
+        included_seats=subscription.included_seats,
+        seats=subscription.seats,
+        addons=tuple(
+            AddonTerms(
+                package=addon.package,
+                price_id=addon.price_id,
+                flat_amount_minor=addon.flat_amount_minor,
+                quantity=addon.quantity,
+                addon_id=addon.pk,
+            )
+            for addon in addons
+        ),
+    )
+    periods: list[RenewedPeriod] = []
+    for _ in range(MAX_PERIODS_PER_RENEWAL):
+        if subscription.current_period_end > as_of:
+            break
+        start = subscription.current_period_end
+        end = compute_period_end(start, subscription.interval)
+        subscription.current_period_start, subscription.current_period_end = start, end
+        if subscription.interval == Interval.YEAR:
+            subscription.committed_seats = subscription.seats  # a new annual term commits to today's seats
+        lines = tuple(terms_lines(terms, period_start=start, period_end=end))
+        periods.append(
+            RenewedPeriod(
+                period_start=start,
+                period_end=end,
+                currency=subscription.currency,
+                package_slug=subscription.package.slug,
+                package_name=subscription.package.name,
+                interval=subscription.interval,
+                seats=subscription.seats,
+                lines=lines,
+                amount_minor=sum(line.amount_minor for line in lines),
+            )
+        )
+    subscription.version += 1
+    return RenewalResult(
+        subscription_id=subscription.pk,
+        customer_id=subscription.customer_id,
+        status=subscription.status,
+        ended=False,
+        periods=tuple(periods),
+        applied_scheduled_change_ids=(),
+        version=subscription.version,
+    )
+
+
+def subscription_renew_batch(*, subscription_ids: list[int], as_of: datetime) -> list[RenewalResult]:
+    """Renew many subscriptions (the billing run's path), with exactly the outcome of `subscription_renew` on each:
+    the same periods, lines, row changes and audit rows. Returns the results of those that renewed, in id order.
+
+    Locks every row of the batch with one SELECT … FOR UPDATE in primary-key order (so two runs queue rather than
+    deadlock, and a run that waited sees the other's renewal and skips it). A *plain* renewal — active or past
+    due, not canceling at period end, no pending scheduled change — only moves the period (catching up several if
+    needed), re-commits annual seats and bumps the version: those are computed in memory and written with one
+    UPDATE and one audit INSERT for the whole batch, and queue no entitlements reconcile (nothing the customer is
+    entitled to changes). Anything else — a trial ending, a cancellation, scheduled changes — goes through
+    `subscription_renew`, in a savepoint of its own; one that raises is logged and skipped (the next run retries
+    it) and the rest of the batch still renews.
+    """
+    with transaction.atomic():
+        locked = list(
+            Subscription.objects.select_for_update(of=("self",))
+            .filter(pk__in=subscription_ids)
+            .exclude(status=SubscriptionStatus.ENDED)
+            .filter(current_period_end__lte=as_of)
+            .only(*_PLAIN_RENEWAL_FIELDS)
+            .order_by("pk")
+        )
+        if not locked:
+            return []
+        pending_scheduled = set(
+            ScheduledChange.objects.filter(
+                subscription_id__in=[s.pk for s in locked], applied_at__isnull=True, canceled_at__isnull=True
+            ).values_list("subscription_id", flat=True)
+        )
+        plain = [s for s in locked if _is_plain_renewal(s, pending_scheduled)]
+        live_addons = list(
+            SubscriptionAddon.objects.filter(subscription_id__in=[s.pk for s in plain], ended_at__isnull=True).order_by(
+                "pk"
+            )
+        )
+        packages = _packages_with_components({s.package_id for s in plain} | {a.package_id for a in live_addons})
+        addons: dict[int, list[SubscriptionAddon]] = {}
+        for addon in live_addons:
+            addon.package = packages[addon.package_id]
+            addons.setdefault(addon.subscription_id, []).append(addon)
+        results: dict[int, RenewalResult] = {}
+        audits = []
+        for subscription in plain:
+            subscription.package = packages[subscription.package_id]
+            start_version = subscription.version
+            result = _renew_plain(subscription, as_of=as_of, addons=addons.get(subscription.pk, []))
+            results[subscription.pk] = result
+            audits.append(
+                AuditEvent(
+                    customer_id=subscription.customer_id,
+                    actor=None,
+                    actor_kind=ActorKind.SYSTEM,
+                    action="subscription.renewed",
+                    object_type=subscription._meta.model_name,
+                    object_id=str(subscription.pk),
+                    summary=_renewed_summary(subscription)[:300],
+                    before={"version": start_version},
+                    after=_renewed_after(list(result.periods), [], result.version),
+                    reason="",
+                )
+            )
+        bulk.bulk_update(
+            Subscription,
+            plain,
+            ["current_period_start", "current_period_end", "committed_seats", "version"],
+        )
+        bulk.bulk_insert(AuditEvent, audits)
+        for subscription in locked:
+            if subscription.pk in results:
+                continue
+            try:
+                result = subscription_renew(subscription_id=subscription.pk, as_of=as_of)
+            except Exception:  # one bad subscription must not stop the others; the next run retries it
+                logger.exception("renewal of subscription %s failed", subscription.pk)
+                continue
+            if result is not None:
+                results[subscription.pk] = result
+    return [results[pk] for pk in sorted(results)]
+
+
+def _packages_with_components(package_ids: set[int]) -> dict[int, Package]:
+    return {
+        package.pk: package
+        for package in Package.objects.filter(pk__in=package_ids).prefetch_related(_components_with_sku("components"))
+    }
 
 
 def subscriptions_due_for_renewal(*, as_of: datetime | None = None) -> list[int]:
@@ -433,6 +633,7 @@ __all__ = [
     "subscription_cancel_now",
     "subscription_mark_past_due",
     "subscription_renew",
+    "subscription_renew_batch",
     "subscription_restore",
     "subscription_transition",
     "subscriptions_due_for_renewal",

@@ -48,3 +48,7 @@ def billing_client(billing_user):
 @pytest.fixture
 def super_client(superuser):
     return _client(superuser)
+
+
+# localstripe on 127.0.0.1 for the payment actions (tests/billing/stripe_support.py).
+from tests.billing.stripe_support import stripe_server, stripe_server_session  # noqa: E402,F401

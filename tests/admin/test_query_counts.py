@@ -60,9 +60,9 @@ def _provisioning(customer, index: int) -> None:
 
 
 def _payment(invoice, index: int) -> None:
-    from billing.models import Payment, StripeEvent
+    from billing.models import CreditNote, Payment, Refund, StripeEvent
 
-    Payment.objects.create(
+    payment = Payment.objects.create(
         invoice=invoice,
         customer=invoice.customer,
         attempt=1,
@@ -75,6 +75,24 @@ def _payment(invoice, index: int) -> None:
     StripeEvent.objects.create(
         stripe_event_id=f"evt_{invoice.pk}", type="invoice.paid", stripe_created=1, payload={}, status="failed"
     )
+    for n, refunded in enumerate((True, False)):  # one refunded credit note, one with the refund still owed
+        note = CreditNote.objects.create(
+            invoice=invoice,
+            customer=invoice.customer,
+            number=f"CN-Q-{invoice.pk}-{index}-{n}",
+            series="CN-Q",
+            currency=invoice.currency,
+            reason_code="goodwill",
+            subtotal_minor=50,
+            tax_minor=0,
+            total_minor=50,
+            refund_due_minor=50,
+            issued_at=timezone.now(),
+        )
+        if refunded:
+            Refund.objects.create(
+                credit_note=note, payment=payment, amount_minor=50, currency=invoice.currency, reference="OUT"
+            )
 
 
 def _add_customers(n: int, author) -> None:
@@ -85,6 +103,26 @@ def _add_customers(n: int, author) -> None:
         exemption_for(customer)
         _provisioning(customer, 0)
         _payment(invoice, 0)
+
+
+def _add_credentials(n: int, actor) -> None:
+    from portal.services.api_keys import api_key_create, service_token_create
+
+    for index in range(n):
+        customer = customer_with_subscription()
+        api_key_create(customer=customer, name=f"key {index}", role="read_only", actor=actor)
+        service_token_create(name=f"token {index}", scopes=["entitlements:read"], actor=actor)
+
+
+@pytest.mark.parametrize("name", ["admin:portal_apikey_changelist", "admin:portal_servicetoken_changelist"])
+def test_credential_changelists_query_count_does_not_grow_with_rows(super_client, superuser, name):
+    url = reverse(name)
+    _add_credentials(2, superuser)
+    few = _count(super_client, url)
+
+    _add_credentials(8, superuser)
+
+    assert _count(super_client, url) == few
 
 
 @pytest.mark.parametrize("name", CHANGELISTS)

@@ -137,6 +137,17 @@ def test_unknown_api_path_is_json_404(client, db):
     assert_error(client.get("/api/v1/customers/abc/"), 404, "not_found")
 
 
+def test_unknown_api_path_is_json_404_for_unsafe_methods_with_a_session_cookie(acme):
+    # e.g. a negative id, which no route accepts (found by schemathesis: Django's HTML CSRF page answered instead)
+    from rest_framework.test import APIClient
+
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(acme.owner)
+    for method in ("delete", "post", "patch"):
+        response = getattr(client, method)(f"/api/v1/customers/{acme.customer.pk}/subscriptions/1/seat-assignments/-1/")
+        assert_error(response, 404, "not_found")
+
+
 def test_method_not_allowed_has_error_body(acme):
     response = as_user(acme.owner).delete("/api/v1/me/")
     assert_error(response, 405, "method_not_allowed")

@@ -6,6 +6,7 @@ customer and subscription ids are pinned so requests reach the views rather than
 foreign id gets (cross-customer 404s are tested one by one elsewhere).
 """
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import yaml
 from django.core import signals
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 
 from portal.services.api_keys import api_key_create
 from subscriptions.services.subscriptions import subscription_create
@@ -30,7 +31,10 @@ OPERATIONS = [
     for method in item
     if method in {"get", "post", "put", "patch", "delete"}
 ]
-MAX_EXAMPLES = 5
+# A few derandomized examples per operation in every run; hunt harder locally with e.g.
+# SCHEMATHESIS_MAX_EXAMPLES=300 SCHEMATHESIS_RANDOM=1 pytest tests/api/test_schemathesis.py
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "5"))
+DERANDOMIZE = os.environ.get("SCHEMATHESIS_RANDOM") != "1"
 # Schema-valid input may still be refused by a business rule (422, e.g. "you already have 12 seats"); a 400 for
 # schema-valid input would mean the schema lies, and stays a failure.
 CONFIG = schemathesis.Config.from_dict(
@@ -65,6 +69,18 @@ def world(db):
     return {"customer_id": account.customer.pk, "subscription_id": subscription.pk, "secret": secret}
 
 
+def _has_lone_surrogates(value) -> bool:
+    """Hypothesis may put surrogate code points in generated text. No client can send them: UTF-8 cannot encode
+    them, and JSON's escaped pairs decode to one astral character, which changes the length the schema saw."""
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogates(k) or _has_lone_surrogates(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_lone_surrogates(item) for item in value)
+    return False
+
+
 @pytest.mark.parametrize("label", OPERATIONS)
 def test_api_operation_conforms_to_schema(label, world):
     schema = schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", get_wsgi_application(), config=CONFIG)
@@ -72,8 +88,11 @@ def test_api_operation_conforms_to_schema(label, world):
     assert operation is not None, f"{label} is in docs/openapi.yaml but not in the generated schema"
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=MAX_EXAMPLES, deadline=None, derandomize=DERANDOMIZE, suppress_health_check=list(HealthCheck)
+    )
     def check(case):
+        assume(not any(_has_lone_surrogates(part) for part in (case.body, case.query, case.path_parameters)))
         for name in ("customer_id", "subscription_id"):
             if case.path_parameters and name in case.path_parameters:
                 case.path_parameters[name] = world[name]

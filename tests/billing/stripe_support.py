@@ -153,7 +153,8 @@ def open_invoice(*, customer, amount_minor: int = 12_300, currency: str = "USD",
     )
 
 
-def credit_note_for(*, invoice, amount_minor: int, reason_code: str = "wrong_seat_count"):
+def credit_note_for(*, invoice, amount_minor: int, reason_code: str = "wrong_seat_count", refund_due_minor=None):
+    """A credit note as billing's service leaves it on a paid invoice: all of it is due back unless told otherwise."""
     from django.utils import timezone
 
     from billing.models import CreditNote
@@ -169,6 +170,7 @@ def credit_note_for(*, invoice, amount_minor: int, reason_code: str = "wrong_sea
         subtotal_minor=amount_minor,
         tax_minor=0,
         total_minor=amount_minor,
+        refund_due_minor=amount_minor if refund_due_minor is None else refund_due_minor,
         issued_at=timezone.now(),
     )
 

@@ -121,3 +121,66 @@ def test_credit_note_pdf(customer, staff, django_capture_on_commit_callbacks):
     text = _text(data)
     assert name == f"{note.number}.pdf"
     assert note.number in text and invoice.number in text and "Wrong price" in text and "$150.00" in text
+
+
+def _positions(data: bytes) -> dict[str, tuple[float, float]]:
+    """Where each text run starts on the first page (x, y in PDF points; y grows upwards)."""
+    found: dict[str, tuple[float, float]] = {}
+
+    def visit(text, cm, tm, font_dict, font_size):
+        if text.strip():
+            found.setdefault(text.strip(), (tm[4] * cm[0] + cm[4], tm[5] * cm[3] + cm[5]))
+
+    PdfReader(io.BytesIO(data)).pages[0].extract_text(visitor_text=visit)
+    return found
+
+
+def test_invoice_pdf_keeps_its_two_column_layout(customer, staff, django_capture_on_commit_callbacks):
+    # The header and the parties are floated columns (faster to lay out than flexbox): seller and buyer side by side.
+    invoice = _issue(customer, staff, django_capture_on_commit_callbacks)
+    where = _positions(invoice_pdf_for_customer(customer=customer, invoice_id=invoice.pk)[0])
+    (from_x, from_y), (to_x, to_y) = where["FROM"], where["BILL TO"]
+    assert abs(from_y - to_y) < 1 and to_x - from_x > 150
+    (logo_x, logo_y), (number_x, number_y) = where["Continuum Software"], where["Invoice number"]
+    assert number_x - logo_x > 250 and abs(logo_y - number_y) < 30  # logo left, invoice details right
+    assert number_y > from_y > where["Description Qty Unit price Tax Amount"][1]  # header, parties, then lines
+
+
+def test_document_render_loads_nothing_from_outside_static(settings):
+    from billing.services.documents import _url_fetcher, html_to_pdf
+
+    fetcher = _url_fetcher()
+    for url in ("http://127.0.0.1:9/logo.png", "https://example.com/font.woff2", "file:///etc/hostname"):
+        with pytest.raises(ValueError):
+            fetcher.fetch(url)
+    static_file = settings.BASE_DIR / "static" / "portal" / "portal.js"
+    response = fetcher.fetch(static_file.as_uri())
+    assert response.read() == static_file.read_bytes()
+    response.close()
+    # a refused image is left out; the document still renders
+    pdf = html_to_pdf('<p>Invoice</p><img src="http://127.0.0.1:9/logo.png"><img src="file:///etc/hostname">')
+    assert "Invoice" in _text(pdf)
+
+
+def test_document_renders_share_one_font_configuration():
+    from billing.services.documents import _font_config, html_to_pdf
+
+    first = _font_config()
+    html_to_pdf("<p>One</p>")
+    html_to_pdf("<p>Two</p>")
+    assert _font_config() is first
+
+
+def test_document_render_leaves_the_garbage_collector_as_it_found_it():
+    import gc
+
+    from billing.services.documents import html_to_pdf
+
+    html_to_pdf("<p>Warm-up</p>")
+    gc.collect()
+    baseline = len(gc.get_objects())
+    for n in range(5):
+        html_to_pdf(f"<p>Invoice {n}</p>")
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert len(gc.get_objects()) < baseline + 2_000  # renders do not accumulate objects

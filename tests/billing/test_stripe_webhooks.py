@@ -18,7 +18,7 @@ from billing.models import (
     StripeEventStatus,
 )
 from billing.services import payments
-from billing.services.stripe_events import stripe_event_retry
+from billing.services.stripe_events import stripe_event_process, stripe_event_retry
 from subscriptions.models import AuditEvent
 from tests.billing.stripe_support import (
     CARD_DECLINED_ON_CHARGE,
@@ -272,6 +272,34 @@ def test_stripe_event_failed_processing_is_recorded_and_retried(client, stripe_s
     assert (event.status, event.error, event.attempts) == (StripeEventStatus.PROCESSED, "", 2)
     assert method.removed_at is not None
     assert AuditEvent.objects.filter(action="stripe_event.retried", actor=staff).exists()
+
+
+@pytest.mark.parametrize(
+    ("event_type", "obj"),
+    [
+        ("setup_intent.succeeded", {"id": "seti_outage", "object": "setup_intent"}),
+        ("payment_intent.succeeded", {"id": "pi_outage", "object": "payment_intent"}),
+        ("payment_method.detached", {"id": "pm_outage", "object": "payment_method"}),
+    ],
+)
+def test_stripe_outage_while_processing_any_event_asks_the_task_to_retry(stripe_server, settings, event_type, obj):
+    # given: an event stored from a delivery, and Stripe unreachable when the task processes it
+    event = StripeEvent.objects.create(
+        stripe_event_id=f"evt_outage_{event_type}",
+        type=event_type,
+        object_id=obj["id"],
+        stripe_created=1,
+        payload={"data": {"object": obj}},
+    )
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"
+
+    # when
+    outcome = stripe_event_process(event_id=event.pk)
+
+    # then: the task retries later (its own backoff) rather than leaving the event for staff to notice
+    assert outcome == "retry"
+    event.refresh_from_db()
+    assert event.status == StripeEventStatus.FAILED and event.error
 
 
 # --- Real deliveries: localstripe signs and POSTs events to our live server ----------------------------------------

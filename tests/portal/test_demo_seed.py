@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from billing.models import ExemptionStatus, Invoice, InvoiceKind, InvoiceStatus, TaxExemption
 from billing.services.changes import change_apply, change_preview
@@ -185,6 +186,10 @@ def test_seed_demo_history_is_dated_when_it_happened_and_in_each_customers_money
     for subscription in Subscription.objects.filter(customer__name__in=DEMO_CUSTOMERS):
         created = AuditEvent.objects.get(action="subscription.created", object_id=str(subscription.pk))
         assert created.occurred_at < seeded  # subscribed when the customer's history starts
+        # each renewal happened when the replayed billing run reached that period (an hour in), not at seed time
+        for renewal in AuditEvent.objects.filter(action="subscription.renewed", object_id=str(subscription.pk)):
+            start = parse_datetime(renewal.after["periods"][-1][0])
+            assert start <= renewal.occurred_at <= start + timezone.timedelta(hours=1) or renewal.occurred_at > seeded
     # what the owners see: dated history, amounts as their country writes them
     for email, name, payment in (
         ("owner@acme.test", "Acme Inc", r"Payment of \$\d{1,3}(,\d{3})*\.\d\d on INV-"),

@@ -118,3 +118,17 @@ def test_audit_for_customer_in_the_order_things_happened(db):
     payment = events[2]
     assert payment.occurred_at == utc(2026, 10, 13) and payment.recorded_later
     assert not events[0].recorded_later
+
+
+def test_audit_rows_built_directly_inside_audit_occurred_at_are_dated_too(db):
+    # Bulk inserts (the batch renewal) build AuditEvent rows without audit_record: the field's default dates them.
+    from subscriptions.models import AuditEvent
+    from subscriptions.services.audit import audit_occurred_at
+
+    customer = CustomerFactory()
+    with audit_occurred_at(utc(2026, 9, 1, 1)):
+        AuditEvent.objects.bulk_create([AuditEvent(customer=customer, action="subscription.renewed")])
+    AuditEvent.objects.bulk_create([AuditEvent(customer=customer, action="later")])
+    renewed, later = AuditEvent.objects.get(action="subscription.renewed"), AuditEvent.objects.get(action="later")
+    assert renewed.occurred_at == utc(2026, 9, 1, 1)
+    assert timedelta(0) <= later.created_at - later.occurred_at < timedelta(seconds=5)  # now, as it is recorded

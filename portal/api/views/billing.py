@@ -5,7 +5,7 @@ Customer callers see issued invoices only (open, paid, void, uncollectible); sta
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -222,6 +222,12 @@ class InvoicePdfApi(ApiView):
 # --- credit notes ------------------------------------------------------------------------------------------------
 
 
+class RefundSerializer(serializers.Serializer):
+    amount = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=["none", "pending", "refunded", "failed"])
+    method = serializers.ChoiceField(choices=["card", "bank_transfer"], allow_null=True)
+
+
 class CreditNoteSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     number = serializers.CharField()
@@ -234,9 +240,19 @@ class CreditNoteSerializer(serializers.Serializer):
     total = serializers.IntegerField(source="total_minor")
     is_full = serializers.BooleanField()
     issued_at = serializers.DateTimeField()
+    refund = serializers.SerializerMethodField(
+        help_text="What goes back to the customer: `amount` (minor units, 0 when the credit only lowered what was "
+        "still due), `status` (`none`, `pending`, `refunded`, `failed`) and `method` (`card`, `bank_transfer`, "
+        "or null while pending without a recorded method)."
+    )
 
     def get_invoice(self, credit_note) -> dict:
         return {"id": credit_note.invoice_id, "number": credit_note.invoice.number}
+
+    @extend_schema_field(RefundSerializer)
+    def get_refund(self, credit_note) -> dict:
+        summary = billing_selectors.credit_note_refund_summary(credit_note=credit_note)
+        return {"amount": summary.amount_minor, "status": summary.status, "method": summary.method}
 
 
 class CreditNoteListApi(ApiView):
@@ -251,9 +267,22 @@ class CreditNoteListApi(ApiView):
 # --- tax exemptions ----------------------------------------------------------------------------------------------
 
 
+# The API's exemption states are exactly these four (issue 9 contract). The model also has `superseded` (a newer
+# certificate replaced this one); to API callers a replaced certificate is no longer in force, so it reads `expired`
+# and `replaced_by` names the certificate that replaced it (docs/api.md). ENUM_NAME_OVERRIDES points the schema's
+# ExemptionStatusEnum here, so the documented enum is what is returned.
+EXEMPTION_API_STATUSES = [
+    (ExemptionStatus.SUBMITTED.value, "Submitted, awaiting review"),
+    (ExemptionStatus.APPROVED.value, "Approved: invoices are not taxed in its jurisdictions until it expires"),
+    (ExemptionStatus.REJECTED.value, "Rejected: see decision_reason"),
+    (ExemptionStatus.EXPIRED.value, "No longer in force: past its expiry date, or replaced (see replaced_by)"),
+]
+_API_STATUS = {ExemptionStatus.SUPERSEDED: ExemptionStatus.EXPIRED}
+
+
 class TaxExemptionSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=ExemptionStatus.choices)
+    status = serializers.SerializerMethodField()
     jurisdiction = serializers.SerializerMethodField(help_text="Comma-separated, e.g. US-NY or US-NY,US-NJ.")
     jurisdictions = serializers.ListField(child=serializers.CharField())
     exemption_type = serializers.ChoiceField(choices=ExemptionType.choices)
@@ -262,6 +291,15 @@ class TaxExemptionSerializer(serializers.Serializer):
     decision_reason = serializers.CharField()
     submitted_at = serializers.DateTimeField()
     decided_at = serializers.DateTimeField(allow_null=True)
+    replaced_by = serializers.IntegerField(
+        source="replaced_by_id",
+        allow_null=True,
+        help_text="The id of the newer certificate that replaced this one (its status is then `expired`); else null.",
+    )
+
+    @extend_schema_field(serializers.ChoiceField(choices=EXEMPTION_API_STATUSES))
+    def get_status(self, exemption) -> str:
+        return str(_API_STATUS.get(exemption.status, exemption.status))
 
     def get_jurisdiction(self, exemption) -> str:
         return ",".join(exemption.jurisdictions or [])
