@@ -5,6 +5,7 @@ every live add-on's flat fee × quantity. Amounts come from the subscription's p
 from the live catalog. Pure reads; no writes.
 """
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -91,18 +92,12 @@ def terms_current(subscription: Subscription, *, addons: list[SubscriptionAddon]
     `addons`: the subscription's live add-ons (with their packages) when the caller has loaded them already."""
     if addons is None:
         addons = subscription.addons.filter(ended_at__isnull=True).select_related("package").order_by("pk")
-    else:
-        addons = sorted(addons, key=lambda addon: addon.pk)
-    addon_terms = tuple(
-        AddonTerms(
-            package=addon.package,
-            price_id=addon.price_id,
-            flat_amount_minor=addon.flat_amount_minor,
-            quantity=addon.quantity,
-            addon_id=addon.pk,
-        )
-        for addon in addons
-    )
+    return terms_from(subscription, addons=sorted(addons, key=lambda addon: addon.pk))
+
+
+def terms_from(subscription: Subscription, *, addons: Iterable[SubscriptionAddon]) -> Terms:
+    """The subscription's terms with the given live add-ons (in id order, package loaded) — for callers that have
+    prefetched them for many subscriptions at once (the billing run, batch renewal)."""
     return Terms(
         package=subscription.package,
         price_id=subscription.price_id,
@@ -112,7 +107,16 @@ def terms_current(subscription: Subscription, *, addons: list[SubscriptionAddon]
         seat_amount_minor=subscription.seat_amount_minor,
         included_seats=subscription.included_seats,
         seats=subscription.seats,
-        addons=addon_terms,
+        addons=tuple(
+            AddonTerms(
+                package=addon.package,
+                price_id=addon.price_id,
+                flat_amount_minor=addon.flat_amount_minor,
+                quantity=addon.quantity,
+                addon_id=addon.pk,
+            )
+            for addon in addons
+        ),
     )
 
 
