@@ -7,7 +7,6 @@ invoice's status (row locked, table checked, InvoiceStatusChange + audit row wri
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -665,16 +664,19 @@ def _series(prefix: str, when: datetime) -> str:
     return f"{prefix}-{when.year}"
 
 
-def number_allocate(*, series: str, count: int = 1) -> int:
-    """Reserve the next `count` values of `series` and return the first, gapless: the sequence row is locked until
-    the caller's transaction ends, so concurrent issuers queue and a rolled back issue returns its numbers. Must be
-    called inside transaction.atomic()."""
+def _sequence_locked(series: str) -> InvoiceNumberSequence:
+    """The sequence row of `series`, locked (SELECT … FOR UPDATE) until the caller's transaction ends."""
     InvoiceNumberSequence.objects.get_or_create(series=series)
-    sequence = InvoiceNumberSequence.objects.select_for_update().get(series=series)
-    first = sequence.last_value + 1
-    sequence.last_value += count
+    return InvoiceNumberSequence.objects.select_for_update().get(series=series)
+
+
+def number_allocate(*, series: str) -> int:
+    """Next value of `series`, gapless: the sequence row is locked until the caller's transaction ends, so a rolled
+    back issue returns its number. Must be called inside transaction.atomic()."""
+    sequence = _sequence_locked(series)
+    sequence.last_value += 1
     sequence.save(update_fields=["last_value", "updated_at"])
-    return first
+    return sequence.last_value
 
 
 def _set_issued(invoice: Invoice, *, now: datetime, series: str, value: int, profile: BillingProfile | None) -> None:
@@ -806,7 +808,7 @@ def invoices_finalize_batch(*, invoice_ids: list[int]) -> tuple[list[int], list[
     """Finalize the DRAFTS among `invoice_ids` as `invoice_finalize` does one by one, in one transaction and a
     constant number of queries: recompute tax and copied details, run the checks (`CheckInputs` for the whole
     chunk), hold the failing drafts with their reasons, issue the others with consecutive numbers of the series in
-    id order — allocated under the same sequence-row lock as the single path, so numbers stay gapless and unique
+    id order — under the same sequence-row lock as the single path, so numbers stay gapless and unique
     when several workers and staff issue at once. Status-change and audit rows are the single path's; after commit
     each issued invoice queues its after-issue task (PDF, e-mail, collection), once.
 
@@ -845,9 +847,13 @@ def invoices_finalize_batch(*, invoice_ids: list[int]) -> tuple[list[int], list[
         InvoiceTaxLine.objects.filter(invoice_id__in=[invoice.pk for invoice in invoices]).delete()
         bulk.bulk_insert(InvoiceTaxLine, tax_rows)
 
-        # Check, in id order (an invoice issued here counts for the later ones, as it would one by one).
+        # Check and issue in id order, numbering as we go (an invoice issued here counts for the later ones, and
+        # its number appears in their messages, exactly as one by one). Everything is in memory by now, so the
+        # sequence row — the same lock the single path takes — is held only for this loop and the writes below.
         inputs = CheckInputs(invoices, profiles=tax_data.profiles, lines=lines_by_invoice)
         now = timezone.now()
+        series = _series(getattr(settings, "INVOICE_NUMBER_PREFIX", "INV"), now)
+        sequence = _sequence_locked(series)
         to_issue, held = [], []
         status_rows, audit_rows = [], []
 
@@ -865,31 +871,23 @@ def invoices_finalize_batch(*, invoice_ids: list[int]) -> tuple[list[int], list[
             if reasons:
                 held.append(invoice)
                 transition(invoice, InvoiceStatus.HELD, "; ".join(r["message"] for r in reasons))
-            else:
-                to_issue.append(invoice)
-                inputs.record_issued(invoice)
-
-        # Issue: one block of numbers for the chunk, under the sequence-row lock held until commit.
+                continue
+            sequence.last_value += 1
+            profile = inputs.profiles.get(invoice.customer_id)
+            _set_issued(invoice, now=now, series=series, value=sequence.last_value, profile=profile)
+            transition(invoice, InvoiceStatus.OPEN, "All pre-issue checks passed.")
+            if invoice.amount_due_minor == 0:
+                invoice.paid_at = now
+                transition(invoice, InvoiceStatus.PAID, "Nothing to pay.")
+            to_issue.append(invoice)
+            inputs.record_issued(invoice)
         if to_issue:
-            series = _series(getattr(settings, "INVOICE_NUMBER_PREFIX", "INV"), now)
-            first = number_allocate(series=series, count=len(to_issue))
-            for offset, invoice in enumerate(to_issue):
-                _set_issued(
-                    invoice,
-                    now=now,
-                    series=series,
-                    value=first + offset,
-                    profile=inputs.profiles.get(invoice.customer_id),
-                )
-                transition(invoice, InvoiceStatus.OPEN, "All pre-issue checks passed.")
-                if invoice.amount_due_minor == 0:
-                    invoice.paid_at = now
-                    transition(invoice, InvoiceStatus.PAID, "Nothing to pay.")
+            sequence.save(update_fields=["last_value", "updated_at"])
         bulk.bulk_update(Invoice, invoices, _FINALIZE_FIELDS)
         bulk.bulk_insert(InvoiceStatusChange, status_rows)
         bulk.bulk_insert(AuditEvent, audit_rows)
         for invoice in to_issue:
-            transaction.on_commit(partial(_after_issue, invoice.pk))
+            transaction.on_commit(lambda invoice_id=invoice.pk: _after_issue(invoice_id))
     return [invoice.pk for invoice in to_issue], [invoice.pk for invoice in held]
 
 
