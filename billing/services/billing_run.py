@@ -43,7 +43,7 @@ from subscriptions.models import (
     SubscriptionStatus,
 )
 from subscriptions.services.lifecycle import subscription_renew_batch
-from subscriptions.services.terms import AddonTerms, Terms, sku_for, terms_lines
+from subscriptions.services.terms import Terms, sku_for, terms_from, terms_lines
 
 logger = logging.getLogger(__name__)
 DEFAULT_CHUNK = 500
@@ -114,28 +114,7 @@ class _TaxData:
 
 
 def _terms(subscription: Subscription) -> Terms:
-    # Mirrors subscriptions.services.terms.terms_current, on prefetched add-ons (no query per subscription).
-    addons = tuple(
-        AddonTerms(
-            package=addon.package,
-            price_id=addon.price_id,
-            flat_amount_minor=addon.flat_amount_minor,
-            quantity=addon.quantity,
-            addon_id=addon.pk,
-        )
-        for addon in subscription.live_addons
-    )
-    return Terms(
-        package=subscription.package,
-        price_id=subscription.price_id,
-        interval=subscription.interval,
-        currency=subscription.currency,
-        flat_amount_minor=subscription.flat_amount_minor,
-        seat_amount_minor=subscription.seat_amount_minor,
-        included_seats=subscription.included_seats,
-        seats=subscription.seats,
-        addons=addons,
-    )
+    return terms_from(subscription, addons=subscription.live_addons)  # prefetched: no query per subscription
 
 
 def _period_lines(period: PeriodToBill, *, first: bool, pending: list[PendingInvoiceItem]) -> list[InvoiceLine]:

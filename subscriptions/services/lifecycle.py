@@ -41,13 +41,13 @@ from subscriptions.periods import period_end as compute_period_end
 from subscriptions.services.audit import audit_record
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
 from subscriptions.services.terms import (
-    AddonTerms,
     PreviewLine,
     Terms,
     format_day,
     package_change_seats,
     scheduled_changes_pending,
     terms_current,
+    terms_from,
     terms_lines,
 )
 
@@ -312,27 +312,9 @@ def subscription_renew(*, subscription_id: int, as_of: datetime | None = None) -
                     reason="trial ended",
                     at=boundary,
                 )
-            start = boundary
-            end = compute_period_end(start, subscription.interval)
-            subscription.current_period_start, subscription.current_period_end = start, end
-            if subscription.interval == Interval.YEAR:
-                subscription.committed_seats = subscription.seats  # a new annual term commits to today's seats
+            _advance_period(subscription, start=boundary)
             subscription.save()
-            terms = terms_current(subscription)
-            lines = tuple(terms_lines(terms, period_start=start, period_end=end))
-            periods.append(
-                RenewedPeriod(
-                    period_start=start,
-                    period_end=end,
-                    currency=subscription.currency,
-                    package_slug=subscription.package.slug,
-                    package_name=subscription.package.name,
-                    interval=subscription.interval,
-                    seats=subscription.seats,
-                    lines=lines,
-                    amount_minor=sum(line.amount_minor for line in lines),
-                )
-            )
+            periods.append(_renewed_period(subscription, terms_current(subscription)))
         if periods:
             subscription.version += 1
             subscription.save(update_fields=["version", "updated_at"])
@@ -401,51 +383,40 @@ def _is_plain_renewal(subscription: Subscription, pending_scheduled: set[int]) -
     )
 
 
+def _advance_period(subscription: Subscription, *, start: datetime) -> None:
+    """Move the subscription (in memory) to the period starting at `start`."""
+    subscription.current_period_start = start
+    subscription.current_period_end = compute_period_end(start, subscription.interval)
+    if subscription.interval == Interval.YEAR:
+        subscription.committed_seats = subscription.seats  # a new annual term commits to today's seats
+
+
+def _renewed_period(subscription: Subscription, terms: Terms) -> RenewedPeriod:
+    """The period the subscription has just moved to, with the lines it bills on `terms`."""
+    start, end = subscription.current_period_start, subscription.current_period_end
+    lines = tuple(terms_lines(terms, period_start=start, period_end=end))
+    return RenewedPeriod(
+        period_start=start,
+        period_end=end,
+        currency=subscription.currency,
+        package_slug=subscription.package.slug,
+        package_name=subscription.package.name,
+        interval=subscription.interval,
+        seats=subscription.seats,
+        lines=lines,
+        amount_minor=sum(line.amount_minor for line in lines),
+    )
+
+
 def _renew_plain(subscription: Subscription, *, as_of: datetime, addons: list[SubscriptionAddon]) -> RenewalResult:
     """subscription_renew's loop for a plain renewal, in memory (the caller holds the row lock and writes)."""
-    terms = Terms(
-        package=subscription.package,
-        price_id=subscription.price_id,
-        interval=subscription.interval,
-        currency=subscription.currency,
-        flat_amount_minor=subscription.flat_amount_minor,
-        seat_amount_minor=subscription.seat_amount_minor,
-        included_seats=subscription.included_seats,
-        seats=subscription.seats,
-        addons=tuple(
-            AddonTerms(
-                package=addon.package,
-                price_id=addon.price_id,
-                flat_amount_minor=addon.flat_amount_minor,
-                quantity=addon.quantity,
-                addon_id=addon.pk,
-            )
-            for addon in addons
-        ),
-    )
+    terms = terms_from(subscription, addons=addons)
     periods: list[RenewedPeriod] = []
     for _ in range(MAX_PERIODS_PER_RENEWAL):
         if subscription.current_period_end > as_of:
             break
-        start = subscription.current_period_end
-        end = compute_period_end(start, subscription.interval)
-        subscription.current_period_start, subscription.current_period_end = start, end
-        if subscription.interval == Interval.YEAR:
-            subscription.committed_seats = subscription.seats  # a new annual term commits to today's seats
-        lines = tuple(terms_lines(terms, period_start=start, period_end=end))
-        periods.append(
-            RenewedPeriod(
-                period_start=start,
-                period_end=end,
-                currency=subscription.currency,
-                package_slug=subscription.package.slug,
-                package_name=subscription.package.name,
-                interval=subscription.interval,
-                seats=subscription.seats,
-                lines=lines,
-                amount_minor=sum(line.amount_minor for line in lines),
-            )
-        )
+        _advance_period(subscription, start=subscription.current_period_end)
+        periods.append(_renewed_period(subscription, terms))
     subscription.version += 1
     return RenewalResult(
         subscription_id=subscription.pk,

@@ -5,6 +5,7 @@ every live add-on's flat fee × quantity. Amounts come from the subscription's p
 from the live catalog. Pure reads; no writes.
 """
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -18,6 +19,7 @@ from subscriptions.models import (
     ScheduledChangeKind,
     SkuKind,
     Subscription,
+    SubscriptionAddon,
 )
 
 
@@ -86,16 +88,15 @@ class Terms:
 
 def terms_current(subscription: Subscription) -> Terms:
     """The terms the subscription pays right now (its snapshot and live add-ons)."""
-    addons = tuple(
-        AddonTerms(
-            package=addon.package,
-            price_id=addon.price_id,
-            flat_amount_minor=addon.flat_amount_minor,
-            quantity=addon.quantity,
-            addon_id=addon.pk,
-        )
-        for addon in subscription.addons.filter(ended_at__isnull=True).select_related("package").order_by("pk")
+    return terms_from(
+        subscription,
+        addons=subscription.addons.filter(ended_at__isnull=True).select_related("package").order_by("pk"),
     )
+
+
+def terms_from(subscription: Subscription, *, addons: Iterable[SubscriptionAddon]) -> Terms:
+    """The subscription's terms with the given live add-ons (in id order, package loaded) — for callers that have
+    prefetched them for many subscriptions at once (the billing run, batch renewal)."""
     return Terms(
         package=subscription.package,
         price_id=subscription.price_id,
@@ -105,7 +106,16 @@ def terms_current(subscription: Subscription) -> Terms:
         seat_amount_minor=subscription.seat_amount_minor,
         included_seats=subscription.included_seats,
         seats=subscription.seats,
-        addons=addons,
+        addons=tuple(
+            AddonTerms(
+                package=addon.package,
+                price_id=addon.price_id,
+                flat_amount_minor=addon.flat_amount_minor,
+                quantity=addon.quantity,
+                addon_id=addon.pk,
+            )
+            for addon in addons
+        ),
     )
 
 
