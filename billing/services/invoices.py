@@ -725,8 +725,8 @@ def _after_issue(invoice_id: int) -> None:
 
 
 def _after_issue_many(invoice_ids: list[int]) -> None:
-    """The after-issue task of each invoice, as `_after_issue` queues it, sent over one broker connection (a new
-    connection per message was half the billing run's finalize time)."""
+    """The after-issue task of each invoice, exactly as `_after_issue` queues it (one message per invoice), from one
+    after-commit callback and one producer for the chunk."""
     from billing.tasks import invoice_after_issue_task
 
     with invoice_after_issue_task.app.producer_or_acquire() as producer:
