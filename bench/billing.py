@@ -1,6 +1,7 @@
 """Billing benchmark (issue 6): the real billing run over many subscriptions, and invoice PDF render latency.
 
-    .venv/bin/python bench/billing.py [--subscriptions 100000] [--pdfs 60] [--finalize 2000] [--keep]
+    .venv/bin/python bench/billing.py [--subscriptions 100000] [--pdfs 60] [--finalize 20000] [--finalize-single 500]
+                                     [--keep]
 
 DATABASE_URL defaults to postgres://continuum:continuum@127.0.0.1:5432/continuum_bench_perf (created if missing;
 every table is flushed first; dropped at the end unless --keep) — scripts/services-up starts PostgreSQL. One process,
@@ -244,7 +245,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscriptions", type=int, default=100_000)
     parser.add_argument("--pdfs", type=int, default=60, help="invoices issued and rendered (the first is the cold one)")
-    parser.add_argument("--finalize", type=int, default=2_000, help="drafts run through the pre-issue checks")
+    parser.add_argument(
+        "--finalize", type=int, default=20_000, help="drafts checked and issued set-based (the billing run's path)"
+    )
+    parser.add_argument(
+        "--finalize-single", type=int, default=500, help="drafts checked and issued one by one (invoice_finalize)"
+    )
     parser.add_argument("--chunk", type=int, default=500)
     parser.add_argument("--profile", help="write cProfiles of the two runs to PROFILE.draft and PROFILE.renew")
     parser.add_argument("--keep", action="store_true", help="do not drop the bench database at the end")
@@ -258,11 +264,12 @@ def main() -> None:
 
     from django.core.management import call_command
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
     from billing.models import Invoice, InvoiceKind
     from billing.services.billing_run import finalize_drafts
     from billing.services.documents import invoice_render_pdf
-    from billing.services.invoices import invoice_approve_and_issue
+    from billing.services.invoices import invoice_approve_and_issue, invoice_finalize
     from subscriptions.models import AuditEvent, Subscription, SubscriptionStatus, User
 
     call_command("migrate", verbosity=0)
@@ -315,19 +322,37 @@ def main() -> None:
     )
     assert (again.renewed, again.drafted) == (0, 0)
 
-    # --- 4: pre-issue checks (finalize) on a sample of the drafts ------------------------------------------------
+    # --- 4: pre-issue checks + issue (finalize): one by one on a sample, then set-based on the rest ----------------
+    november = datetime(2026, 11, 1, tzinfo=UTC)
+    if args.finalize_single:
+        ids = list(
+            Invoice.objects.filter(status="draft", period_start=november)
+            .order_by("pk")
+            .values_list("pk", flat=True)[: args.finalize_single]
+        )
+        t0 = time.perf_counter()
+        outcomes = [invoice_finalize(invoice_id=invoice_id).status for invoice_id in ids]
+        elapsed = time.perf_counter() - t0
+        print(
+            f"finalize one by one (invoice_finalize) of {len(ids):,} drafts: {outcomes.count('open')} issued, "
+            f"{outcomes.count('held')} held in {elapsed:.1f}s = {len(ids) / elapsed:,.0f}/s (load {load_average()})"
+        )
     if args.finalize:
         ids = list(
-            Invoice.objects.filter(status="draft", period_start=datetime(2026, 11, 1, tzinfo=UTC))
+            Invoice.objects.filter(status="draft", period_start=november)
             .order_by("pk")
             .values_list("pk", flat=True)[: args.finalize]
         )
+        with CaptureQueriesContext(connection) as one_chunk:
+            finalize_drafts(invoice_ids=ids[: args.chunk], chunk_size=args.chunk)
         t0 = time.perf_counter()
-        issued, held = finalize_drafts(invoice_ids=ids, chunk_size=args.chunk)
+        issued, held, _ = finalize_drafts(invoice_ids=ids[args.chunk :], chunk_size=args.chunk)
         elapsed = time.perf_counter() - t0
         print(
-            f"finalize (pre-issue checks) of {len(ids):,} drafts: {issued} issued, {held} held in {elapsed:.1f}s = "
-            f"{len(ids) / elapsed:,.0f}/s (load average {load_average()})"
+            f"finalize set-based (billing run: finalize_drafts, chunks of {args.chunk}) of {len(ids) - args.chunk:,} "
+            f"drafts: {issued:,} issued, {held:,} held in {elapsed:.1f}s = {(len(ids) - args.chunk) / elapsed:,.0f}/s "
+            f"(load {load_average()}); {len(one_chunk.captured_queries)} queries for one chunk of "
+            f"{min(args.chunk, len(ids))}"
         )
 
     # --- 5: PDF render latency, through the task's service (render + store) --------------------------------------

@@ -238,6 +238,9 @@ ENABLED_CURRENCIES = env_list("ENABLED_CURRENCIES", "USD,EUR")
 SELLER_EU_VAT_COUNTRY = env("SELLER_EU_VAT_COUNTRY", "").upper()
 INVOICE_NUMBER_PREFIX = env("INVOICE_NUMBER_PREFIX", "INV")
 BILLING_RUN_CHUNK_SIZE = env_int("BILLING_RUN_CHUNK_SIZE", 500)
+# Hand the hourly run's finalize chunks (pre-issue checks + issue) to the Celery workers instead of doing them in the
+# beat task's process. `manage.py billing_run` always finalizes in-process, in id order.
+BILLING_RUN_FINALIZE_FAN_OUT = env_bool("BILLING_RUN_FINALIZE_FAN_OUT", False)
 CELERY_BEAT_SCHEDULE["billing-run-hourly"] = {"task": "billing.billing_run", "schedule": timedelta(hours=1)}
 CELERY_BEAT_SCHEDULE["billing-tax-exemptions-daily"] = {
     "task": "billing.tax_exemptions_daily",

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from billing.exceptions import (
@@ -91,8 +91,11 @@ def _assert_editable(invoice: Invoice) -> None:
         )
 
 
-def _transition(invoice: Invoice, to_status: str, *, actor: User | None = None, reason: str = "") -> None:
-    """Move a LOCKED invoice to `to_status` per INVOICE_TRANSITIONS; write the status-change and audit rows."""
+def _transition_rows(
+    invoice: Invoice, to_status: str, *, actor: User | None, reason: str
+) -> tuple[InvoiceStatusChange, dict]:
+    """Move `invoice` to `to_status` per INVOICE_TRANSITIONS (in memory); return its unsaved status-change row and
+    the fields of its audit row. Shared by `_transition` and the billing run's batch path, which writes them in bulk."""
     from_status = invoice.status
     if to_status not in INVOICE_TRANSITIONS.get(from_status, frozenset()):
         raise InvalidTransition(
@@ -100,17 +103,33 @@ def _transition(invoice: Invoice, to_status: str, *, actor: User | None = None, 
             f"{InvoiceStatus(to_status).label.lower()}."
         )
     invoice.status = to_status
-    InvoiceStatusChange.objects.create(
+    change = InvoiceStatusChange(
         invoice=invoice, from_status=from_status, to_status=to_status, actor=actor, reason=reason[:2000]
     )
+    audit = {
+        "action": f"invoice.{to_status}",
+        "object_type": invoice._meta.model_name,
+        "object_id": str(invoice.pk),
+        "summary": f"Invoice {invoice.number or '#' + str(invoice.pk)}: {InvoiceStatus(to_status).label.lower()}"[:300],
+        "before": {"status": from_status},
+        "after": {"status": to_status},
+        "reason": reason,
+    }
+    return change, audit
+
+
+def _transition(invoice: Invoice, to_status: str, *, actor: User | None = None, reason: str = "") -> None:
+    """Move a LOCKED invoice to `to_status` per INVOICE_TRANSITIONS; write the status-change and audit rows."""
+    change, audit = _transition_rows(invoice, to_status, actor=actor, reason=reason)
+    change.save()
     audit_record(
         customer=invoice.customer,
         actor=actor,
-        action=f"invoice.{to_status}",
+        action=audit["action"],
         obj=invoice,
-        summary=f"Invoice {invoice.number or '#' + str(invoice.pk)}: {InvoiceStatus(to_status).label.lower()}",
-        before={"status": from_status},
-        after={"status": to_status},
+        summary=audit["summary"],
+        before=audit["before"],
+        after=audit["after"],
         reason=reason,
     )
 
@@ -169,10 +188,11 @@ def apply_tax_result(
     ]
 
 
-def _recompute(invoice: Invoice) -> None:
-    """Recompute tax lines and totals of an EDITABLE invoice and copy the billing details it will print.
+def _recompute(invoice: Invoice) -> tuple[BillingProfile | None, list[InvoiceLine]]:
+    """Recompute tax lines and totals of an EDITABLE invoice and copy the billing details it will print; returns the
+    profile and lines it read (the checks reuse them instead of loading them again).
 
-    Called on every draft change and again at issue, so an issued invoice carries the details and rates of its issue.
+    Called on every draft change and once at issue, so an issued invoice carries the details and rates of its issue.
     """
     _assert_editable(invoice)
     profile = _profile(invoice.customer_id)
@@ -187,6 +207,7 @@ def _recompute(invoice: Invoice) -> None:
     invoice.tax_lines.all().delete()
     InvoiceTaxLine.objects.bulk_create(tax_lines)
     invoice.save()
+    return profile, lines
 
 
 def _add_lines(invoice: Invoice, lines: list[DraftLine], start_position: int = 0) -> None:
@@ -374,18 +395,22 @@ def _seat_count_at(subscription_id: int, at: datetime) -> int | None:
     return entry.seats_to if entry else None
 
 
+def _entitlement_seats_applied():
+    """The provisioning work's `subscriptions.selectors.entitlement_seats_applied(subscription=…, at=…)`, if any."""
+    try:
+        from subscriptions import selectors as sub_selectors
+    except ImportError:  # pragma: no cover
+        return None
+    return getattr(sub_selectors, "entitlement_seats_applied", None)
+
+
 def provisioned_seats(*, subscription: Subscription, at: datetime) -> int | None:
     """Seats actually provisioned for `subscription` at `at`.
 
     Prefers the provisioning work's applied entitlements (issue 5) when that module offers
     `subscriptions.selectors.entitlement_seats_applied(subscription=..., at=...)`; otherwise the seat ledger.
     """
-    try:
-        from subscriptions import selectors as sub_selectors
-
-        applied = getattr(sub_selectors, "entitlement_seats_applied", None)
-    except ImportError:  # pragma: no cover
-        applied = None
+    applied = _entitlement_seats_applied()
     if applied is not None:
         value = applied(subscription=subscription, at=at)
         if value is not None:
@@ -397,12 +422,157 @@ def _reason(code: str, message: str) -> dict:
     return {"code": str(code), "message": message}
 
 
+@dataclass(frozen=True)
+class _PreviousInvoice:
+    """The previous issued regular invoice of a subscription, as the amount-change check reads it."""
+
+    period_start: datetime
+    number: str
+    total_minor: int
+    recurring_minor: int  # subtotal minus one-time set-up lines
+
+
+def _setup_minor(lines) -> int:
+    return sum(line.amount_minor for line in lines if line.kind == LineKind.SETUP)
+
+
+class CheckInputs:
+    """Everything the pre-issue checks read for a set of invoices, loaded in a constant number of queries.
+
+    The single path (`invoice_finalize`) loads it for one invoice, the billing run (`invoices_finalize_batch`) for a
+    chunk; both evaluate it with the same `_checks_evaluate`, so a check can never give one answer in the run and
+    another when staff re-check. `profiles` ({customer_id: profile}) and `lines` ({invoice_id: [lines]}) may be
+    passed by a caller that has just loaded them to recompute tax.
+
+    Invoices issued while a chunk is processed are recorded with `record_issued`, so a later invoice of the same
+    chunk sees them exactly as it would had they been issued one at a time before it (catch-up periods of one
+    subscription: November compares with the October issued a moment earlier).
+    """
+
+    def __init__(self, invoices: list[Invoice], *, profiles: dict | None = None, lines: dict | None = None):
+        invoice_ids = [invoice.pk for invoice in invoices]
+        customer_ids = {invoice.customer_id for invoice in invoices}
+        if profiles is None:
+            profiles = {p.customer_id: p for p in BillingProfile.objects.filter(customer_id__in=customer_ids)}
+        self.profiles = profiles
+        if lines is None:
+            lines = {}
+            for line in InvoiceLine.objects.filter(invoice_id__in=invoice_ids):
+                lines.setdefault(line.invoice_id, []).append(line)
+        self.lines = lines
+        # Same pick as `.filter(...).first()` on TaxExemption's ordering (latest submitted first).
+        self.pending: dict[int, TaxExemption] = {}
+        for exemption in TaxExemption.objects.filter(
+            customer_id__in=customer_ids, status=ExemptionStatus.SUBMITTED
+        ).order_by("-submitted_at", "-id"):
+            self.pending.setdefault(exemption.customer_id, exemption)
+        self.established = set(
+            Invoice.objects.filter(customer_id__in=customer_ids, issued_at__isnull=False)
+            .order_by()  # no Meta ordering: its columns would join the DISTINCT
+            .values_list("customer_id", flat=True)
+            .distinct()
+        )
+        self.ledger_seats: dict[int, int | None] = {}
+        self.previous: dict[int, _PreviousInvoice] = {}
+        self.changes: dict[int, list[datetime]] = {}
+        self.issued_now: dict[int, list[_PreviousInvoice]] = {}
+        periodic = [i for i in invoices if i.subscription_id and i.period_start]
+        if not periodic:
+            return
+        # Seats in force at the period start (seat ledger) and the previous issued regular invoice: one query, two
+        # correlated subqueries on indexed columns.
+        ledger = (
+            SeatLedgerEntry.objects.filter(
+                subscription_id=OuterRef("subscription_id"), effective_at__lte=OuterRef("period_start")
+            )
+            .order_by("-effective_at", "-id")
+            .values("seats_to")[:1]
+        )
+        previous = (
+            Invoice.objects.filter(
+                subscription_id=OuterRef("subscription_id"),
+                kind=InvoiceKind.REGULAR,
+                issued_at__isnull=False,
+                period_start__lt=OuterRef("period_start"),
+            )
+            .exclude(status=InvoiceStatus.VOID)
+            .order_by("-period_start")
+            .values("pk")[:1]
+        )
+        previous_of: dict[int, int] = {}
+        for invoice_id, seats, previous_id in (
+            Invoice.objects.filter(pk__in=[i.pk for i in periodic])
+            .annotate(ledger_seats=Subquery(ledger), previous_id=Subquery(previous))
+            .values_list("pk", "ledger_seats", "previous_id")
+        ):
+            self.ledger_seats[invoice_id] = seats
+            if previous_id is not None:
+                previous_of[invoice_id] = previous_id
+        if previous_of:
+            setup = dict(
+                InvoiceLine.objects.filter(invoice_id__in=set(previous_of.values()), kind=LineKind.SETUP)
+                .values("invoice_id")
+                .annotate(total=Sum("amount_minor"))
+                .values_list("invoice_id", "total")
+            )
+            rows = {
+                pk: _PreviousInvoice(start, number, total, subtotal - (setup.get(pk) or 0))
+                for pk, start, number, total, subtotal in Invoice.objects.filter(
+                    pk__in=set(previous_of.values())
+                ).values_list("pk", "period_start", "number", "total_minor", "subtotal_minor")
+            }
+            self.previous = {invoice_id: rows[previous_id] for invoice_id, previous_id in previous_of.items()}
+        # Recorded subscription changes that may explain an amount change: from the earliest possible previous
+        # period start (a previous invoice, or one issued earlier in this chunk) on.
+        since = min([p.period_start for p in self.previous.values()] + [i.period_start for i in periodic])
+        for subscription_id, effective_at in SubscriptionChange.objects.filter(
+            subscription_id__in={i.subscription_id for i in periodic}, effective_at__gte=since
+        ).values_list("subscription_id", "effective_at"):
+            self.changes.setdefault(subscription_id, []).append(effective_at)
+
+    def provisioned(self, invoice: Invoice) -> int | None:
+        applied = _entitlement_seats_applied()
+        if applied is not None:  # the provisioning work's figure wins when it has one (a query per invoice)
+            value = applied(subscription=invoice.subscription, at=invoice.period_start)
+            if value is not None:
+                return value
+        if invoice.pk in self.ledger_seats:
+            return self.ledger_seats[invoice.pk]
+        return _seat_count_at(invoice.subscription_id, invoice.period_start)
+
+    def previous_for(self, invoice: Invoice) -> _PreviousInvoice | None:
+        candidates = [
+            p for p in self.issued_now.get(invoice.subscription_id, []) if p.period_start < invoice.period_start
+        ]
+        if invoice.pk in self.previous:
+            candidates.append(self.previous[invoice.pk])
+        return max(candidates, key=lambda p: p.period_start, default=None)
+
+    def record_issued(self, invoice: Invoice) -> None:
+        """`invoice` (of these inputs) is being issued: later invoices of the same batch must see it."""
+        self.established.add(invoice.customer_id)
+        if invoice.kind == InvoiceKind.REGULAR and invoice.subscription_id and invoice.period_start:
+            self.issued_now.setdefault(invoice.subscription_id, []).append(
+                _PreviousInvoice(
+                    invoice.period_start,
+                    invoice.number or "",
+                    invoice.total_minor,
+                    invoice.subtotal_minor - _setup_minor(self.lines.get(invoice.pk, [])),
+                )
+            )
+
+
 def invoice_checks_run(*, invoice: Invoice) -> list[dict]:
     """Every automatic pre-issue check; returns the failing ones as [{code, message}] (empty = issue it)."""
-    reasons: list[dict] = []
-    profile = _profile(invoice.customer_id)
+    return _checks_evaluate(invoice, CheckInputs([invoice]))
 
-    pending = TaxExemption.objects.filter(customer_id=invoice.customer_id, status=ExemptionStatus.SUBMITTED).first()
+
+def _checks_evaluate(invoice: Invoice, inputs: CheckInputs) -> list[dict]:
+    """The pre-issue checks of one invoice on preloaded inputs; no query (unless entitlements provide seats)."""
+    reasons: list[dict] = []
+    profile = inputs.profiles.get(invoice.customer_id)
+
+    pending = inputs.pending.get(invoice.customer_id)
     if pending is not None:
         reasons.append(
             _reason(
@@ -426,7 +596,7 @@ def invoice_checks_run(*, invoice: Invoice) -> list[dict]:
             _reason(HoldReason.PO_MISSING, "This customer requires a PO number on every invoice and none is set.")
         )
     if invoice.subscription_id and invoice.billed_seats is not None and invoice.period_start:
-        provisioned = provisioned_seats(subscription=invoice.subscription, at=invoice.period_start)
+        provisioned = inputs.provisioned(invoice)
         if provisioned is not None and provisioned != invoice.billed_seats:
             reasons.append(
                 _reason(
@@ -434,9 +604,9 @@ def invoice_checks_run(*, invoice: Invoice) -> list[dict]:
                     f"The invoice bills {invoice.billed_seats} seats but {provisioned} are provisioned for the period.",
                 )
             )
-    if not Invoice.objects.filter(customer_id=invoice.customer_id, issued_at__isnull=False).exists():
+    if invoice.customer_id not in inputs.established:
         reasons.append(_reason(HoldReason.FIRST_INVOICE, "First invoice of a new customer: review before it is sent."))
-    reasons.extend(_amount_change_check(invoice))
+    reasons.extend(_amount_change_check(invoice, inputs))
     for problem in billing_address_problems(profile=profile):
         reasons.append(_reason(HoldReason.TAX_LOCATION_MISSING, problem))
     if invoice.total_minor < 0:
@@ -458,37 +628,25 @@ def invoice_checks_run(*, invoice: Invoice) -> list[dict]:
     return reasons
 
 
-def _amount_change_check(invoice: Invoice) -> list[dict]:
+def _amount_change_check(invoice: Invoice, inputs: CheckInputs) -> list[dict]:
     if invoice.kind != InvoiceKind.REGULAR or not invoice.subscription_id or not invoice.period_start:
         return []
-    previous = (
-        Invoice.objects.filter(
-            subscription_id=invoice.subscription_id,
-            kind=InvoiceKind.REGULAR,
-            issued_at__isnull=False,
-            period_start__lt=invoice.period_start,
-        )
-        .exclude(status=InvoiceStatus.VOID)
-        .order_by("-period_start")
-        .first()
-    )
+    previous = inputs.previous_for(invoice)
     if previous is None or previous.total_minor == 0:
         return []
     # Compared on the recurring net amount: a one-time set-up fee is expected to drop away after the first invoice,
     # and a tax-rate change is not a billing change.
-    previous_recurring = previous.subtotal_minor - _setup_total(previous)
-    current_recurring = invoice.subtotal_minor - _setup_total(invoice)
+    lines = inputs.lines.get(invoice.pk, [])
+    previous_recurring = previous.recurring_minor
+    current_recurring = invoice.subtotal_minor - _setup_minor(lines)
     if previous_recurring <= 0:
         return []
     change = abs(Decimal(current_recurring - previous_recurring)) / Decimal(previous_recurring)
     if change <= AMOUNT_CHANGE_THRESHOLD:
         return []
-    explained = (
-        SubscriptionChange.objects.filter(subscription_id=invoice.subscription_id)
-        .filter(Q(effective_at__gte=previous.period_start) & Q(effective_at__lt=invoice.period_end))
-        .exists()
-        or invoice.lines.filter(is_proration=True).exists()
-    )
+    explained = any(
+        previous.period_start <= at < invoice.period_end for at in inputs.changes.get(invoice.subscription_id, [])
+    ) or any(line.is_proration for line in lines)
     if explained:
         return []
     percent = (change * 100).quantize(Decimal(1))
@@ -501,10 +659,6 @@ def _amount_change_check(invoice: Invoice) -> list[dict]:
     ]
 
 
-def _setup_total(invoice: Invoice) -> int:
-    return sum(invoice.lines.filter(kind=LineKind.SETUP).values_list("amount_minor", flat=True))
-
-
 # --- issuing --------------------------------------------------------------------------------------------------------
 
 
@@ -512,34 +666,50 @@ def _series(prefix: str, when: datetime) -> str:
     return f"{prefix}-{when.year}"
 
 
+def _sequence_locked(series: str) -> InvoiceNumberSequence:
+    """The sequence row of `series`, locked (SELECT … FOR UPDATE) until the caller's transaction ends."""
+    InvoiceNumberSequence.objects.get_or_create(series=series)
+    return InvoiceNumberSequence.objects.select_for_update().get(series=series)
+
+
 def number_allocate(*, series: str) -> int:
     """Next value of `series`, gapless: the sequence row is locked until the caller's transaction ends, so a rolled
     back issue returns its number. Must be called inside transaction.atomic()."""
-    InvoiceNumberSequence.objects.get_or_create(series=series)
-    sequence = InvoiceNumberSequence.objects.select_for_update().get(series=series)
+    sequence = _sequence_locked(series)
     sequence.last_value += 1
     sequence.save(update_fields=["last_value", "updated_at"])
     return sequence.last_value
 
 
+def _set_issued(invoice: Invoice, *, now: datetime, series: str, value: int, profile: BillingProfile | None) -> None:
+    """Number, issue date, due date and amount due of an invoice being issued (status changes are the caller's)."""
+    invoice.series = series
+    invoice.number = f"{series}-{value:06d}"
+    invoice.issued_at = now
+    invoice.due_on = (now + timedelta(days=profile.payment_terms_days if profile is not None else 30)).date()
+    invoice.amount_due_minor = max(0, invoice.total_minor - invoice.amount_paid_minor - invoice.amount_credited_minor)
+
+
 def _issue_locked(invoice: Invoice, *, actor: User | None, reason: str) -> None:
-    _recompute(invoice)
-    blocking = [r for r in invoice_checks_run(invoice=invoice) if r["code"] in BLOCKING_HOLDS]
+    """Recompute, refuse on a blocking check, issue (staff issue and approve-and-issue)."""
+    profile, lines = _recompute(invoice)
+    inputs = CheckInputs([invoice], profiles={invoice.customer_id: profile}, lines={invoice.pk: lines})
+    blocking = [r for r in _checks_evaluate(invoice, inputs) if r["code"] in BLOCKING_HOLDS]
     if blocking:
         invoice.hold_reasons = blocking
         if invoice.status == InvoiceStatus.DRAFT:
             _transition(invoice, InvoiceStatus.HELD, actor=actor, reason="; ".join(r["message"] for r in blocking))
         invoice.save()
         raise InvoiceNotIssuable(" ".join(r["message"] for r in blocking))
+    _issue_checked(invoice, actor=actor, reason=reason, profile=profile)
+
+
+def _issue_checked(invoice: Invoice, *, actor: User | None, reason: str, profile: BillingProfile | None) -> None:
+    """Issue a LOCKED, just recomputed and checked invoice: number, open (paid when nothing is due), after commit
+    the PDF/e-mail/collection task."""
     now = timezone.now()
-    prefix = getattr(settings, "INVOICE_NUMBER_PREFIX", "INV")
-    series = _series(prefix, now)
-    invoice.series = series
-    invoice.number = f"{series}-{number_allocate(series=series):06d}"
-    invoice.issued_at = now
-    terms = BillingProfile.objects.filter(customer_id=invoice.customer_id).values_list("payment_terms_days", flat=True)
-    invoice.due_on = (now + timedelta(days=terms.first() if terms.exists() else 30)).date()
-    invoice.amount_due_minor = max(0, invoice.total_minor - invoice.amount_paid_minor - invoice.amount_credited_minor)
+    series = _series(getattr(settings, "INVOICE_NUMBER_PREFIX", "INV"), now)
+    _set_issued(invoice, now=now, series=series, value=number_allocate(series=series), profile=profile)
     _transition(invoice, InvoiceStatus.OPEN, actor=actor, reason=reason)
     if invoice.amount_due_minor == 0:
         invoice.paid_at = now
@@ -553,6 +723,16 @@ def _after_issue(invoice_id: int) -> None:
     from billing.tasks import invoice_after_issue_task
 
     invoice_after_issue_task.delay(invoice_id)
+
+
+def _after_issue_many(invoice_ids: list[int]) -> None:
+    """The after-issue task of each invoice, exactly as `_after_issue` queues it (one message per invoice), from one
+    after-commit callback and one producer for the chunk."""
+    from billing.tasks import invoice_after_issue_task
+
+    with invoice_after_issue_task.app.producer_or_acquire() as producer:
+        for invoice_id in invoice_ids:
+            invoice_after_issue_task.apply_async((invoice_id,), producer=producer)
 
 
 def invoice_issue(*, invoice_id: int, actor: User | None = None, reason: str = "") -> Invoice:
@@ -573,14 +753,17 @@ def invoice_issue(*, invoice_id: int, actor: User | None = None, reason: str = "
 def invoice_finalize(*, invoice_id: int, actor: User | None = None) -> Invoice:
     """Run the pre-issue checks on a draft/held invoice: issue it if all pass, else hold it with its reasons.
 
-    Safe to call repeatedly (e.g. after every exemption decision or PO edit); issued invoices are left untouched.
+    Recomputes and checks once (the checks reuse the profile and lines the recompute loaded). Safe to call
+    repeatedly (e.g. after every exemption decision or PO edit); issued invoices are left untouched. The billing
+    run finalizes whole chunks with `invoices_finalize_batch`, which gives the same result.
     """
     with transaction.atomic():
         invoice = _lock(invoice_id)
         if invoice.status not in EDITABLE_STATUSES:
             return invoice
-        _recompute(invoice)
-        reasons = invoice_checks_run(invoice=invoice)
+        profile, lines = _recompute(invoice)
+        inputs = CheckInputs([invoice], profiles={invoice.customer_id: profile}, lines={invoice.pk: lines})
+        reasons = _checks_evaluate(invoice, inputs)
         invoice.checks_run_at = timezone.now()
         if reasons:
             changed = reasons != invoice.hold_reasons
@@ -599,8 +782,126 @@ def invoice_finalize(*, invoice_id: int, actor: User | None = None) -> Invoice:
             invoice.save()
             return invoice
         invoice.hold_reasons = []
-        _issue_locked(invoice, actor=actor, reason="All pre-issue checks passed.")
+        _issue_checked(invoice, actor=actor, reason="All pre-issue checks passed.", profile=profile)
     return invoice
+
+
+# Every column invoices_finalize_batch may change: what apply_tax_result copies, then the check and issue fields.
+_FINALIZE_FIELDS = (
+    "subtotal_minor",
+    "tax_minor",
+    "total_minor",
+    "amount_due_minor",
+    "exemption",
+    "exemption_reference",
+    "exemption_wording",
+    "reverse_charge",
+    "reverse_charge_wording",
+    "billing_legal_name",
+    "billing_address",
+    "billing_country",
+    "billing_region",
+    "billing_emails",
+    "customer_tax_ids",
+    "po_number",
+    "seller_details",
+    "status",
+    "hold_reasons",
+    "checks_run_at",
+    "series",
+    "number",
+    "issued_at",
+    "due_on",
+    "paid_at",
+)
+
+
+def invoices_finalize_batch(*, invoice_ids: list[int]) -> tuple[list[int], list[int]]:
+    """Finalize the DRAFTS among `invoice_ids` as `invoice_finalize` does one by one, in one transaction and a
+    constant number of queries: recompute tax and copied details, run the checks (`CheckInputs` for the whole
+    chunk), hold the failing drafts with their reasons, issue the others with consecutive numbers of the series in
+    id order — under the same sequence-row lock as the single path, so numbers stay gapless and unique
+    when several workers and staff issue at once. Status-change and audit rows are the single path's; after commit
+    each issued invoice queues its after-issue task (PDF, e-mail, collection), once.
+
+    Locks the drafts (id order), then the sequence row. Idempotent: invoices no longer drafts are skipped, so a
+    repeated or concurrent call on the same ids does nothing twice. Returns (issued ids, held ids).
+    """
+    from billing.services.billing_run import _TaxData
+    from subscriptions import bulk
+    from subscriptions.models import ActorKind, AuditEvent
+
+    with transaction.atomic():
+        invoices = list(
+            Invoice.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .filter(pk__in=invoice_ids, status=InvoiceStatus.DRAFT)
+            .order_by("pk")
+        )
+        if not invoices:
+            return [], []
+        # Recompute (as _recompute does per invoice).
+        tax_data = _TaxData({invoice.customer_id for invoice in invoices})
+        lines_by_invoice: dict[int, list[InvoiceLine]] = {}
+        for line in InvoiceLine.objects.filter(invoice_id__in=[invoice.pk for invoice in invoices]):
+            lines_by_invoice.setdefault(line.invoice_id, []).append(line)
+        changed_lines, tax_rows = [], []
+        for invoice in invoices:
+            lines = lines_by_invoice.get(invoice.pk, [])
+            context = tax_data.context(invoice.customer_id, _tax_date(invoice))
+            result = tax_compute(lines=[(line.amount_minor, line.tax_category) for line in lines], context=context)
+            before = {line.pk: (line.tax_rate, line.tax_name) for line in lines}
+            tax_rows += apply_tax_result(
+                invoice=invoice, lines=lines, result=result, profile=tax_data.profiles.get(invoice.customer_id)
+            )
+            changed_lines += [line for line in lines if before[line.pk] != (line.tax_rate, line.tax_name)]
+        bulk.bulk_update(InvoiceLine, changed_lines, ["tax_rate", "tax_name"])
+        InvoiceTaxLine.objects.filter(invoice_id__in=[invoice.pk for invoice in invoices]).delete()
+        bulk.bulk_insert(InvoiceTaxLine, tax_rows)
+
+        # Check and issue in id order, numbering as we go (an invoice issued here counts for the later ones, and
+        # its number appears in their messages, exactly as one by one). Everything is in memory by now, so the
+        # sequence row — the same lock the single path takes — is held only for this loop and the writes below.
+        inputs = CheckInputs(invoices, profiles=tax_data.profiles, lines=lines_by_invoice)
+        now = timezone.now()
+        series = _series(getattr(settings, "INVOICE_NUMBER_PREFIX", "INV"), now)
+        sequence = _sequence_locked(series)
+        to_issue, held = [], []
+        status_rows, audit_rows = [], []
+
+        def transition(invoice: Invoice, to_status: str, reason: str) -> None:
+            change, audit = _transition_rows(invoice, to_status, actor=None, reason=reason)
+            status_rows.append(change)
+            audit_rows.append(
+                AuditEvent(customer_id=invoice.customer_id, actor=None, actor_kind=ActorKind.SYSTEM, **audit)
+            )
+
+        for invoice in invoices:
+            reasons = _checks_evaluate(invoice, inputs)
+            invoice.checks_run_at = now
+            invoice.hold_reasons = reasons
+            if reasons:
+                held.append(invoice)
+                transition(invoice, InvoiceStatus.HELD, "; ".join(r["message"] for r in reasons))
+                continue
+            sequence.last_value += 1
+            profile = inputs.profiles.get(invoice.customer_id)
+            _set_issued(invoice, now=now, series=series, value=sequence.last_value, profile=profile)
+            transition(invoice, InvoiceStatus.OPEN, "All pre-issue checks passed.")
+            if invoice.amount_due_minor == 0:
+                invoice.paid_at = now
+                transition(invoice, InvoiceStatus.PAID, "Nothing to pay.")
+            to_issue.append(invoice)
+            inputs.record_issued(invoice)
+        if to_issue:
+            sequence.save(update_fields=["last_value", "updated_at"])
+        bulk.bulk_update(Invoice, invoices, _FINALIZE_FIELDS)
+        bulk.bulk_insert(InvoiceStatusChange, status_rows)
+        bulk.bulk_insert(AuditEvent, audit_rows)
+        if to_issue:
+            issued_ids = [invoice.pk for invoice in to_issue]
+            transaction.on_commit(lambda: _after_issue_many(issued_ids))
+    return [invoice.pk for invoice in to_issue], [invoice.pk for invoice in held]
 
 
 def invoice_approve_and_issue(*, invoice_id: int, actor: User, note: str = "") -> Invoice:
