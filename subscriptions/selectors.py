@@ -12,6 +12,8 @@ from subscriptions.models import (
     LIVE_STATUSES,
     AuditEvent,
     Customer,
+    Entitlement,
+    EntitlementKind,
     Invitation,
     Membership,
     Package,
@@ -111,6 +113,32 @@ def seats_at(*, subscription: Subscription, moment: datetime) -> int:
         .first()
     )
     return entry.seats_to if entry else 0
+
+
+def seats_provisioned_for_subscriptions(*, subscription_ids) -> dict[int, int]:
+    """Seats actually provisioned now (the applied value of the customer's seat entitlement) per subscription.
+
+    Only subscriptions whose seats are a seat entitlement of their own are answered: when one entitlement adds up
+    the seats of several subscriptions, or a subscription feeds several seat entitlements, its own share is not
+    knowable and it is left out (callers fall back to the seat ledger). An entitlement not applied yet counts 0.
+    One query.
+    """
+    wanted = set(subscription_ids)
+    found: dict[int, list[int]] = {}
+    rows = Entitlement.objects.filter(
+        user__isnull=True,
+        value_kind=EntitlementKind.SEATS,
+        customer_id__in=Subscription.objects.filter(pk__in=wanted).values("customer_id"),
+    ).values_list("granted_by", "applied_value")
+    for granted_by, applied in rows:
+        sources = {
+            int(source.split(":", 1)[1])
+            for source in granted_by
+            if source.startswith("subscription:") and source.split(":", 1)[1].isdigit()
+        }
+        if len(sources) == 1 and (subscription_id := next(iter(sources))) in wanted:
+            found.setdefault(subscription_id, []).append(applied or 0)
+    return {subscription_id: values[0] for subscription_id, values in found.items() if len(values) == 1}
 
 
 def seat_ledger_for_subscription(*, subscription: Subscription) -> list[SeatLedgerEntry]:

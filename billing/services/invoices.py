@@ -44,6 +44,7 @@ from billing.models import (
 from billing.money import format_money
 from billing.services.profiles import billing_address_problems
 from billing.services.tax import TaxResult, tax_compute, tax_context_for
+from subscriptions import selectors as sub_selectors
 from subscriptions.models import Customer, SeatLedgerEntry, Subscription, SubscriptionChange, User
 from subscriptions.services.audit import audit_occurred_at, audit_record
 
@@ -395,29 +396,6 @@ def _seat_count_at(subscription_id: int, at: datetime) -> int | None:
     return entry.seats_to if entry else None
 
 
-def _entitlement_seats_applied():
-    """The provisioning work's `subscriptions.selectors.entitlement_seats_applied(subscription=…, at=…)`, if any."""
-    try:
-        from subscriptions import selectors as sub_selectors
-    except ImportError:  # pragma: no cover
-        return None
-    return getattr(sub_selectors, "entitlement_seats_applied", None)
-
-
-def provisioned_seats(*, subscription: Subscription, at: datetime) -> int | None:
-    """Seats actually provisioned for `subscription` at `at`.
-
-    Prefers the provisioning work's applied entitlements (issue 5) when that module offers
-    `subscriptions.selectors.entitlement_seats_applied(subscription=..., at=...)`; otherwise the seat ledger.
-    """
-    applied = _entitlement_seats_applied()
-    if applied is not None:
-        value = applied(subscription=subscription, at=at)
-        if value is not None:
-            return value
-    return _seat_count_at(subscription.pk, at)
-
-
 def _reason(code: str, message: str) -> dict:
     return {"code": str(code), "message": message}
 
@@ -476,9 +454,14 @@ class CheckInputs:
         self.previous: dict[int, _PreviousInvoice] = {}
         self.changes: dict[int, list[datetime]] = {}
         self.issued_now: dict[int, list[_PreviousInvoice]] = {}
+        self.applied_seats: dict[int, int] = {}
+        self.now = timezone.now()
         periodic = [i for i in invoices if i.subscription_id and i.period_start]
         if not periodic:
             return
+        current = {i.subscription_id for i in periodic if i.period_end and i.period_start <= self.now < i.period_end}
+        if current:
+            self.applied_seats = sub_selectors.seats_provisioned_for_subscriptions(subscription_ids=current)
         # Seats in force at the period start (seat ledger) and the previous issued regular invoice: one query, two
         # correlated subqueries on indexed columns.
         ledger = (
@@ -531,11 +514,11 @@ class CheckInputs:
             self.changes.setdefault(subscription_id, []).append(effective_at)
 
     def provisioned(self, invoice: Invoice) -> int | None:
-        applied = _entitlement_seats_applied()
-        if applied is not None:  # the provisioning work's figure wins when it has one (a query per invoice)
-            value = applied(subscription=invoice.subscription, at=invoice.period_start)
-            if value is not None:
-                return value
+        """Seats actually provisioned for the invoiced period: for the period running now, what provisioning has
+        applied (the seat entitlement), so seats that were never switched on are not billed; for a past period
+        (a catch-up), what the seat ledger had in force at its start."""
+        if invoice.subscription_id in self.applied_seats and invoice.period_start <= self.now < invoice.period_end:
+            return self.applied_seats[invoice.subscription_id]
         if invoice.pk in self.ledger_seats:
             return self.ledger_seats[invoice.pk]
         return _seat_count_at(invoice.subscription_id, invoice.period_start)

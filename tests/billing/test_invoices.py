@@ -2,6 +2,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError
+from django.utils import timezone
 
 from billing.exceptions import (
     CurrencyMismatch,
@@ -27,9 +28,9 @@ from billing.services.invoices import (
     invoice_void,
 )
 from billing.services.profiles import billing_profile_update
-from subscriptions.models import SeatLedgerEntry, SubscriptionChange
+from subscriptions.models import Entitlement, EntitlementKind, EntitlementState, SeatLedgerEntry, SubscriptionChange
 from tests.billing.conftest import established
-from tests.factories import SubscriptionFactory, utc
+from tests.factories import BillingProfileFactory, CustomerFactory, SubscriptionFactory, utc
 
 pytestmark = pytest.mark.django_db
 
@@ -150,6 +151,63 @@ def test_invoice_held_when_billed_seats_differ_from_provisioned(customer, subscr
     invoice = invoice_finalize(invoice_id=_draft(subscription).pk)
     assert _codes(invoice) == [HoldReason.SEATS_MISMATCH]
     assert "bills 10 seats but 8 are provisioned" in invoice.hold_reasons[0]["message"]
+
+
+def _running_now(customer, *, seats_applied: int | None, state=EntitlementState.ACTIVE, shared_with=()):
+    """A 10-seat subscription whose period runs now, and its seat entitlement as provisioning left it."""
+    subscription = SubscriptionFactory(customer=customer, current_period_start=timezone.now() - timedelta(days=3))
+    SeatLedgerEntry.objects.create(
+        subscription=subscription,
+        seats_from=0,
+        seats_to=10,
+        reason="subscribed",
+        effective_at=subscription.current_period_start,
+    )
+    Entitlement.objects.create(
+        customer=customer,
+        feature_key="seats",
+        value_kind=EntitlementKind.SEATS,
+        desired_value=10,
+        applied_value=seats_applied,
+        state=state,
+        granted_by=[f"subscription:{subscription.pk}", *shared_with],
+    )
+    return subscription
+
+
+def test_invoice_held_when_provisioning_never_switched_the_billed_seats_on(customer, staff):
+    # given: the period running now bills 10 seats, but the provisioner failed after applying 8
+    established(customer, staff)
+    subscription = _running_now(customer, seats_applied=8, state=EntitlementState.FAILED)
+
+    # when
+    invoice = invoice_finalize(invoice_id=_draft(subscription).pk)
+
+    # then: held for billing staff, not sent
+    assert invoice.status == InvoiceStatus.HELD
+    assert _codes(invoice) == [HoldReason.SEATS_MISMATCH]
+    assert "bills 10 seats but 8 are provisioned" in invoice.hold_reasons[0]["message"]
+
+
+def test_invoice_issued_when_provisioned_seats_match_and_held_when_nothing_was_applied(customer, staff):
+    established(customer, staff)
+    matching = _running_now(customer, seats_applied=10)
+    assert invoice_finalize(invoice_id=_draft(matching).pk).status == InvoiceStatus.OPEN
+
+    other = CustomerFactory()
+    BillingProfileFactory(customer=other)
+    established(other, staff)
+    never_applied = _running_now(other, seats_applied=None, state=EntitlementState.PENDING)
+    invoice = invoice_finalize(invoice_id=_draft(never_applied).pk)
+    assert _codes(invoice) == [HoldReason.SEATS_MISMATCH]
+    assert "bills 10 seats but 0 are provisioned" in invoice.hold_reasons[0]["message"]
+
+
+def test_seat_entitlement_shared_by_two_subscriptions_falls_back_to_the_seat_ledger(customer, staff):
+    # One entitlement adds up two subscriptions' seats: this subscription's share is not knowable from it.
+    established(customer, staff)
+    subscription = _running_now(customer, seats_applied=25, shared_with=["subscription:999999"])
+    assert invoice_finalize(invoice_id=_draft(subscription).pk).status == InvoiceStatus.OPEN
 
 
 def test_invoice_held_when_address_incomplete_and_cannot_be_approved(customer, subscription, staff):
