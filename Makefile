@@ -49,8 +49,11 @@ run: system-deps seed
 	@echo "  Demo logins (password: continuum-demo):"
 	@echo "    customers: owner@acme.test, ap@acme.test, dev@acme.test, owner@globex.test, owner@initech.test, owner@umbrella.test"
 	@echo "    back office (http://127.0.0.1:$(PORT)/admin/): admin@continuum.test, support@continuum.test, billing@continuum.test"
+	@echo "  E-mails (invitations, invoices with their PDF, reminders) are written to var/mail/ instead of being sent."
 	@echo
-	DJANGO_DEBUG=1 SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} $(VENV)/bin/honcho start -f Procfile -p $(PORT)
+	DJANGO_DEBUG=1 SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
+	EMAIL_BACKEND=$${EMAIL_BACKEND:-django.core.mail.backends.filebased.EmailBackend} \
+	$(VENV)/bin/honcho start -f Procfile -p $(PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
