@@ -115,20 +115,25 @@ def seats_at(*, subscription: Subscription, moment: datetime) -> int:
     return entry.seats_to if entry else 0
 
 
-def seats_provisioned_for_subscriptions(*, subscription_ids) -> dict[int, int]:
-    """Seats actually provisioned now (the applied value of the customer's seat entitlement) per subscription.
+@dataclass(frozen=True)
+class SeatsProvisioned:
+    purchased: int  # the subscription's seats now
+    applied: int  # what provisioning has actually switched on (0 when never applied)
+
+
+def seats_provisioned_for_subscriptions(*, subscription_ids) -> dict[int, SeatsProvisioned]:
+    """Seats purchased and actually provisioned now (the customer's seat entitlement) per subscription.
 
     Only subscriptions whose seats are a seat entitlement of their own are answered: when one entitlement adds up
     the seats of several subscriptions, or a subscription feeds several seat entitlements, its own share is not
-    knowable and it is left out (callers fall back to the seat ledger). An entitlement not applied yet counts 0.
-    One query.
+    knowable and it is left out (callers fall back to the seat ledger). Two queries.
     """
-    wanted = set(subscription_ids)
+    purchased = dict(Subscription.objects.filter(pk__in=set(subscription_ids)).values_list("pk", "seats"))
     found: dict[int, list[int]] = {}
     rows = Entitlement.objects.filter(
         user__isnull=True,
         value_kind=EntitlementKind.SEATS,
-        customer_id__in=Subscription.objects.filter(pk__in=wanted).values("customer_id"),
+        customer_id__in=Subscription.objects.filter(pk__in=purchased).values("customer_id"),
     ).values_list("granted_by", "applied_value")
     for granted_by, applied in rows:
         sources = {
@@ -136,9 +141,13 @@ def seats_provisioned_for_subscriptions(*, subscription_ids) -> dict[int, int]:
             for source in granted_by
             if source.startswith("subscription:") and source.split(":", 1)[1].isdigit()
         }
-        if len(sources) == 1 and (subscription_id := next(iter(sources))) in wanted:
+        if len(sources) == 1 and (subscription_id := next(iter(sources))) in purchased:
             found.setdefault(subscription_id, []).append(applied or 0)
-    return {subscription_id: values[0] for subscription_id, values in found.items() if len(values) == 1}
+    return {
+        subscription_id: SeatsProvisioned(purchased[subscription_id], values[0])
+        for subscription_id, values in found.items()
+        if len(values) == 1
+    }
 
 
 def seat_ledger_for_subscription(*, subscription: Subscription) -> list[SeatLedgerEntry]:

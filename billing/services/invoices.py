@@ -454,7 +454,7 @@ class CheckInputs:
         self.previous: dict[int, _PreviousInvoice] = {}
         self.changes: dict[int, list[datetime]] = {}
         self.issued_now: dict[int, list[_PreviousInvoice]] = {}
-        self.applied_seats: dict[int, int] = {}
+        self.applied_seats: dict[int, sub_selectors.SeatsProvisioned] = {}
         self.now = timezone.now()
         periodic = [i for i in invoices if i.subscription_id and i.period_start]
         if not periodic:
@@ -516,9 +516,16 @@ class CheckInputs:
     def provisioned(self, invoice: Invoice) -> int | None:
         """Seats actually provisioned for the invoiced period: for the period running now, what provisioning has
         applied (the seat entitlement), so seats that were never switched on are not billed; for a past period
-        (a catch-up), what the seat ledger had in force at its start."""
-        if invoice.subscription_id in self.applied_seats and invoice.period_start <= self.now < invoice.period_end:
-            return self.applied_seats[invoice.subscription_id]
+        (a catch-up), or once the seats have changed since the period start (a mid-period change is billed by
+        its own proration), what the seat ledger had in force at the period start."""
+        seats = self.applied_seats.get(invoice.subscription_id)
+        if (
+            seats is not None
+            and invoice.period_end
+            and invoice.period_start <= self.now < invoice.period_end
+            and seats.purchased == invoice.billed_seats  # else seats changed since the period start: ledger rules
+        ):
+            return seats.applied
         if invoice.pk in self.ledger_seats:
             return self.ledger_seats[invoice.pk]
         return _seat_count_at(invoice.subscription_id, invoice.period_start)

@@ -203,6 +203,23 @@ def test_invoice_issued_when_provisioned_seats_match_and_held_when_nothing_was_a
     assert "bills 10 seats but 0 are provisioned" in invoice.hold_reasons[0]["message"]
 
 
+def test_seats_added_after_the_period_start_do_not_hold_the_period_invoice(customer, staff):
+    # given: the period started with 10 seats (billed), 2 were added since (billed by their own proration) and
+    # provisioning applied all 12
+    established(customer, staff)
+    subscription = _running_now(customer, seats_applied=12)
+    SeatLedgerEntry.objects.create(
+        subscription=subscription, seats_from=10, seats_to=12, reason="seat change", effective_at=timezone.now()
+    )
+    draft = _draft(subscription)
+    subscription.seats = 12
+    subscription.save(update_fields=["seats"])
+
+    # when / then: the period invoice for 10 seats goes out
+    invoice = invoice_finalize(invoice_id=draft.pk)
+    assert (invoice.billed_seats, invoice.status) == (10, InvoiceStatus.OPEN)
+
+
 def test_seat_entitlement_shared_by_two_subscriptions_falls_back_to_the_seat_ledger(customer, staff):
     # One entitlement adds up two subscriptions' seats: this subscription's share is not knowable from it.
     established(customer, staff)
