@@ -5,8 +5,9 @@ A "change" permission on a model whose admin shows only read-only fields means "
 migration, once they exist. Superusers need no group: they have every permission.
 """
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from portal.migrations._group_grants import grant_to_groups
 
 SUPPORT = "Support agents"
 BILLING = "Billing staff"
@@ -45,26 +46,8 @@ GRANTS = {
 }
 
 
-def _ensure_permissions(apps) -> None:
-    # Permissions are normally created after the whole migrate run (post_migrate); create them now so this
-    # migration can grant them on a fresh database.
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
-
-
 def grant(apps, schema_editor) -> None:
-    _ensure_permissions(apps)
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for group_name, grants in GRANTS.items():
-        group, _ = Group.objects.get_or_create(name=group_name)
-        for app_label, model, action in grants:
-            permission = Permission.objects.get(
-                content_type__app_label=app_label, content_type__model=model, codename=f"{action}_{model}"
-            )
-            group.permissions.add(permission)
+    grant_to_groups(apps, GRANTS)
 
 
 def revoke(apps, schema_editor) -> None:

@@ -5,8 +5,9 @@ which call billing services); support agents read invoices and credit notes only
 (certificates) or tax rates. Both may resend an invoice e-mail (a custom permission created here).
 """
 
-from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+from portal.migrations._group_grants import ensure_permissions, grant_to_groups
 
 SUPPORT = "Support agents"
 BILLING = "Billing staff"
@@ -48,11 +49,8 @@ GRANTS = {
 CUSTOM = [("billing", "invoice", "send_email", "Can resend an invoice e-mail to the customer")]
 
 
-def _ensure_permissions(apps) -> None:
-    for app_config in apps.get_app_configs():
-        app_config.models_module = True
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+def grant(apps, schema_editor) -> None:
+    ensure_permissions(apps)
     ContentType = apps.get_model("contenttypes", "ContentType")
     Permission = apps.get_model("auth", "Permission")
     for app_label, model, action, name in CUSTOM:
@@ -60,19 +58,7 @@ def _ensure_permissions(apps) -> None:
         Permission.objects.get_or_create(
             content_type=content_type, codename=f"{action}_{model}", defaults={"name": name}
         )
-
-
-def grant(apps, schema_editor) -> None:
-    _ensure_permissions(apps)
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for group_name, grants in GRANTS.items():
-        group, _ = Group.objects.get_or_create(name=group_name)
-        for app_label, model, action in grants:
-            permission = Permission.objects.get(
-                content_type__app_label=app_label, content_type__model=model, codename=f"{action}_{model}"
-            )
-            group.permissions.add(permission)
+    grant_to_groups(apps, GRANTS)
 
 
 def revoke(apps, schema_editor) -> None:
