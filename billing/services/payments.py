@@ -164,17 +164,23 @@ def stripe_customer_sync(*, customer_id: int) -> bool:
     return True
 
 
+def _delay_on_commit(task_name: str, *args) -> None:
+    """Queue a task of billing.tasks_payments once the current transaction commits (ids only; imported late because
+    the tasks module imports this one)."""
+
+    def _enqueue() -> None:
+        from billing import tasks_payments
+
+        getattr(tasks_payments, task_name).delay(*args)
+
+    transaction.on_commit(_enqueue)
+
+
 def stripe_customer_sync_enqueue(*, customer_id: int) -> None:
     """Queue `stripe_customer_sync` after the current transaction commits (for billing-profile services)."""
     if payment_backend() != BACKEND_STRIPE:
         return
-
-    def _enqueue() -> None:
-        from billing.tasks_payments import stripe_customer_sync_task
-
-        stripe_customer_sync_task.delay(customer_id)
-
-    transaction.on_commit(_enqueue)
+    _delay_on_commit("stripe_customer_sync_task", customer_id)
 
 
 # --- Saved cards ----------------------------------------------------------------------------------------------------
@@ -660,13 +666,7 @@ def invoice_collect_enqueue(*, invoice_id: int) -> None:
     """For billing's issue service: queue automatic collection once the issuing transaction commits."""
     if payment_backend() != BACKEND_STRIPE:
         return
-
-    def _enqueue() -> None:
-        from billing.tasks_payments import invoice_collect_task
-
-        invoice_collect_task.delay(invoice_id)
-
-    transaction.on_commit(_enqueue)
+    _delay_on_commit("invoice_collect_task", invoice_id)
 
 
 def payment_resume(*, payment_id: int) -> Payment:
@@ -903,13 +903,7 @@ def credit_note_refund_enqueue(*, credit_note_id: int, actor: User | None = None
         why = "the invoice was paid by bank transfer" if target is None else "card refunds need Stripe configured"
         _audit_refund_owed(credit_note, credit_note.refund_due_minor, actor=actor, why=why)
         return
-
-    def _enqueue() -> None:
-        from billing.tasks_payments import credit_note_refund_task
-
-        credit_note_refund_task.delay(credit_note_id)
-
-    transaction.on_commit(_enqueue)
+    _delay_on_commit("credit_note_refund_task", credit_note_id)
 
 
 def credit_note_refund_record_manual(*, credit_note_id: int, reference: str, actor: User | None) -> Refund:
