@@ -1,4 +1,5 @@
-# Continuum: `make run` starts the portal with demo data; `make test` runs ruff and the whole test suite.
+# Continuum: `make run` starts the portal with demo data; `make test` runs ruff, the import-layering contracts
+# (.importlinter) and the whole test suite.
 # Both work from a fresh clone: they create .venv from the machine's python3 and install what is missing.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -58,6 +59,7 @@ run: system-deps seed
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
