@@ -1,0 +1,248 @@
+"""Page-cost benchmark (issue 18): every customer page's throughput as a ratio to a bare Django page, in one run.
+
+    .venv/bin/python bench/pages.py [--seconds 10] [--connections 20] [--workers 2] [--port 8190] [--rounds 1]
+
+What runs: a fresh database (SQLite under var/ by default, or DATABASE_URL) is migrated and seeded with the demo
+(`manage.py seed_demo`); gunicorn serves it with `--workers` sync workers on 127.0.0.1:`--port` with the project's own
+settings plus one extra URL (bench/pages_settings.py, bench/pages_urls.py); `wrk` (Debian's package, installed when
+missing) loads each page in turn with `--connections` keep-alive connections for `--seconds`, signed in as Acme's
+owner. The floor, `/bench/bare/`, is a signed-in page with 2 queries (session, user) and a small template; it is
+measured first and last, and the ratios use the mean of the two, so drift during the run shows up as a spread.
+
+Printed per page: requests/s, p50 and p99 latency, throughput ÷ the floor's, p99 ÷ the floor's, and whether it meets
+the targets (throughput ≥ 0.5 of the floor's, p99 within 2×). Every page is fetched once before it is loaded and must
+answer 200 with its own content (not the sign-in page); wrk's non-2xx count must be 0, else the figure is refused.
+Absolute figures differ between machines by 3×; the ratios are the figures to compare (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+TARGET_THROUGHPUT = 0.5
+TARGET_P99 = 2.0
+
+
+def env_for_server(database_url: str) -> dict:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.pages_settings",
+            "DATABASE_URL": database_url,
+            "DJANGO_DEBUG": "0",
+            "LOG_LEVEL": "WARNING",
+            # Tasks queued by the demo seed run inline: the bench measures pages, not a worker.
+            "CELERY_TASK_ALWAYS_EAGER": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.pop("DJANGO_ENV", None)
+    return env
+
+
+def run(cmd: list[str], env: dict) -> None:
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def ensure_wrk() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        subprocess.run([str(ROOT / "scripts" / "apt-ensure"), "wrk"], check=True)
+        wrk = shutil.which("wrk")
+    if wrk is None:
+        sys.exit("wrk is not installed and could not be installed (apt-get install wrk)")
+    return wrk
+
+
+def prepare(env: dict) -> dict:
+    """Migrate, seed the demo, sign Acme's owner in; returns the cookie and the page paths to load."""
+    run([PY, "manage.py", "migrate", "--noinput"], env)
+    run([PY, "manage.py", "seed_demo"], env)
+    code = r"""
+import json
+from django.conf import settings
+from django.test import Client
+from billing.models import Invoice
+from subscriptions.models import Customer, User
+
+user = User.objects.get(email="owner@acme.test")
+customer = Customer.objects.get(memberships__user=user)
+invoice = Invoice.objects.filter(customer=customer, number__isnull=False).order_by("-pk").first()
+backend = next(b for b in settings.AUTHENTICATION_BACKENDS if b.endswith("ModelBackend"))
+client = Client()
+client.force_login(user, backend=backend)
+print(json.dumps({"cookie": client.cookies[settings.SESSION_COOKIE_NAME].value, "customer": customer.pk,
+                  "invoice": invoice.pk, "cookie_name": settings.SESSION_COOKIE_NAME}))
+"""
+    out = subprocess.run(
+        [PY, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+    ).stdout
+    import json
+
+    facts = json.loads(out.strip().splitlines()[-1])
+    c = facts["customer"]
+    facts["pages"] = [
+        ("dashboard", f"/c/{c}/", "Dashboard"),
+        ("package", f"/c/{c}/package/", "ackage"),
+        ("seats", f"/c/{c}/seats/", "eats"),
+        ("invoices", f"/c/{c}/invoices/", "nvoice"),
+        ("invoice detail", f"/c/{c}/invoices/{facts['invoice']}/", "nvoice"),
+        ("tax exemption", f"/c/{c}/tax/", "xempt"),
+        ("activity", f"/c/{c}/activity/", "ctivity"),
+        ("seat preview (htmx)", f"/c/{c}/changes/seats/preview/?seats=12", "12"),
+    ]
+    return facts
+
+
+def start_server(env: dict, port: int, workers: int) -> subprocess.Popen:
+    cmd = [
+        str(Path(PY).parent / "gunicorn"),
+        "portal.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "sync",
+        "--keep-alive",
+        "5",
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)  # noqa: S310
+            return proc
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    sys.exit("gunicorn did not answer /healthz within 30 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def check_page(port: int, path: str, cookie: str, expect: str) -> None:
+    """One request first: a page that redirects to sign-in or errors would be measured as fast, so refuse it."""
+    request = urllib.request.Request(  # noqa: S310
+        f"http://127.0.0.1:{port}{path}", headers={"Cookie": cookie, "HX-Request": "true"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+        body = response.read().decode("utf-8", "replace")
+        if response.status != 200 or response.url.rstrip("/").endswith("/login") or expect not in body:
+            sys.exit(f"{path}: answered {response.status} at {response.url} without '{expect}'; refusing to measure it")
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * _UNITS[unit]
+
+
+def load(wrk: str, port: int, path: str, cookie: str, seconds: int, connections: int) -> dict:
+    threads = min(2, connections)
+    out = subprocess.run(
+        [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+        + ["-H", f"Cookie: {cookie}", "-H", "HX-Request: true", f"http://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    if bad or errors:
+        sys.exit(f"{path}: wrk saw failures ({bad.group(0) if bad else errors.group(0)}):\n{out}")
+    distribution = out.split("Latency Distribution", 1)[1]
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(re.search(r"^\s*50%\s+(\S+)", distribution, re.M).group(1)),
+        "p99": _ms(re.search(r"^\s*99%\s+(\S+)", distribution, re.M).group(1)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="load per page")
+    parser.add_argument("--connections", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--port", type=int, default=8190)
+    parser.add_argument("--rounds", type=int, default=1, help="measure every page this many times (median kept)")
+    parser.add_argument("--only", help="comma-separated page names to measure (the floor always runs)")
+    parser.add_argument("--database-url", default=f"sqlite:///{ROOT / 'var' / 'bench-pages.sqlite3'}")
+    args = parser.parse_args()
+
+    (ROOT / "var").mkdir(exist_ok=True)
+    if args.database_url.startswith("sqlite:///"):
+        Path(args.database_url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+    wrk = ensure_wrk()
+    env = env_for_server(args.database_url)
+    print("seeding the demo …", flush=True)
+    facts = prepare(env)
+    cookie = f"{facts['cookie_name']}={facts['cookie']}"
+    pages = facts["pages"]
+    if args.only:
+        wanted = {name.strip() for name in args.only.split(",")}
+        pages = [page for page in pages if page[0] in wanted]
+    server = start_server(env, args.port, args.workers)
+    try:
+        check_page(args.port, "/bench/bare/", cookie, "Hello owner@acme.test")
+        for _name, path, expect in pages:
+            check_page(args.port, path, cookie, expect)
+
+        def measure(path: str) -> dict:
+            load(wrk, args.port, path, cookie, 2, args.connections)  # warm every worker
+            runs = [load(wrk, args.port, path, cookie, args.seconds, args.connections) for _ in range(args.rounds)]
+            return {key: statistics.median(run[key] for run in runs) for key in ("rps", "p50", "p99")}
+
+        first = measure("/bench/bare/")
+        results = [(name, measure(path)) for name, path, _ in pages]
+        last = measure("/bench/bare/")
+    finally:
+        stop_server(server)
+
+    floor = {key: (first[key] + last[key]) / 2 for key in ("rps", "p50", "p99")}
+    spread = abs(first["rps"] - last["rps"]) / floor["rps"]
+    print(
+        f"\n{args.workers} gunicorn workers, {args.connections} connections, {args.seconds} s per page, "
+        f"load {os.getloadavg()[0]:.2f}; floor measured first and last: {first['rps']:.0f} and {last['rps']:.0f} req/s "
+        f"(spread {spread:.0%})\n"
+    )
+    print(f"{'page':<22}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'÷ floor':>9}{'p99 ×':>8}  target")
+    print(f"{'bare page (floor)':<22}{floor['rps']:>8.0f}{floor['p50']:>9.1f}{floor['p99']:>9.1f}{1:>9.2f}{1:>8.2f}")
+    failed = []
+    for name, r in results:
+        ratio, p99_ratio = r["rps"] / floor["rps"], r["p99"] / floor["p99"]
+        ok = ratio >= TARGET_THROUGHPUT and p99_ratio <= TARGET_P99
+        failed += [] if ok else [name]
+        verdict = "ok" if ok else "MISSED"
+        print(f"{name:<22}{r['rps']:>8.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}{ratio:>9.2f}{p99_ratio:>8.2f}  {verdict}")
+    print(
+        f"\ntargets: throughput ≥ {TARGET_THROUGHPUT} of the floor's, p99 ≤ {TARGET_P99}× the floor's; "
+        f"{len(results) - len(failed)} of {len(results)} pages meet them"
+    )
+
+
+if __name__ == "__main__":
+    main()
