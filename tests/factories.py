@@ -148,7 +148,9 @@ class SubscriptionFactory(factory.django.DjangoModelFactory):
     committed_seats = factory.LazyAttribute(lambda o: o.seats if o.interval == "year" else 0)
     current_period_start = factory.LazyFunction(lambda: month_start())
     current_period_end = factory.LazyAttribute(lambda o: period_end(o.current_period_start, o.interval))
-    billing_anchor = factory.LazyAttribute(lambda o: o.current_period_start)
+    trial_end = None
+    # Paid periods count from the trial end when there is one (as subscription_create anchors them).
+    billing_anchor = factory.LazyAttribute(lambda o: o.trial_end or o.current_period_start)
 
 
 class SeatAssignmentFactory(factory.django.DjangoModelFactory):
