@@ -10,11 +10,12 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 PORT ?= 8000
 
-.PHONY: run test lint format migrate seed venv install system-deps clean help openapi screenshots
+.PHONY: run test lint format migrate seed venv install system-deps clean help openapi screenshots test-calendar
 
 help:
 	@echo "make run   - start the portal (web + Celery worker + beat) with demo data on http://127.0.0.1:8000 (PORT=...)"
 	@echo "make test  - ruff + the whole pytest suite"
+	@echo "make test-calendar - the date-sensitive tests with the clock pinned to month ends, leap days and 1st-of-month minutes"
 	@echo "make screenshots - rerun the browser tests and regenerate the README images in docs/screenshots/"
 
 $(PY):
@@ -67,6 +68,23 @@ format: $(STAMP)
 
 test: system-deps lint
 	$(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+# The date-sensitive part of the suite once per awkward instant, with the clock pinned for the whole session by
+# CONTINUUM_TEST_NOW (tests/support/clock.py; time keeps ticking; a test that pins its own clock wins): tests/calendar
+# (demo seed with the README's promises and the Umbrella dashboard, the billing run at 00:10 on the 1st with a seat
+# change, renewal on the anchor, changes now), periods and proration properties, exemptions, the billing run and the
+# portal's change pages. One demo seed per date keeps the six runs within CI's budget.
+CALENDAR_NOWS ?= 2027-01-31T12:00:00Z 2027-02-28T23:30:00Z 2027-03-01T00:10:00Z 2028-02-29T12:00:00Z \
+	2028-12-31T23:30:00Z 2027-05-01T00:05:00Z
+CALENDAR_TESTS ?= tests/calendar tests/subscriptions/test_periods.py tests/subscriptions/test_proration.py \
+	tests/billing/test_exemptions.py tests/billing/test_billing_run.py tests/portal/test_changes.py \
+	tests/portal/test_dashboard.py
+test-calendar: $(STAMP)
+	@set -e; for now in $(CALENDAR_NOWS); do \
+	  echo "=== make test-calendar: clock pinned at $$now"; \
+	  CONTINUUM_TEST_NOW=$$now $(VENV)/bin/pytest -p no:cacheprovider -q -n 2 -m "not browser and not integration" \
+	    $(CALENDAR_TESTS) $(PYTEST_ARGS); \
+	done
 
 # Browser tests save screenshots under var/screenshots/ (ignored by git) so `make test` never dirties the tree; this
 # target reruns them with CONTINUUM_SCREENSHOTS=docs to regenerate the images the README shows. Commit the result.

@@ -447,7 +447,7 @@ class ExemptionStatusChangeInline(ReadOnlyInline):
 
 
 class ExemptionApproveForm(forms.Form):
-    expires_on = forms.DateField(required=False, help_text="Correct the expiry if the certificate says otherwise.")
+    expires_on = forms.DateField(required=False, help_text="Correct the last valid day if the certificate differs.")
     note = forms.CharField(required=False, max_length=500)
 
 

@@ -26,6 +26,7 @@ from billing.models import (
     TaxRate,
 )
 from billing.services.tax import TaxContext, tax_compute, tax_context_for
+from subscriptions.clock import utc_date
 from subscriptions.models import Customer, Membership, Role, User
 
 # Issued documents only: customers never see drafts or held invoices.
@@ -282,7 +283,7 @@ def right_first_time_by_month(*, since: date | None = None, until: date | None =
 
 
 def _month(value) -> date:
-    return value.date().replace(day=1) if isinstance(value, datetime) else value.replace(day=1)
+    return utc_date(value).replace(day=1) if isinstance(value, datetime) else value.replace(day=1)
 
 
 def invoices_editable_for_customer(*, customer: Customer) -> QuerySet[Invoice]:

@@ -3,7 +3,8 @@
 import logging
 
 from celery import shared_task
-from django.utils import timezone
+
+from subscriptions import clock
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +48,16 @@ def credit_note_render_pdf_task(credit_note_id: int) -> None:
 
 @shared_task(name="billing.billing_run")
 def billing_run_task(as_of: str | None = None, fan_out: bool | None = None) -> dict:
-    """Hourly (Celery beat): renew due subscriptions and draft/finalize their invoices. With `fan_out` (default:
-    settings.BILLING_RUN_FINALIZE_FAN_OUT) the finalize chunks go to `billing.finalize_drafts_chunk` tasks, so every
-    worker process shares the checks and issuing."""
-    from datetime import datetime
-
+    """Hourly at a fixed minute (Celery beat): renew due subscriptions and draft/finalize their invoices. `as_of`: an
+    ISO date or datetime; a date means its midnight and a datetime without an offset is read as UTC, as
+    `manage.py billing_run --as-of` does. With `fan_out` (default: settings.BILLING_RUN_FINALIZE_FAN_OUT) the
+    finalize chunks go to `billing.finalize_drafts_chunk` tasks, so every worker process shares the checks and
+    issuing."""
     from django.conf import settings
 
     from billing.services.billing_run import billing_run
 
-    moment = datetime.fromisoformat(as_of) if as_of else timezone.now()
+    moment = clock.as_utc(as_of) if as_of else clock.now()
     if fan_out is None:
         fan_out = getattr(settings, "BILLING_RUN_FINALIZE_FAN_OUT", False)
     chunk_size = getattr(settings, "BILLING_RUN_CHUNK_SIZE", 500)

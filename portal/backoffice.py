@@ -23,6 +23,7 @@ from billing.models import (
     StripeCustomer,
     TaxExemption,
 )
+from subscriptions.clock import utc_date
 from subscriptions.models import (
     LIVE_STATUSES,
     AuditEvent,
@@ -294,7 +295,7 @@ def _health(view: Customer360, *, now: datetime) -> list[Health]:
     overdue = [
         invoice
         for invoice in view.invoices
-        if invoice.status == InvoiceStatus.OPEN and invoice.due_on and invoice.due_on < now.date()
+        if invoice.status == InvoiceStatus.OPEN and invoice.due_on and invoice.due_on < utc_date(now)
     ]
     if overdue:
         health.append(Health("error", f"{len(overdue)} invoice(s) overdue."))
@@ -304,7 +305,7 @@ def _health(view: Customer360, *, now: datetime) -> list[Health]:
     elif (
         exemption is not None
         and exemption.status == ExemptionStatus.APPROVED
-        and exemption.expires_on < (now + timedelta(days=30)).date()
+        and exemption.expires_on < utc_date(now + timedelta(days=30))
     ):
         health.append(Health("warning", f"Tax exemption expires {exemption.expires_on:%Y-%m-%d}."))
     if view.billing_profile is None:

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -243,10 +244,17 @@ BILLING_RUN_CHUNK_SIZE = env_int("BILLING_RUN_CHUNK_SIZE", 500)
 # Hand the hourly run's finalize chunks (pre-issue checks + issue) to the Celery workers instead of doing them in the
 # beat task's process. `manage.py billing_run` always finalizes in-process, in id order.
 BILLING_RUN_FINALIZE_FAN_OUT = env_bool("BILLING_RUN_FINALIZE_FAN_OUT", False)
-CELERY_BEAT_SCHEDULE["billing-run-hourly"] = {"task": "billing.billing_run", "schedule": timedelta(hours=1)}
+# The billing run starts at a fixed minute of every hour (UTC), not "an hour after beat started": period ends fall on
+# the hour, so they are renewed within BILLING_RUN_MINUTE minutes. A change that arrives earlier renews its own
+# subscription on demand (billing/services/changes.py), so nobody waits for the run.
+BILLING_RUN_MINUTE = env_int("BILLING_RUN_MINUTE", 2)
+CELERY_BEAT_SCHEDULE["billing-run-hourly"] = {
+    "task": "billing.billing_run",
+    "schedule": crontab(minute=BILLING_RUN_MINUTE),
+}
 CELERY_BEAT_SCHEDULE["billing-tax-exemptions-daily"] = {
     "task": "billing.tax_exemptions_daily",
-    "schedule": timedelta(days=1),
+    "schedule": crontab(hour=0, minute=15),  # after midnight UTC: yesterday was the last valid day of some
 }
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
 STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY")

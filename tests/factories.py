@@ -19,6 +19,7 @@ from subscriptions.models import (
     User,
 )
 from subscriptions.periods import period_end
+from tests.clock import month_start
 
 DEFAULT_PASSWORD = "continuum-demo"
 
@@ -126,7 +127,8 @@ def _team_package() -> Package:
 
 class SubscriptionFactory(factory.django.DjangoModelFactory):
     """An active subscription snapshotting the package's active price; defaults to the "team" priced_package,
-    10 seats, monthly, period [1 Nov 2026, 1 Dec 2026)."""
+    10 seats, monthly, in the period that contains now: it starts at midnight UTC on the 1st of this month (relative
+    to the test clock, see tests/clock.py), anchored there."""
 
     class Meta:
         model = Subscription
@@ -144,8 +146,11 @@ class SubscriptionFactory(factory.django.DjangoModelFactory):
     status = SubscriptionStatus.ACTIVE
     seats = 10
     committed_seats = factory.LazyAttribute(lambda o: o.seats if o.interval == "year" else 0)
-    current_period_start = factory.LazyFunction(lambda: utc(2026, 11, 1))
+    current_period_start = factory.LazyFunction(lambda: month_start())
     current_period_end = factory.LazyAttribute(lambda o: period_end(o.current_period_start, o.interval))
+    trial_end = None
+    # Paid periods count from the trial end when there is one (as subscription_create anchors them).
+    billing_anchor = factory.LazyAttribute(lambda o: o.trial_end or o.current_period_start)
 
 
 class SeatAssignmentFactory(factory.django.DjangoModelFactory):

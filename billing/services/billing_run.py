@@ -34,6 +34,7 @@ from billing.models import (
 from billing.services.invoices import apply_tax_result, invoice_finalize, invoices_finalize_batch
 from billing.services.tax import TaxContext, is_reverse_charge, tax_compute
 from subscriptions import bulk
+from subscriptions.clock import utc_date
 from subscriptions.models import (
     Package,
     PackageComponent,
@@ -97,7 +98,7 @@ class _TaxData:
         if not country:
             return context
         for exemption in self.exemptions.get(customer_id, []):
-            if exemption.expires_on > tax_date and exemption.covers(country=country, region=region):
+            if exemption.expires_on >= tax_date and exemption.covers(country=country, region=region):
                 context.exemption = exemption
                 break
         if context.exemption is None and is_reverse_charge(profile=profile):
@@ -289,7 +290,7 @@ def draft_periods(*, periods: list[PeriodToBill]) -> list[int]:
             period_end=period.period_end,
             billed_seats=period.seats,
         )
-        context = tax_data.context(subscription.customer_id, period.period_start.date())
+        context = tax_data.context(subscription.customer_id, utc_date(period.period_start))
         result = tax_compute(lines=[(line.amount_minor, line.tax_category) for line in lines], context=context)
         tax_lines = apply_tax_result(
             invoice=invoice, lines=lines, result=result, profile=tax_data.profiles.get(subscription.customer_id)

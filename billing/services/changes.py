@@ -18,15 +18,16 @@ from datetime import datetime
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from billing.exceptions import BillingError
 from billing.models import BillingProfile, ChangeBillingMode, Invoice, InvoiceKind, LineKind, PendingInvoiceItem
 from billing.money import format_minor
+from billing.services.billing_run import finalize_drafts, renew_chunk
 from billing.services.invoices import DraftLine, invoice_draft_create, invoice_finalize
 from billing.services.tax import AppliedRate, tax_compute, tax_context_for
-from subscriptions.models import Subscription, SubscriptionChange, User
+from subscriptions import clock
+from subscriptions.models import Subscription, SubscriptionChange, SubscriptionStatus, User
 from subscriptions.services import changes as sub_changes
 
 NOTHING_NOW = "none"
@@ -135,7 +136,7 @@ def change_preview_billed(*, preview, subscription: Subscription | None = None) 
     if subscription is None or subscription.pk != preview.subscription_id:
         subscription = Subscription.objects.select_related("customer__billing_profile").get(pk=preview.subscription_id)
     profile = _profile_of(subscription)
-    context = tax_context_for(customer_id=subscription.customer_id, profile=profile, tax_date=timezone.localdate())
+    context = tax_context_for(customer_id=subscription.customer_id, profile=profile, tax_date=clock.today())
     result = tax_compute(lines=[(line.amount_minor, line.tax_category) for line in preview.lines], context=context)
     categories = {line.tax_category for line in preview.lines} or {"saas"}
     # The next recurring amount's tax, estimated with the category of this change's lines (the recurring SKUs).
@@ -170,6 +171,8 @@ def change_preview(
     preview_fn, _ = _functions(kind)
     if subscription is None and isinstance(subscription_id, int) and not isinstance(subscription_id, bool):
         subscription = subscriptions_for_billed_change().filter(pk=subscription_id).first()
+    if subscription is not None and _renew_if_period_over(subscription, params.get("at") or clock.now()):
+        subscription = subscriptions_for_billed_change().filter(pk=subscription_id).first()
     # None here (no such subscription): the subscriptions service raises its own "does not exist" error.
     preview = preview_fn(subscription_id=subscription_id, subscription=subscription, **params)
     return change_preview_billed(preview=preview, subscription=subscription)
@@ -189,6 +192,10 @@ def change_apply(
     """Apply a previewed change and bill it in the same transaction (see module docstring). Idempotent with
     `idempotency_key`: a repeated apply returns the first change and its existing invoice/pending items."""
     _, apply_fn = _functions(kind)
+    if isinstance(subscription_id, int) and not isinstance(subscription_id, bool):
+        current = Subscription.objects.filter(pk=subscription_id).only("current_period_end", "status").first()
+        if current is not None:
+            _renew_if_period_over(current, params.get("at") or clock.now())
     with transaction.atomic():
         change = apply_fn(
             subscription_id=subscription_id,
@@ -205,6 +212,19 @@ def change_apply(
             return BilledChange(change=change, billing_mode=NOTHING_NOW)
         billed = change_bill(subscription_change_id=change.pk, actor=actor)
     return billed
+
+
+def _renew_if_period_over(subscription: Subscription, at: datetime) -> bool:
+    """A change that arrives after the period end (say 00:10 on the 1st, before the billing run got to it) first
+    renews that subscription on demand — with the billing run's own renewal (`renew_chunk`: the same renewal rule,
+    one invoice drafted per started period, in one transaction) and its finalization — and then applies to the new
+    period. Idempotent: a concurrent run or change that renewed first leaves nothing to do. True when it renewed."""
+    if subscription.current_period_end > at or subscription.status == SubscriptionStatus.ENDED:
+        return False
+    renewed, drafted = renew_chunk(subscription_ids=[subscription.pk], as_of=at)
+    if drafted:
+        finalize_drafts(invoice_ids=drafted)
+    return bool(renewed)
 
 
 def _parse(value):

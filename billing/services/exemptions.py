@@ -23,6 +23,7 @@ from billing.models import (
     ExemptionType,
     TaxExemption,
 )
+from subscriptions import clock
 from subscriptions.models import Customer, Membership, Role, User
 from subscriptions.services.audit import audit_record
 
@@ -125,7 +126,7 @@ def tax_exemption_submit(
     `replaced_by`. An approved exemption stays in force until the replacement is decided. Invoices are held until
     then. Nothing is written when any input is invalid.
     """
-    today = today or timezone.localdate()
+    today = today or clock.today()
     if isinstance(jurisdictions, str):
         jurisdictions = [j for j in re.split(r"[,;\s]+", jurisdictions) if j]
     jurisdictions = sorted({j.strip().upper() for j in jurisdictions})
@@ -141,8 +142,10 @@ def tax_exemption_submit(
     certificate_number = (certificate_number or "").strip()
     if not certificate_number:
         raise ExemptionInvalid("Enter the certificate number.", field="certificate_number")
-    if not isinstance(expires_on, date) or expires_on <= today:
-        raise ExemptionInvalid("The certificate's expiry date must be in the future.", field="expires_on")
+    if not isinstance(expires_on, date) or expires_on < today:
+        raise ExemptionInvalid(
+            "The certificate's expiry date (its last valid day) must be today or later.", field="expires_on"
+        )
     data, original_name = _read_upload(certificate)
     content_type = certificate_sniff(head=data[:16])
     if content_type is None:
@@ -215,8 +218,10 @@ def tax_exemption_approve(
     with transaction.atomic():
         exemption = _lock(exemption_id)
         if expires_on is not None:
-            if expires_on <= timezone.localdate():
-                raise ExemptionInvalid("The expiry date must be in the future.", field="expires_on")
+            if expires_on < clock.today():
+                raise ExemptionInvalid(
+                    "The expiry date (the certificate's last valid day) must be today or later.", field="expires_on"
+                )
             exemption.expires_on = expires_on
         _transition(exemption, ExemptionStatus.APPROVED, actor=reviewer, reason=note)
         exemption.reviewer = reviewer
@@ -255,18 +260,20 @@ def tax_exemption_reject(*, exemption_id: int, reviewer: User, reason: str) -> T
 
 
 def tax_exemptions_expire_due(*, today: date | None = None) -> int:
-    """Expire approved exemptions whose expiry date has come (idempotent; run daily by Celery beat)."""
-    today = today or timezone.localdate()
+    """Expire approved exemptions whose last valid day (`expires_on`) is over (idempotent; run daily by Celery beat):
+    a certificate "valid until 30 June" still applies on 30 June and is expired from 1 July."""
+    today = today or clock.today()
     count = 0
     ids = list(
-        TaxExemption.objects.filter(status=ExemptionStatus.APPROVED, expires_on__lte=today).values_list("id", flat=True)
+        TaxExemption.objects.filter(status=ExemptionStatus.APPROVED, expires_on__lt=today).values_list("id", flat=True)
     )
     for exemption_id in ids:
         with transaction.atomic():
             exemption = _lock(exemption_id)
-            if exemption.status != ExemptionStatus.APPROVED or exemption.expires_on > today:
+            if exemption.status != ExemptionStatus.APPROVED or exemption.expires_on >= today:
                 continue
-            _transition(exemption, ExemptionStatus.EXPIRED, actor=None, reason=f"Expired on {exemption.expires_on}.")
+            reason = f"Expired after {exemption.expires_on}, its last valid day."
+            _transition(exemption, ExemptionStatus.EXPIRED, actor=None, reason=reason)
             exemption.save()
             count += 1
     return count
@@ -285,12 +292,13 @@ def _reminder_recipients(customer_id: int) -> list[str]:
 
 
 def tax_exemption_send_reminders(*, today: date | None = None) -> int:
-    """E-mail owners and billing admins 30 and 7 days before an approved exemption expires (each reminder once)."""
-    today = today or timezone.localdate()
+    """E-mail owners and billing admins 30 and 7 days before an approved exemption's last valid day (each reminder
+    once)."""
+    today = today or clock.today()
     sent = 0
     for days, flag in zip(REMINDER_DAYS, ("reminder_30_sent_at", "reminder_7_sent_at"), strict=True):
         due = TaxExemption.objects.filter(
-            status=ExemptionStatus.APPROVED, expires_on__lte=today + timedelta(days=days), expires_on__gt=today
+            status=ExemptionStatus.APPROVED, expires_on__lte=today + timedelta(days=days), expires_on__gte=today
         ).filter(**{f"{flag}__isnull": True})
         for exemption_id in list(due.values_list("id", flat=True)):
             with transaction.atomic():
@@ -301,12 +309,17 @@ def tax_exemption_send_reminders(*, today: date | None = None) -> int:
                 if recipients:
                     left = (exemption.expires_on - today).days
                     EmailMessage(
-                        subject=f"Your tax exemption certificate expires in {left} days",
+                        subject=(
+                            f"Your tax exemption certificate expires in {left} days"
+                            if left
+                            else "Your tax exemption certificate expires today"
+                        ),
                         body=(
                             f"Hello,\n\nThe tax exemption certificate {exemption.certificate_number} for "
-                            f"{', '.join(exemption.jurisdictions)} on file for {exemption.customer.name} expires on "
-                            f"{exemption.expires_on.isoformat()}. Upload a renewed certificate in the portal "
-                            "(Billing → Tax exemption) so your invoices stay tax-free.\n\nContinuum Billing"
+                            f"{', '.join(exemption.jurisdictions)} on file for {exemption.customer.name} is valid "
+                            f"until {exemption.expires_on.isoformat()} (its last valid day). Upload a renewed "
+                            "certificate in the portal (Billing → Tax exemption) so your invoices stay tax-free."
+                            "\n\nContinuum Billing"
                         ),
                         to=recipients,
                     ).send()

@@ -45,6 +45,7 @@ from billing.money import format_money
 from billing.services.profiles import billing_address_problems
 from billing.services.tax import TaxResult, tax_compute, tax_context_for
 from subscriptions import selectors as sub_selectors
+from subscriptions.clock import utc_date
 from subscriptions.models import Customer, SeatLedgerEntry, Subscription, SubscriptionChange, User
 from subscriptions.services.audit import audit_occurred_at, audit_record
 
@@ -140,7 +141,7 @@ def _profile(customer_id: int) -> BillingProfile | None:
 
 
 def _tax_date(invoice: Invoice):
-    return (invoice.period_start or invoice.created_at or timezone.now()).date()
+    return utc_date(invoice.period_start or invoice.created_at or timezone.now())
 
 
 def apply_tax_result(
@@ -572,13 +573,15 @@ def _checks_evaluate(invoice: Invoice, inputs: CheckInputs) -> list[dict]:
             )
         )
     if invoice.exemption_id and invoice.period_end:
+        # `expires_on` is the certificate's last valid day; the period's last day is the day before its end.
         expires = invoice.exemption.expires_on
-        if invoice.period_start.date() <= expires < invoice.period_end.date():
+        last_day = utc_date(invoice.period_end) - timedelta(days=1)
+        if utc_date(invoice.period_start) <= expires < last_day:
             reasons.append(
                 _reason(
                     HoldReason.EXEMPTION_EXPIRES,
-                    f"The tax exemption expires on {expires.isoformat()}, within the invoiced period "
-                    f"{invoice.period_start.date().isoformat()} – {invoice.period_end.date().isoformat()}.",
+                    f"The tax exemption is valid until {expires.isoformat()}, before the end of the invoiced period "
+                    f"{utc_date(invoice.period_start).isoformat()} – {last_day.isoformat()}.",
                 )
             )
     if profile is not None and profile.requires_po and not invoice.po_number:
@@ -676,7 +679,7 @@ def _set_issued(invoice: Invoice, *, now: datetime, series: str, value: int, pro
     invoice.series = series
     invoice.number = f"{series}-{value:06d}"
     invoice.issued_at = now
-    invoice.due_on = (now + timedelta(days=profile.payment_terms_days if profile is not None else 30)).date()
+    invoice.due_on = utc_date(now + timedelta(days=profile.payment_terms_days if profile is not None else 30))
     invoice.amount_due_minor = max(0, invoice.total_minor - invoice.amount_paid_minor - invoice.amount_credited_minor)
 
 

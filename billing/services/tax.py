@@ -93,9 +93,9 @@ class TaxResult:
 
 
 def exemption_active(*, customer_id: int, country: str, region: str, on: date) -> TaxExemption | None:
-    """The approved exemption covering (country, region) on `on`, if any."""
+    """The approved exemption covering (country, region) on `on`, if any (`expires_on` is its last valid day)."""
     candidates = TaxExemption.objects.filter(
-        customer_id=customer_id, status=ExemptionStatus.APPROVED, expires_on__gt=on
+        customer_id=customer_id, status=ExemptionStatus.APPROVED, expires_on__gte=on
     ).order_by("-decided_at", "-id")
     for exemption in candidates:
         if exemption.covers(country=country, region=region):

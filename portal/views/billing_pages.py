@@ -5,11 +5,11 @@ from datetime import date
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 
 from billing.exceptions import BillingError
 from billing.models import ExemptionStatus, ExemptionType
 from portal.permissions import BILLING, TAX, customer_view
+from subscriptions import clock
 
 # What a customer may edit here; payment terms and currency are agreed with billing staff.
 PROFILE_FIELDS = (
@@ -133,7 +133,7 @@ def tax_exemption(request):
             return redirect("portal:tax", customer_id=customer.pk)
     current = tax_exemption_current_for_customer(customer=customer)
     history = list(tax_exemption_list_for_customer(customer=customer)[:20])
-    today = timezone.localdate()
+    today = clock.today()
     days_left = (current.expires_on - today).days if current and current.status == ExemptionStatus.APPROVED else None
     return render(
         request,

@@ -16,6 +16,8 @@ from billing.selectors import (
     overdue_invoice_from,
 )
 from billing.services.payments import BACKEND_STRIPE, payment_backend
+from subscriptions import clock
+from subscriptions.clock import utc_date
 from subscriptions.models import (
     LIVE_STATUSES,
     AuditEvent,
@@ -114,9 +116,9 @@ def next_invoice_lines(sub: Subscription, now: datetime) -> tuple[datetime, date
     annotations and prefetch of `dashboard_context`.
     """
     if sub.status in BILLABLE_STATUSES and not sub.current_period_invoiced:
-        when, tax_date = now, sub.current_period_start.date()
+        when, tax_date = now, utc_date(sub.current_period_start)
     else:
-        when, tax_date = sub.current_period_end, sub.current_period_end.date()
+        when, tax_date = sub.current_period_end, utc_date(sub.current_period_end)
     lines = [(sub.flat_amount_minor, sub.flat_tax_category)]
     billed_seats = max(0, sub.seats - sub.included_seats)
     if billed_seats:
@@ -141,7 +143,7 @@ def dashboard_context(*, customer, user, can) -> dict:
     of the next-invoice estimate (2). Without a live subscription: the member count (1) and the overdue invoice (1)
     instead of the subscription, add-on and tax queries."""
     now = timezone.now()
-    today = timezone.localdate()
+    today = clock.today()
     live_addons = Prefetch(
         "addons",
         queryset=SubscriptionAddon.objects.filter(ended_at__isnull=True)

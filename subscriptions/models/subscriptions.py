@@ -50,6 +50,13 @@ class Subscription(models.Model):
     )
     current_period_start = models.DateTimeField()
     current_period_end = models.DateTimeField()
+    billing_anchor = models.DateTimeField(
+        help_text=(
+            "Every period boundary is this instant moved a whole number of intervals on, clamped to the month's last "
+            "day (31 Jan → 28/29 Feb → 31 Mar). Set at sign-up, at trial end and when a new annual/monthly term "
+            "starts; see subscriptions/periods.py."
+        )
+    )
     trial_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
     cancel_reason = models.TextField(blank=True)

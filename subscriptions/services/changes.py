@@ -61,6 +61,7 @@ from subscriptions.models import (
 )
 from subscriptions.periods import period_end as compute_period_end
 from subscriptions.services.audit import audit_record
+from subscriptions.services.lifecycle import subscription_renew
 from subscriptions.services.proration import prorate, proration_factor, utc_date
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
 from subscriptions.services.terms import (
@@ -222,9 +223,15 @@ def _live_addons_queryset() -> QuerySet[SubscriptionAddon]:
     )
 
 
-def _load(subscription_id: int, *, lock: bool = False, subscription: Subscription | None = None) -> Subscription:
+def _load(
+    subscription_id: int, *, lock: bool = False, subscription: Subscription | None = None, at: datetime | None = None
+) -> Subscription:
     """The subscription a change acts on: `subscription` when the caller loaded it already (with
-    `subscriptions_for_change`), else loaded here."""
+    `subscriptions_for_change`), else loaded here.
+
+    With `at`, a subscription whose current period ended at or before `at` is first renewed on demand through the
+    renewal service (`subscription_renew`, the billing run's rule; idempotent, locks the row), then loaded again: a
+    change at 00:10 on the 1st applies to the new period instead of waiting for the billing run."""
     if isinstance(subscription_id, bool) or not isinstance(subscription_id, int):
         raise SubscriptionNotChangeable("That subscription does not exist.", field="subscription")
     if subscription is not None:
@@ -232,11 +239,22 @@ def _load(subscription_id: int, *, lock: bool = False, subscription: Subscriptio
             raise ValueError("A change is applied on the subscription it locks itself.")
         if subscription.pk != subscription_id:
             raise ValueError(f"subscription={subscription.pk} is not subscription_id={subscription_id}.")
-        return _prepare(subscription)
+        if not _renewed_on_demand(subscription, at):
+            return _prepare(subscription)
     try:
-        return _prepare(subscriptions_for_change(lock=lock).get(pk=subscription_id))
+        loaded = _prepare(subscriptions_for_change(lock=lock).get(pk=subscription_id))
     except Subscription.DoesNotExist:
         raise SubscriptionNotChangeable("That subscription does not exist.", field="subscription")
+    if _renewed_on_demand(loaded, at):
+        return _prepare(subscriptions_for_change(lock=lock).get(pk=subscription_id))
+    return loaded
+
+
+def _renewed_on_demand(subscription: Subscription, at: datetime | None) -> bool:
+    """Renew `subscription` if its period is over at `at` (see `_load`); True when the renewal moved it."""
+    if at is None or subscription.current_period_end > at or subscription.status == SubscriptionStatus.ENDED:
+        return False
+    return subscription_renew(subscription_id=subscription.pk, as_of=at) is not None
 
 
 def _prepare(subscription: Subscription) -> Subscription:
@@ -305,7 +323,9 @@ def _require_changeable(subscription: Subscription, at: datetime) -> None:
             f"This subscription is {subscription.get_status_display().lower()} and can no longer be changed."
         )
     if at >= subscription.current_period_end:
-        raise SubscriptionNotChangeable("This subscription is being renewed right now. Please try again in a minute.")
+        # Only reached when the on-demand renewal in `_load` could not move the period (it ends here, or `at` lies
+        # beyond what one renewal catches up).
+        raise SubscriptionNotChangeable("This subscription's period is over and it cannot be renewed.")
 
 
 def _chargeable(subscription: Subscription) -> bool:
@@ -450,7 +470,7 @@ def _apply(
 ) -> SubscriptionChange:
     at = _now(at)
     with transaction.atomic():
-        subscription = _load(subscription_id, lock=True)
+        subscription = _load(subscription_id, lock=True, at=at)
         if idempotency_key:
             existing = SubscriptionChange.objects.filter(
                 subscription=subscription, idempotency_key=idempotency_key
@@ -637,7 +657,7 @@ def subscription_change_seats_preview(
     `subscription`: that subscription, if the caller loaded it with `subscriptions_for_change` (nothing is reloaded).
     """
     at = _now(at)
-    return _plan_seats(_load(subscription_id, subscription=subscription), at, seats).preview
+    return _plan_seats(_load(subscription_id, subscription=subscription, at=at), at, seats).preview
 
 
 def subscription_change_seats_apply(
@@ -988,6 +1008,7 @@ def _plan_package(subscription: Subscription, at: datetime, package_slug, interv
         sub.interval = interval
         if new_period is not None:
             sub.current_period_start, sub.current_period_end = new_period
+            sub.billing_anchor = new_period[0]  # a new term: its boundaries count from its first day
         if interval_changed:
             sub.committed_seats = new_seats if interval == Interval.YEAR else 0
             for old_addon, new_addon in zip(current_terms.addons, new_terms.addons, strict=True):
@@ -1034,7 +1055,9 @@ def subscription_change_package_preview(
     for the period end. `seats` defaults to the current count, raised to the new package's minimum if needed.
     """
     at = _now(at)
-    return _plan_package(_load(subscription_id, subscription=subscription), at, package_slug, interval, seats).preview
+    return _plan_package(
+        _load(subscription_id, subscription=subscription, at=at), at, package_slug, interval, seats
+    ).preview
 
 
 def subscription_change_package_apply(
@@ -1244,7 +1267,7 @@ def subscription_addon_add_preview(
 ) -> ChangePreview:
     """Preview adding an add-on: it starts now, prorated to the period end."""
     at = _now(at)
-    return _plan_addon_add(_load(subscription_id, subscription=subscription), at, addon_slug).preview
+    return _plan_addon_add(_load(subscription_id, subscription=subscription, at=at), at, addon_slug).preview
 
 
 def subscription_addon_add_apply(
@@ -1276,7 +1299,7 @@ def subscription_addon_remove_preview(
 ) -> ChangePreview:
     """Preview removing an add-on: at the period end, no refund (unless the add-on says immediate)."""
     at = _now(at)
-    return _plan_addon_remove(_load(subscription_id, subscription=subscription), at, addon_slug).preview
+    return _plan_addon_remove(_load(subscription_id, subscription=subscription, at=at), at, addon_slug).preview
 
 
 def subscription_addon_remove_apply(
@@ -1379,7 +1402,7 @@ def subscription_cancel_preview(
 ) -> ChangePreview:
     """Preview canceling at the period end: nothing is refunded and nothing renews."""
     at = _now(at)
-    return _plan_cancel(_load(subscription_id, subscription=subscription), at, reason).preview
+    return _plan_cancel(_load(subscription_id, subscription=subscription, at=at), at, reason).preview
 
 
 def subscription_cancel_apply(
@@ -1413,7 +1436,7 @@ def subscription_reactivate_preview(
 ) -> ChangePreview:
     """Preview undoing a scheduled cancellation."""
     at = _now(at)
-    return _plan_reactivate(_load(subscription_id, subscription=subscription), at).preview
+    return _plan_reactivate(_load(subscription_id, subscription=subscription, at=at), at).preview
 
 
 def subscription_reactivate_apply(

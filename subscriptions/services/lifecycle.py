@@ -37,7 +37,7 @@ from subscriptions.models import (
     SubscriptionStatus,
     User,
 )
-from subscriptions.periods import period_end as compute_period_end
+from subscriptions.periods import next_boundary
 from subscriptions.services.audit import audit_record
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
 from subscriptions.services.terms import (
@@ -369,6 +369,7 @@ _PLAIN_RENEWAL_FIELDS = (
     "committed_seats",
     "current_period_start",
     "current_period_end",
+    "billing_anchor",
     "cancel_at_period_end",
     "version",
 )
@@ -384,9 +385,11 @@ def _is_plain_renewal(subscription: Subscription, pending_scheduled: set[int]) -
 
 
 def _advance_period(subscription: Subscription, *, start: datetime) -> None:
-    """Move the subscription (in memory) to the period starting at `start`."""
+    """Move the subscription (in memory) to the period starting at `start` and ending at the next boundary of its
+    billing anchor (never "start + one interval": that drifts 31 Jan → 28 Feb → 28 Mar). The single renewal and the
+    batch renewal both move periods here, so they share the rule."""
     subscription.current_period_start = start
-    subscription.current_period_end = compute_period_end(start, subscription.interval)
+    subscription.current_period_end = next_boundary(subscription.billing_anchor, subscription.interval, start)
     if subscription.interval == Interval.YEAR:
         subscription.committed_seats = subscription.seats  # a new annual term commits to today's seats
 

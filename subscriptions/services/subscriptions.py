@@ -81,6 +81,8 @@ def subscription_create(
             committed_seats=seats if interval == "year" else 0,
             current_period_start=start,
             current_period_end=end,
+            # A trial's first paid period starts when it ends, and the billing cycle is anchored there (Stripe).
+            billing_anchor=end if status == SubscriptionStatus.TRIALING else start,
             trial_end=end if status == SubscriptionStatus.TRIALING else None,
         )
         SeatLedgerEntry.objects.create(

@@ -50,8 +50,9 @@ def subscription_extend_trial(
         ).update(effective_at=new_end)
         subscription.trial_end = new_end
         subscription.current_period_end = new_end
+        subscription.billing_anchor = new_end  # the paid periods start when the trial ends
         subscription.version += 1
-        subscription.save(update_fields=["trial_end", "current_period_end", "version", "updated_at"])
+        subscription.save(update_fields=["trial_end", "current_period_end", "billing_anchor", "version", "updated_at"])
         audit_record(
             customer=subscription.customer,
             actor=actor,

@@ -2,7 +2,10 @@
 
 from subscriptions.models import Customer, Package, Subscription
 from subscriptions.services.subscriptions import subscription_create
-from tests.factories import CustomerFactory, MembershipFactory, UserFactory, priced_package, utc
+from tests.clock import in_years, month_start
+from tests.factories import CustomerFactory, MembershipFactory, UserFactory, priced_package
+
+EXPIRES = in_years(3)  # a certificate's last valid day, years from today (tests/clock.py)
 
 
 def customer_with_subscription(*, name: str | None = None, seats: int = 5, members: int = 1) -> Customer:
@@ -14,7 +17,7 @@ def customer_with_subscription(*, name: str | None = None, seats: int = 5, membe
         owner = owner or membership.user
     package = Package.objects.filter(slug="team").first() or priced_package(slug="team")
     subscription_create(
-        customer=customer, package=package, interval="month", seats=seats, start=utc(2026, 11, 1), actor=owner
+        customer=customer, package=package, interval="month", seats=seats, start=month_start(), actor=owner
     )
     return customer
 
@@ -76,7 +79,7 @@ def invoice_for(
         )
     # Lines first, then the status: an issued invoice refuses new lines (as it should).
     Invoice.objects.filter(pk=invoice.pk).update(
-        status=status, number=number if issued else None, issued_at=utc(2026, 11, 1) if issued else None
+        status=status, number=number if issued else None, issued_at=month_start() if issued else None
     )
     InvoiceStatusChange.objects.create(invoice=invoice, from_status="", to_status=status)
     invoice.refresh_from_db()
@@ -91,7 +94,6 @@ PDF_BYTES = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
 def exemption_for(customer: Customer, *, status: str = "submitted", jurisdictions=("US-CA",)):
-    from datetime import date
 
     from django.core.files.base import ContentFile
 
@@ -103,7 +105,7 @@ def exemption_for(customer: Customer, *, status: str = "submitted", jurisdiction
         exemption_type="resale",
         reason="We resell the licences",
         certificate_number="CA-RESALE-123",
-        expires_on=date(2030, 1, 1),
+        expires_on=EXPIRES,
         certificate_content_type="application/pdf",
         certificate_size=len(PDF_BYTES),
         certificate_sha256="0" * 64,

@@ -1,7 +1,5 @@
 """Billing staff's review queue, end to end through the admin and the real billing services."""
 
-from datetime import date
-
 import pytest
 from django.core import mail
 from django.core.files.base import ContentFile
@@ -12,7 +10,10 @@ from billing.services.exemptions import tax_exemption_submit
 from billing.services.invoices import DraftLine, invoice_approve_and_issue, invoice_draft_create, invoice_finalize
 from subscriptions.models import AuditEvent
 from tests.admin.helpers import PDF_BYTES
+from tests.clock import in_years
 from tests.factories import BillingProfileFactory, CustomerFactory, TaxRateFactory, UserFactory
+
+EXPIRES = in_years(3)  # a certificate's last valid day, years from today (tests/clock.py)
 
 pytestmark = pytest.mark.django_db
 
@@ -130,7 +131,7 @@ def test_exemption_approval_releases_the_held_invoice_with_zero_tax(
         jurisdictions=["US-CA"],
         exemption_type="resale",
         certificate_number="CA-RESALE-9",
-        expires_on=date(2030, 1, 1),
+        expires_on=EXPIRES,
         certificate=ContentFile(PDF_BYTES, name="cert.pdf"),
     )
     invoice = _held(customer)
@@ -140,7 +141,7 @@ def test_exemption_approval_releases_the_held_invoice_with_zero_tax(
     with django_capture_on_commit_callbacks(execute=True):
         response = billing_client.post(
             reverse("admin:billing_taxexemption_decide", args=[exemption.pk, "approve"]),
-            {"expires_on": "2030-01-01", "note": "Valid resale certificate"},
+            {"expires_on": EXPIRES.isoformat(), "note": "Valid resale certificate"},
         )
 
     assert response.status_code == 302
@@ -158,7 +159,7 @@ def test_exemption_rejection_needs_a_reason_the_customer_sees(billing_client, cu
         jurisdictions=["US-CA"],
         exemption_type="resale",
         certificate_number="CA-RESALE-9",
-        expires_on=date(2030, 1, 1),
+        expires_on=EXPIRES,
         certificate=ContentFile(PDF_BYTES, name="cert.pdf"),
     )
     url = reverse("admin:billing_taxexemption_decide", args=[exemption.pk, "reject"])
@@ -179,7 +180,7 @@ def test_support_cannot_decide_an_exemption(support_client, customer):
         jurisdictions=["US-CA"],
         exemption_type="resale",
         certificate_number="CA-RESALE-9",
-        expires_on=date(2030, 1, 1),
+        expires_on=EXPIRES,
         certificate=ContentFile(PDF_BYTES, name="cert.pdf"),
     )
 

@@ -6,7 +6,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from billing.models import InvoiceKind, TaxExemption
 from billing.services.invoices import DraftLine, invoice_approve_and_issue, invoice_draft_create
 from tests.api.conftest import ROLES, as_user, assert_error, caller
+from tests.clock import in_years
 from tests.factories import BillingProfileFactory, TaxRateFactory, UserFactory
+
+EXPIRES = in_years(3)  # a certificate's last valid day, years from today (tests/clock.py)
 
 pytestmark = pytest.mark.django_db
 
@@ -168,7 +171,7 @@ def test_tax_exemption_upload_list_detail(acme):
             "certificate": SimpleUploadedFile("cert.pdf", PDF_BYTES, content_type="application/pdf"),
             "jurisdiction": "US-CA",
             "certificate_number": "CA-123",
-            "expires_on": "2030-01-31",
+            "expires_on": EXPIRES.isoformat(),
             "exemption_type": "resale",
         },
         format="multipart",
@@ -177,7 +180,7 @@ def test_tax_exemption_upload_list_detail(acme):
     assert response.status_code == 201, response.content
     body = response.json()
     assert (body["status"], body["jurisdiction"], body["certificate_number"]) == ("submitted", "US-CA", "CA-123")
-    assert body["expires_on"] == "2030-01-31" and body["decision_reason"] == ""
+    assert body["expires_on"] == EXPIRES.isoformat() and body["decision_reason"] == ""
     assert client.get(f"{base(acme)}/tax-exemptions/").json()["count"] == 1
     assert client.get(f"{base(acme)}/tax-exemptions/{body['id']}/").json()["id"] == body["id"]
     assert TaxExemption.objects.count() == 1
@@ -190,7 +193,7 @@ def test_tax_exemption_upload_rejects_non_pdf(acme):
             "certificate": SimpleUploadedFile("cert.pdf", b"MZ\x90\x00not a pdf", content_type="application/pdf"),
             "jurisdiction": "US-CA",
             "certificate_number": "CA-1",
-            "expires_on": "2030-01-31",
+            "expires_on": EXPIRES.isoformat(),
         },
         format="multipart",
     )
@@ -206,7 +209,7 @@ def test_tax_exemption_of_other_customer_is_404(acme, globex):
             "certificate": SimpleUploadedFile("c.pdf", PDF_BYTES),
             "jurisdiction": "US-CA",
             "certificate_number": "1",
-            "expires_on": "2030-01-31",
+            "expires_on": EXPIRES.isoformat(),
         },
         format="multipart",
     )

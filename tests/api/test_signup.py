@@ -7,7 +7,10 @@ import pytest
 from billing.models import BillingProfile, TaxExemption
 from subscriptions.models import Customer, Membership, Subscription, User
 from tests.api.conftest import assert_error, bearer
+from tests.clock import in_years
 from tests.factories import priced_package
+
+EXPIRES = in_years(3)  # a certificate's last valid day, years from today (tests/clock.py)
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +59,12 @@ def test_signup_creates_owner_customer_subscription_and_token(client, team):
 
 def test_signup_with_tax_exemption_declaration(client, team):
     pdf = base64.b64encode(b"%PDF-1.4\n%%EOF\n").decode()
-    exemption = {"jurisdiction": "US-CA", "certificate_number": "R-1", "expires_on": "2030-01-01", "certificate": pdf}
+    exemption = {
+        "jurisdiction": "US-CA",
+        "certificate_number": "R-1",
+        "expires_on": EXPIRES.isoformat(),
+        "certificate": pdf,
+    }
     response = client.post("/api/v1/signup/", payload(tax_exemption=exemption), format="json")
     assert response.status_code == 201, response.content
     assert TaxExemption.objects.get().certificate_number == "R-1"

@@ -1,8 +1,6 @@
 """Tax exemptions over the API (issue 9 contract): `jurisdiction`, and statuses exactly submitted / approved /
 rejected / expired — a replaced certificate reads `expired` with `replaced_by` — matching the schema's enum."""
 
-from datetime import date
-
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -10,7 +8,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from billing.models import ExemptionStatus, TaxExemption
 from billing.services.exemptions import tax_exemption_approve, tax_exemption_reject, tax_exemption_submit
 from tests.api.conftest import as_user
+from tests.clock import in_years
 from tests.factories import UserFactory
+
+EXPIRES = in_years(3)  # a certificate's last valid day, years from today (tests/clock.py)
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +35,7 @@ def _submit(account, number: str, jurisdictions: str = "US-CA") -> TaxExemption:
         jurisdictions=jurisdictions,
         exemption_type="resale",
         certificate_number=number,
-        expires_on=date(2030, 1, 31),
+        expires_on=EXPIRES,
         certificate=ContentFile(PDF_BYTES, name="certificate.pdf"),
         actor=account.owner,
     )
@@ -52,7 +53,7 @@ def test_tax_exemption_post_takes_jurisdiction_and_returns_it(acme):
             "certificate": SimpleUploadedFile("cert.pdf", PDF_BYTES, content_type="application/pdf"),
             "jurisdiction": "US-NY,US-NJ",
             "certificate_number": "NY-1",
-            "expires_on": "2030-01-31",
+            "expires_on": EXPIRES.isoformat(),
         },
         format="multipart",
     )

@@ -1,13 +1,12 @@
 """Billing fixtures: a Californian customer with a complete billing profile, CA sales tax 7.25 % on SaaS, and a
-Team subscription (100.00 flat + 5 additional seats × 10.00 = 150.00 a month, period [1 Nov 2026, 1 Dec 2026))."""
-
-from datetime import date
+Team subscription (100.00 flat + 5 additional seats × 10.00 = 150.00 a month, in the month that contains now)."""
 
 import pytest
 from django.core.files.base import ContentFile
 
 from billing.models import InvoiceKind
 from billing.services.invoices import DraftLine, invoice_approve_and_issue, invoice_draft_create
+from tests.clock import in_years
 from tests.factories import (
     BillingProfileFactory,
     CustomerFactory,
@@ -15,7 +14,6 @@ from tests.factories import (
     SubscriptionFactory,
     TaxRateFactory,
     UserFactory,
-    utc,
 )
 
 PDF_BYTES = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -72,8 +70,8 @@ def certificate(data: bytes = PDF_BYTES, name: str = "certificate.pdf") -> Conte
     return ContentFile(data, name=name)
 
 
-FUTURE = date(2027, 12, 31)
-PERIOD_START = utc(2026, 11, 1)
+# A certificate's expiry (its last valid day) comfortably after today, whatever today is (tests/clock.py).
+FUTURE = in_years(2)
 
 
 # localstripe on 127.0.0.1 for the Stripe payment tests (tests/billing/stripe_support.py).

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.clock import today
+
 SECRET_KEY = "sk_test_continuum_localstripe"
 PUBLISHABLE_KEY = "pk_test_continuum_localstripe"
 WEBHOOK_SECRET = "whsec_continuum_test_secret"
@@ -27,6 +29,7 @@ CARD_OK = "4242424242424242"
 CARD_DECLINED_ON_CHARGE = "4000000000000341"
 CARD_DECLINED_ON_ATTACH = "4000000000000002"
 CARD_REQUIRES_AUTHENTICATION = "4000002760003184"
+CARD_EXP_YEAR = today().year + 8  # a card that has not expired, whatever today is (tests/clock.py)
 
 
 @dataclass
@@ -86,7 +89,7 @@ def confirm_card_setup(server: LocalStripe, *, client_secret: str, number: str, 
     """Do what Stripe.js `confirmCardSetup` does in the browser with the publishable key, then (as real Stripe does
     when a SetupIntent with a customer succeeds) attach the new payment method to that customer."""
     setup_intent_id = client_secret.split("_secret_")[0]
-    card = {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}
+    card = {"number": number, "exp_month": 12, "exp_year": CARD_EXP_YEAR, "cvc": "123"}
     payload = {
         "key": PUBLISHABLE_KEY,
         "client_secret": client_secret,

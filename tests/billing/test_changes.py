@@ -8,7 +8,7 @@ from subscriptions.services.changes import subscription_change_seats_apply
 from tests.billing.conftest import established
 from tests.factories import utc
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("worked_example_clock")]
 AT = utc(2026, 11, 16)  # 15 of 30 days left in [1 Nov, 1 Dec): factor 0.5
 
 

@@ -1,4 +1,4 @@
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +18,7 @@ from billing.services.exemptions import (
 )
 from billing.services.invoices import invoice_finalize
 from tests.billing.conftest import EXE_BYTES, FUTURE, PDF_BYTES, PNG_BYTES, certificate, established
+from tests.clock import day_start, days_from_today, today
 from tests.factories import BillingProfileFactory, CustomerFactory, MembershipFactory, SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
@@ -76,7 +77,7 @@ def test_tax_exemption_submit_accepts_exactly_5_mb(customer):
         ({"jurisdictions": ["California"]}, "jurisdictions"),
         ({"exemption_type": "because"}, "exemption_type"),
         ({"certificate_number": "  "}, "certificate_number"),
-        ({"expires_on": date(2020, 1, 1)}, "expires_on"),
+        ({"expires_on": days_from_today(-1)}, "expires_on"),  # already over: expires_on is the last valid day
     ],
 )
 def test_tax_exemption_submit_validates_fields(customer, overrides, field):
@@ -147,12 +148,33 @@ def test_tax_exemption_for_another_state_does_not_apply(customer, subscription, 
     assert invoice.tax_minor == 1088 and not invoice.exemption_wording
 
 
-def test_tax_exemption_expiring_within_period_holds(customer, subscription, ca_tax, staff):
+def test_tax_exemption_submit_accepts_a_certificate_whose_last_valid_day_is_today(customer):
+    exemption = _submit(customer, expires_on=today())
+    assert exemption.status == ExemptionStatus.SUBMITTED and exemption.expires_on == today()
+
+
+def test_tax_exemption_expiring_within_period_holds(customer, ca_tax, staff):
+    # given a period that starts today and an exemption whose last valid day is today
     established(customer, staff)
-    exemption = _submit(customer, expires_on=date(2026, 11, 25))
+    subscription = SubscriptionFactory(customer=customer, current_period_start=day_start())
+    exemption = _submit(customer, expires_on=today())
+    tax_exemption_approve(exemption_id=exemption.pk, reviewer=staff)
+    # then the period's invoice is exempt on its tax date but held: the certificate lapses before the period ends
+    invoice = _held_invoice(subscription)
+    assert invoice.tax_minor == 0
+    assert [r["code"] for r in invoice.hold_reasons] == [HoldReason.EXEMPTION_EXPIRES]
+    assert f"valid until {today().isoformat()}" in invoice.hold_reasons[0]["message"]
+
+
+def test_tax_exemption_valid_through_the_periods_last_day_does_not_hold(customer, ca_tax, staff):
+    established(customer, staff)
+    subscription = SubscriptionFactory(customer=customer, current_period_start=day_start())
+    last_day = subscription.current_period_end.date() - timedelta(days=1)
+    exemption = _submit(customer, expires_on=last_day)
     tax_exemption_approve(exemption_id=exemption.pk, reviewer=staff)
     invoice = _held_invoice(subscription)
-    assert [r["code"] for r in invoice.hold_reasons] == [HoldReason.EXEMPTION_EXPIRES]
+    assert invoice.status == InvoiceStatus.OPEN and invoice.tax_minor == 0
+    assert f"valid until {last_day.isoformat()}" in invoice.exemption_wording
 
 
 def test_tax_exemption_rejection_needs_reason_and_releases_with_tax(
@@ -193,25 +215,32 @@ def test_tax_exemption_replacement_supersedes_and_keeps_history(customer, staff)
 
 
 def test_tax_exemptions_expire_due_is_idempotent(customer, staff):
-    exemption = _submit(customer, expires_on=date(2027, 1, 10))
+    last_valid_day = days_from_today(40)
+    exemption = _submit(customer, expires_on=last_valid_day)
     tax_exemption_approve(exemption_id=exemption.pk, reviewer=staff)
-    assert tax_exemptions_expire_due(today=date(2027, 1, 9)) == 0
-    assert tax_exemptions_expire_due(today=date(2027, 1, 10)) == 1
-    assert tax_exemptions_expire_due(today=date(2027, 1, 11)) == 0
+    assert tax_exemptions_expire_due(today=last_valid_day - timedelta(days=1)) == 0
+    assert tax_exemptions_expire_due(today=last_valid_day) == 0  # still valid on its last day
+    assert tax_exemptions_expire_due(today=last_valid_day + timedelta(days=1)) == 1
+    assert tax_exemptions_expire_due(today=last_valid_day + timedelta(days=2)) == 0
     exemption.refresh_from_db()
     assert exemption.status == ExemptionStatus.EXPIRED
 
 
 def test_tax_exemption_reminders_30_and_7_days_before_each_once(customer, owner, staff):
     MembershipFactory(customer=customer, role="member")  # members are not reminded
-    exemption = _submit(customer, expires_on=date(2027, 3, 31))
+    expires_on = days_from_today(60)
+    exemption = _submit(customer, expires_on=expires_on)
     tax_exemption_approve(exemption_id=exemption.pk, reviewer=staff)
     mail.outbox.clear()
-    assert tax_exemption_send_reminders(today=date(2027, 2, 1)) == 0
-    assert tax_exemption_send_reminders(today=date(2027, 3, 1)) == 1
-    assert tax_exemption_send_reminders(today=date(2027, 3, 2)) == 0
-    assert tax_exemption_send_reminders(today=date(2027, 3, 24)) == 1
-    assert tax_exemption_send_reminders(today=date(2027, 3, 25)) == 0
+
+    def before(days):
+        return expires_on - timedelta(days=days)
+
+    assert tax_exemption_send_reminders(today=before(31)) == 0
+    assert tax_exemption_send_reminders(today=before(30)) == 1
+    assert tax_exemption_send_reminders(today=before(29)) == 0
+    assert tax_exemption_send_reminders(today=before(7)) == 1
+    assert tax_exemption_send_reminders(today=before(6)) == 0
     assert len(mail.outbox) == 2
     assert "expires in 30 days" in mail.outbox[0].subject
     assert sorted(mail.outbox[0].to) == ["ap@acme.test", "owner@acme.test"]

@@ -22,10 +22,10 @@ from billing.services.invoices import DraftLine, invoice_draft_create, invoice_f
 from billing.services.profiles import billing_profile_update
 from billing.tasks import finalize_drafts_chunk_task
 from subscriptions.models import AuditEvent, SeatLedgerEntry, SubscriptionChange
-from tests.billing.conftest import established
+from tests.billing.conftest import FUTURE, established
 from tests.factories import BillingProfileFactory, CustomerFactory, SubscriptionFactory, utc
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("worked_example_clock")]
 
 
 class _Rollback(Exception):
@@ -86,7 +86,7 @@ def _mixed_chunk(staff) -> dict[str, list[int]]:
         ).pk
     ]
     pending = _customer("Pending", staff)
-    _exemption(pending, status=ExemptionStatus.SUBMITTED, expires_on=date(2027, 12, 31))
+    _exemption(pending, status=ExemptionStatus.SUBMITTED, expires_on=FUTURE)
     cases["exemption_pending"] = [_regular_draft(pending)[1]]
     expiring = _customer("Expiring", staff)
     _exemption(expiring, status=ExemptionStatus.APPROVED, expires_on=date(2026, 11, 20), number="CA-EXP-1")

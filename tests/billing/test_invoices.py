@@ -32,7 +32,7 @@ from subscriptions.models import Entitlement, EntitlementKind, EntitlementState,
 from tests.billing.conftest import established
 from tests.factories import BillingProfileFactory, CustomerFactory, SubscriptionFactory, utc
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("worked_example_clock")]
 
 
 def _codes(invoice):

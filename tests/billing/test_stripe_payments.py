@@ -22,6 +22,7 @@ from subscriptions.models import AuditEvent
 from tests.billing.stripe_support import (
     CARD_DECLINED_ON_ATTACH,
     CARD_DECLINED_ON_CHARGE,
+    CARD_EXP_YEAR,
     CARD_OK,
     CARD_REQUIRES_AUTHENTICATION,
     authenticate_payment,
@@ -93,7 +94,7 @@ def test_stripe_customer_sync_pushes_billing_profile_changes(stripe_server, cust
 def test_payment_method_save_from_setup_intent_records_card_as_default(stripe_server, customer):
     method = save_card(stripe_server, customer=customer)
 
-    assert (method.brand, method.last4, method.exp_year, method.is_default) == ("visa", "4242", 2034, True)
+    assert (method.brand, method.last4, method.exp_year, method.is_default) == ("visa", "4242", CARD_EXP_YEAR, True)
     link = StripeCustomer.objects.get(customer=customer)
     remote = stripe_server.get(f"/v1/customers/{link.stripe_customer_id}")
     assert remote["invoice_settings"]["default_payment_method"] == method.stripe_payment_method_id

@@ -12,6 +12,7 @@ from django.core.management import call_command
 
 from portal.models import EffortSurveyResponse
 from subscriptions.models import Customer, Subscription
+from tests.clock import in_years
 from tests.portal.conftest import make_account, make_invoice
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -141,7 +142,7 @@ def test_submit_a_tax_certificate(live_server, page, tmp_path, demo, screenshot)
     page.fill("#f-jurisdictions", "US-CA")
     page.select_option("#f-exemption_type", "nonprofit")
     page.fill("#f-certificate_number", "CA-501-77")
-    page.fill("#f-expires_on", "2030-12-31")
+    page.fill("#f-expires_on", in_years(3).isoformat())
     page.set_input_files("#f-certificate", str(certificate))
     page.get_by_role("button", name="Send for review").click()
     page.get_by_text("Certificate received").wait_for()

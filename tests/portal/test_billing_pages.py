@@ -5,6 +5,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from billing.models import BillingProfile, TaxExemption
+from tests.clock import in_years
+
+EXPIRES = in_years(3)  # a certificate's last valid day, years from today (tests/clock.py)
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +76,7 @@ def test_tax_exemption_submit_shows_status_and_certificate_download(account, cli
             "jurisdictions": "US-CA",
             "exemption_type": "nonprofit",
             "certificate_number": "CA-EX-1",
-            "expires_on": "2030-12-31",
+            "expires_on": EXPIRES.isoformat(),
             "certificate": SimpleUploadedFile("cert.pdf", PDF, content_type="application/pdf"),
         },
         follow=True,
@@ -92,7 +95,7 @@ def test_tax_exemption_rejects_a_file_that_is_not_a_certificate_and_keeps_the_in
             "jurisdictions": "US-CA",
             "exemption_type": "resale",
             "certificate_number": "R-9",
-            "expires_on": "2030-01-01",
+            "expires_on": EXPIRES.isoformat(),
             "certificate": SimpleUploadedFile("cert.pdf", b"MZ not a pdf", content_type="application/pdf"),
         },
     )
@@ -116,7 +119,7 @@ def test_another_customers_certificate_is_404(account, other_account, client_for
             "jurisdictions": "US-CA",
             "exemption_type": "resale",
             "certificate_number": "X",
-            "expires_on": "2030-01-01",
+            "expires_on": EXPIRES.isoformat(),
             "certificate": SimpleUploadedFile("c.pdf", PDF),
         },
     )

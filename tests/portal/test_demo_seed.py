@@ -1,7 +1,10 @@
 """`python manage.py seed_demo` (what `make run` loads): history, today's period, idempotency, and a change that works
 right away."""
 
+import calendar
 import re
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 from django.apps import apps
@@ -13,6 +16,7 @@ from django.utils.dateparse import parse_datetime
 
 from billing.models import ExemptionStatus, Invoice, InvoiceKind, InvoiceStatus, TaxExemption
 from billing.services.changes import change_apply, change_preview
+from subscriptions import clock
 from subscriptions.models import Customer, Membership, Role, SeatAssignment, Subscription, SubscriptionStatus, User
 
 pytestmark = pytest.mark.django_db
@@ -61,7 +65,7 @@ def test_seed_demo_every_subscription_is_in_the_period_that_contains_today(demo)
 
 
 def test_seed_demo_gives_each_customer_invoice_history(demo):
-    today = timezone.localdate()
+    today = clock.today()
     issued = Invoice.objects.filter(issued_at__isnull=False, kind=InvoiceKind.REGULAR)
     for name in ("Acme Inc", "Initech GmbH", "Umbrella LLC"):  # monthly: the last three months and this one
         assert issued.filter(customer__name=name).count() >= 4, name
@@ -106,7 +110,11 @@ def test_seed_demo_acme_can_change_seats_right_away_through_the_service(demo):
     # then: prorated for the rest of this month, invoiced now (Acme's billing mode) with California tax
     acme.refresh_from_db()
     assert acme.seats == 12
-    assert 0 < preview.preview.amount_due_now_minor < 2 * 1_500
+    # 2 seats × 15.00 × (days left, today included) / (days in the period): the whole 30.00 on the period's first day.
+    left = (acme.current_period_end.date() - clock.today()).days
+    days = (acme.current_period_end.date() - acme.current_period_start.date()).days
+    expected = (Decimal(2 * 1_500) * left / days).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    assert 0 < preview.preview.amount_due_now_minor == int(expected) <= 2 * 1_500
     assert preview.tax_minor > 0
     assert billed.change.kind == "seats"
     assert Invoice.objects.filter(customer=acme.customer).count() == invoices_before + 1
@@ -144,34 +152,66 @@ def test_seed_demo_acme_owner_can_change_seats_right_away_in_the_portal(demo):
     assert "of 12 in use" in dashboard.text
 
 
-def test_seed_demo_again_weeks_later_brings_everything_up_to_that_day(db, monkeypatch):
+def _months_later(anchor, months):
+    """`anchor` moved `months` calendar months on, on the anchor's day or the month's last day (the anchor rule)."""
+    index = anchor.month - 1 + months
+    year, month = anchor.year + index // 12, index % 12 + 1
+    return anchor.replace(year=year, month=month, day=min(anchor.day, calendar.monthrange(year, month)[1]))
+
+
+def test_seed_demo_again_weeks_later_brings_everything_up_to_that_day(db, time_machine):
     # `make run` on a database seeded weeks earlier, holding a customer who signed up mid-month back then: re-seeding
     # must renew every subscription into the period containing the new today, not only up to the 1st of the month.
-    from datetime import datetime
-
     from subscriptions.models import Package
     from subscriptions.services.subscriptions import subscription_create
     from tests.factories import CustomerFactory
 
-    clock = {"now": datetime.fromisoformat("2027-01-10T09:00:00+00:00")}
-    monkeypatch.setattr(timezone, "now", lambda: clock["now"])
+    later = clock.now()
+    earlier = later - timedelta(days=69)
+    time_machine.move_to(earlier, tick=True)
     call_command("seed_demo", verbosity=0)
     hooli = subscription_create(
         customer=CustomerFactory(name="Hooli", country="US", currency="USD"),
         package=Package.objects.get(slug="starter"),
         interval="month",
         seats=3,
-        start=clock["now"],
+        start=earlier,
     )
 
-    clock["now"] = datetime.fromisoformat("2027-03-20T15:00:00+00:00")
+    time_machine.move_to(later, tick=True)
     call_command("seed_demo", verbosity=0)
 
     assert Subscription.objects.count() == 5
+    now = timezone.now()
     for subscription in Subscription.objects.all():
-        assert subscription.current_period_start <= clock["now"] < subscription.current_period_end
+        assert subscription.current_period_start <= now < subscription.current_period_end
     hooli.refresh_from_db()
-    assert hooli.current_period_start == datetime.fromisoformat("2027-03-10T09:00:00+00:00")
+    expected = next(_months_later(earlier, n) for n in range(1, 5) if _months_later(earlier, n + 1) > now)
+    assert hooli.current_period_start == expected
+    _assert_numbered_in_the_series_of_their_issue_date()
+
+
+def _assert_numbered_in_the_series_of_their_issue_date():
+    by_series: dict[str, list[int]] = {}
+    for number, series, issued_at in Invoice.objects.filter(issued_at__isnull=False).values_list(
+        "number", "series", "issued_at"
+    ):
+        assert series == f"INV-{issued_at.year}" and number.startswith(f"{series}-"), (number, issued_at)
+        by_series.setdefault(series, []).append(int(number.rsplit("-", 1)[1]))
+    for series, values in by_series.items():
+        assert sorted(values) == list(range(1, len(values) + 1)), series  # gapless
+
+
+def test_seed_demo_invoices_are_numbered_in_the_series_of_their_own_issue_date(demo):
+    # Seeded in January–March, the history reaches back into the previous year: those invoices are INV-<that year>.
+    _assert_numbered_in_the_series_of_their_issue_date()
+    for invoice in Invoice.objects.filter(issued_at__isnull=False).exclude(pdf_file=""):
+        assert invoice.pdf_file.name.endswith(f"{invoice.number}.pdf")
+
+
+def test_seed_demo_globex_certificate_is_valid_for_more_than_a_year(demo):
+    exemption = TaxExemption.objects.get(customer__name="Globex Corp")
+    assert exemption.expires_on > clock.today() + timedelta(days=365)
 
 
 def test_seed_demo_history_is_dated_when_it_happened_and_in_each_customers_money(demo):

@@ -13,6 +13,7 @@ from billing.models import Invoice, PaymentMethod, TaxExemption
 from portal.models import ApiKey
 from subscriptions.models import Customer, Invitation, PackageComponent, Role, SeatAssignment, Subscription
 from subscriptions.services.audit import audit_record
+from tests.clock import today
 from tests.factories import MembershipFactory, SkuFactory, UserFactory, priced_package
 from tests.portal.conftest import make_account, make_invoice
 
@@ -151,7 +152,7 @@ def _more_payment_methods(account, n=6):
             brand="visa",
             last4=f"{4242 + i}",
             exp_month=12,
-            exp_year=2030,
+            exp_year=today().year + 4,
             is_default=False,
         )
 

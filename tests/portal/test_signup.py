@@ -6,7 +6,10 @@ from django.urls import reverse
 
 from billing.models import BillingProfile, TaxExemption
 from subscriptions.models import Customer, Membership, Role, SeatAssignment, Subscription, SubscriptionStatus, User
+from tests.clock import in_years
 from tests.factories import UserFactory, priced_package
+
+EXPIRES = in_years(3)  # a certificate's last valid day, years from today (tests/clock.py)
 
 pytestmark = pytest.mark.django_db
 
@@ -85,7 +88,7 @@ def test_signup_with_a_tax_exemption_submits_the_certificate_for_review(client, 
         jurisdictions="US-NY",
         exemption_type="nonprofit",
         certificate_number="NY-501",
-        expires_on="2031-06-30",
+        expires_on=EXPIRES.isoformat(),
         start="subscribe",
     )
     data["certificate"] = SimpleUploadedFile("cert.pdf", b"%PDF-1.4 cert", content_type="application/pdf")
@@ -117,7 +120,11 @@ def test_signup_with_an_existing_email_asks_to_sign_in(client, catalog):
 
 def test_signup_exemption_without_a_certificate_is_explained(client, catalog):
     data = _signup_data(
-        tax_exempt="1", jurisdictions="US-NY", exemption_type="resale", certificate_number="1", expires_on="2031-01-01"
+        tax_exempt="1",
+        jurisdictions="US-NY",
+        exemption_type="resale",
+        certificate_number="1",
+        expires_on=EXPIRES.isoformat(),
     )
     response = client.post(reverse("portal:signup"), data)
     assert response.status_code == 422 and 'id="f-certificate-error"' in response.text

@@ -27,6 +27,8 @@ from subscriptions.services.changes import (
 )
 from tests.factories import CustomerFactory, SeatAssignmentFactory, SubscriptionFactory, UserFactory, utc
 
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("worked_example_clock")]
+
 NOV_12 = utc(2026, 11, 12, 15, 30)
 DEC_1 = utc(2026, 12, 1)
 

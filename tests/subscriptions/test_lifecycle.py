@@ -26,6 +26,8 @@ from subscriptions.services.lifecycle import (
 )
 from tests.factories import SeatAssignmentFactory, SubscriptionFactory, UserFactory, utc
 
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("worked_example_clock")]
+
 NOV_12 = utc(2026, 11, 12, 15, 30)
 DEC_1 = utc(2026, 12, 1)
 JAN_1 = utc(2027, 1, 1)

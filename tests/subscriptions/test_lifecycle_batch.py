@@ -30,7 +30,7 @@ from subscriptions.services.lifecycle import (
 )
 from tests.factories import CustomerFactory, SeatAssignmentFactory, SubscriptionFactory, UserFactory, utc
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("worked_example_clock")]
 
 NOV_12 = utc(2026, 11, 12, 15, 30)
 AS_OF = utc(2027, 2, 1, 0, 5)  # three monthly boundaries: 1 Dec, 1 Jan, 1 Feb

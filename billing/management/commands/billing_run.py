@@ -1,11 +1,10 @@
 """`manage.py billing_run [--as-of YYYY-MM-DD]`: run the billing run by hand (tests and the demo use it to simulate
 time). Idempotent: running it twice for the same date creates nothing new."""
 
-from datetime import UTC, datetime, time
-
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.services.billing_run import billing_run
+from subscriptions import clock
 
 
 class Command(BaseCommand):
@@ -20,16 +19,9 @@ class Command(BaseCommand):
         as_of = None
         if options["as_of"]:
             try:
-                text = options["as_of"]
-                as_of = (
-                    datetime.combine(datetime.strptime(text, "%Y-%m-%d").date(), time.min, tzinfo=UTC)
-                    if len(text) == 10
-                    else datetime.fromisoformat(text)
-                )
+                as_of = clock.as_utc(options["as_of"])
             except ValueError:
                 raise CommandError("--as-of must be YYYY-MM-DD or an ISO 8601 datetime.")
-            if as_of.tzinfo is None:
-                as_of = as_of.replace(tzinfo=UTC)
         result = billing_run(as_of=as_of, chunk_size=options["chunk_size"], finalize=not options["no_finalize"])
         self.stdout.write(
             self.style.SUCCESS(
