@@ -19,6 +19,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from subscriptions import policy
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import (
     LIVE_STATUSES,
@@ -147,7 +148,7 @@ class InvitationAdmin(ReadOnlyAdmin):
         ] + super().get_urls()
 
     def has_resend_permission(self, request) -> bool:
-        return request.user.has_perm("subscriptions.change_invitation")
+        return policy.staff_allows(request.user, policy.Action.INVITATIONS_RESEND, in_admin=True)
 
     def _resend(self, request, invitation: Invitation) -> bool:
         try:

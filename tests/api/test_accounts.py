@@ -96,8 +96,18 @@ def test_customer_retrieve_nonexistent_matches_forbidden(acme, globex):
 
 
 def test_staff_can_read_any_customer(acme, db):
+    from django.contrib.auth.models import Group
+
     from tests.factories import UserFactory
 
     staff = UserFactory(email="support@continuum.test", is_staff=True)
+    staff.groups.add(Group.objects.get(name="Support agents"))
     body = as_user(staff).get(f"/api/v1/customers/{acme.customer.pk}/").json()
     assert body["role"] == "staff"
+
+
+def test_staff_without_a_back_office_group_read_nothing(acme, db):
+    from tests.factories import UserFactory
+
+    staff = UserFactory(email="new.hire@continuum.test", is_staff=True)
+    assert_error(as_user(staff).get(f"/api/v1/customers/{acme.customer.pk}/"), 403, "permission_denied")

@@ -7,9 +7,13 @@ from pypdf import PdfReader
 
 from billing.exceptions import NotFound
 from billing.models import Invoice
-from billing.selectors import credit_note_pdf_for_customer, invoice_pdf_for_customer
 from billing.services.credit_notes import credit_note_create
-from billing.services.documents import invoice_render_html, invoice_render_pdf
+from billing.services.documents import (
+    credit_note_pdf_for_customer,
+    invoice_pdf_for_customer,
+    invoice_render_html,
+    invoice_render_pdf,
+)
 from billing.services.exemptions import tax_exemption_approve, tax_exemption_submit
 from billing.services.invoices import DraftLine, invoice_approve_and_issue, invoice_draft_create
 from billing.services.profiles import billing_profile_update

@@ -3,7 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from portal.permissions import ROLE_CAPABILITIES, customer_view, role_can
+from portal.permissions import TEMPLATE_NAMES, customer_view, role_can
+from subscriptions import policy
 from subscriptions.models import Role
 from tests.factories import MembershipFactory
 
@@ -54,14 +55,15 @@ def test_customer_view_sends_anonymous_visitors_to_sign_in(account, client, name
 
 
 def test_role_table_owners_everything_billing_admins_billing_members_own_seat_only():
-    assert ROLE_CAPABILITIES[Role.OWNER] >= ROLE_CAPABILITIES[Role.BILLING_ADMIN] >= ROLE_CAPABILITIES[Role.MEMBER]
-    for capability in ("billing", "invoices", "tax", "payment_methods", "seats"):
-        assert role_can(Role.BILLING_ADMIN, capability)
-        assert not role_can(Role.MEMBER, capability)
-    for capability in ("package", "members", "api_keys", "activity"):
-        assert role_can(Role.OWNER, capability)
-        assert not role_can(Role.BILLING_ADMIN, capability)
-    assert ROLE_CAPABILITIES[Role.MEMBER] == {"dashboard", "own_seat"}
+    owner, billing_admin, member = (policy.actions_for_role(role) for role in Role.values)
+    assert owner >= billing_admin >= member
+    for name in ("billing", "invoices", "tax", "payment_methods", "seats"):
+        assert role_can(Role.BILLING_ADMIN, TEMPLATE_NAMES[name])
+        assert not role_can(Role.MEMBER, TEMPLATE_NAMES[name])
+    for name in ("package", "members", "api_keys", "activity", "invite", "invite_owner"):
+        assert role_can(Role.OWNER, TEMPLATE_NAMES[name])
+        assert not role_can(Role.BILLING_ADMIN, TEMPLATE_NAMES[name])
+    assert member == {policy.Action.ACCOUNT_VIEW}
 
 
 def test_customer_view_refuses_an_unknown_capability():
