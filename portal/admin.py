@@ -91,7 +91,7 @@ class CustomerAdmin(ReadOnlyAdmin):
                 for subscription in view.live_subscriptions:
                     subscription.staff_actions = subscription_staff_actions(subscription)
             extra_context["c360"] = view
-            extra_context["can_add_note"] = request.user.has_perm("subscriptions.add_staffnote")
+            extra_context["can_add_note"] = policy.staff_allows(request.user, policy.Action.NOTES_ADD, in_admin=True)
             extra_context["can_retry_provisioning"] = can_retry_provisioning(request.user)
             extra_context["can_resend_invitations"] = request.user.has_perm("subscriptions.change_invitation")
             extra_context["can_view_exemptions"] = request.user.has_perm("billing.view_taxexemption")
@@ -101,7 +101,7 @@ class CustomerAdmin(ReadOnlyAdmin):
     def add_note_view(self, request, customer_id: int):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not request.user.has_perm("subscriptions.add_staffnote"):
+        if not policy.staff_allows(request.user, policy.Action.NOTES_ADD, in_admin=True):
             raise PermissionDenied
         customer = get_object_or_404(Customer, pk=customer_id)
         try:

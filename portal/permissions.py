@@ -78,6 +78,8 @@ ACTION_NAMES = {
     Action.PACKAGE_CHANGE: "the package and add-ons",
     Action.ACTIVITY_VIEW: "the activity log",
     Action.API_KEYS_MANAGE: "API keys",
+    Action.NOTES_ADD: "internal notes",
+    Action.PROVISIONING_RETRY: "provisioning",
 }
 assert set(ACTION_NAMES) == set(Action)
 

@@ -515,7 +515,7 @@ class RetryReasonForm(forms.Form):
 
 
 def can_retry_provisioning(user) -> bool:
-    return user.has_perm("subscriptions.change_entitlement")
+    return policy.staff_allows(user, policy.Action.PROVISIONING_RETRY, in_admin=True)
 
 
 def retry_provisioning(request, customer: Customer, reason: str = "") -> None:

@@ -53,6 +53,8 @@ class Action(StrEnum):
     PACKAGE_CHANGE = "package.change"
     ACTIVITY_VIEW = "activity.view"
     API_KEYS_MANAGE = "api_keys.manage"
+    NOTES_ADD = "notes.add"
+    PROVISIONING_RETRY = "provisioning.retry"
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,15 @@ POLICY: dict[Action, Rule] = {
         ),
         _rule(Action.ACTIVITY_VIEW, "See the activity log", (OWNER,), "subscriptions.view_auditevent"),
         _rule(Action.API_KEYS_MANAGE, "Create and revoke API keys", (OWNER,), "portal.change_apikey"),
+        _rule(
+            Action.NOTES_ADD, "Add an internal note to the customer (back office)", (), "subscriptions.add_staffnote"
+        ),
+        _rule(
+            Action.PROVISIONING_RETRY,
+            "Retry provisioning of the customer's entitlements (back office)",
+            (),
+            "subscriptions.change_entitlement",
+        ),
     ]
 }
 

@@ -37,6 +37,8 @@ ACTION_WORDS = {
     Action.PACKAGE_CHANGE: "change, cancel or reactivate subscriptions",
     Action.ACTIVITY_VIEW: "view the activity log",
     Action.API_KEYS_MANAGE: "manage API keys",
+    Action.NOTES_ADD: "add internal notes",
+    Action.PROVISIONING_RETRY: "retry provisioning",
 }
 assert set(ACTION_WORDS) == set(Action)
 
