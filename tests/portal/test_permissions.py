@@ -1,5 +1,7 @@
 """The role-permission mechanism, page by page and role by role."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -92,3 +94,15 @@ def test_role_in_one_customer_does_not_carry_to_another(account, other_account, 
     page = client_for(account.owner).get(_url("customer_dashboard", other_account.customer.pk))
     assert "Member" in page.text
     assert "Estimated amount" not in page.text
+
+
+def test_a_foreign_customer_page_is_the_same_404_as_a_missing_one(account, other_account, client_for):
+    client = client_for(account.owner)
+    foreign = client.get(_url("invoices", other_account.customer.pk))
+    missing = client.get(_url("invoices", 987654321))
+    assert foreign.status_code == missing.status_code == 404
+
+    def page(response):  # the CSRF token is masked afresh on every response; nothing else may differ
+        return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", response.content.decode())
+
+    assert page(foreign) == page(missing)
