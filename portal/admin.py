@@ -321,7 +321,7 @@ class ApiKeyAdmin(ReadOnlyAdmin):
     actions = ["revoke_selected"]
 
     def has_revoke_permission(self, request) -> bool:
-        return request.user.has_perm("portal.change_apikey")
+        return policy.staff_allows(request.user, policy.Action.API_KEYS_MANAGE, in_admin=True)
 
     @admin.action(description="Revoke the selected API keys", permissions=["revoke"])
     def revoke_selected(self, request, queryset):

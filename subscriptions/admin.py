@@ -122,7 +122,17 @@ class MembershipAdmin(ReadOnlyAdmin):
 
 @admin.register(Invitation)
 class InvitationAdmin(ReadOnlyAdmin):
-    list_display = ["email", "customer", "role", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at"]
+    list_display = [
+        "email",
+        "customer",
+        "role",
+        "invited_by",
+        "invited_by_key",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "revoked_at",
+    ]
     list_filter = ["role"]
     list_select_related = ["customer", "invited_by"]
     search_fields = ["email", "customer__name"]
