@@ -270,14 +270,25 @@ def _require_other_owner(memberships: list[Membership], leaving: Membership, cus
         raise LastOwner(f"{customer.name} needs at least one owner. Make someone else an owner first.")
 
 
+def _require_may_manage(memberships: list[Membership], actor: User | None) -> None:
+    """Role changes and removals are the owners' (subscriptions/policy.py `members.manage`), whatever surface calls;
+    no actor is the system."""
+    if actor is None:
+        return
+    role = next((m.role for m in memberships if m.user_id == actor.pk), "")
+    if not policy.role_allows(role, policy.Action.MEMBERS_MANAGE):
+        raise RoleNotGrantable("Only an owner can change roles or remove people.")
+
+
 def membership_change_role(
     *, membership_id: int, role: str, actor: User | None, actor_kind: str | None = None
 ) -> Membership:
-    """Change a member's role; the last owner cannot be demoted. Audited."""
+    """Change a member's role (owners only, `_require_may_manage`); the last owner cannot be demoted. Audited."""
     role = _validate_role(role)
     with transaction.atomic():
         customer_id = Membership.objects.values_list("customer_id", flat=True).get(pk=membership_id)
         memberships = _lock_memberships(customer_id)
+        _require_may_manage(memberships, actor)
         membership = next(m for m in memberships if m.pk == membership_id)
         if membership.role == role:
             return membership
@@ -300,10 +311,11 @@ def membership_change_role(
 
 
 def membership_remove(*, membership_id: int, actor: User | None, actor_kind: str | None = None) -> None:
-    """Remove a member from the customer and free any seat they held; the last owner cannot be removed."""
+    """Remove a member from the customer and free any seat they held (owners only); the last owner stays."""
     with transaction.atomic():
         customer_id = Membership.objects.values_list("customer_id", flat=True).get(pk=membership_id)
         memberships = _lock_memberships(customer_id)
+        _require_may_manage(memberships, actor)
         membership = next(m for m in memberships if m.pk == membership_id)
         _require_other_owner(memberships, membership, membership.customer)
         freed = SeatAssignment.objects.filter(subscription__customer_id=customer_id, user=membership.user).delete()[0]

@@ -220,3 +220,16 @@ def test_invitation_create_with_a_key_scope(owner_membership, scope, role, allow
     else:
         with pytest.raises(RoleNotGrantable):
             invitation_create(**kwargs)
+
+
+def test_membership_role_changes_and_removals_are_the_owners_whatever_the_caller(owner_membership):
+    from subscriptions.exceptions import RoleNotGrantable
+
+    billing_admin = MembershipFactory(customer=owner_membership.customer, role=Role.BILLING_ADMIN)
+    member = MembershipFactory(customer=owner_membership.customer, role=Role.MEMBER)
+    with pytest.raises(RoleNotGrantable):
+        membership_change_role(membership_id=member.pk, role=Role.OWNER, actor=billing_admin.user)
+    with pytest.raises(RoleNotGrantable):
+        membership_remove(membership_id=member.pk, actor=billing_admin.user)
+    member.refresh_from_db()
+    assert member.role == Role.MEMBER
