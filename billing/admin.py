@@ -68,7 +68,7 @@ from billing.services.payments import (
 from billing.services.profiles import EDITABLE_FIELDS as PROFILE_EDITABLE_FIELDS
 from billing.services.profiles import billing_profile_update, billing_profile_validate, tax_id_normalize
 from billing.services.stripe_events import stripe_event_retry
-from subscriptions.services.audit import audit_record
+from subscriptions import policy
 
 INLINE_CERTIFICATE_TYPES = ("application/pdf", "image/png", "image/jpeg")
 _MINOR_DIGITS = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3, "TND": 3}
@@ -632,7 +632,7 @@ class BillingProfileAdmin(ReadOnlyAdmin):
     ]
 
     def has_change_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("billing.change_billingprofile")
+        return policy.staff_allows(request.user, policy.Action.BILLING_EDIT, in_admin=True)
 
     def save_model(self, request, obj, form, change):
         changed = {name: form.cleaned_data[name] for name in form.changed_data if name in PROFILE_EDITABLE_FIELDS}
@@ -789,7 +789,7 @@ INVOICE_ACTIONS = {
         InvoiceAction(
             "resend_email",
             "Resend the invoice e-mail",
-            "billing.send_email_invoice",
+            policy.rule_for(policy.Action.INVOICES_RESEND).staff_permission,
             (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE),
         ),
         InvoiceAction("line_add", "Add a line", "billing.add_invoiceline", EDITABLE_STATUSES),
@@ -828,16 +828,9 @@ def _run_invoice_action(request, invoice: Invoice, name: str) -> str:
         invoice = invoice_approve_and_issue(invoice_id=invoice.pk, actor=user, note=form.cleaned_data.get("note", ""))
         return f"Approved and issued as {invoice.number}."
     if name == "resend_email":
-        sent = invoice_send_issued_email(invoice_id=invoice.pk, force=True)
+        sent = invoice_send_issued_email(invoice_id=invoice.pk, force=True, actor=user)
         if not sent:
             raise forms.ValidationError("No e-mail was sent: the customer has no billing e-mail address.")
-        audit_record(
-            customer=invoice.customer,
-            actor=user,
-            action="invoice.email_resent",
-            obj=invoice,
-            summary=f"Invoice {invoice.number} e-mailed again",
-        )
         return f"Invoice {invoice.number} e-mailed again."
     form_class = {
         "void": VoidForm,

@@ -17,6 +17,12 @@ class BillingProfileInvalid(BillingError):
     code = "billing_profile_invalid"
 
 
+class BillingFieldNotEditable(BillingError):
+    """A customer tried to change a field agreed with billing staff (payment terms, currency): 403 in the API."""
+
+    code = "permission_denied"
+
+
 class TaxIdInvalid(BillingError):
     code = "tax_id_invalid"
     field = "tax_id"

@@ -27,19 +27,10 @@ from billing.models import (
 )
 from billing.services.tax import TaxContext, tax_compute, tax_context_for
 from subscriptions.clock import utc_date
-from subscriptions.models import Customer, Membership, Role, User
+from subscriptions.models import Customer
 
 # Issued documents only: customers never see drafts or held invoices.
 CUSTOMER_VISIBLE = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE)
-
-
-def can_view_billing_documents(*, user: User, customer: Customer) -> bool:
-    """Owners and billing admins of `customer`, and staff, may see invoices, credit notes and tax certificates."""
-    if not getattr(user, "is_authenticated", False):
-        return False
-    if user.is_staff:
-        return True
-    return Membership.objects.filter(user=user, customer=customer, role__in=[Role.OWNER, Role.BILLING_ADMIN]).exists()
 
 
 def billing_profile_for_customer(*, customer: Customer) -> BillingProfile | None:
@@ -65,16 +56,6 @@ def invoice_get_for_customer(
         return queryset.get(pk=invoice_id)
     except (Invoice.DoesNotExist, ValueError, TypeError):
         raise NotFound("That invoice does not exist.")
-
-
-def invoice_pdf_for_customer(*, customer: Customer, invoice_id: int) -> tuple[bytes, str]:
-    """(PDF bytes, file name) of an issued invoice of `customer`; renders it now if the task has not run yet."""
-    from billing.services.documents import document_pdf_bytes, invoice_render_pdf
-
-    invoice = invoice_get_for_customer(customer=customer, invoice_id=invoice_id)
-    if not invoice.pdf_sha256:
-        invoice = invoice_render_pdf(invoice_id=invoice.pk)
-    return document_pdf_bytes(document=invoice), f"{invoice.number}.pdf"
 
 
 def credit_note_list_for_customer(*, customer: Customer) -> QuerySet[CreditNote]:
@@ -119,15 +100,6 @@ def credit_note_get_for_customer(*, customer: Customer, credit_note_id: int) -> 
         return credit_note_list_for_customer(customer=customer).prefetch_related("lines").get(pk=credit_note_id)
     except (CreditNote.DoesNotExist, ValueError, TypeError):
         raise NotFound("That credit note does not exist.")
-
-
-def credit_note_pdf_for_customer(*, customer: Customer, credit_note_id: int) -> tuple[bytes, str]:
-    from billing.services.documents import credit_note_render_pdf, document_pdf_bytes
-
-    credit_note = credit_note_get_for_customer(customer=customer, credit_note_id=credit_note_id)
-    if not credit_note.pdf_sha256:
-        credit_note = credit_note_render_pdf(credit_note_id=credit_note.pk)
-    return document_pdf_bytes(document=credit_note), f"{credit_note.number}.pdf"
 
 
 def tax_exemption_list_for_customer(*, customer: Customer) -> QuerySet[TaxExemption]:

@@ -1,16 +1,17 @@
-"""The one role-permission mechanism of the customer portal.
+"""The portal's side of the one policy (`subscriptions/policy.py`): the decorator every customer page uses.
 
 How the current customer is chosen: **URL-scoped**. Every customer page lives under `/c/<customer_id>/…`, so a link,
 a bookmark, a browser tab and a test all say exactly which customer they act on, and two tabs can show two customers
 at once. A user in several customers switches with the menu in the header (it links to the same page of the other
 customer); `/dashboard/` remembers the last customer used in the session and redirects there.
 
-What a role may do is one table (`ROLE_CAPABILITIES`). A page declares the capability it needs with
-`@customer_view("billing")`; the decorator then
+What a role may do is the policy table, asked with the page's action. A page declares it with
+`@customer_view(Action.BILLING_VIEW)` (or one of the short names below); the decorator then
 
 - sends anonymous visitors to the sign-in page,
-- answers **404** when the signed-in user is not a member of that customer (we never reveal that it exists),
-- answers **403** with a friendly page when the user's role lacks the capability,
+- answers **404** when the signed-in user is not a member of that customer (we never reveal that it exists; staff
+  are not members: they work in the back office),
+- answers **403** with a friendly page when the user's role may not do the action,
 - otherwise sets `request.customer`, `request.membership` and `request.memberships` (all the user's memberships,
   for the switcher, fetched in the same single query) and calls the view with `customer_id` removed.
 
@@ -25,70 +26,85 @@ from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from subscriptions.models import Membership, Role
+from subscriptions import policy
+from subscriptions.models import Membership
+from subscriptions.policy import Action
 
-DASHBOARD = "dashboard"
-OWN_SEAT = "own_seat"
-BILLING = "billing"  # billing details
-INVOICES = "invoices"
-TAX = "tax"
-PAYMENT_METHODS = "payment_methods"
-SEATS = "seats"  # seat count, assignment, invitations
-PACKAGE = "package"  # package, add-ons, cancellation
-MEMBERS = "members"  # role changes
-ACTIVITY = "activity"
-API_KEYS = "api_keys"
+# The pages' names for policy actions (also what templates ask: `{% if request.can.invoices %}`).
+DASHBOARD = OWN_SEAT = Action.ACCOUNT_VIEW
+BILLING = Action.BILLING_EDIT  # the billing details page is the edit form
+INVOICES = Action.BILLING_VIEW
+TAX = Action.TAX_SUBMIT  # the tax page is the submit form; downloading a certificate is TAX_VIEW
+PAYMENT_METHODS = Action.PAYMENT_METHODS_MANAGE
+SEATS = Action.SEATS_CHANGE  # seat count and assignment
+INVITE = Action.MEMBERS_INVITE
+PACKAGE = Action.PACKAGE_CHANGE
+MEMBERS = Action.MEMBERS_MANAGE  # role changes, removals
+ACTIVITY = Action.ACTIVITY_VIEW
+API_KEYS = Action.API_KEYS_MANAGE
 
-ALL_CAPABILITIES = frozenset(
-    {DASHBOARD, OWN_SEAT, BILLING, INVOICES, TAX, PAYMENT_METHODS, SEATS, PACKAGE, MEMBERS, ACTIVITY, API_KEYS}
-)
-
-ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
-    Role.OWNER: ALL_CAPABILITIES,
-    Role.BILLING_ADMIN: frozenset({DASHBOARD, OWN_SEAT, BILLING, INVOICES, TAX, PAYMENT_METHODS, SEATS}),
-    Role.MEMBER: frozenset({DASHBOARD, OWN_SEAT}),
+TEMPLATE_NAMES: dict[str, Action] = {
+    "dashboard": DASHBOARD,
+    "own_seat": OWN_SEAT,
+    "billing": BILLING,
+    "invoices": INVOICES,
+    "tax": TAX,
+    "payment_methods": PAYMENT_METHODS,
+    "seats": SEATS,
+    "invite": INVITE,
+    "invite_owner": Action.MEMBERS_INVITE_OWNER,
+    "package": PACKAGE,
+    "members": MEMBERS,
+    "activity": ACTIVITY,
+    "api_keys": API_KEYS,
 }
 
 # What a forbidden page tells the user, in their words.
-CAPABILITY_NAMES = {
-    DASHBOARD: "the dashboard",
-    OWN_SEAT: "your seat",
-    BILLING: "billing details",
-    INVOICES: "invoices",
-    TAX: "tax exemption",
-    PAYMENT_METHODS: "payment methods",
-    SEATS: "seats and invitations",
-    PACKAGE: "the package and add-ons",
-    MEMBERS: "people and roles",
-    ACTIVITY: "the activity log",
-    API_KEYS: "API keys",
+ACTION_NAMES = {
+    Action.ACCOUNT_VIEW: "the dashboard",
+    Action.MEMBERS_VIEW: "the people on this account",
+    Action.MEMBERS_INVITE: "invitations",
+    Action.MEMBERS_INVITE_OWNER: "inviting an owner",
+    Action.MEMBERS_MANAGE: "people and roles",
+    Action.INVITATIONS_RESEND: "resending invitations",
+    Action.BILLING_VIEW: "invoices",
+    Action.BILLING_EDIT: "billing details",
+    Action.BILLING_EDIT_TERMS: "payment terms",
+    Action.INVOICES_RESEND: "resending invoices",
+    Action.TAX_VIEW: "tax exemption certificates",
+    Action.TAX_SUBMIT: "tax exemption",
+    Action.PAYMENT_METHODS_MANAGE: "payment methods",
+    Action.SEATS_CHANGE: "seats",
+    Action.PACKAGE_CHANGE: "the package and add-ons",
+    Action.ACTIVITY_VIEW: "the activity log",
+    Action.API_KEYS_MANAGE: "API keys",
+    Action.NOTES_ADD: "internal notes",
+    Action.PROVISIONING_RETRY: "provisioning",
 }
+assert set(ACTION_NAMES) == set(Action)
 
 SESSION_CUSTOMER_KEY = "portal_customer_id"
 
 
-def role_can(role: str, capability: str) -> bool:
-    if capability not in ALL_CAPABILITIES:
-        raise ValueError(f"Unknown capability {capability!r}")
-    return capability in ROLE_CAPABILITIES.get(role, frozenset())
+def role_can(role: str, action) -> bool:
+    return policy.role_allows(role, action)
 
 
 class Can:
-    """Template helper: `{% if can.invoices %}` — what the current membership may do."""
+    """Template helper: `{% if can.invoices %}` — what the current membership may do (names: TEMPLATE_NAMES)."""
 
     def __init__(self, role: str):
         self._role = role
 
-    def __getattr__(self, capability: str) -> bool:
-        if capability.startswith("_"):
-            raise AttributeError(capability)
-        return capability in ROLE_CAPABILITIES.get(self._role, frozenset())
+    def __getattr__(self, name: str) -> bool:
+        if name.startswith("_") or name not in TEMPLATE_NAMES:
+            raise AttributeError(name)
+        return policy.role_allows(self._role, TEMPLATE_NAMES[name])
 
 
-def customer_view(capability: str) -> Callable:
-    """Decorate a view taking `customer_id`: resolve the customer from the URL and check the role's capability."""
-    if capability not in ALL_CAPABILITIES:
-        raise ValueError(f"Unknown capability {capability!r}")
+def customer_view(action) -> Callable:
+    """Decorate a view taking `customer_id`: resolve the customer from the URL and ask the policy for `action`."""
+    action = policy.rule_for(action).action  # an unknown action fails at import, not at request time
 
     def decorator(view: Callable) -> Callable:
         @wraps(view)
@@ -107,20 +123,16 @@ def customer_view(capability: str) -> Callable:
             request.can = Can(membership.role)
             if request.session.get(SESSION_CUSTOMER_KEY) != customer_id:
                 request.session[SESSION_CUSTOMER_KEY] = customer_id
-            if not role_can(membership.role, capability):
+            if not policy.role_allows(membership.role, action):
                 return render(
                     request,
                     "portal/forbidden.html",
-                    {
-                        "customer": membership.customer,
-                        "membership": membership,
-                        "what": CAPABILITY_NAMES[capability],
-                    },
+                    {"customer": membership.customer, "membership": membership, "what": ACTION_NAMES[action]},
                     status=403,
                 )
             return view(request, *args, **kwargs)
 
-        wrapped.required_capability = capability
+        wrapped.required_action = action
         return wrapped
 
     return decorator

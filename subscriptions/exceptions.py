@@ -122,6 +122,13 @@ class MembershipError(SubscriptionError):
     code = "membership_invalid"
 
 
+class RoleNotGrantable(MembershipError):
+    """The inviter may not grant that role (subscriptions/policy.py): answered as 403 by the API."""
+
+    code = "permission_denied"
+    field = "role"
+
+
 class LastOwner(MembershipError):
     code = "last_owner"
     field = "role"

@@ -22,6 +22,9 @@ from django.utils import timezone
 from billing.gc_frozen import long_lived_objects_frozen
 from billing.models import CreditNote, Invoice
 from billing.money import format_minor
+from billing.selectors import credit_note_get_for_customer, invoice_get_for_customer
+from subscriptions.models import User
+from subscriptions.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -171,10 +174,11 @@ def _recipients(invoice: Invoice) -> list[str]:
     )
 
 
-def invoice_send_issued_email(*, invoice_id: int, force: bool = False) -> bool:
+def invoice_send_issued_email(*, invoice_id: int, force: bool = False, actor: User | None = None) -> bool:
     """E-mail the issued invoice, PDF attached, to the billing e-mails (owners/billing admins when none are set).
 
-    Sent once (email_sent_at); `force` resends (staff "resend invoice e-mail"). Returns whether a mail was sent.
+    Sent once (email_sent_at); `force` resends (staff "resend invoice e-mail", `actor` = the staff member), and a
+    resend that went out is audited (`invoice.email_resent`). Returns whether a mail was sent.
     """
     invoice = invoice_render_pdf(invoice_id=invoice_id)
     if invoice.email_sent_at and not force:
@@ -197,4 +201,32 @@ def invoice_send_issued_email(*, invoice_id: int, force: bool = False) -> bool:
     message.attach(f"{invoice.number}.pdf", document_pdf_bytes(document=invoice), "application/pdf")
     message.send()
     Invoice.objects.filter(pk=invoice.pk).update(email_sent_at=timezone.now())
+    if force:
+        audit_record(
+            customer=invoice.customer,
+            actor=actor,
+            action="invoice.email_resent",
+            obj=invoice,
+            summary=f"Invoice {invoice.number} e-mailed again",
+        )
     return True
+
+
+# --- the customer's downloads: render on first request if the task has not run yet (a write, hence a service) ------
+
+
+def invoice_pdf_for_customer(*, customer, invoice_id: int) -> tuple[bytes, str]:
+    """(PDF bytes, file name) of an issued invoice of `customer` (NotFound for another customer's); renders and
+    stores it now if the render task has not run yet (the same idempotent `invoice_render_pdf`)."""
+    invoice = invoice_get_for_customer(customer=customer, invoice_id=invoice_id)
+    if not invoice.pdf_sha256:
+        invoice = invoice_render_pdf(invoice_id=invoice.pk)
+    return document_pdf_bytes(document=invoice), f"{invoice.number}.pdf"
+
+
+def credit_note_pdf_for_customer(*, customer, credit_note_id: int) -> tuple[bytes, str]:
+    """(PDF bytes, file name) of a credit note of `customer`; renders and stores it first if needed."""
+    credit_note = credit_note_get_for_customer(customer=customer, credit_note_id=credit_note_id)
+    if not credit_note.pdf_sha256:
+        credit_note = credit_note_render_pdf(credit_note_id=credit_note.pk)
+    return document_pdf_bytes(document=credit_note), f"{credit_note.number}.pdf"

@@ -9,10 +9,11 @@ from stdnum import get_cc_module
 from stdnum.eu import vat as eu_vat
 from stdnum.exceptions import ValidationError as StdnumValidationError
 
-from billing.exceptions import BillingProfileInvalid, TaxIdInvalid
+from billing.exceptions import BillingFieldNotEditable, BillingProfileInvalid, TaxIdInvalid
 from billing.models import BillingProfile, ChangeBillingMode
 from billing.services.payments import stripe_customer_sync_enqueue
-from subscriptions.models import Customer, User
+from subscriptions import policy
+from subscriptions.models import ActorKind, Customer, User
 from subscriptions.services.audit import audit_record
 
 EU_MEMBER_STATES = frozenset(code.upper() for code in eu_vat.MEMBER_STATES if code != "xi") | {"GR"}
@@ -35,6 +36,9 @@ EDITABLE_FIELDS = (
     "currency",
     "change_billing_mode",
 )
+# Agreed with billing staff, never set by the customer (subscriptions/policy.py `billing.edit_terms`).
+STAFF_ONLY_FIELDS = ("payment_terms_days", "currency")
+CUSTOMER_EDITABLE_FIELDS = tuple(name for name in EDITABLE_FIELDS if name not in STAFF_ONLY_FIELDS)
 
 
 def vat_country(tax_id: str) -> str:
@@ -185,10 +189,16 @@ def billing_address_problems(*, profile: BillingProfile | None) -> list[str]:
     return [f"The billing address is incomplete: add {', '.join(problems)}."]
 
 
-def billing_profile_update(*, customer: Customer, actor: User | None = None, **fields) -> BillingProfile:
+def billing_profile_update(
+    *, customer: Customer, actor: User | None = None, actor_kind: str | None = None, **fields
+) -> BillingProfile:
     """Update the customer's billing profile. Validates everything first (nothing is written on error), validates
     the tax ID with python-stdnum against the billing country, and records an audit event with before/after. When
     something changed, the customer's Stripe customer is updated after commit (`stripe_customer_sync_enqueue`).
+
+    Payment terms and currency (`STAFF_ONLY_FIELDS`) are changed only by staff allowed `billing.edit_terms` (or by
+    the system: no actor and no `actor_kind`, i.e. sign-up and demo data), whatever surface calls; a customer sending
+    the stored value back unchanged (a GET-then-PATCH round trip) is not refused.
 
     Does not touch issued invoices (they copied the old details); drafts pick up the new details when recomputed.
     """
@@ -196,9 +206,20 @@ def billing_profile_update(*, customer: Customer, actor: User | None = None, **f
     if unknown:
         raise BillingProfileInvalid(f"Unknown billing profile field(s): {', '.join(sorted(unknown))}.")
     cleaned = billing_profile_validate(data=fields)
+    if actor is None:
+        staff_terms = actor_kind in (None, ActorKind.SYSTEM)
+    else:
+        staff_terms = policy.staff_allows(actor, policy.Action.BILLING_EDIT_TERMS, in_admin=True)
     with transaction.atomic():
         profile = billing_profile_get_or_create(customer=customer)
         profile = BillingProfile.objects.select_for_update().get(pk=profile.pk)
+        if not staff_terms:
+            for name in STAFF_ONLY_FIELDS:
+                if name in cleaned and cleaned[name] != getattr(profile, name):
+                    what = "payment terms" if name == "payment_terms_days" else "the invoice currency"
+                    raise BillingFieldNotEditable(
+                        f"Only our billing team can change {what}; contact them to agree a change.", field=name
+                    )
         before = {name: getattr(profile, name) for name in cleaned}
         for name, value in cleaned.items():
             setattr(profile, name, value)
@@ -212,6 +233,7 @@ def billing_profile_update(*, customer: Customer, actor: User | None = None, **f
             audit_record(
                 customer=customer,
                 actor=actor,
+                actor_kind=actor_kind,
                 action="billing.profile_updated",
                 obj=profile,
                 summary=f"Billing details updated ({', '.join(sorted(changed))})",

@@ -1,68 +1,46 @@
 """Who is calling, and what they may do with a customer's objects.
 
 Three kinds of principal: a person (session or short-lived access token), a customer API key (one customer, one
-role), and a service token (the product being sold; reads entitlements only). Role rules mirror the portal:
-owners do everything; billing admins handle billing, invoices, tax and seats; members read what concerns them.
-A caller with no access to a customer gets 404 for everything under it, so ids leak nothing.
+scope), and a service token (the product being sold; reads entitlements only). What a role, key scope or staff user
+may do is `subscriptions.policy` (the same table the portal and the back office ask). A caller with no access to a
+customer gets 404 for everything under it, so ids leak nothing.
 """
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from rest_framework.exceptions import NotFound, PermissionDenied
 
-from portal.models import AccessToken, ApiKey, ApiKeyRole, ServiceToken
+from portal.models import AccessToken, ApiKey, ServiceToken
+from subscriptions import policy
 from subscriptions.models import ActorKind, Customer, Membership, Role, User
+from subscriptions.policy import Action
 
 MAX_DB_ID = 2**63 - 1
 
 
-class Capability(StrEnum):
-    READ = "read"  # the customer, its subscriptions and entitlements
-    MEMBERS_READ = "members.read"
-    MEMBERS_WRITE = "members.write"
-    BILLING_READ = "billing.read"  # billing profile, invoices, credit notes, tax exemptions
-    BILLING_WRITE = "billing.write"  # billing profile, tax exemptions
-    SEATS_WRITE = "seats.write"  # seat count changes and seat assignments
-    SUBSCRIPTION_WRITE = "subscription.write"  # package changes, cancel, reactivate
-
-
-ALL = frozenset(Capability)
-# As in the portal (portal/permissions.py): billing admins handle billing, invoices, tax, seats and invitations.
-BILLING = frozenset(
-    {
-        Capability.READ,
-        Capability.MEMBERS_READ,
-        Capability.MEMBERS_WRITE,
-        Capability.BILLING_READ,
-        Capability.BILLING_WRITE,
-        Capability.SEATS_WRITE,
-    }
-)
-READ_ONLY = frozenset({Capability.READ, Capability.MEMBERS_READ, Capability.BILLING_READ})
-
-ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
-    Role.OWNER: ALL,
-    Role.BILLING_ADMIN: BILLING,
-    Role.MEMBER: frozenset({Capability.READ}),
+# What a refusal tells the caller, in their words (the rules themselves are in subscriptions/policy.py).
+ACTION_WORDS = {
+    Action.ACCOUNT_VIEW: "view this account",
+    Action.MEMBERS_VIEW: "view the people on this account",
+    Action.MEMBERS_INVITE: "invite people to this account",
+    Action.MEMBERS_INVITE_OWNER: "invite an owner (only an owner can)",
+    Action.MEMBERS_MANAGE: "change roles or remove people",
+    Action.INVITATIONS_RESEND: "resend invitations",
+    Action.BILLING_VIEW: "view billing details, invoices and credit notes",
+    Action.BILLING_EDIT: "change billing details",
+    Action.BILLING_EDIT_TERMS: "change payment terms or the invoice currency (agreed with billing staff)",
+    Action.INVOICES_RESEND: "resend invoice e-mails",
+    Action.TAX_VIEW: "view tax exemptions",
+    Action.TAX_SUBMIT: "submit tax exemption certificates",
+    Action.PAYMENT_METHODS_MANAGE: "manage payment methods",
+    Action.SEATS_CHANGE: "change seats or seat assignments",
+    Action.PACKAGE_CHANGE: "change, cancel or reactivate subscriptions",
+    Action.ACTIVITY_VIEW: "view the activity log",
+    Action.API_KEYS_MANAGE: "manage API keys",
+    Action.NOTES_ADD: "add internal notes",
+    Action.PROVISIONING_RETRY: "retry provisioning",
 }
-API_KEY_CAPABILITIES: dict[str, frozenset[Capability]] = {
-    ApiKeyRole.ADMIN: ALL,
-    ApiKeyRole.BILLING: BILLING,
-    ApiKeyRole.READ_ONLY: READ_ONLY,
-}
-# Staff read everything through the API (including draft and held invoices); they change things in the back office.
-STAFF_CAPABILITIES = READ_ONLY
-
-CAPABILITY_WORDS = {
-    Capability.READ: "view this account",
-    Capability.MEMBERS_READ: "view the people on this account",
-    Capability.MEMBERS_WRITE: "invite people to this account",
-    Capability.BILLING_READ: "view billing details, invoices and tax exemptions",
-    Capability.BILLING_WRITE: "change billing details or tax exemptions",
-    Capability.SEATS_WRITE: "change seats or seat assignments",
-    Capability.SUBSCRIPTION_WRITE: "change, cancel or reactivate subscriptions",
-}
+assert set(ACTION_WORDS) == set(Action)
 
 
 class ApiKeyUser:
@@ -97,12 +75,25 @@ class Principal:
 
     @property
     def actor(self) -> User | None:
-        """The person services record as acting: the user, or whoever created the API key."""
+        """The person services record as acting: the user, or whoever created the API key (with actor_kind api).
+        Invitations are recorded as made by the key itself (`person`, `actor_label`)."""
         if self.user is not None:
             return self.user
         if self.api_key is not None:
             return self.api_key.created_by
         return None
+
+    @property
+    def person(self) -> User | None:
+        """The person calling, if any (None for an API key)."""
+        return self.user
+
+    @property
+    def actor_label(self) -> str:
+        """How records name a key caller: "API key ck_1a2b3c4d (name)"; empty for people."""
+        if self.api_key is not None:
+            return f"API key {self.api_key.prefix} ({self.api_key.name})"[:120]
+        return ""
 
     @property
     def actor_kind(self) -> str:
@@ -129,22 +120,21 @@ def principal_of(request) -> Principal | None:
 class CustomerAccess:
     customer: Customer
     principal: Principal
-    role: str  # the membership role, the API key role, or "staff"
-    capabilities: frozenset[Capability]
+    role: str  # the membership role, the API key scope ("key:billing"), or "staff"
 
-    def can(self, capability: Capability) -> bool:
-        return capability in self.capabilities
+    def can(self, action: Action) -> bool:
+        if self.role == "staff":
+            return policy.staff_allows(self.principal.user, action, in_admin=False)
+        return policy.role_allows(self.role, action)
 
-    def require(self, capability: Capability) -> None:
-        if not self.can(capability):
-            raise PermissionDenied(
-                f"Your role ({self.role.replace('_', ' ')}) cannot {CAPABILITY_WORDS[capability]}.",
-                code="permission_denied",
-            )
+    def require(self, action: Action) -> None:
+        if not self.can(action):
+            who = self.role.replace("key:", "").replace("_", " ") + (" key" if self.role.startswith("key:") else "")
+            raise PermissionDenied(f"Your role ({who}) cannot {ACTION_WORDS[action]}.", code="permission_denied")
 
     @property
     def sees_unissued_invoices(self) -> bool:
-        return self.principal.is_staff
+        return self.role == "staff"
 
     @property
     def member_only(self) -> bool:
@@ -163,7 +153,7 @@ def parse_id(value) -> int:
     return number
 
 
-def customer_access(request, customer_id, capability: Capability = Capability.READ) -> CustomerAccess:
+def customer_access(request, customer_id, action: Action = Action.ACCOUNT_VIEW) -> CustomerAccess:
     """Resolve the caller's access to customer `customer_id`; 404 when they have none, 403 when the role lacks it."""
     principal = principal_of(request)
     pk = parse_id(customer_id)
@@ -176,26 +166,15 @@ def customer_access(request, customer_id, capability: Capability = Capability.RE
     if principal.api_key is not None:
         if principal.api_key.customer_id != customer.pk:
             raise not_found
-        access = CustomerAccess(
-            customer=customer,
-            principal=principal,
-            role=principal.api_key.role,
-            capabilities=API_KEY_CAPABILITIES[principal.api_key.role],
-        )
+        access = CustomerAccess(customer=customer, principal=principal, role=policy.key_scope(principal.api_key.role))
     else:
         membership = Membership.objects.filter(customer=customer, user=principal.user).first()
         if membership is not None:
-            access = CustomerAccess(
-                customer=customer,
-                principal=principal,
-                role=membership.role,
-                capabilities=ROLE_CAPABILITIES.get(membership.role, frozenset()),
-            )
+            access = CustomerAccess(customer=customer, principal=principal, role=membership.role)
         elif principal.is_staff:
-            access = CustomerAccess(
-                customer=customer, principal=principal, role="staff", capabilities=STAFF_CAPABILITIES
-            )
+            # Staff who are not on the account read it through the API as far as their permissions go.
+            access = CustomerAccess(customer=customer, principal=principal, role="staff")
         else:
             raise not_found
-    access.require(capability)
+    access.require(action)
     return access

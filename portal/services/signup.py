@@ -45,6 +45,12 @@ class SignupResult:
     subscription: Subscription
 
 
+def signup_default_seats(*, package: Package) -> int:
+    """The seats a sign-up starts with when the customer has not chosen: the package's included seats, within its
+    minimum and maximum."""
+    return max(package.min_seats, min(package.included_seats, package.max_seats or 10**6))
+
+
 def signup_create(
     *,
     package_slug: str,
@@ -62,13 +68,15 @@ def signup_create(
     exemption: ExemptionDeclaration | None = None,
 ) -> SignupResult:
     """Create the user (owner), the customer, its billing profile, the subscription (trial or paid), optionally a tax
-    exemption submitted for review, and give the owner a seat. Raises a `SubscriptionError`/`BillingError` with the
-    field at fault; writes nothing then."""
+    exemption submitted for review, and give the owner a seat. No `seats` (None or empty): `signup_default_seats`.
+    Raises a `SubscriptionError`/`BillingError` with the field at fault; writes nothing then."""
     package = Package.objects.filter(slug=package_slug, is_active=True, is_public=True, is_addon=False).first()
     if package is None:
         raise SignupInvalid("Choose one of the packages on offer.", field="package")
     if interval not in Interval.values:
         raise SignupInvalid("Choose monthly or annual billing.", field="interval")
+    if seats is None or seats == "":
+        seats = signup_default_seats(package=package)
     try:
         seats = int(seats)
     except (TypeError, ValueError):

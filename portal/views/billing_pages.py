@@ -8,24 +8,13 @@ from django.shortcuts import redirect, render
 
 from billing.exceptions import BillingError
 from billing.models import ExemptionStatus, ExemptionType
+from billing.services.profiles import CUSTOMER_EDITABLE_FIELDS
 from portal.permissions import BILLING, TAX, customer_view
 from subscriptions import clock
+from subscriptions.policy import Action
 
-# What a customer may edit here; payment terms and currency are agreed with billing staff.
-PROFILE_FIELDS = (
-    "legal_name",
-    "address_line1",
-    "address_line2",
-    "city",
-    "region",
-    "postal_code",
-    "country",
-    "billing_emails",
-    "standing_po_number",
-    "tax_id",
-    "invoice_language",
-    "change_billing_mode",
-)
+# What a customer may edit here is the service's rule (payment terms and currency are agreed with billing staff).
+PROFILE_FIELDS = tuple(name for name in CUSTOMER_EDITABLE_FIELDS if name != "requires_po")
 
 
 def _profile_form(profile) -> dict:
@@ -153,7 +142,7 @@ def tax_exemption(request):
     )
 
 
-@customer_view(TAX)
+@customer_view(Action.TAX_VIEW)
 def tax_certificate(request, exemption_id: int):
     from django.http import Http404
 

@@ -6,12 +6,8 @@ from django.http import HttpResponse
 from django.shortcuts import render
 
 from billing.models import ISSUED_STATUSES, CreditNote, Invoice, InvoiceStatus
-from billing.selectors import (
-    credit_note_list_for_customer,
-    credit_note_pdf_for_customer,
-    credit_note_refund_summary,
-    invoice_pdf_for_customer,
-)
+from billing.selectors import credit_note_list_for_customer, credit_note_refund_summary
+from billing.services.documents import credit_note_pdf_for_customer, invoice_pdf_for_customer
 from portal.permissions import INVOICES, customer_view, get_for_customer
 
 STATUS_FILTERS = [(s, InvoiceStatus(s).label) for s in ISSUED_STATUSES]

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from billing.exceptions import BillingError, NotFound
 from billing.models import Invoice, InvoiceStatus, Payment, PaymentMethod, PaymentStatus
 from billing.services import payments
-from portal.permissions import INVOICES, PAYMENT_METHODS, customer_view, get_for_customer
+from portal.permissions import PAYMENT_METHODS, customer_view, get_for_customer
 
 
 def _methods_url(customer_id: int) -> str:
@@ -100,7 +100,7 @@ def payment_method_delete(request, method_id: int):
     return HttpResponseRedirect(_methods_url(request.customer.pk))
 
 
-@customer_view(INVOICES)
+@customer_view(PAYMENT_METHODS)
 def pay_now(request):
     """The dashboard's "Pay now": the oldest open invoice's pay page, or the open invoices to choose from."""
     open_invoices = list(
@@ -115,7 +115,7 @@ def pay_now(request):
     )
 
 
-@customer_view(INVOICES)
+@customer_view(PAYMENT_METHODS)
 def invoice_pay(request, invoice_id: int):
     """GET: what is due and how to pay. POST: pay now with the chosen saved card."""
     customer = request.customer
@@ -160,7 +160,7 @@ def invoice_pay(request, invoice_id: int):
 
 
 @require_POST
-@customer_view(INVOICES)
+@customer_view(PAYMENT_METHODS)
 def invoice_pay_complete(request, invoice_id: int):
     """Stripe.js finished authentication in the browser: read the payment's real outcome from Stripe."""
     invoice = get_for_customer(Invoice, request.customer, pk=invoice_id)

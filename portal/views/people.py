@@ -4,7 +4,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.shortcuts import redirect, render
 
-from portal.permissions import MEMBERS, SEATS, customer_view, get_for_customer
+from portal.permissions import INVITE, MEMBERS, SEATS, customer_view, get_for_customer
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import LIVE_STATUSES, Invitation, Membership, Role, Subscription
 from subscriptions.services.members import (
@@ -56,13 +56,13 @@ def seat_unassign_view(request):
     return _seat_change(request, seat_unassign, "{who}'s seat is free again.")
 
 
-@customer_view(SEATS)
+@customer_view(INVITE)
 def invite(request):
     if request.method != "POST":
         return _back(request)
     email = request.POST.get("email", "").strip()
     role = request.POST.get("role", Role.MEMBER)
-    if role == Role.OWNER and not request.can.members:
+    if role == Role.OWNER and not request.can.invite_owner:
         messages.error(request, "Only an owner can invite another owner.")
         return _back(request)
     try:
@@ -79,7 +79,7 @@ def invite(request):
     return _back(request)
 
 
-@customer_view(SEATS)
+@customer_view(INVITE)
 def invitation_revoke_view(request, invitation_id: int):
     invitation = get_for_customer(Invitation, request.customer, pk=invitation_id)
     if request.method == "POST":

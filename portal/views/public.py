@@ -99,7 +99,7 @@ def signup(request):
 
     from billing.exceptions import BillingError
     from billing.models import ExemptionType
-    from portal.services.signup import ExemptionDeclaration, signup_create
+    from portal.services.signup import ExemptionDeclaration, signup_create, signup_default_seats
     from portal.views.account import SIGNUP_SURVEY_SESSION_KEY
     from portal.views.billing_pages import _parse_date
     from subscriptions.exceptions import SubscriptionError
@@ -114,9 +114,7 @@ def signup(request):
     if chosen and not form["package"]:
         form["package"] = chosen.package.slug
     if not form["seats"] and chosen:
-        form["seats"] = str(
-            max(chosen.package.min_seats, min(chosen.package.included_seats, chosen.package.max_seats or 10**6))
-        )
+        form["seats"] = str(signup_default_seats(package=chosen.package))
     errors: dict[str, str] = {}
     status = 200
     if request.method == "POST":

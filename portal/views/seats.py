@@ -43,7 +43,7 @@ def seats_page_context(request) -> dict:
                 "assigned": assigned,
                 "free": max(0, subscription.seats - assigned),
                 "holds_seat": SeatAssignment.objects.filter(subscription=subscription, user=request.user).exists(),
-                "invitations": _pending_invitations(customer) if request.can.seats else [],
+                "invitations": _pending_invitations(customer) if request.can.invite else [],
                 "roles": Role.choices,
             }
         )

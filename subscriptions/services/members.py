@@ -16,7 +16,8 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from subscriptions.exceptions import InvitationError, InvitationExpired, LastOwner, MembershipError
+from subscriptions import policy
+from subscriptions.exceptions import InvitationError, InvitationExpired, LastOwner, MembershipError, RoleNotGrantable
 from subscriptions.models import Customer, Invitation, Membership, Role, SeatAssignment, User
 from subscriptions.services.audit import audit_record
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
@@ -70,6 +71,23 @@ def _validate_role(role) -> str:
     return role
 
 
+def _require_may_grant(*, customer: Customer, role: str, invited_by: User | None, api_key_scope: str) -> None:
+    """Who may grant which role (subscriptions/policy.py), whatever surface calls: a person by their membership role
+    on this customer, a key by its scope. No inviter at all is the system (sign-up, demo data)."""
+    if api_key_scope:
+        inviter = policy.key_scope(api_key_scope)
+    elif invited_by is not None:
+        inviter = (
+            Membership.objects.filter(customer=customer, user=invited_by).values_list("role", flat=True).first() or ""
+        )
+    else:
+        return
+    if not policy.role_allows(inviter, policy.Action.MEMBERS_INVITE):
+        raise RoleNotGrantable(f"Only owners (or an admin API key) can invite people to {customer.name}.")
+    if role == Role.OWNER and not policy.role_allows(inviter, policy.Action.MEMBERS_INVITE_OWNER):
+        raise RoleNotGrantable("Only an owner can invite another owner.")
+
+
 def invitation_create(
     *,
     customer: Customer,
@@ -77,14 +95,21 @@ def invitation_create(
     role: str = Role.MEMBER,
     invited_by: User | None,
     actor_kind: str | None = None,
+    api_key_scope: str = "",
+    api_key_label: str = "",
 ) -> Invitation:
     """Invite `email` to `customer` with `role` and e-mail the link (after commit).
 
-    A pending invitation to the same address is replaced (its link stops working). Refuses people who are already
-    members. Audited.
+    The inviter must be allowed to grant `role` (`_require_may_grant`): owners and admin keys invite, and only an
+    owner invites an owner. An invitation made with an API key (`api_key_scope`, `api_key_label`) is recorded as made
+    by the key, with no person as inviter. A pending invitation to the same address is replaced (its link stops
+    working). Refuses people who are already members. Audited.
     """
     email = _normalise_email(email)
     role = _validate_role(role)
+    if api_key_scope:
+        invited_by = None
+    _require_may_grant(customer=customer, role=role, invited_by=invited_by, api_key_scope=api_key_scope)
     now = timezone.now()
     with transaction.atomic():
         if Membership.objects.filter(customer=customer, user__email__iexact=email).exists():
@@ -93,16 +118,22 @@ def invitation_create(
             customer=customer, email__iexact=email, accepted_at__isnull=True, revoked_at__isnull=True
         ).update(revoked_at=now)
         invitation = Invitation.objects.create(
-            customer=customer, email=email, role=role, invited_by=invited_by, expires_at=now + INVITATION_VALID_FOR
+            customer=customer,
+            email=email,
+            role=role,
+            invited_by=invited_by,
+            invited_by_key=api_key_label[:120],
+            expires_at=now + INVITATION_VALID_FOR,
         )
+        by_key = f" with {api_key_label}" if api_key_label else ""
         audit_record(
             customer=customer,
             actor=invited_by,
             actor_kind=actor_kind,
             action="invitation.created",
             obj=invitation,
-            summary=f"Invited {email} as {Role(role).label.lower()}",
-            after={"email": email, "role": role},
+            summary=f"Invited {email} as {Role(role).label.lower()}{by_key}",
+            after={"email": email, "role": role, **({"api_key": api_key_label} if api_key_label else {})},
         )
         transaction.on_commit(lambda: _send_invitation(invitation))
     return invitation
@@ -239,14 +270,25 @@ def _require_other_owner(memberships: list[Membership], leaving: Membership, cus
         raise LastOwner(f"{customer.name} needs at least one owner. Make someone else an owner first.")
 
 
+def _require_may_manage(memberships: list[Membership], actor: User | None) -> None:
+    """Role changes and removals are the owners' (subscriptions/policy.py `members.manage`), whatever surface calls;
+    no actor is the system."""
+    if actor is None:
+        return
+    role = next((m.role for m in memberships if m.user_id == actor.pk), "")
+    if not policy.role_allows(role, policy.Action.MEMBERS_MANAGE):
+        raise RoleNotGrantable("Only an owner can change roles or remove people.")
+
+
 def membership_change_role(
     *, membership_id: int, role: str, actor: User | None, actor_kind: str | None = None
 ) -> Membership:
-    """Change a member's role; the last owner cannot be demoted. Audited."""
+    """Change a member's role (owners only, `_require_may_manage`); the last owner cannot be demoted. Audited."""
     role = _validate_role(role)
     with transaction.atomic():
         customer_id = Membership.objects.values_list("customer_id", flat=True).get(pk=membership_id)
         memberships = _lock_memberships(customer_id)
+        _require_may_manage(memberships, actor)
         membership = next(m for m in memberships if m.pk == membership_id)
         if membership.role == role:
             return membership
@@ -269,10 +311,11 @@ def membership_change_role(
 
 
 def membership_remove(*, membership_id: int, actor: User | None, actor_kind: str | None = None) -> None:
-    """Remove a member from the customer and free any seat they held; the last owner cannot be removed."""
+    """Remove a member from the customer and free any seat they held (owners only); the last owner stays."""
     with transaction.atomic():
         customer_id = Membership.objects.values_list("customer_id", flat=True).get(pk=membership_id)
         memberships = _lock_memberships(customer_id)
+        _require_may_manage(memberships, actor)
         membership = next(m for m in memberships if m.pk == membership_id)
         _require_other_owner(memberships, membership, membership.customer)
         freed = SeatAssignment.objects.filter(subscription__customer_id=customer_id, user=membership.user).delete()[0]

@@ -59,11 +59,65 @@ def test_support_changes_seats_after_a_preview_with_a_reason(support_client, sup
     assert confirm.status_code == 302
     subscription.refresh_from_db()
     assert subscription.seats == 8
-    event = AuditEvent.objects.filter(customer=subscription.customer).exclude(action="subscription.created").get()
+    event = AuditEvent.objects.filter(customer=subscription.customer, reason="Customer phoned: three new hires").get()
     assert event.actor == support_user
     assert event.actor_kind == "staff"
     assert event.reason == "Customer phoned: three new hires"
     assert subscription.changes.get().amount_due_now_minor == shown.amount_due_now_minor
+
+
+# Issue 15, hole 3: staff seat and package changes called the unbilled subscriptions services, so the proration
+# waited for the billing run's safety net. Now they are the customer's billed change: invoiced at once, with tax.
+def test_staff_seat_change_is_billed_at_once_like_the_customers_own(support_client):
+    from billing.models import Invoice, InvoiceKind
+
+    subscription = _current(seats=5)
+    url = _seats_url(subscription)
+    preview = support_client.post(url, {"seats": 8, "reason": "Three new hires", "_preview": "1"})
+    billed = preview.context["billed"]
+    assert billed.billing_mode == "invoice_now" and billed.total_minor >= billed.subtotal_minor > 0
+    assert "We will invoice" in preview.text
+
+    support_client.post(
+        url,
+        {
+            "seats": 8,
+            "reason": "Three new hires",
+            "expected_version": billed.version,
+            "expected_amount_due_minor": billed.preview.amount_due_now_minor,
+            "idempotency_key": "staff-billed-1",
+            "_apply": "1",
+        },
+    )
+
+    change = subscription.changes.get()
+    invoice = Invoice.objects.get(subscription_change=change)
+    assert invoice.kind == InvoiceKind.PRORATION
+    assert invoice.total_minor == billed.total_minor
+
+
+def test_staff_package_change_is_billed_at_once(support_client):
+    from billing.models import Invoice
+
+    subscription = _current(seats=5)
+    business = priced_package(slug="business", name="Business")
+    business.change_sources.add(subscription.package)
+    url = reverse("admin:subscriptions_subscription_change_package", args=[subscription.pk])
+    # Monthly → annual: an upgrade, applied now, the annual price less the unused month charged at once.
+    data = {"package": "business", "interval": "year", "seats": "", "reason": "Upgrade by phone"}
+    billed = support_client.post(url, {**data, "_preview": "1"}).context["billed"]
+    assert billed.total_minor > 0
+    support_client.post(
+        url,
+        {
+            **data,
+            "expected_version": billed.version,
+            "expected_amount_due_minor": billed.preview.amount_due_now_minor,
+            "idempotency_key": "staff-billed-2",
+            "_apply": "1",
+        },
+    )
+    assert Invoice.objects.get(subscription_change=subscription.changes.get()).total_minor == billed.total_minor
 
 
 def test_staff_change_without_a_reason_is_refused(support_client):

@@ -96,8 +96,46 @@ def test_customer_retrieve_nonexistent_matches_forbidden(acme, globex):
 
 
 def test_staff_can_read_any_customer(acme, db):
+    from django.contrib.auth.models import Group
+
     from tests.factories import UserFactory
 
     staff = UserFactory(email="support@continuum.test", is_staff=True)
+    staff.groups.add(Group.objects.get(name="Support agents"))
     body = as_user(staff).get(f"/api/v1/customers/{acme.customer.pk}/").json()
     assert body["role"] == "staff"
+
+
+def test_staff_without_a_back_office_group_read_nothing(acme, db):
+    from tests.factories import UserFactory
+
+    staff = UserFactory(email="new.hire@continuum.test", is_staff=True)
+    assert_error(as_user(staff).get(f"/api/v1/customers/{acme.customer.pk}/"), 403, "permission_denied")
+
+
+# What held up in the issue-15 review, kept so: another customer's ids answer exactly as ids that do not exist (same
+# status, same body), for the customer itself and for objects under it, with every kind of credential.
+@pytest.mark.parametrize("who", ["owner", "billing_admin", "key:admin", "key:read_only"])
+def test_foreign_and_missing_ids_answer_the_same_404_body(acme, globex, who):
+    from subscriptions.services.subscriptions import subscription_create
+    from tests.factories import priced_package
+
+    theirs = subscription_create(
+        customer=globex.customer, package=priced_package(slug="team"), interval="month", seats=2
+    )
+    client = caller(acme, who)
+    mine, foreign, missing = acme.customer.pk, globex.customer.pk, 987654321
+    pairs = [
+        (f"/api/v1/customers/{foreign}/", f"/api/v1/customers/{missing}/"),
+        (f"/api/v1/customers/{foreign}/invoices/", f"/api/v1/customers/{missing}/invoices/"),
+        (f"/api/v1/customers/{foreign}/members/", f"/api/v1/customers/{missing}/members/"),
+        (f"/api/v1/customers/{mine}/subscriptions/{theirs.pk}/", f"/api/v1/customers/{mine}/subscriptions/{missing}/"),
+        (
+            f"/api/v1/customers/{foreign}/subscriptions/{theirs.pk}/",
+            f"/api/v1/customers/{missing}/subscriptions/{theirs.pk}/",
+        ),
+    ]
+    for foreign_url, missing_url in pairs:
+        a, b = client.get(foreign_url), client.get(missing_url)
+        assert (a.status_code, a.content) == (b.status_code, b.content), foreign_url
+        assert a.status_code == 404

@@ -24,7 +24,12 @@ def _private_storage(settings, tmp_path):
 
 @pytest.fixture
 def staff(db):
-    return UserFactory(email="staff@continuum.test", is_staff=True)
+    # Staff read through the API as far as their back-office group allows (subscriptions/policy.py).
+    from django.contrib.auth.models import Group
+
+    user = UserFactory(email="staff@continuum.test", is_staff=True)
+    user.groups.add(Group.objects.get(name="Billing staff"))
+    return user
 
 
 @pytest.fixture
@@ -161,6 +166,30 @@ def test_billing_profile_patch_errors(acme):
         403,
         "permission_denied",
     )
+
+
+# Issue 15, hole 2: PATCH {"payment_terms_days": 365} and {"currency": "EUR"} answered 200 and stored the value.
+@pytest.mark.parametrize("who", ["owner", "billing_admin", "key:admin", "key:billing"])
+@pytest.mark.parametrize("field,value", [("payment_terms_days", 365), ("currency", "EUR")])
+def test_billing_profile_patch_refuses_staff_only_fields(acme, who, field, value):
+    from billing.models import BillingProfile
+
+    client = caller(acme, who)
+    client.get(f"{base(acme)}/billing-profile/")
+    before = BillingProfile.objects.filter(customer=acme.customer).values_list(field, flat=True).first()
+    response = client.patch(f"{base(acme)}/billing-profile/", {field: value, "city": "Elsewhere"}, format="json")
+    assert_error(response, 403, "permission_denied", field)
+    profile = BillingProfile.objects.filter(customer=acme.customer).first()
+    assert profile is None or (getattr(profile, field), profile.city) == (before, profile.city) != (value, "Elsewhere")
+
+
+def test_billing_profile_round_trip_of_unchanged_staff_fields_is_accepted(acme):
+    client = as_user(acme.owner)
+    body = client.get(f"{base(acme)}/billing-profile/").json()
+    editable = {k: body[k] for k in ("legal_name", "payment_terms_days", "currency", "city")}
+    response = client.patch(f"{base(acme)}/billing-profile/", {**editable, "city": "Springfield"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["city"] == "Springfield"
 
 
 def test_tax_exemption_upload_list_detail(acme):

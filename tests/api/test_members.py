@@ -62,7 +62,7 @@ def test_member_invite_existing_member_is_422(acme):
     assert_error(response, 422, "invitation_invalid", "email")
 
 
-@pytest.mark.parametrize("who", ["member", "key:read_only"])
+@pytest.mark.parametrize("who", ["member", "key:read_only", "billing_admin", "key:billing"])
 def test_member_invite_forbidden_for_readers(acme, who):
     response = caller(acme, who).post(
         f"/api/v1/customers/{acme.customer.pk}/members/", {"email": "x@acme.test"}, format="json"
@@ -130,3 +130,37 @@ def test_seat_assignments_of_other_customer_are_404(acme, globex, who):
         assert_error(client.post(seats, {"user": globex.member.pk}, format="json"), 404, "not_found")
         assert_error(client.delete(f"{seats}{globex.member.pk}/"), 404, "not_found")
     assert SeatAssignment.objects.filter(subscription=foreign).count() == 1
+
+
+# Issue 15, hole 1: a billing admin (token) or a billing key answered 201 to an owner invitation, and the new owner
+# could then open the owner-only pages. Only owners invite owners; an admin key invites, but never an owner.
+@pytest.mark.parametrize("who", ["billing_admin", "key:billing", "key:admin"])
+def test_member_invite_owner_refused_unless_an_owner_asks(acme, who):
+    response = caller(acme, who).post(
+        f"/api/v1/customers/{acme.customer.pk}/members/", {"email": "boss@evil.test", "role": "owner"}, format="json"
+    )
+    assert_error(response, 403, "permission_denied")
+    assert not Invitation.objects.exists()
+
+
+def test_member_invite_owner_by_an_owner(acme):
+    response = as_user(acme.owner).post(
+        f"/api/v1/customers/{acme.customer.pk}/members/", {"email": "boss@acme.test", "role": "owner"}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    assert Invitation.objects.get().role == "owner"
+
+
+def test_member_invite_with_a_key_is_recorded_as_made_by_the_key(acme):
+    from subscriptions.models import AuditEvent
+
+    response = caller(acme, "key:admin").post(
+        f"/api/v1/customers/{acme.customer.pk}/members/", {"email": "dev@acme.test"}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    invitation = Invitation.objects.get()
+    assert invitation.invited_by is None  # not the key's creator (acme.owner)
+    assert invitation.invited_by_key.startswith("API key ck_") and "admin key" in invitation.invited_by_key
+    event = AuditEvent.objects.get(action="invitation.created")
+    assert (event.actor, event.actor_kind) == (None, "api")
+    assert event.after["api_key"] == invitation.invited_by_key

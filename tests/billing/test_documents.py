@@ -7,9 +7,14 @@ from pypdf import PdfReader
 
 from billing.exceptions import NotFound
 from billing.models import Invoice
-from billing.selectors import credit_note_pdf_for_customer, invoice_pdf_for_customer
 from billing.services.credit_notes import credit_note_create
-from billing.services.documents import invoice_render_html, invoice_render_pdf
+from billing.services.documents import (
+    credit_note_pdf_for_customer,
+    invoice_pdf_for_customer,
+    invoice_render_html,
+    invoice_render_pdf,
+    invoice_send_issued_email,
+)
 from billing.services.exemptions import tax_exemption_approve, tax_exemption_submit
 from billing.services.invoices import DraftLine, invoice_approve_and_issue, invoice_draft_create
 from billing.services.profiles import billing_profile_update
@@ -184,3 +189,29 @@ def test_document_render_leaves_the_garbage_collector_as_it_found_it():
     assert gc.get_freeze_count() == 0
     gc.collect()
     assert len(gc.get_objects()) < baseline + 2_000  # renders do not accumulate objects
+
+
+# Issue 15, hole 4: the admin wrote its own audit row for "resend"; the service records it, whoever resends.
+def test_invoice_send_issued_email_resend_is_audited_by_the_service(
+    customer, staff, django_capture_on_commit_callbacks
+):
+    from subscriptions.models import AuditEvent
+
+    invoice = _issue(customer, staff, django_capture_on_commit_callbacks)
+    assert not AuditEvent.objects.filter(action="invoice.email_resent").exists()  # the first e-mail is no resend
+    mail.outbox.clear()
+    assert invoice_send_issued_email(invoice_id=invoice.pk, force=True, actor=staff)
+    event = AuditEvent.objects.get(action="invoice.email_resent")
+    assert (event.actor, event.object_id, len(mail.outbox)) == (staff, str(invoice.pk), 1)
+
+
+def test_selectors_only_read_rendering_a_missing_pdf_is_a_service():
+    # Issue 15, hole 4: two selectors rendered and stored PDFs. Reads stay in selectors; writes are services.
+    import inspect
+
+    import billing.selectors
+    import billing.services.documents
+
+    source = inspect.getsource(billing.selectors)
+    assert "render_pdf" not in source and "pdf_for_customer" not in source
+    assert callable(billing.services.documents.invoice_pdf_for_customer)

@@ -65,3 +65,27 @@ def test_billing_profile_us_ein_is_validated(customer):
     assert billing_profile_update(customer=customer, tax_id="04-2103594").tax_id == "042103594"
     with pytest.raises(TaxIdInvalid):
         billing_profile_update(customer=customer, tax_id="12")
+
+
+# The service refuses staff-only fields from customers whatever the caller (issue 15): the portal form never sends
+# them, the API did, and both call this.
+@pytest.mark.parametrize("field,value", [("payment_terms_days", 60), ("currency", "EUR")])
+def test_billing_profile_update_staff_only_fields(db, field, value):
+    from django.contrib.auth.models import Group
+
+    from billing.exceptions import BillingFieldNotEditable
+    from tests.factories import CustomerFactory, UserFactory
+
+    customer = CustomerFactory(country="US", currency="USD")
+    customer_user = UserFactory()
+    with pytest.raises(BillingFieldNotEditable):
+        billing_profile_update(customer=customer, actor=customer_user, **{field: value})
+    with pytest.raises(BillingFieldNotEditable):
+        billing_profile_update(customer=customer, actor=None, actor_kind="api", **{field: value})
+    support = UserFactory(is_staff=True)
+    support.groups.add(Group.objects.get(name="Support agents"))
+    with pytest.raises(BillingFieldNotEditable):
+        billing_profile_update(customer=customer, actor=support, **{field: value})
+    billing_staff = UserFactory(is_staff=True)
+    billing_staff.groups.add(Group.objects.get(name="Billing staff"))
+    assert getattr(billing_profile_update(customer=customer, actor=billing_staff, **{field: value}), field) == value

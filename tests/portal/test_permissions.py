@@ -1,9 +1,12 @@
 """The role-permission mechanism, page by page and role by role."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
-from portal.permissions import ROLE_CAPABILITIES, customer_view, role_can
+from portal.permissions import TEMPLATE_NAMES, customer_view, role_can
+from subscriptions import policy
 from subscriptions.models import Role
 from tests.factories import MembershipFactory
 
@@ -54,14 +57,15 @@ def test_customer_view_sends_anonymous_visitors_to_sign_in(account, client, name
 
 
 def test_role_table_owners_everything_billing_admins_billing_members_own_seat_only():
-    assert ROLE_CAPABILITIES[Role.OWNER] >= ROLE_CAPABILITIES[Role.BILLING_ADMIN] >= ROLE_CAPABILITIES[Role.MEMBER]
-    for capability in ("billing", "invoices", "tax", "payment_methods", "seats"):
-        assert role_can(Role.BILLING_ADMIN, capability)
-        assert not role_can(Role.MEMBER, capability)
-    for capability in ("package", "members", "api_keys", "activity"):
-        assert role_can(Role.OWNER, capability)
-        assert not role_can(Role.BILLING_ADMIN, capability)
-    assert ROLE_CAPABILITIES[Role.MEMBER] == {"dashboard", "own_seat"}
+    owner, billing_admin, member = (policy.actions_for_role(role) for role in Role.values)
+    assert owner >= billing_admin >= member
+    for name in ("billing", "invoices", "tax", "payment_methods", "seats"):
+        assert role_can(Role.BILLING_ADMIN, TEMPLATE_NAMES[name])
+        assert not role_can(Role.MEMBER, TEMPLATE_NAMES[name])
+    for name in ("package", "members", "api_keys", "activity", "invite", "invite_owner"):
+        assert role_can(Role.OWNER, TEMPLATE_NAMES[name])
+        assert not role_can(Role.BILLING_ADMIN, TEMPLATE_NAMES[name])
+    assert member == {policy.Action.ACCOUNT_VIEW}
 
 
 def test_customer_view_refuses_an_unknown_capability():
@@ -90,3 +94,15 @@ def test_role_in_one_customer_does_not_carry_to_another(account, other_account, 
     page = client_for(account.owner).get(_url("customer_dashboard", other_account.customer.pk))
     assert "Member" in page.text
     assert "Estimated amount" not in page.text
+
+
+def test_a_foreign_customer_page_is_the_same_404_as_a_missing_one(account, other_account, client_for):
+    client = client_for(account.owner)
+    foreign = client.get(_url("invoices", other_account.customer.pk))
+    missing = client.get(_url("invoices", 987654321))
+    assert foreign.status_code == missing.status_code == 404
+
+    def page(response):  # the CSRF token is masked afresh on every response; nothing else may differ
+        return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", response.content.decode())
+
+    assert page(foreign) == page(missing)

@@ -175,3 +175,34 @@ def test_signup_survey_can_be_put_off_and_is_only_for_who_signed_up(client, cata
     assert "How easy was that?" not in client.get(response["Location"]).text
     client.post(survey_url, {"kind": "signup", "score": "7"})
     assert EffortSurveyResponse.objects.count() == 0
+
+
+# Issue 15, hole 4: the sign-up view held the default-seats rule; it is the sign-up service's, for every caller.
+def test_signup_create_without_seats_starts_with_the_packages_default(catalog):
+    from portal.services.signup import signup_create, signup_default_seats
+
+    team, _ = catalog
+    data = _signup_data()
+    billing = {name: data[name] for name in ("legal_name", "address_line1", "city", "postal_code")}
+    result = signup_create(
+        package_slug="team",
+        interval="month",
+        seats=None,
+        trial=True,
+        company_name="Hooli",
+        country="US",
+        region="NY",
+        currency="USD",
+        name="Gavin Belson",
+        email="gavin@hooli.test",
+        password="a-very-long-passphrase",
+        billing=billing,
+    )
+    assert result.subscription.seats == signup_default_seats(package=team) == max(3, team.included_seats)
+
+
+def test_signup_page_prefills_the_services_default_seats(client, catalog):
+    from portal.services.signup import signup_default_seats
+
+    page = client.get(reverse("portal:signup") + "?package=team")
+    assert page.context["form"]["seats"] == str(signup_default_seats(package=catalog[0]))

@@ -168,3 +168,68 @@ def test_membership_remove_refuses_last_owner_and_frees_seats(owner_membership, 
     assert not Membership.objects.filter(pk=member.pk).exists()
     assert not SeatAssignment.objects.exists()
     assert AuditEvent.objects.get(action="membership.removed").before["seats_freed"] == 1
+
+
+# The service enforces who may grant which role whatever surface calls it (subscriptions/policy.py).
+@pytest.mark.parametrize(
+    "inviter_role,role,allowed",
+    [
+        ("owner", "owner", True),
+        ("owner", "billing_admin", True),
+        ("billing_admin", "owner", False),
+        ("billing_admin", "member", False),
+        ("member", "member", False),
+    ],
+)
+def test_invitation_create_only_owners_invite_and_only_owners_grant_owner(
+    owner_membership, inviter_role, role, allowed
+):
+    from subscriptions.exceptions import RoleNotGrantable
+    from tests.factories import MembershipFactory
+
+    inviter = MembershipFactory(customer=owner_membership.customer, role=inviter_role).user
+    if allowed:
+        invitation = invitation_create(
+            customer=owner_membership.customer, email="new@example.test", role=role, invited_by=inviter
+        )
+        assert invitation.invited_by == inviter
+    else:
+        with pytest.raises(RoleNotGrantable):
+            invitation_create(
+                customer=owner_membership.customer, email="new@example.test", role=role, invited_by=inviter
+            )
+        assert not Invitation.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "scope,role,allowed", [("admin", "member", True), ("admin", "owner", False), ("billing", "member", False)]
+)
+def test_invitation_create_with_a_key_scope(owner_membership, scope, role, allowed):
+    from subscriptions.exceptions import RoleNotGrantable
+
+    kwargs = {
+        "customer": owner_membership.customer,
+        "email": "new@example.test",
+        "role": role,
+        "invited_by": owner_membership.user,
+        "api_key_scope": scope,
+        "api_key_label": "API key ck_x (CI)",
+    }
+    if allowed:
+        assert invitation_create(**kwargs).invited_by is None
+    else:
+        with pytest.raises(RoleNotGrantable):
+            invitation_create(**kwargs)
+
+
+def test_membership_role_changes_and_removals_are_the_owners_whatever_the_caller(owner_membership):
+    from subscriptions.exceptions import RoleNotGrantable
+
+    billing_admin = MembershipFactory(customer=owner_membership.customer, role=Role.BILLING_ADMIN)
+    member = MembershipFactory(customer=owner_membership.customer, role=Role.MEMBER)
+    with pytest.raises(RoleNotGrantable):
+        membership_change_role(membership_id=member.pk, role=Role.OWNER, actor=billing_admin.user)
+    with pytest.raises(RoleNotGrantable):
+        membership_remove(membership_id=member.pk, actor=billing_admin.user)
+    member.refresh_from_db()
+    assert member.role == Role.MEMBER

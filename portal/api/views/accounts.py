@@ -7,13 +7,13 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from portal.api.exceptions import error_response
-from portal.api.principal import Capability
 from portal.api.serializers import StrictSerializer, paginated
 from portal.api.throttling import TokenObtainPerEmailRateThrottle, TokenObtainRateThrottle
 from portal.api.views.base import ApiView, PublicApiView
 from portal.services.api_keys import access_token_create
 from subscriptions import selectors
 from subscriptions.models import Interval, Package, Price
+from subscriptions.policy import Action
 
 
 class TokenObtainApi(PublicApiView):
@@ -158,7 +158,7 @@ class CustomerDetailApi(ApiView):
 
     @extend_schema(operation_id="customer_retrieve", responses={200: Output})
     def get(self, request, customer_id):
-        access = self.access(Capability.READ)
+        access = self.access(Action.ACCOUNT_VIEW)
         customer = access.customer
-        customer.role = access.role
+        customer.role = access.role.removeprefix("key:")
         return Response(self.Output(customer).data)

@@ -7,9 +7,10 @@ from rest_framework.views import APIView
 from portal.api.authentication import BearerAuthentication, CsrfSessionAuthentication
 from portal.api.exceptions import api_exception_handler
 from portal.api.pagination import ApiPagination
-from portal.api.principal import Capability, Principal, customer_access, principal_of
+from portal.api.principal import Principal, customer_access, principal_of
 from portal.api.schema import ApiAutoSchema
 from portal.api.throttling import PrincipalRateThrottle
+from subscriptions.policy import Action
 
 
 class ApiView(APIView):
@@ -27,8 +28,8 @@ class ApiView(APIView):
         assert principal is not None  # IsAuthenticated ran first
         return principal
 
-    def access(self, capability: Capability = Capability.READ):
-        return customer_access(self.request, self.kwargs["customer_id"], capability)
+    def access(self, action: Action = Action.ACCOUNT_VIEW):
+        return customer_access(self.request, self.kwargs["customer_id"], action)
 
     def paginate(self, queryset, serializer_class, **context):
         paginator = ApiPagination()

@@ -23,12 +23,14 @@ from billing.models import (
     InvoiceLine,
     InvoiceStatus,
 )
+from billing.services.documents import invoice_pdf_for_customer
 from billing.services.exemptions import tax_exemption_submit
 from billing.services.profiles import billing_address_problems, billing_profile_update
 from portal.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
-from portal.api.principal import Capability, parse_id
+from portal.api.principal import parse_id
 from portal.api.serializers import StrictSerializer, paginated
 from portal.api.views.base import ApiView
+from subscriptions.policy import Action
 
 # --- billing profile ---------------------------------------------------------------------------------------------
 
@@ -77,7 +79,7 @@ class BillingProfileApi(ApiView):
 
     @extend_schema(operation_id="billing_profile_retrieve", responses={200: BillingProfileSerializer})
     def get(self, request, customer_id):
-        access = self.access(Capability.BILLING_READ)
+        access = self.access(Action.BILLING_VIEW)
         return Response(BillingProfileSerializer(self._profile(access.customer)).data)
 
     @extend_schema(
@@ -86,11 +88,15 @@ class BillingProfileApi(ApiView):
         responses={200: BillingProfileSerializer},
     )
     def patch(self, request, customer_id):
-        access = self.access(Capability.BILLING_WRITE)
+        access = self.access(Action.BILLING_EDIT)
         data = BillingProfilePatchSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
+        principal = self.principal()
         profile = billing_profile_update(
-            customer=access.customer, actor=self.principal().actor, **dict(data.validated_data)
+            customer=access.customer,
+            actor=principal.actor,
+            actor_kind=principal.actor_kind,
+            **dict(data.validated_data),
         )
         return Response(BillingProfileSerializer(profile).data)
 
@@ -162,7 +168,7 @@ class InvoiceListApi(ApiView):
         responses={200: paginated(InvoiceSerializer, "Invoice")},
     )
     def get(self, request, customer_id):
-        access = self.access(Capability.BILLING_READ)
+        access = self.access(Action.BILLING_VIEW)
         filters = InvoiceFilter(data=request.query_params)
         filters.is_valid(raise_exception=True)
         invoices = _invoices_for(access)
@@ -178,7 +184,7 @@ class InvoiceListApi(ApiView):
 class InvoiceDetailApi(ApiView):
     @extend_schema(operation_id="invoice_retrieve", responses={200: InvoiceDetailSerializer})
     def get(self, request, customer_id, invoice_id):
-        access = self.access(Capability.BILLING_READ)
+        access = self.access(Action.BILLING_VIEW)
         return Response(InvoiceDetailSerializer(_invoice_for(access, invoice_id)).data)
 
 
@@ -202,11 +208,11 @@ class InvoicePdfApi(ApiView):
         responses={(200, "application/pdf"): OpenApiTypes.BINARY},
     )
     def get(self, request, customer_id, invoice_id):
-        access = self.access(Capability.BILLING_READ)
+        access = self.access(Action.BILLING_VIEW)
         invoice = _invoice_for(access, invoice_id)
         if invoice.status not in billing_selectors.CUSTOMER_VISIBLE:
             raise BillingNotFound("A draft has no PDF yet; it is rendered when the invoice is issued.")
-        pdf, filename = billing_selectors.invoice_pdf_for_customer(customer=access.customer, invoice_id=invoice.pk)
+        pdf, filename = invoice_pdf_for_customer(customer=access.customer, invoice_id=invoice.pk)
         response = HttpResponse(pdf, content_type="application/pdf")
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
@@ -258,7 +264,7 @@ class CreditNoteSerializer(serializers.Serializer):
 class CreditNoteListApi(ApiView):
     @extend_schema(operation_id="credit_notes_list", responses={200: paginated(CreditNoteSerializer, "CreditNote")})
     def get(self, request, customer_id):
-        access = self.access(Capability.BILLING_READ)
+        access = self.access(Action.BILLING_VIEW)
         return self.paginate(
             billing_selectors.credit_note_list_for_customer(customer=access.customer), CreditNoteSerializer
         )
@@ -326,7 +332,7 @@ class TaxExemptionListApi(ApiView):
         operation_id="tax_exemptions_list", responses={200: paginated(TaxExemptionSerializer, "TaxExemption")}
     )
     def get(self, request, customer_id):
-        access = self.access(Capability.BILLING_READ)
+        access = self.access(Action.TAX_VIEW)
         return self.paginate(
             billing_selectors.tax_exemption_list_for_customer(customer=access.customer), TaxExemptionSerializer
         )
@@ -339,7 +345,7 @@ class TaxExemptionListApi(ApiView):
     )
     @idempotent
     def post(self, request, customer_id):
-        access = self.access(Capability.BILLING_WRITE)
+        access = self.access(Action.TAX_SUBMIT)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -362,7 +368,7 @@ class TaxExemptionListApi(ApiView):
 class TaxExemptionDetailApi(ApiView):
     @extend_schema(operation_id="tax_exemption_retrieve", responses={200: TaxExemptionSerializer})
     def get(self, request, customer_id, exemption_id):
-        access = self.access(Capability.BILLING_READ)
+        access = self.access(Action.TAX_VIEW)
         exemption = billing_selectors.tax_exemption_get_for_customer(
             customer=access.customer, exemption_id=parse_id(exemption_id)
         )

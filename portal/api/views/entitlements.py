@@ -4,13 +4,14 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
 
-from portal.api.principal import Capability, parse_id
+from portal.api.principal import parse_id
 from portal.api.serializers import paginated
 from portal.api.views.base import ApiView
 from portal.models import ServiceToken
 from subscriptions import selectors
 from subscriptions.models import Customer
 from subscriptions.models.provisioning import EntitlementState
+from subscriptions.policy import Action
 
 
 class EntitlementSerializer(serializers.Serializer):
@@ -42,7 +43,7 @@ class CustomerEntitlementsApi(ApiView):
         operation_id="customer_entitlements_list", responses={200: paginated(EntitlementSerializer, "Entitlement")}
     )
     def get(self, request, customer_id):
-        access = self.access(Capability.READ)
+        access = self.access(Action.ACCOUNT_VIEW)
         return self.paginate(selectors.entitlements_for_customer(access.customer), EntitlementSerializer)
 
 

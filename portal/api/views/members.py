@@ -6,11 +6,12 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from portal.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
-from portal.api.principal import Capability, parse_id
+from portal.api.principal import parse_id
 from portal.api.serializers import StrictSerializer, paginated
 from portal.api.views.base import ApiView
 from portal.api.views.subscriptions import subscription_for_access
 from subscriptions.models import Membership, Role, SeatAssignment
+from subscriptions.policy import Action
 from subscriptions.services.members import invitation_create
 from subscriptions.services.seats import seat_assign, seat_unassign
 
@@ -45,11 +46,11 @@ class MemberListApi(ApiView):
 
     @extend_schema(operation_id="members_list", responses={200: paginated(MemberSerializer, "Member")})
     def get(self, request, customer_id):
-        access = self.access(Capability.READ)
+        access = self.access(Action.ACCOUNT_VIEW)
         members = Membership.objects.filter(customer=access.customer).select_related("user").order_by("user__email")
-        if not access.can(Capability.MEMBERS_READ):
+        if not access.can(Action.MEMBERS_VIEW):
             if access.principal.user is None:
-                access.require(Capability.MEMBERS_READ)
+                access.require(Action.MEMBERS_VIEW)
             members = members.filter(user=access.principal.user)  # members read their own membership only
         return self.paginate(members, MemberSerializer)
 
@@ -61,16 +62,21 @@ class MemberListApi(ApiView):
     )
     @idempotent
     def post(self, request, customer_id):
-        access = self.access(Capability.MEMBERS_WRITE)
+        access = self.access(Action.MEMBERS_INVITE)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
+        if data.validated_data["role"] == Role.OWNER:
+            access.require(Action.MEMBERS_INVITE_OWNER)
         principal = self.principal()
+        key = principal.api_key
         invitation = invitation_create(
             customer=access.customer,
             email=data.validated_data["email"],
             role=data.validated_data["role"],
-            invited_by=principal.actor,
+            invited_by=principal.person,
             actor_kind=principal.actor_kind,
+            api_key_scope=key.role if key is not None else "",
+            api_key_label=principal.actor_label,
         )
         return Response(InvitationSerializer(invitation).data, status=201)
 
@@ -90,14 +96,14 @@ class SeatAssignmentListApi(ApiView):
         operation_id="seat_assignments_list", responses={200: paginated(SeatAssignmentSerializer, "SeatAssignment")}
     )
     def get(self, request, customer_id, subscription_id):
-        access = self.access(Capability.READ)
+        access = self.access(Action.ACCOUNT_VIEW)
         subscription = subscription_for_access(access, subscription_id)
         assignments = (
             SeatAssignment.objects.filter(subscription=subscription).select_related("user").order_by("assigned_at")
         )
-        if not access.can(Capability.MEMBERS_READ):
+        if not access.can(Action.MEMBERS_VIEW):
             if access.principal.user is None:
-                access.require(Capability.MEMBERS_READ)
+                access.require(Action.MEMBERS_VIEW)
             assignments = assignments.filter(user=access.principal.user)
         return self.paginate(assignments, SeatAssignmentSerializer)
 
@@ -109,9 +115,9 @@ class SeatAssignmentListApi(ApiView):
     )
     @idempotent
     def post(self, request, customer_id, subscription_id):
-        access = self.access(Capability.READ)
+        access = self.access(Action.ACCOUNT_VIEW)
         subscription = subscription_for_access(access, subscription_id)
-        access.require(Capability.SEATS_WRITE)
+        access.require(Action.SEATS_CHANGE)
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         principal = self.principal()
@@ -127,9 +133,9 @@ class SeatAssignmentListApi(ApiView):
 class SeatAssignmentDetailApi(ApiView):
     @extend_schema(operation_id="seat_unassign", responses={204: None})
     def delete(self, request, customer_id, subscription_id, user_id):
-        access = self.access(Capability.READ)
+        access = self.access(Action.ACCOUNT_VIEW)
         subscription = subscription_for_access(access, subscription_id)
-        access.require(Capability.SEATS_WRITE)
+        access.require(Action.SEATS_CHANGE)
         user_pk = parse_id(user_id)
         if not SeatAssignment.objects.filter(subscription=subscription, user_id=user_pk).exists():
             raise NotFound("That person does not hold a seat on this subscription.")

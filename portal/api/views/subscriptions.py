@@ -8,10 +8,11 @@ from rest_framework.response import Response
 
 from portal.api.changes import change_apply, change_preview
 from portal.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
-from portal.api.principal import Capability, parse_id
+from portal.api.principal import parse_id
 from portal.api.serializers import AppliedChangeSerializer, ChangeResultSerializer, StrictSerializer, paginated
 from portal.api.views.base import ApiView
 from subscriptions.models import Interval, ScheduledChange, Subscription, SubscriptionStatus
+from subscriptions.policy import Action
 
 
 def subscriptions_for_customer(*, customer):
@@ -71,14 +72,14 @@ class SubscriptionListApi(ApiView):
         operation_id="subscriptions_list", responses={200: paginated(SubscriptionSerializer, "Subscription")}
     )
     def get(self, request, customer_id):
-        access = self.access(Capability.READ)
+        access = self.access(Action.ACCOUNT_VIEW)
         return self.paginate(subscriptions_for_customer(customer=access.customer), SubscriptionSerializer)
 
 
 class SubscriptionDetailApi(ApiView):
     @extend_schema(operation_id="subscription_retrieve", responses={200: SubscriptionSerializer})
     def get(self, request, customer_id, subscription_id):
-        access = self.access(Capability.READ)
+        access = self.access(Action.ACCOUNT_VIEW)
         return Response(SubscriptionSerializer(subscription_for_access(access, subscription_id)).data)
 
 
@@ -97,7 +98,7 @@ def _service_key(view, request) -> str | None:
 
 
 class ChangeApiBase(ApiView):
-    capability = Capability.SEATS_WRITE
+    action = Action.SEATS_CHANGE
     kind = ""
 
     def service_params(self, data: dict) -> dict:
@@ -105,9 +106,9 @@ class ChangeApiBase(ApiView):
 
     def subscription(self):
         # The object first, then the role: a foreign subscription is a 404 whatever the caller's role.
-        access = self.access(Capability.READ)
+        access = self.access(Action.ACCOUNT_VIEW)
         subscription = subscription_for_access(access, self.kwargs["subscription_id"])
-        access.require(self.capability)
+        access.require(self.action)
         return access, subscription
 
 
@@ -202,7 +203,7 @@ def _package_params(data) -> dict:
 class PackageChangePreviewApi(ChangePreviewApiBase):
     """Preview moving to another package and/or interval: upgrades apply now, downgrades at the period end."""
 
-    capability = Capability.SUBSCRIPTION_WRITE
+    action = Action.PACKAGE_CHANGE
     kind = "package"
     Input = PackageInput
 
@@ -215,7 +216,7 @@ class PackageChangePreviewApi(ChangePreviewApiBase):
 
 
 class PackageChangeApi(ChangeApplyApiBase):
-    capability = Capability.SUBSCRIPTION_WRITE
+    action = Action.PACKAGE_CHANGE
     kind = "package"
     Input = PackageApplyInput
 
@@ -246,7 +247,7 @@ class ReactivateInput(StrictSerializer):
 class SubscriptionCancelApi(ChangeApplyApiBase):
     """Cancel at the end of the current period (nothing refunded, nothing renews); undo with reactivate."""
 
-    capability = Capability.SUBSCRIPTION_WRITE
+    action = Action.PACKAGE_CHANGE
     kind = "cancel"
     Input = CancelInput
 
@@ -266,7 +267,7 @@ class SubscriptionCancelApi(ChangeApplyApiBase):
 class SubscriptionReactivateApi(ChangeApplyApiBase):
     """Undo a cancellation at period end: the subscription renews as before."""
 
-    capability = Capability.SUBSCRIPTION_WRITE
+    action = Action.PACKAGE_CHANGE
     kind = "reactivate"
     Input = ReactivateInput
 
