@@ -12,9 +12,8 @@ from enum import StrEnum
 from rest_framework.exceptions import NotFound, PermissionDenied
 
 from portal.models import AccessToken, ApiKey, ApiKeyRole, ServiceToken
+from subscriptions.inputs import parse_id as parse_db_id
 from subscriptions.models import ActorKind, Customer, Membership, Role, User
-
-MAX_DB_ID = 2**63 - 1
 
 
 class Capability(StrEnum):
@@ -154,11 +153,8 @@ class CustomerAccess:
 
 def parse_id(value) -> int:
     """A path or query id, or 404: ids beyond the database's range or non-numeric ids name nothing."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise NotFound("Not found.")
-    if number < 1 or number > MAX_DB_ID:
+    number = parse_db_id(value)
+    if number is None:
         raise NotFound("Not found.")
     return number
 

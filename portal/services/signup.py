@@ -18,6 +18,7 @@ from django.db import transaction
 from billing.services.exemptions import tax_exemption_submit
 from billing.services.profiles import billing_profile_update
 from subscriptions.exceptions import SubscriptionError
+from subscriptions.inputs import MAX_SEATS, parse_int
 from subscriptions.models import Customer, Interval, Membership, Package, Role, Subscription, User
 from subscriptions.services.audit import audit_record
 from subscriptions.services.seats import seat_assign
@@ -69,9 +70,8 @@ def signup_create(
         raise SignupInvalid("Choose one of the packages on offer.", field="package")
     if interval not in Interval.values:
         raise SignupInvalid("Choose monthly or annual billing.", field="interval")
-    try:
-        seats = int(seats)
-    except (TypeError, ValueError):
+    seats = parse_int(seats, minimum=0, maximum=MAX_SEATS)
+    if seats is None:
         raise SignupInvalid("Enter the number of seats as a whole number.", field="seats")
     if seats < package.min_seats:
         raise SignupInvalid(f"{package.name} starts at {package.min_seats} seats.", field="seats")

@@ -13,6 +13,7 @@ from billing.selectors import (
     invoice_pdf_for_customer,
 )
 from portal.permissions import INVOICES, customer_view, get_for_customer
+from subscriptions.inputs import parse_int
 
 STATUS_FILTERS = [(s, InvoiceStatus(s).label) for s in ISSUED_STATUSES]
 
@@ -22,7 +23,7 @@ def _issued_invoices(customer):
 
 
 def _year(value: str) -> int | None:
-    return int(value) if value.isdigit() and 1900 < int(value) < 3000 else None
+    return parse_int(value, minimum=1901, maximum=2999)
 
 
 @customer_view(INVOICES)

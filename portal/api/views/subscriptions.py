@@ -11,6 +11,7 @@ from portal.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from portal.api.principal import Capability, parse_id
 from portal.api.serializers import AppliedChangeSerializer, ChangeResultSerializer, StrictSerializer, paginated
 from portal.api.views.base import ApiView
+from subscriptions.inputs import MAX_SEATS, MAX_VERSION
 from subscriptions.models import Interval, ScheduledChange, Subscription, SubscriptionStatus
 
 
@@ -83,9 +84,6 @@ class SubscriptionDetailApi(ApiView):
 
 
 # --- changes: preview, then apply exactly what was previewed ---------------------------------------------------
-
-MAX_SEATS = 1_000_000
-MAX_VERSION = 2**31 - 1
 
 
 def _service_key(view, request) -> str | None:
