@@ -78,6 +78,26 @@ def test_stripe_webhook_replay_older_than_tolerance_is_refused(client, settings)
     assert not StripeEvent.objects.exists()
 
 
+def test_stripe_webhook_timestamped_in_the_future_is_refused(client, settings):
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    payload = event_payload(event_type="payment_intent.succeeded", obj={"id": "pi_future", "object": "payment_intent"})
+
+    a_day_ahead = post_event(client, payload, timestamp=int(time.time()) + 86_400)
+    just_past_tolerance = post_event(client, payload, timestamp=int(time.time()) + 301)
+
+    assert (a_day_ahead.status_code, just_past_tolerance.status_code) == (400, 400)
+    assert not StripeEvent.objects.exists()
+
+
+def test_stripe_webhook_slightly_ahead_clock_is_accepted(client, settings):
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    payload = event_payload(event_type="customer.updated", obj={"id": "cus_1", "object": "customer"})
+
+    response = post_event(client, payload, timestamp=int(time.time()) + 240)
+
+    assert response.status_code == 200
+
+
 def test_stripe_webhook_within_tolerance_is_accepted(client, settings):
     settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
     payload = event_payload(event_type="customer.updated", obj={"id": "cus_1", "object": "customer"})
