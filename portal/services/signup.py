@@ -5,7 +5,6 @@ seat assignment), so a bad billing detail or certificate leaves nothing half-cre
 and submit again.
 """
 
-import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -20,6 +19,7 @@ from billing.services.profiles import billing_profile_update
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.inputs import MAX_SEATS, parse_int
 from subscriptions.models import Customer, Interval, Membership, Package, Role, Subscription, User
+from subscriptions.places import country_exists
 from subscriptions.services.audit import audit_record
 from subscriptions.services.seats import seat_assign
 from subscriptions.services.subscriptions import subscription_create
@@ -81,7 +81,7 @@ def signup_create(
     if not company_name:
         raise SignupInvalid("Enter your company's name.", field="company_name")
     country = (country or "").strip().upper()
-    if not re.fullmatch(r"[A-Z]{2}", country):
+    if not country_exists(country):
         raise SignupInvalid("Choose your country.", field="country")
     currency = (currency or "").upper()
     if currency not in settings.ENABLED_CURRENCIES:

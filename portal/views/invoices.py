@@ -2,7 +2,6 @@
 
 from django.core.paginator import Paginator
 from django.db.models.functions import ExtractYear
-from django.http import HttpResponse
 from django.shortcuts import render
 
 from billing.models import ISSUED_STATUSES, CreditNote, Invoice, InvoiceStatus
@@ -12,6 +11,7 @@ from billing.selectors import (
     credit_note_refund_summary,
     invoice_pdf_for_customer,
 )
+from portal.downloads import attachment_response
 from portal.permissions import INVOICES, customer_view, get_for_customer
 from subscriptions.inputs import parse_int
 
@@ -85,11 +85,8 @@ def _with_refunds(credit_notes) -> list[tuple]:
     return [(note, credit_note_refund_summary(credit_note=note)) for note in credit_notes]
 
 
-def _pdf_response(data: bytes, filename: str) -> HttpResponse:
-    response = HttpResponse(bytes(data), content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "private, no-store"
-    return response
+def _pdf_response(data: bytes, filename: str):
+    return attachment_response(bytes(data), content_type="application/pdf", filename=filename)
 
 
 @customer_view(INVOICES)

@@ -2,6 +2,7 @@
 
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -46,7 +47,10 @@ class TokenObtainApi(PublicApiView):
                 headers={"WWW-Authenticate": 'Bearer realm="api"'},
             )
         token, plaintext = access_token_create(user=user)
-        return Response(self.Output({"token": plaintext, "expires_at": token.expires_at}).data, status=201)
+        response = Response(self.Output({"token": plaintext, "expires_at": token.expires_at}).data, status=201)
+        # A bearer secret: never kept by a browser or proxy cache (RFC 6749 §5.1).
+        add_never_cache_headers(response)
+        return response
 
 
 class PackageListApi(PublicApiView):
