@@ -320,6 +320,8 @@ LOGGING = {
         # WeasyPrint logs every layout step of every PDF at INFO; its warnings (e.g. a missing image) still show.
         "weasyprint": {"level": "WARNING"},
         "fontTools": {"level": "WARNING"},
+        # django-axes logs every sign-in at INFO; failures and lockouts are WARNING and still show.
+        "axes": {"level": "WARNING"},
     },
 }
 

@@ -1,6 +1,7 @@
 """Sign-in under the shared lockout (portal/lockout.py); password reset uses Django's views with our templates and
 namespaced URLs, throttled per account and per client."""
 
+from axes.utils import reset as axes_reset
 from django import forms
 from django.conf import settings
 from django.contrib.auth import views as auth_views
@@ -8,6 +9,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.urls import reverse_lazy
 
 from portal import lockout, throttle
+from portal.services.api_keys import user_access_tokens_revoke
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
@@ -68,4 +70,14 @@ class PasswordResetView(auth_views.PasswordResetView):
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Setting a new password ends every session and access token of the user at once (Django's session auth hash;
+    the tokens' fingerprint, and they are marked revoked here) and lifts a sign-in lockout on the account."""
+
     success_url = reverse_lazy("portal:password_reset_complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        user = form.user
+        user_access_tokens_revoke(user=user, reason="password reset")
+        axes_reset(username=lockout.account_key(user.email))
+        return response
