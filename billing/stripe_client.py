@@ -104,6 +104,7 @@ class Refund:
     status: str
     amount_minor: int
     currency: str
+    metadata: dict = field(default_factory=dict)
 
 
 def is_configured() -> bool:
@@ -336,7 +337,29 @@ def refund_create(
             params={"payment_intent": payment_intent_id, "amount": amount_minor, "metadata": metadata},
             options=_options(idempotency_key),
         )
-    return Refund(id=obj.id, status=obj.status, amount_minor=int(obj.amount), currency=str(obj.currency).upper())
+    return _refund(obj)
+
+
+def _refund(obj: Any) -> Refund:
+    obj = _data(obj)
+    return Refund(
+        id=obj["id"],
+        status=str(obj.get("status") or ""),
+        amount_minor=int(obj.get("amount") or 0),
+        currency=str(obj.get("currency") or "").upper(),
+        metadata=dict(obj.get("metadata") or {}),
+    )
+
+
+def refund_list_for_charge(*, charge_id: str) -> list[Refund]:
+    """Every refund Stripe holds for `charge_id` (all pages), oldest first: the truth a `charge.refunded` event only
+    hints at (events can repeat and arrive out of order; their amounts are a snapshot)."""
+    refunds: list[Refund] = []
+    with _call():
+        page = _client().v1.refunds.list(params={"charge": charge_id, "limit": 100})
+        for obj in page.auto_paging_iter():
+            refunds.append(_refund(obj))
+    return refunds[::-1]  # Stripe lists newest first
 
 
 # --- Webhooks -------------------------------------------------------------------------------------------------------
