@@ -133,3 +133,18 @@ def test_token_response_is_no_store(client, acme, password):
 def test_public_catalog_stays_cacheable(client, package):
     response = client.get("/api/v1/packages/")
     assert response.status_code == 200 and not _no_store(response)
+
+
+@pytest.mark.parametrize("seats", ["١٢", "²", True, 12.0, "1" * 5000, "12abc"])
+def test_seat_preview_numbers_must_be_ascii_integers(acme, seats):
+    from subscriptions.services.subscriptions import subscription_create
+    from tests.factories import priced_package
+
+    subscription = subscription_create(
+        customer=acme.customer, package=priced_package(slug="team", name="Team"), interval="month", seats=5, actor=None
+    )
+    response = as_user(acme.owner).post(
+        f"{base(acme)}/subscriptions/{subscription.pk}/seat-changes/preview/", {"seats": seats}, format="json"
+    )
+
+    assert_error(response, 400, field="seats")

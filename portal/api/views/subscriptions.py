@@ -9,7 +9,13 @@ from rest_framework.response import Response
 from portal.api.changes import change_apply, change_preview
 from portal.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from portal.api.principal import Capability, parse_id
-from portal.api.serializers import AppliedChangeSerializer, ChangeResultSerializer, StrictSerializer, paginated
+from portal.api.serializers import (
+    AppliedChangeSerializer,
+    AsciiIntegerField,
+    ChangeResultSerializer,
+    StrictSerializer,
+    paginated,
+)
 from portal.api.views.base import ApiView
 from subscriptions.inputs import MAX_SEATS, MAX_VERSION
 from subscriptions.models import Interval, ScheduledChange, Subscription, SubscriptionStatus
@@ -143,11 +149,11 @@ class ChangeApplyApiBase(ChangeApiBase):
 
 
 class SeatsInput(StrictSerializer):
-    seats = serializers.IntegerField(min_value=0, max_value=MAX_SEATS)
+    seats = AsciiIntegerField(min_value=0, max_value=MAX_SEATS)
 
 
 class SeatsApplyInput(SeatsInput):
-    version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION, help_text="From the preview.")
+    version = AsciiIntegerField(min_value=1, max_value=MAX_VERSION, help_text="From the preview.")
 
 
 class SeatChangePreviewApi(ChangePreviewApiBase):
@@ -186,11 +192,11 @@ class SeatChangeApi(ChangeApplyApiBase):
 class PackageInput(StrictSerializer):
     package = serializers.SlugField(max_length=60, help_text="The package's slug, from /api/v1/packages/.")
     interval = serializers.ChoiceField(choices=Interval.choices, required=False, help_text="Defaults to the current.")
-    seats = serializers.IntegerField(min_value=0, max_value=MAX_SEATS, required=False)
+    seats = AsciiIntegerField(min_value=0, max_value=MAX_SEATS, required=False)
 
 
 class PackageApplyInput(PackageInput):
-    version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION, help_text="From the preview.")
+    version = AsciiIntegerField(min_value=1, max_value=MAX_VERSION, help_text="From the preview.")
 
 
 def _package_params(data) -> dict:
@@ -231,14 +237,14 @@ class PackageChangeApi(ChangeApplyApiBase):
 
 
 class CancelInput(StrictSerializer):
-    version = serializers.IntegerField(
+    version = AsciiIntegerField(
         min_value=1, max_value=MAX_VERSION, required=False, help_text="Refuse if the subscription changed since."
     )
     reason = serializers.CharField(max_length=2000, required=False, allow_blank=True)
 
 
 class ReactivateInput(StrictSerializer):
-    version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION, required=False)
+    version = AsciiIntegerField(min_value=1, max_value=MAX_VERSION, required=False)
 
 
 class SubscriptionCancelApi(ChangeApplyApiBase):
