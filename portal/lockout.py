@@ -14,6 +14,7 @@ account's. And a correct password clears the account's failures but not the clie
 accounts cannot reset itself with one account it owns.
 """
 
+import ipaddress
 from datetime import timedelta
 
 from axes.backends import AxesStandaloneBackend
@@ -54,9 +55,14 @@ def cool_off(request=None) -> timedelta:
     return timedelta(seconds=_limits()[2])
 
 
-def client_ip(request) -> str:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy rewrites it.
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+def client_ip(request) -> str | None:
+    """REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy rewrites it. None when there is
+    no address (a unix socket, the test client's login()): axes stores addresses in an `inet` column on PostgreSQL."""
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
 
 
 def account_key(value) -> str:
