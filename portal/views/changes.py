@@ -183,8 +183,9 @@ def _subscription(request, *, for_preview: bool) -> Subscription:
     raw = request.POST.get("subscription_id") or request.GET.get("subscription_id") or ""
     base = billing_changes.subscriptions_for_billed_change() if for_preview else Subscription.objects.only("pk")
     qs = base.filter(status__in=LIVE_STATUSES)
-    if id_from_request(raw) is not None:
-        return get_for_customer(qs, request.customer, pk=id_from_request(raw))
+    pk = id_from_request(raw)
+    if pk is not None:
+        return get_for_customer(qs, request.customer, pk=pk)
     # One live subscription is the normal case; pick it when the form does not say.
     subscription = qs.filter(customer=request.customer).order_by("created_at").first()
     if subscription is None:

@@ -23,8 +23,9 @@ def live_subscription(request, *queryset_options) -> Subscription:
     for option in queryset_options:
         qs = qs.prefetch_related(option)
     raw = request.GET.get("subscription_id", "")
-    if id_from_request(raw) is not None:
-        return get_for_customer(qs, request.customer, pk=id_from_request(raw))
+    pk = id_from_request(raw)
+    if pk is not None:
+        return get_for_customer(qs, request.customer, pk=pk)
     subscription = qs.filter(customer=request.customer).order_by("created_at").first()
     if subscription is None:
         raise Http404("No live subscription.")
