@@ -1,6 +1,7 @@
 """Reusable reads for billing. Every per-customer selector scopes by customer and raises NotFound for another
 customer's object, so views and the API never reveal that it exists."""
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -133,7 +134,10 @@ def tax_exemption_certificate_for_customer(*, customer: Customer, exemption_id: 
     with exemption.certificate.open("rb") as handle:
         data = handle.read()
     extension = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}[exemption.certificate_content_type]
-    return data, exemption.certificate_content_type, f"tax-certificate-{exemption.certificate_number}.{extension}"
+    # The number is the customer's text (and rows stored before it was validated may hold anything): the file name
+    # keeps only safe ASCII, so no header, path or bidi trick survives into a download.
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", exemption.certificate_number).strip("-.")[:80] or str(exemption.pk)
+    return data, exemption.certificate_content_type, f"tax-certificate-{safe}.{extension}"
 
 
 def pending_items_for_customer(*, customer: Customer) -> QuerySet[PendingInvoiceItem]:

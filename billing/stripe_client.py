@@ -13,6 +13,7 @@ fields (`latest_charge`, `customer`, `payment_method`) as ids unless expanded, l
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -103,6 +104,7 @@ class Refund:
     status: str
     amount_minor: int
     currency: str
+    metadata: dict = field(default_factory=dict)
 
 
 def is_configured() -> bool:
@@ -335,15 +337,40 @@ def refund_create(
             params={"payment_intent": payment_intent_id, "amount": amount_minor, "metadata": metadata},
             options=_options(idempotency_key),
         )
-    return Refund(id=obj.id, status=obj.status, amount_minor=int(obj.amount), currency=str(obj.currency).upper())
+    return _refund(obj)
+
+
+def _refund(obj: Any) -> Refund:
+    obj = _data(obj)
+    return Refund(
+        id=obj["id"],
+        status=str(obj.get("status") or ""),
+        amount_minor=int(obj.get("amount") or 0),
+        currency=str(obj.get("currency") or "").upper(),
+        metadata=dict(obj.get("metadata") or {}),
+    )
+
+
+def refund_list_for_charge(*, charge_id: str) -> list[Refund]:
+    """Every refund Stripe holds for `charge_id` (all pages), oldest first: the truth a `charge.refunded` event only
+    hints at (events can repeat and arrive out of order; their amounts are a snapshot)."""
+    refunds: list[Refund] = []
+    with _call():
+        page = _client().v1.refunds.list(params={"charge": charge_id, "limit": 100})
+        for obj in page.auto_paging_iter():
+            refunds.append(_refund(obj))
+    return refunds[::-1]  # Stripe lists newest first
 
 
 # --- Webhooks -------------------------------------------------------------------------------------------------------
 
 
 def webhook_event_verify(*, payload: bytes, signature_header: str, secret: str) -> dict:
-    """Verify `Stripe-Signature` (HMAC-SHA256 over "<t>.<payload>", timestamp within 5 minutes) and return the event
-    as plain JSON data. Raises WebhookSignatureInvalid; never returns unverified data."""
+    """Verify `Stripe-Signature` (HMAC-SHA256 over "<t>.<payload>", timestamp within 5 minutes either way) and return
+    the event as plain JSON data. Raises WebhookSignatureInvalid; never returns unverified data.
+
+    stripe-python only refuses timestamps older than the tolerance; a signed timestamp in the future would then stay
+    replayable until that moment plus the tolerance, so the future side is checked here too."""
     if not secret:
         raise WebhookSignatureInvalid("No webhook secret is configured.")
     try:
@@ -352,4 +379,16 @@ def webhook_event_verify(*, payload: bytes, signature_header: str, secret: str) 
         raise WebhookSignatureInvalid(str(error)) from error
     except ValueError as error:  # not JSON
         raise WebhookSignatureInvalid(f"Payload is not JSON: {error}") from error
+    signed_at = _signature_timestamp(signature_header)
+    if signed_at is None or signed_at > time.time() + WEBHOOK_TOLERANCE_SECONDS:
+        raise WebhookSignatureInvalid("Timestamp is in the future, outside the tolerance zone.")
     return _data(event)
+
+
+def _signature_timestamp(header: str) -> int | None:
+    """The `t=` of a Stripe-Signature header (already verified by stripe-python, so it is present and numeric)."""
+    for item in (header or "").split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t" and value.isascii() and value.isdigit():
+            return int(value)
+    return None

@@ -1,9 +1,10 @@
-"""Request-scoped middleware: a request id for logs and responses, and the Content-Security-Policy."""
+"""Request-scoped middleware: a request id for logs and responses, no-store for private answers, and the CSP."""
 
 import re
 import uuid
 
 from django.conf import settings
+from django.utils.cache import add_never_cache_headers, patch_cache_control
 
 from portal.logging import request_id_var
 
@@ -64,4 +65,29 @@ class ContentSecurityPolicyMiddleware:
                     "frame-ancestors 'none'",
                 ]
             )
+        return response
+
+
+class NoStoreMiddleware:
+    """Nothing shown to a signed-in person or to an API credential may be kept by a browser or a shared cache.
+
+    Marks `Cache-Control: no-store` (with Django's never-cache headers) on every response to an authenticated request
+    (a session, or an `Authorization` header — DRF sets `request.user` on the underlying request once it has
+    authenticated a bearer token), on every file download, and wherever a view asked for it. Public pages for
+    anonymous visitors (pricing, the catalog API) stay cacheable.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if (
+            (user is not None and user.is_authenticated)
+            or "HTTP_AUTHORIZATION" in request.META
+            or response.has_header("Content-Disposition")
+        ):
+            add_never_cache_headers(response)
+            patch_cache_control(response, private=True)
         return response

@@ -83,6 +83,9 @@ class AccessToken(models.Model):
     expires_at = models.DateTimeField(db_index=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The user's session auth hash (an HMAC of their password hash) when the token was issued: a password change or
+    # reset by any path (portal, admin, shell) changes it, which ends the token at once, as it ends sessions.
+    credential_fingerprint = models.CharField(max_length=128, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -179,6 +179,27 @@ class Refund(models.Model):
         return f"continuum-credit-note-{self.credit_note_id}-refund"
 
 
+class ExternalRefund(models.Model):
+    """A refund Stripe holds for one of our charges that Continuum did not make (e.g. from the Stripe dashboard),
+    recorded once per Stripe refund id so billing staff are told once to issue a matching credit note, however many
+    `charge.refunded` events arrive, in whatever order. `status` is Stripe's own (pending, succeeded, failed,
+    canceled, requires_action), as last read from Stripe."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="external_refunds")
+    stripe_refund_id = models.CharField(max_length=64, unique=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=20)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"External refund {self.stripe_refund_id} ({self.amount_minor} {self.currency}, {self.status})"
+
+
 class StripeEventStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     PROCESSED = "processed", "Processed"

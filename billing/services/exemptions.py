@@ -25,6 +25,7 @@ from billing.models import (
 )
 from subscriptions import clock
 from subscriptions.models import Customer, Membership, Role, User
+from subscriptions.places import jurisdiction_exists
 from subscriptions.services.audit import audit_record
 
 MAX_CERTIFICATE_BYTES = 5 * 1024 * 1024
@@ -35,6 +36,32 @@ MAGIC = (
     (b"\xff\xd8\xff", "image/jpeg"),
 )
 JURISDICTION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
+CERTIFICATE_NUMBER_MAX_LENGTH = 80  # TaxExemption.certificate_number
+# Certificate numbers end up in e-mail subjects, audit summaries, file names and staff screens. Printable means no
+# CR/LF or other control characters and no Unicode format characters (the bidi overrides U+202A-U+202E and
+# U+2066-U+2069 among them, which reorder what staff read); quotes and backslashes are not part of any issuer's
+# numbering and are what header and path injection is made of.
+_CERTIFICATE_NUMBER_FORBIDDEN = set('"\\<>`')
+
+
+def certificate_number_clean(value) -> str:
+    """The certificate number as stored, or ExemptionInvalid: printable, at most 80 characters, not blank."""
+    number = (value if isinstance(value, str) else "").strip()
+    if not number:
+        raise ExemptionInvalid("Enter the certificate number.", field="certificate_number")
+    if len(number) > CERTIFICATE_NUMBER_MAX_LENGTH:
+        raise ExemptionInvalid(
+            f"Certificate numbers are at most {CERTIFICATE_NUMBER_MAX_LENGTH} characters.", field="certificate_number"
+        )
+    if not number.isprintable() or _CERTIFICATE_NUMBER_FORBIDDEN & set(number):
+        raise ExemptionInvalid(
+            "Enter the certificate number as printed on the certificate: letters, digits, spaces and punctuation "
+            "such as - / . only.",
+            field="certificate_number",
+        )
+    return number
+
+
 REMINDER_DAYS = (30, 7)
 
 
@@ -137,11 +164,15 @@ def tax_exemption_submit(
         raise ExemptionInvalid(
             f"{', '.join(bad)}: use a country code, optionally with a state, e.g. US-NY or DE.", field="jurisdictions"
         )
+    unknown = [j for j in jurisdictions if not jurisdiction_exists(j)]
+    if unknown:
+        raise ExemptionInvalid(
+            f"{', '.join(unknown)}: not an ISO 3166 country or state/province code (e.g. US-NY, CA-QC, DE).",
+            field="jurisdictions",
+        )
     if exemption_type not in ExemptionType.values:
         raise ExemptionInvalid("Choose the type of exemption.", field="exemption_type")
-    certificate_number = (certificate_number or "").strip()
-    if not certificate_number:
-        raise ExemptionInvalid("Enter the certificate number.", field="certificate_number")
+    certificate_number = certificate_number_clean(certificate_number)
     if not isinstance(expires_on, date) or expires_on < today:
         raise ExemptionInvalid(
             "The certificate's expiry date (its last valid day) must be today or later.", field="expires_on"
@@ -159,7 +190,7 @@ def tax_exemption_submit(
             jurisdictions=jurisdictions,
             exemption_type=exemption_type,
             reason=reason.strip(),
-            certificate_number=certificate_number[:80],
+            certificate_number=certificate_number,
             expires_on=expires_on,
             certificate_content_type=content_type,
             certificate_size=len(data),

@@ -35,6 +35,7 @@ from billing.models import (
     PAYMENT_TRANSITIONS,
     BillingProfile,
     CreditNote,
+    ExternalRefund,
     Invoice,
     InvoiceStatus,
     Payment,
@@ -964,26 +965,97 @@ def credit_note_refund_record_manual(*, credit_note_id: int, reference: str, act
     return refund
 
 
-def refund_sync_from_charge(*, stripe_charge_id: str, amount_refunded_minor: int) -> list[Refund]:
-    """`charge.refunded`: mark our pending refunds against that charge as succeeded (the refund exists at Stripe).
-    Refunds made outside Continuum (Stripe dashboard) are put on the timeline for billing staff."""
+def refund_sync_from_charge(*, stripe_charge_id: str) -> list[Refund]:
+    """`charge.refunded`: reconcile the charge's refunds from Stripe's own refund objects (`Refund.list(charge=…)`),
+    never from the event's amounts — events repeat and arrive out of order, so only Stripe's current list converges.
+
+    Our refunds (matched by Stripe refund id, or by the `continuum_credit_note_id` metadata we send, when a crash lost
+    the id) take Stripe's status. Every other Stripe refund is an `ExternalRefund`, recorded once per Stripe id with one
+    `refund.external` timeline entry telling billing staff to issue a matching credit note (and one
+    `refund.external_failed` entry if Stripe later reports it failed or canceled). Idempotent; locks the payment.
+    Raises PaymentProviderUnavailable when Stripe cannot be reached (the event is retried).
+    """
     payment = Payment.objects.select_related("customer", "invoice").filter(stripe_charge_id=stripe_charge_id).first()
     if payment is None:
         return []
+    try:
+        at_stripe = stripe_client.refund_list_for_charge(charge_id=stripe_charge_id)
+    except stripe_client.StripeClientError as error:
+        raise PaymentProviderUnavailable(
+            f"Could not read the refunds of {stripe_charge_id} from Stripe: {error.message}"
+        )
     with transaction.atomic():
         Payment.objects.select_for_update().get(pk=payment.pk)
-        refunds = list(payment.refunds.all())
-        ours = sum(r.amount_minor for r in refunds if r.status != RefundStatus.FAILED)
-        for refund in refunds:
-            if refund.status == RefundStatus.PENDING:
-                refund.status = RefundStatus.SUCCEEDED
-                refund.save(update_fields=["status", "updated_at"])
-        if amount_refunded_minor > ours:
+        refunds = list(payment.refunds.select_for_update().order_by("pk"))
+        by_id = {r.stripe_refund_id: r for r in refunds if r.stripe_refund_id}
+        by_credit_note = {str(r.credit_note_id): r for r in refunds if not r.stripe_refund_id}
+        known_external = {e.stripe_refund_id: e for e in payment.external_refunds.select_for_update()}
+        for stripe_refund in at_stripe:
+            ours = by_id.get(stripe_refund.id) or by_credit_note.get(
+                str(stripe_refund.metadata.get("continuum_credit_note_id", ""))
+            )
+            if ours is not None:
+                _refund_take_stripe_status(ours, stripe_refund)
+                continue
+            _external_refund_record(payment, stripe_refund, known_external.get(stripe_refund.id))
+    return refunds
+
+
+_STRIPE_REFUND_DONE = {
+    "succeeded": RefundStatus.SUCCEEDED,
+    "failed": RefundStatus.FAILED,
+    "canceled": RefundStatus.FAILED,
+}
+
+
+def _refund_take_stripe_status(refund: Refund, stripe_refund: stripe_client.Refund) -> None:
+    status = _STRIPE_REFUND_DONE.get(stripe_refund.status)
+    changed = []
+    if not refund.stripe_refund_id:
+        refund.stripe_refund_id = stripe_refund.id
+        changed.append("stripe_refund_id")
+    if status is not None and refund.status != status:
+        refund.status = status
+        refund.failure_message = "" if status == RefundStatus.SUCCEEDED else f"Stripe status {stripe_refund.status}"
+        changed += ["status", "failure_message"]
+    if changed:
+        refund.save(update_fields=[*changed, "updated_at"])
+
+
+def _external_refund_record(
+    payment: Payment, stripe_refund: stripe_client.Refund, known: ExternalRefund | None
+) -> None:
+    failed = stripe_refund.status in ("failed", "canceled")
+    currency = stripe_refund.currency or payment.currency
+    amount = money(stripe_refund.amount_minor, currency)
+    if known is None:
+        if failed:
+            return  # it never moved money: nothing for staff to match
+        ExternalRefund.objects.create(
+            payment=payment,
+            stripe_refund_id=stripe_refund.id,
+            amount_minor=stripe_refund.amount_minor,
+            currency=currency,
+            status=stripe_refund.status,
+        )
+        audit_record(
+            customer=payment.customer,
+            action="refund.external",
+            obj=payment,
+            summary=f"{amount} of the payment for {payment.invoice} was refunded outside Continuum "
+            f"(Stripe refund {stripe_refund.id}); issue a credit note to match",
+            after={"stripe_refund_id": stripe_refund.id, "amount_minor": stripe_refund.amount_minor},
+        )
+        return
+    if known.status != stripe_refund.status:
+        was_failed = known.status in ("failed", "canceled")
+        known.status = stripe_refund.status
+        known.save(update_fields=["status", "updated_at"])
+        if failed and not was_failed:
             audit_record(
                 customer=payment.customer,
-                action="refund.external",
+                action="refund.external_failed",
                 obj=payment,
-                summary=f"{money(amount_refunded_minor - ours, payment.currency)} of the payment for {payment.invoice} "
-                "was refunded outside Continuum; issue a credit note to match",
+                summary=f"The refund of {amount} made outside Continuum (Stripe refund {stripe_refund.id}) "
+                f"{stripe_refund.status}: no credit note is needed for it",
             )
-    return refunds

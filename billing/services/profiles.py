@@ -14,6 +14,7 @@ from billing.models import BillingProfile, ChangeBillingMode
 from billing.services.payments import stripe_customer_sync_enqueue
 from subscriptions import policy
 from subscriptions.models import ActorKind, Customer, User
+from subscriptions.places import country_exists, country_name, subdivision_exists
 from subscriptions.services.audit import audit_record
 
 EU_MEMBER_STATES = frozenset(code.upper() for code in eu_vat.MEMBER_STATES if code != "xi") | {"GR"}
@@ -125,10 +126,16 @@ def billing_profile_validate(*, data: dict) -> dict:
             cleaned[name] = (cleaned[name] or "").strip()
     if "country" in cleaned:
         cleaned["country"] = (cleaned["country"] or "").strip().upper()
-        if cleaned["country"] and not re.fullmatch(r"[A-Z]{2}", cleaned["country"]):
+        if cleaned["country"] and not country_exists(cleaned["country"]):
             raise BillingProfileInvalid("Country must be a two-letter ISO code, e.g. US or DE.", field="country")
     if "region" in cleaned:
         cleaned["region"] = cleaned["region"].upper()
+        country = cleaned.get("country", "")
+        if cleaned["region"] and country and not subdivision_exists(country, cleaned["region"]):
+            raise BillingProfileInvalid(
+                f"{cleaned['region']} is not a state or province of {country_name(country)} (ISO 3166-2, e.g. CA).",
+                field="region",
+            )
     if "billing_emails" in cleaned:
         emails = cleaned["billing_emails"]
         if isinstance(emails, str):
@@ -226,6 +233,14 @@ def billing_profile_update(
         if "tax_id" in cleaned or "country" in cleaned:
             profile.tax_id = tax_id_normalize(tax_id=profile.tax_id, country=profile.country)
             profile.tax_id_valid = bool(profile.tax_id)
+        changes_place = "region" in cleaned or "country" in cleaned
+        # A partial update (the API's PATCH) is checked against the stored other half of the place.
+        if changes_place and profile.region and not subdivision_exists(profile.country, profile.region):
+            raise BillingProfileInvalid(
+                f"{profile.region} is not a state or province of {country_name(profile.country)} "
+                "(ISO 3166-2, e.g. CA).",
+                field="region",
+            )
         profile.save()
         after = {name: getattr(profile, name) for name in cleaned}
         changed = {k: v for k, v in after.items() if before.get(k) != v}

@@ -121,9 +121,8 @@ def _dispatch(event: StripeEvent) -> bool:
             return False  # attached again since this event was sent: current state wins
         return payments.payment_method_mark_detached(stripe_payment_method_id=pm_id)
     if kind == "charge.refunded":
-        refunds = payments.refund_sync_from_charge(
-            stripe_charge_id=str(obj.get("id", "")), amount_refunded_minor=int(obj.get("amount_refunded") or 0)
-        )
+        # Only the charge id is taken from the event; amounts come from Stripe's refund objects.
+        refunds = payments.refund_sync_from_charge(stripe_charge_id=str(obj.get("id", "")))
         return bool(refunds) or payments.Payment.objects.filter(stripe_charge_id=str(obj.get("id", ""))).exists()
     if kind == "charge.dispute.created":
         payment = payments.payment_mark_disputed(

@@ -12,11 +12,9 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 
 from portal.models import AccessToken, ApiKey, ServiceToken
 from subscriptions import policy
+from subscriptions.inputs import parse_id as parse_db_id
 from subscriptions.models import ActorKind, Customer, Membership, Role, User
 from subscriptions.policy import Action
-
-MAX_DB_ID = 2**63 - 1
-
 
 # What a refusal tells the caller, in their words (the rules themselves are in subscriptions/policy.py).
 ACTION_WORDS = {
@@ -144,11 +142,8 @@ class CustomerAccess:
 
 def parse_id(value) -> int:
     """A path or query id, or 404: ids beyond the database's range or non-numeric ids name nothing."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise NotFound("Not found.")
-    if number < 1 or number > MAX_DB_ID:
+    number = parse_db_id(value)
+    if number is None:
         raise NotFound("Not found.")
     return number
 

@@ -5,6 +5,8 @@ from collections.abc import Mapping
 from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, ValidationError
 
+from subscriptions.inputs import parse_int
+
 
 class StrictSerializer(serializers.Serializer):
     """Input serializer that rejects keys it does not declare (including read-only ones), at every nesting level.
@@ -21,6 +23,19 @@ class StrictSerializer(serializers.Serializer):
                     {name: [ErrorDetail(f"Unknown field “{name}”.", code="unknown_field")] for name in unknown}
                 )
         return super().to_internal_value(data)
+
+
+class AsciiIntegerField(serializers.IntegerField):
+    """A whole number as a JSON integer or a string of ASCII digits (subscriptions/inputs.py, the parser the portal
+    uses too). DRF's IntegerField would take `true` as 1, `12.0` as 12 and `"١٢"` as 12; this one refuses them."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            self.fail("invalid")
+        number = parse_int(data, minimum=-(2**63), maximum=2**63 - 1)
+        if number is None:
+            self.fail("invalid")
+        return number
 
 
 class ErrorDetailSerializer(serializers.Serializer):

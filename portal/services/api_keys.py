@@ -164,6 +164,7 @@ def access_token_create(*, user: User) -> tuple[AccessToken, str]:
             prefix=prefix,
             key_hash=secret_hash(plaintext),
             expires_at=timezone.now() + ACCESS_TOKEN_LIFETIME,
+            credential_fingerprint=user.get_session_auth_hash(),
         )
         audit_record(
             customer=None,
@@ -177,13 +178,42 @@ def access_token_create(*, user: User) -> tuple[AccessToken, str]:
 
 
 def access_token_authenticate(*, secret: str) -> AccessToken | None:
+    """The live token for `secret`: not revoked or expired, its user active, and issued under the user's current
+    password (a token from before a password change or reset is refused, as Django refuses such sessions)."""
     token = AccessToken.objects.select_related("user").filter(key_hash=secret_hash(secret)).first()
     if token is None or token.revoked_at is not None or token.expires_at <= timezone.now():
         return None
     if not token.user.is_active:
         return None
+    if not hmac.compare_digest(token.credential_fingerprint, token.user.get_session_auth_hash()):
+        return None
     _touch(token)
     return token
+
+
+def user_access_tokens_revoke(*, user: User, reason: str, actor: User | None = None) -> int:
+    """Revoke every live access token of `user` now, with one audit event (password reset, staff action).
+
+    Idempotent; returns how many it revoked. Not needed for correctness — a password change by any path ends the
+    tokens through their fingerprint, a deactivation through `is_active`, and Django ends sessions in both cases —
+    but it leaves the tokens marked revoked, and the trail says why.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        revoked = AccessToken.objects.filter(user=user, revoked_at__isnull=True, expires_at__gt=now).update(
+            revoked_at=now
+        )
+        if revoked:
+            actor = actor or user
+            audit_record(
+                customer=None,
+                actor=actor,
+                actor_kind=ActorKind.STAFF if actor.is_staff else ActorKind.CUSTOMER,
+                action="api_token.revoked_all",
+                obj=user,
+                summary=f"{revoked} API access token(s) of {user.email} revoked: {reason}",
+            )
+    return revoked
 
 
 def _touch(obj) -> None:

@@ -5,7 +5,6 @@ seat assignment), so a bad billing detail or certificate leaves nothing half-cre
 and submit again.
 """
 
-import re
 from dataclasses import dataclass
 from datetime import date
 
@@ -18,7 +17,9 @@ from django.db import transaction
 from billing.services.exemptions import tax_exemption_submit
 from billing.services.profiles import billing_profile_update
 from subscriptions.exceptions import SubscriptionError
+from subscriptions.inputs import MAX_SEATS, parse_int
 from subscriptions.models import Customer, Interval, Membership, Package, Role, Subscription, User
+from subscriptions.places import country_exists
 from subscriptions.services.audit import audit_record
 from subscriptions.services.seats import seat_assign
 from subscriptions.services.subscriptions import subscription_create
@@ -77,9 +78,8 @@ def signup_create(
         raise SignupInvalid("Choose monthly or annual billing.", field="interval")
     if seats is None or seats == "":
         seats = signup_default_seats(package=package)
-    try:
-        seats = int(seats)
-    except (TypeError, ValueError):
+    seats = parse_int(seats, minimum=0, maximum=MAX_SEATS)
+    if seats is None:
         raise SignupInvalid("Enter the number of seats as a whole number.", field="seats")
     if seats < package.min_seats:
         raise SignupInvalid(f"{package.name} starts at {package.min_seats} seats.", field="seats")
@@ -89,7 +89,7 @@ def signup_create(
     if not company_name:
         raise SignupInvalid("Enter your company's name.", field="company_name")
     country = (country or "").strip().upper()
-    if not re.fullmatch(r"[A-Z]{2}", country):
+    if not country_exists(country):
         raise SignupInvalid("Choose your country.", field="country")
     currency = (currency or "").upper()
     if currency not in settings.ENABLED_CURRENCIES:

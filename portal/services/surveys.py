@@ -4,6 +4,7 @@ from django.db import IntegrityError, transaction
 
 from portal.models import EffortSurveyResponse
 from subscriptions.exceptions import SubscriptionError
+from subscriptions.inputs import parse_int
 from subscriptions.models import Customer, SubscriptionChange, User
 
 
@@ -30,11 +31,8 @@ def effort_survey_record(
     Idempotent: answering the same change, or the same sign-up, again returns the first answer (unique constraints,
     so two concurrent submits cannot both count).
     """
-    try:
-        score = int(score)
-    except (TypeError, ValueError):
-        raise SurveyInvalid("Pick a number from 1 (very hard) to 7 (very easy).", field="score")
-    if not 1 <= score <= 7:
+    score = parse_int(score, minimum=1, maximum=7)
+    if score is None:
         raise SurveyInvalid("Pick a number from 1 (very hard) to 7 (very easy).", field="score")
     comment = (comment or "").strip()
     if len(comment) > 2000:

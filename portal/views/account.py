@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.shortcuts import redirect, render
 
+from portal.inputs import id_from_request
 from portal.models import ApiKey, ApiKeyRole
 from portal.permissions import API_KEYS, DASHBOARD, customer_view, get_for_customer
 from portal.services.api_keys import api_key_create, api_key_revoke
@@ -64,8 +65,9 @@ def survey(request):
     customer = request.customer
     raw = request.POST.get("change") or request.GET.get("change") or ""
     change = None
-    if raw.isdigit():
-        change = get_for_customer(SubscriptionChange, customer, pk=int(raw), customer_field="subscription__customer")
+    change_id = id_from_request(raw)
+    if change_id is not None:
+        change = get_for_customer(SubscriptionChange, customer, pk=change_id, customer_field="subscription__customer")
     kind = "" if change is not None else (request.POST.get("kind") or request.GET.get("kind") or "other")
     dashboard = redirect("portal:customer_dashboard", customer_id=customer.pk)
     if kind == SIGNUP and not signup_survey_pending(request):

@@ -3,12 +3,12 @@
 from datetime import date
 
 from django.contrib import messages
-from django.http import HttpResponse
 from django.shortcuts import redirect, render
 
 from billing.exceptions import BillingError
 from billing.models import ExemptionStatus, ExemptionType
 from billing.services.profiles import CUSTOMER_EDITABLE_FIELDS
+from portal.downloads import attachment_response
 from portal.permissions import BILLING, TAX, customer_view
 from subscriptions import clock
 from subscriptions.policy import Action
@@ -155,6 +155,4 @@ def tax_certificate(request, exemption_id: int):
         )
     except NotFound:
         raise Http404("No such certificate.")
-    response = HttpResponse(data, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    return attachment_response(data, content_type=content_type, filename=name)

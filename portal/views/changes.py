@@ -23,8 +23,10 @@ from django.urls import NoReverseMatch, reverse
 
 from billing.exceptions import BillingError
 from billing.services import changes as billing_changes
+from portal.inputs import id_from_request
 from portal.permissions import PACKAGE, SEATS, customer_view, get_for_customer
 from subscriptions.exceptions import StalePreview, SubscriptionError
+from subscriptions.inputs import MAX_AMOUNT, MAX_SEATS, MAX_VERSION, parse_int
 from subscriptions.models import LIVE_STATUSES, Interval, Subscription
 
 # Errors whose message a customer can read.
@@ -154,9 +156,10 @@ def _parse(kind: ChangeKind, data) -> dict:
     for param in kind.params:
         raw = (data.get(param) or "").strip()
         if param == "seats":
-            if not raw.lstrip("-").isdigit():
+            seats = parse_int(raw, minimum=-MAX_SEATS, maximum=MAX_SEATS)
+            if seats is None:
                 raise FormError("seats", "Enter the number of seats as a whole number, e.g. 12.")
-            values["seats"] = int(raw)
+            values["seats"] = seats
         elif param == "interval":
             if raw and raw not in Interval.values:
                 raise FormError("interval", "Choose monthly or annual billing.")
@@ -180,8 +183,9 @@ def _subscription(request, *, for_preview: bool) -> Subscription:
     raw = request.POST.get("subscription_id") or request.GET.get("subscription_id") or ""
     base = billing_changes.subscriptions_for_billed_change() if for_preview else Subscription.objects.only("pk")
     qs = base.filter(status__in=LIVE_STATUSES)
-    if raw.isdigit():
-        return get_for_customer(qs, request.customer, pk=int(raw))
+    pk = id_from_request(raw)
+    if pk is not None:
+        return get_for_customer(qs, request.customer, pk=pk)
     # One live subscription is the normal case; pick it when the form does not say.
     subscription = qs.filter(customer=request.customer).order_by("created_at").first()
     if subscription is None:
@@ -240,9 +244,11 @@ def _make_apply_view(kind: ChangeKind):
         subscription = _subscription(request, for_preview=False)
         try:
             values = _parse(kind, request.POST)
-            version = int(request.POST.get("version", ""))
-            amount = int(request.POST.get("amount_due_now_minor", ""))
-        except (FormError, ValueError):
+        except FormError:
+            values = None
+        version = parse_int(request.POST.get("version", ""), minimum=1, maximum=MAX_VERSION)
+        amount = parse_int(request.POST.get("amount_due_now_minor", ""), minimum=-MAX_AMOUNT, maximum=MAX_AMOUNT)
+        if values is None or version is None or amount is None:
             messages.error(request, "That confirmation was incomplete. Please preview the change again.")
             return HttpResponseRedirect(reverse(f"portal:{kind.back}", args=[request.customer.pk]))
         idempotency_key = (request.POST.get("idempotency_key") or "")[:100] or None

@@ -2,13 +2,14 @@
 
 from django.core.paginator import Paginator
 from django.db.models.functions import ExtractYear
-from django.http import HttpResponse
 from django.shortcuts import render
 
 from billing.models import ISSUED_STATUSES, CreditNote, Invoice, InvoiceStatus
 from billing.selectors import credit_note_list_for_customer, credit_note_refund_summary
 from billing.services.documents import credit_note_pdf_for_customer, invoice_pdf_for_customer
+from portal.downloads import attachment_response
 from portal.permissions import INVOICES, customer_view, get_for_customer
+from subscriptions.inputs import parse_int
 
 STATUS_FILTERS = [(s, InvoiceStatus(s).label) for s in ISSUED_STATUSES]
 
@@ -18,7 +19,7 @@ def _issued_invoices(customer):
 
 
 def _year(value: str) -> int | None:
-    return int(value) if value.isdigit() and 1900 < int(value) < 3000 else None
+    return parse_int(value, minimum=1901, maximum=2999)
 
 
 @customer_view(INVOICES)
@@ -80,11 +81,8 @@ def _with_refunds(credit_notes) -> list[tuple]:
     return [(note, credit_note_refund_summary(credit_note=note)) for note in credit_notes]
 
 
-def _pdf_response(data: bytes, filename: str) -> HttpResponse:
-    response = HttpResponse(bytes(data), content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "private, no-store"
-    return response
+def _pdf_response(data: bytes, filename: str):
+    return attachment_response(bytes(data), content_type="application/pdf", filename=filename)
 
 
 @customer_view(INVOICES)

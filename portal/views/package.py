@@ -4,6 +4,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 from django.shortcuts import render
 
+from portal.inputs import id_from_request
 from portal.permissions import PACKAGE, customer_view, get_for_customer
 from portal.views.offers import offers_for
 from subscriptions.models import (
@@ -22,8 +23,9 @@ def live_subscription(request, *queryset_options) -> Subscription:
     for option in queryset_options:
         qs = qs.prefetch_related(option)
     raw = request.GET.get("subscription_id", "")
-    if raw.isdigit():
-        return get_for_customer(qs, request.customer, pk=int(raw))
+    pk = id_from_request(raw)
+    if pk is not None:
+        return get_for_customer(qs, request.customer, pk=pk)
     subscription = qs.filter(customer=request.customer).order_by("created_at").first()
     if subscription is None:
         raise Http404("No live subscription.")

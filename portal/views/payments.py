@@ -16,6 +16,7 @@ from billing.exceptions import BillingError, NotFound
 from billing.models import Invoice, InvoiceStatus, Payment, PaymentMethod, PaymentStatus
 from billing.services import payments
 from portal.permissions import PAYMENT_METHODS, customer_view, get_for_customer
+from subscriptions.inputs import parse_id
 
 
 def _methods_url(customer_id: int) -> str:
@@ -137,9 +138,8 @@ def invoice_pay(request, invoice_id: int):
         messages.info(request, f"Invoice {invoice} has nothing left to pay.")
         return HttpResponseRedirect(_pay_url(customer.pk, invoice.pk))
     if request.method == "POST":
-        try:
-            method_id = int(request.POST.get("payment_method", ""))
-        except ValueError:
+        method_id = parse_id(request.POST.get("payment_method", ""))
+        if method_id is None:
             context["error"] = "Choose a card to pay with."
             return render(request, "portal/payments/pay.html", context, status=400)
         try:
@@ -164,10 +164,10 @@ def invoice_pay(request, invoice_id: int):
 def invoice_pay_complete(request, invoice_id: int):
     """Stripe.js finished authentication in the browser: read the payment's real outcome from Stripe."""
     invoice = get_for_customer(Invoice, request.customer, pk=invoice_id)
-    payment_id = request.POST.get("payment", "")
-    if not payment_id.isdigit():
+    payment_id = parse_id(request.POST.get("payment", ""))
+    if payment_id is None:
         raise Http404("No such payment.")
-    payment = get_for_customer(Payment, request.customer, pk=int(payment_id), invoice=invoice)
+    payment = get_for_customer(Payment, request.customer, pk=payment_id, invoice=invoice)
     try:
         payment = payments.payment_sync_from_stripe(payment_id=payment.pk)
     except BillingError as error:

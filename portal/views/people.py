@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.shortcuts import redirect, render
 
+from portal.inputs import id_from_request
 from portal.permissions import INVITE, MEMBERS, SEATS, customer_view, get_for_customer
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import LIVE_STATUSES, Invitation, Membership, Role, Subscription
@@ -22,20 +23,18 @@ def _back(request):
     return redirect("portal:seats", customer_id=request.customer.pk)
 
 
-def _int(value) -> int | None:
-    return int(value) if str(value or "").isdigit() else None
-
-
 def _seat_change(request, service, done: str):
     if request.method != "POST":
         return _back(request)
     subscription = get_for_customer(
         Subscription.objects.filter(status__in=LIVE_STATUSES),
         request.customer,
-        pk=_int(request.POST.get("subscription_id")),
+        pk=id_from_request(request.POST.get("subscription_id")),
     )
     membership = get_for_customer(
-        Membership.objects.select_related("user"), request.customer, user_id=_int(request.POST.get("user_id"))
+        Membership.objects.select_related("user"),
+        request.customer,
+        user_id=id_from_request(request.POST.get("user_id")),
     )
     try:
         service(subscription_id=subscription.pk, user_id=membership.user_id, actor=request.user)

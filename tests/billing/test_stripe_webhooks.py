@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from billing.models import (
+    ExternalRefund,
     InvoiceStatus,
     Payment,
     PaymentMethod,
@@ -76,6 +77,26 @@ def test_stripe_webhook_replay_older_than_tolerance_is_refused(client, settings)
 
     assert response.status_code == 400
     assert not StripeEvent.objects.exists()
+
+
+def test_stripe_webhook_timestamped_in_the_future_is_refused(client, settings):
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    payload = event_payload(event_type="payment_intent.succeeded", obj={"id": "pi_future", "object": "payment_intent"})
+
+    a_day_ahead = post_event(client, payload, timestamp=int(time.time()) + 86_400)
+    just_past_tolerance = post_event(client, payload, timestamp=int(time.time()) + 301)
+
+    assert (a_day_ahead.status_code, just_past_tolerance.status_code) == (400, 400)
+    assert not StripeEvent.objects.exists()
+
+
+def test_stripe_webhook_slightly_ahead_clock_is_accepted(client, settings):
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    payload = event_payload(event_type="customer.updated", obj={"id": "cus_1", "object": "customer"})
+
+    response = post_event(client, payload, timestamp=int(time.time()) + 240)
+
+    assert response.status_code == 200
 
 
 def test_stripe_webhook_within_tolerance_is_accepted(client, settings):
@@ -203,27 +224,77 @@ def test_stripe_webhook_stale_detach_of_reattached_card_is_ignored(client, strip
     assert StripeEvent.objects.get().status == StripeEventStatus.IGNORED
 
 
+def _charge_refunded(client, payment, amount_refunded: int):
+    obj = {"id": payment.stripe_charge_id, "object": "charge", "amount_refunded": amount_refunded}
+    return post_event(client, event_payload(event_type="charge.refunded", obj=obj))
+
+
 def test_stripe_webhook_charge_refunded_confirms_refund(client, stripe_server, customer):
     save_card(stripe_server, customer=customer)
     invoice = open_invoice(customer=customer, amount_minor=10_000)
     payment = payments.invoice_collect(invoice_id=invoice.pk)
-    refund = Refund.objects.create(
-        credit_note=credit_note_for(invoice=invoice, amount_minor=1_000),
-        payment=payment,
-        amount_minor=1_000,
-        currency="USD",
+    credit_note = credit_note_for(invoice=invoice, amount_minor=1_000)
+    # given: our refund reached Stripe, but the process died before it stored Stripe's id
+    stripe_server.post(
+        "/v1/refunds",
+        {"charge": payment.stripe_charge_id, "amount": 1_000, "metadata": {"continuum_credit_note_id": credit_note.pk}},
     )
+    refund = Refund.objects.create(credit_note=credit_note, payment=payment, amount_minor=1_000, currency="USD")
 
-    post_event(
-        client,
-        event_payload(
-            event_type="charge.refunded",
-            obj={"id": payment.stripe_charge_id, "object": "charge", "amount_refunded": 1_000},
-        ),
-    )
+    _charge_refunded(client, payment, 1_000)
+
+    refund.refresh_from_db()
+    assert refund.status == RefundStatus.SUCCEEDED and refund.stripe_refund_id.startswith("re_")
+    assert not ExternalRefund.objects.exists()  # ours, not one made outside Continuum
+
+
+def test_stripe_webhook_duplicated_and_out_of_order_refund_events_converge_to_stripes_total(
+    client, stripe_server, customer
+):
+    save_card(stripe_server, customer=customer)
+    invoice = open_invoice(customer=customer, amount_minor=10_000)
+    payment = payments.invoice_collect(invoice_id=invoice.pk)
+    # given: two refunds made in Stripe's dashboard, $10 then $5 — Stripe's running total is $15
+    stripe_server.post("/v1/refunds", {"charge": payment.stripe_charge_id, "amount": 1_000})
+    stripe_server.post("/v1/refunds", {"charge": payment.stripe_charge_id, "amount": 500})
+
+    # when: Stripe's events arrive with snapshot amounts 1000, 1500, then a late 1000 (and one twice)
+    for amount in (1_000, 1_500, 1_000):
+        assert _charge_refunded(client, payment, amount).status_code == 200
+    stripe_event_process(event_id=StripeEvent.objects.filter(type="charge.refunded").first().pk)
+
+    # then: one entry per Stripe refund, totalling Stripe's $15, each announced once
+    external = ExternalRefund.objects.filter(payment=payment)
+    assert sorted(e.amount_minor for e in external) == [500, 1_000]
+    timeline = AuditEvent.objects.filter(customer=customer, action="refund.external")
+    assert timeline.count() == 2
+    assert {"$10.00", "$5.00"} == {s.split(" of the payment")[0] for s in timeline.values_list("summary", flat=True)}
+
+
+def test_stripe_webhook_event_amounts_are_never_trusted(client, stripe_server, customer):
+    save_card(stripe_server, customer=customer)
+    invoice = open_invoice(customer=customer, amount_minor=10_000)
+    payment = payments.invoice_collect(invoice_id=invoice.pk)
+
+    # A correctly signed event claims a refund Stripe does not hold.
+    _charge_refunded(client, payment, 9_000)
+
+    assert not ExternalRefund.objects.exists()
+    assert not AuditEvent.objects.filter(action="refund.external").exists()
+
+
+def test_stripe_webhook_our_own_card_refund_is_not_reported_as_external(client, stripe_server, customer):
+    save_card(stripe_server, customer=customer)
+    invoice = open_invoice(customer=customer, amount_minor=10_000)
+    payment = payments.invoice_collect(invoice_id=invoice.pk)
+    refund = payments.credit_note_refund(credit_note_id=credit_note_for(invoice=invoice, amount_minor=2_000).pk)
+
+    _charge_refunded(client, payment, 2_000)
+    _charge_refunded(client, payment, 2_000)
 
     refund.refresh_from_db()
     assert refund.status == RefundStatus.SUCCEEDED
+    assert not ExternalRefund.objects.exists()
 
 
 def test_stripe_webhook_dispute_flags_payment_on_timeline(client, stripe_server, customer):

@@ -2,10 +2,12 @@
 
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from portal import lockout
 from portal.api.exceptions import error_response
 from portal.api.serializers import StrictSerializer, paginated
 from portal.api.throttling import TokenObtainPerEmailRateThrottle, TokenObtainRateThrottle
@@ -37,16 +39,24 @@ class TokenObtainApi(PublicApiView):
         user = authenticate(
             request._request, username=data.validated_data["email"], password=data.validated_data["password"]
         )
+        if lockout.refused(request._request):
+            # The shared lockout (portal, token endpoint, admin alike) refused to check the password.
+            return lockout.handled(error_response(429, "locked_out", lockout.blocked_message(), None))
         if user is None or not user.is_active:
-            return error_response(
-                401,
-                "invalid_credentials",
-                "That e-mail address and password do not match an account.",
-                None,
-                headers={"WWW-Authenticate": 'Bearer realm="api"'},
+            return lockout.handled(
+                error_response(
+                    401,
+                    "invalid_credentials",
+                    "That e-mail address and password do not match an account.",
+                    None,
+                    headers={"WWW-Authenticate": 'Bearer realm="api"'},
+                )
             )
         token, plaintext = access_token_create(user=user)
-        return Response(self.Output({"token": plaintext, "expires_at": token.expires_at}).data, status=201)
+        response = Response(self.Output({"token": plaintext, "expires_at": token.expires_at}).data, status=201)
+        # A bearer secret: never kept by a browser or proxy cache (RFC 6749 §5.1).
+        add_never_cache_headers(response)
+        return response
 
 
 class PackageListApi(PublicApiView):

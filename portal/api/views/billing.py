@@ -3,7 +3,6 @@
 Customer callers see issued invoices only (open, paid, void, uncollectible); staff also see drafts and held ones.
 """
 
-from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
@@ -30,6 +29,7 @@ from portal.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from portal.api.principal import parse_id
 from portal.api.serializers import StrictSerializer, paginated
 from portal.api.views.base import ApiView
+from portal.downloads import attachment_response
 from subscriptions.policy import Action
 
 # --- billing profile ---------------------------------------------------------------------------------------------
@@ -144,6 +144,13 @@ class InvoiceFilter(serializers.Serializer):
     issued_from = serializers.DateField(required=False, help_text="Issued on or after this date (UTC).")
     issued_to = serializers.DateField(required=False, help_text="Issued on or before this date (UTC).")
 
+    def validate(self, attrs):
+        # DRF drops an empty optional query parameter silently; `?status=` is a mistake, not "every status".
+        for name in self.fields:
+            if name in self.initial_data and not str(self.initial_data.get(name, "")).strip():
+                raise serializers.ValidationError({name: "Leave the filter out to list all; it cannot be empty."})
+        return attrs
+
 
 def _invoices_for(access):
     if access.sees_unissued_invoices:
@@ -213,9 +220,7 @@ class InvoicePdfApi(ApiView):
         if invoice.status not in billing_selectors.CUSTOMER_VISIBLE:
             raise BillingNotFound("A draft has no PDF yet; it is rendered when the invoice is issued.")
         pdf, filename = invoice_pdf_for_customer(customer=access.customer, invoice_id=invoice.pk)
-        response = HttpResponse(pdf, content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return attachment_response(pdf, content_type="application/pdf", filename=filename)
 
     def finalize_response(self, request, response, *args, **kwargs):
         # Errors are JSON whatever the Accept header asked for.

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
 
 from portal.api.principal import parse_id
-from portal.api.serializers import paginated
+from portal.api.serializers import AsciiIntegerField, paginated
 from portal.api.views.base import ApiView
 from portal.models import ServiceToken
 from subscriptions import selectors
@@ -48,7 +48,7 @@ class CustomerEntitlementsApi(ApiView):
 
 
 class EntitlementQuery(serializers.Serializer):
-    customer = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The customer id.")
+    customer = AsciiIntegerField(min_value=1, max_value=2**63 - 1, help_text="The customer id.")
 
 
 class ServiceEntitlementsApi(ApiView):

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from portal.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from portal.api.principal import parse_id
-from portal.api.serializers import StrictSerializer, paginated
+from portal.api.serializers import AsciiIntegerField, StrictSerializer, paginated
 from portal.api.views.base import ApiView
 from portal.api.views.subscriptions import subscription_for_access
 from subscriptions.models import Membership, Role, SeatAssignment
@@ -90,7 +90,7 @@ class SeatAssignmentListApi(ApiView):
     """Who holds a seat on the subscription; POST gives a member a seat (idempotent for the same person)."""
 
     class Input(StrictSerializer):
-        user = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The user id of a member.")
+        user = AsciiIntegerField(min_value=1, max_value=2**63 - 1, help_text="The user id of a member.")
 
     @extend_schema(
         operation_id="seat_assignments_list", responses={200: paginated(SeatAssignmentSerializer, "SeatAssignment")}

@@ -9,8 +9,15 @@ from rest_framework.response import Response
 from portal.api.changes import change_apply, change_preview
 from portal.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from portal.api.principal import parse_id
-from portal.api.serializers import AppliedChangeSerializer, ChangeResultSerializer, StrictSerializer, paginated
+from portal.api.serializers import (
+    AppliedChangeSerializer,
+    AsciiIntegerField,
+    ChangeResultSerializer,
+    StrictSerializer,
+    paginated,
+)
 from portal.api.views.base import ApiView
+from subscriptions.inputs import MAX_SEATS, MAX_VERSION
 from subscriptions.models import Interval, ScheduledChange, Subscription, SubscriptionStatus
 from subscriptions.policy import Action
 
@@ -85,9 +92,6 @@ class SubscriptionDetailApi(ApiView):
 
 # --- changes: preview, then apply exactly what was previewed ---------------------------------------------------
 
-MAX_SEATS = 1_000_000
-MAX_VERSION = 2**31 - 1
-
 
 def _service_key(view, request) -> str | None:
     """The Idempotency-Key, namespaced per caller, handed to the change services too (their own replay guard)."""
@@ -146,11 +150,11 @@ class ChangeApplyApiBase(ChangeApiBase):
 
 
 class SeatsInput(StrictSerializer):
-    seats = serializers.IntegerField(min_value=0, max_value=MAX_SEATS)
+    seats = AsciiIntegerField(min_value=0, max_value=MAX_SEATS)
 
 
 class SeatsApplyInput(SeatsInput):
-    version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION, help_text="From the preview.")
+    version = AsciiIntegerField(min_value=1, max_value=MAX_VERSION, help_text="From the preview.")
 
 
 class SeatChangePreviewApi(ChangePreviewApiBase):
@@ -189,11 +193,11 @@ class SeatChangeApi(ChangeApplyApiBase):
 class PackageInput(StrictSerializer):
     package = serializers.SlugField(max_length=60, help_text="The package's slug, from /api/v1/packages/.")
     interval = serializers.ChoiceField(choices=Interval.choices, required=False, help_text="Defaults to the current.")
-    seats = serializers.IntegerField(min_value=0, max_value=MAX_SEATS, required=False)
+    seats = AsciiIntegerField(min_value=0, max_value=MAX_SEATS, required=False)
 
 
 class PackageApplyInput(PackageInput):
-    version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION, help_text="From the preview.")
+    version = AsciiIntegerField(min_value=1, max_value=MAX_VERSION, help_text="From the preview.")
 
 
 def _package_params(data) -> dict:
@@ -234,14 +238,14 @@ class PackageChangeApi(ChangeApplyApiBase):
 
 
 class CancelInput(StrictSerializer):
-    version = serializers.IntegerField(
+    version = AsciiIntegerField(
         min_value=1, max_value=MAX_VERSION, required=False, help_text="Refuse if the subscription changed since."
     )
     reason = serializers.CharField(max_length=2000, required=False, allow_blank=True)
 
 
 class ReactivateInput(StrictSerializer):
-    version = serializers.IntegerField(min_value=1, max_value=MAX_VERSION, required=False)
+    version = AsciiIntegerField(min_value=1, max_value=MAX_VERSION, required=False)
 
 
 class SubscriptionCancelApi(ChangeApplyApiBase):
