@@ -74,6 +74,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request counts and latency by view for /metrics (portal/metrics.py); first and last, so all the rest is timed.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "portal.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -84,6 +86,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "portal.middleware.ContentSecurityPolicyMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -111,8 +114,18 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # SQLite serialises writers; a busy timeout lets the web process, the worker and beat share the file.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # The zero-setup default: the web process, the worker and beat share one file (docs/operations.md, "SQLite").
+    # SQLite serialises writers. WAL lets readers run while one process writes; the busy timeout makes a writer wait
+    # for the lock instead of failing; IMMEDIATE takes the write lock when a transaction begins, so a transaction that
+    # reads and then writes never fails on the lock upgrade (a deferred one gets SQLITE_BUSY at once, whatever the
+    # timeout: waiting could deadlock). Applied on every new connection.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": env_int("SQLITE_BUSY_TIMEOUT_SECONDS", 30),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "subscriptions.User"
@@ -259,6 +272,8 @@ DUNNING_RETRY_DAYS = [int(day) for day in env_list("DUNNING_RETRY_DAYS", "1,3,5,
 DUNNING_GRACE_DAYS = env_int("DUNNING_GRACE_DAYS", 3)
 DUNNING_FINAL_ACTION = env("DUNNING_FINAL_ACTION", "uncollectible")  # uncollectible | cancel
 CELERY_BEAT_SCHEDULE["billing.dunning_run"] = {"task": "billing.dunning_run", "schedule": 3600.0}
+# Webhook events whose processing task was never published (a broker outage) or was lost are queued again.
+CELERY_BEAT_SCHEDULE["billing.stripe_events_sweep"] = {"task": "billing.stripe_events_sweep", "schedule": 300.0}
 
 # --- Security
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -277,6 +292,10 @@ if PRODUCTION:
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+
+# --- Metrics (/metrics, portal/metrics.py): a bearer token, or else only these addresses (none in production)
+METRICS_TOKEN = env("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "" if PRODUCTION else "127.0.0.1/32,::1/128")
 
 # --- Logging: one JSON object per line, each carrying the request id
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
