@@ -19,4 +19,6 @@ app = Celery("continuum", task_cls="subscriptions.transient:TransientRetryTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-from portal import metrics  # noqa: E402,F401  (connects the task-metrics signals in every worker process)
+# Connect the task signals in every worker process: task metrics, and the task id on every log line.
+from portal import logging as _logging  # noqa: E402,F401
+from portal import metrics  # noqa: E402,F401

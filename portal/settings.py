@@ -302,10 +302,13 @@ LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "portal.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "portal.logging.RequestIdFilter"},
+        "redact": {"()": "portal.logging.RedactSecretsFilter"},
+    },
     "formatters": {"json": {"()": "portal.logging.JsonFormatter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id", "redact"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -316,6 +319,10 @@ LOGGING = {
         "fontTools": {"level": "WARNING"},
     },
 }
+
+# In production the worker logs through LOGGING above (JSON with request, customer and task ids), not Celery's own
+# text format; under `make run` Celery's readable format stays.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = not PRODUCTION
 
 SESSION_COOKIE_AGE = int(timedelta(days=14).total_seconds())
 
