@@ -1,3 +1,4 @@
+import atexit
 import os
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     if os.environ.get("DJANGO_SETTINGS_MODULE", "").endswith("settings_test"):
         _metrics_dir = _var_dir / "test-prometheus" / str(os.getpid())  # one test process's own counters
         shutil.rmtree(_metrics_dir, ignore_errors=True)  # a reused pid starts from zero
+        atexit.register(shutil.rmtree, _metrics_dir, True)
     else:
         _metrics_dir = _var_dir / "prometheus"
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)

@@ -252,7 +252,11 @@ ENABLED_CURRENCIES = env_list("ENABLED_CURRENCIES", "USD,EUR")
 # seller). EU business customers with a valid VAT ID of another member state are invoiced under reverse charge.
 SELLER_EU_VAT_COUNTRY = env("SELLER_EU_VAT_COUNTRY", "").upper()
 INVOICE_NUMBER_PREFIX = env("INVOICE_NUMBER_PREFIX", "INV")
-BILLING_RUN_CHUNK_SIZE = env_int("BILLING_RUN_CHUNK_SIZE", 500)
+# One chunk is one transaction. On SQLite that transaction holds the only write lock, so chunks are small there: the
+# hourly run must not make the portal's writes wait (issue 17, "short transactions in tasks").
+BILLING_RUN_CHUNK_SIZE = env_int(
+    "BILLING_RUN_CHUNK_SIZE", 50 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 500
+)
 # Hand the hourly run's finalize chunks (pre-issue checks + issue) to the Celery workers instead of doing them in the
 # beat task's process. `manage.py billing_run` always finalizes in-process, in id order.
 BILLING_RUN_FINALIZE_FAN_OUT = env_bool("BILLING_RUN_FINALIZE_FAN_OUT", False)
