@@ -154,3 +154,21 @@ def test_stale_pending_stripe_events_are_queued_again(monkeypatch):
 
     assert stripe_events.stripe_events_requeue_stale() == 1
     assert queued == [stale.pk] and fresh.pk not in queued
+
+
+def test_stripe_webhook_meeting_a_locked_database_answers_503_so_stripe_redelivers(client, settings, monkeypatch):
+    from billing import webhooks
+    from tests.billing.stripe_support import WEBHOOK_SECRET, event_payload, signed_headers
+
+    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
+    payload = event_payload(event_type="customer.updated", obj={"id": "cus_1", "object": "customer"})
+
+    def locked(*, event):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(webhooks, "stripe_event_store", locked)
+    response = client.post("/stripe/webhook/", payload, content_type="application/json", **signed_headers(payload))
+
+    assert response.status_code == 503 and response["Retry-After"] == "1"
+    assert response["Content-Type"] == "application/json"
+    assert not StripeEvent.objects.exists()
