@@ -176,6 +176,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing a task rides out a broker blip (a restart, a locked broker file) for about 6 s before it gives up.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 # The embedded broker polls its table; a short interval keeps task latency well under a second.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1} if CELERY_BROKER_URL.startswith("sqla+") else {}
 # Extra kombu transport options as a JSON object, e.g. '{"visibility_timeout": 7200}' on Redis. The test harness
