@@ -32,7 +32,7 @@ STRIPE_SECRET_KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
 def captured_logs():
     """The console handler of settings.LOGGING, writing into a buffer, with everything at DEBUG."""
     root = logging.getLogger()
-    handlers = [h for h in root.handlers if isinstance(h.formatter, JsonFormatter)]
+    handlers = [h for h in root.handlers if isinstance(h.formatter, JsonFormatter) and type(h) is logging.StreamHandler]
     assert handlers, "settings.LOGGING's JSON console handler is not installed"
     buffer = io.StringIO()
     previous = [(h, h.setStream(buffer)) for h in handlers]
