@@ -55,7 +55,7 @@ run: system-deps seed
 	@echo
 	DJANGO_DEBUG=1 SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
 	EMAIL_BACKEND=$${EMAIL_BACKEND:-django.core.mail.backends.filebased.EmailBackend} \
-	$(VENV)/bin/honcho start -f Procfile -p $(PORT)
+	exec $(VENV)/bin/honcho start -f Procfile -p $(PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 
 from billing import stripe_client
 from billing.services.stripe_events import stripe_event_store
+from subscriptions.transient import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -38,5 +39,15 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": "invalid signature"}, status=400)
     if not event.get("id") or not event.get("type"):
         return JsonResponse({"error": "not an event"}, status=400)
-    stored, created = stripe_event_store(event=event)
+    try:
+        stored, created = stripe_event_store(event=event)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        # Database locked or gone for a moment: nothing was stored, and Stripe redelivers on any non-2xx answer
+        # (with its own backoff, for days), so a 503 is the retry.
+        logger.warning("stripe webhook: event %s not stored yet (transient): %s", event.get("id"), exc)
+        response = JsonResponse({"error": "temporarily unavailable"}, status=503)
+        response["Retry-After"] = "1"
+        return response
     return JsonResponse({"received": True, "duplicate": not created, "event": stored.stripe_event_id})

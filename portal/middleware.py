@@ -6,7 +6,7 @@ import uuid
 from django.conf import settings
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 
-from portal.logging import request_id_var
+from portal.logging import customer_id_from, customer_id_var, request_id_var
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -22,12 +22,18 @@ class RequestIdMiddleware:
         request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id
         token = request_id_var.set(request_id)
+        customer_token = customer_id_var.set(None)
         try:
             response = self.get_response(request)
         finally:
             request_id_var.reset(token)
+            customer_id_var.reset(customer_token)
         response["X-Request-ID"] = request_id
         return response
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        # The customer the request is about, for its log lines (whether the caller may act for it is the view's call).
+        customer_id_var.set(customer_id_from(view_kwargs))
 
 
 class ContentSecurityPolicyMiddleware:

@@ -76,6 +76,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request counts and latency by view for /metrics (portal/metrics.py); first and last, so all the rest is timed.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "portal.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -89,6 +91,7 @@ MIDDLEWARE = [
     "portal.middleware.ContentSecurityPolicyMiddleware",
     # Last, as django-axes asks: turns a lockout flagged during the request into the lockout page (portal/lockout.py).
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -116,8 +119,18 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # SQLite serialises writers; a busy timeout lets the web process, the worker and beat share the file.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # The zero-setup default: the web process, the worker and beat share one file (docs/operations.md, "SQLite").
+    # SQLite serialises writers. WAL lets readers run while one process writes; the busy timeout makes a writer wait
+    # for the lock instead of failing; IMMEDIATE takes the write lock when a transaction begins, so a transaction that
+    # reads and then writes never fails on the lock upgrade (a deferred one gets SQLITE_BUSY at once, whatever the
+    # timeout: waiting could deadlock). Applied on every new connection.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": env_int("SQLITE_BUSY_TIMEOUT_SECONDS", 30),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "subscriptions.User"
@@ -189,6 +202,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing a task rides out a broker blip (a restart, a locked broker file) for about 6 s before it gives up.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 # The embedded broker polls its table; a short interval keeps task latency well under a second.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1} if CELERY_BROKER_URL.startswith("sqla+") else {}
 # Extra kombu transport options as a JSON object, e.g. '{"visibility_timeout": 7200}' on Redis. The test harness
@@ -265,7 +281,11 @@ ENABLED_CURRENCIES = env_list("ENABLED_CURRENCIES", "USD,EUR")
 # seller). EU business customers with a valid VAT ID of another member state are invoiced under reverse charge.
 SELLER_EU_VAT_COUNTRY = env("SELLER_EU_VAT_COUNTRY", "").upper()
 INVOICE_NUMBER_PREFIX = env("INVOICE_NUMBER_PREFIX", "INV")
-BILLING_RUN_CHUNK_SIZE = env_int("BILLING_RUN_CHUNK_SIZE", 500)
+# One chunk is one transaction. On SQLite that transaction holds the only write lock, so chunks are small there: the
+# hourly run must not make the portal's writes wait (issue 17, "short transactions in tasks").
+BILLING_RUN_CHUNK_SIZE = env_int(
+    "BILLING_RUN_CHUNK_SIZE", 50 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 500
+)
 # Hand the hourly run's finalize chunks (pre-issue checks + issue) to the Celery workers instead of doing them in the
 # beat task's process. `manage.py billing_run` always finalizes in-process, in id order.
 BILLING_RUN_FINALIZE_FAN_OUT = env_bool("BILLING_RUN_FINALIZE_FAN_OUT", False)
@@ -292,6 +312,8 @@ DUNNING_RETRY_DAYS = [int(day) for day in env_list("DUNNING_RETRY_DAYS", "1,3,5,
 DUNNING_GRACE_DAYS = env_int("DUNNING_GRACE_DAYS", 3)
 DUNNING_FINAL_ACTION = env("DUNNING_FINAL_ACTION", "uncollectible")  # uncollectible | cancel
 CELERY_BEAT_SCHEDULE["billing.dunning_run"] = {"task": "billing.dunning_run", "schedule": 3600.0}
+# Webhook events whose processing task was never published (a broker outage) or was lost are queued again.
+CELERY_BEAT_SCHEDULE["billing.stripe_events_sweep"] = {"task": "billing.stripe_events_sweep", "schedule": 300.0}
 
 # --- Security
 SESSION_COOKIE_SAMESITE = "Lax"
@@ -311,15 +333,22 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+# --- Metrics (/metrics, portal/metrics.py): a bearer token, or else only these addresses (none in production)
+METRICS_TOKEN = env("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", "" if PRODUCTION else "127.0.0.1/32,::1/128")
+
 # --- Logging: one JSON object per line, each carrying the request id
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "portal.logging.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "portal.logging.RequestIdFilter"},
+        "redact": {"()": "portal.logging.RedactSecretsFilter"},
+    },
     "formatters": {"json": {"()": "portal.logging.JsonFormatter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id", "redact"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
@@ -332,6 +361,10 @@ LOGGING = {
         "axes": {"level": "WARNING"},
     },
 }
+
+# In production the worker logs through LOGGING above (JSON with request, customer and task ids), not Celery's own
+# text format; under `make run` Celery's readable format stays.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = not PRODUCTION
 
 SESSION_COOKIE_AGE = int(timedelta(days=14).total_seconds())
 

@@ -10,7 +10,7 @@ def password() -> str:
 
 # Marker rules (integration/postgres/browser) and the real-process fixtures: celery_worker_process,
 # localstripe_server/localstripe, http_receiver, browser/page. See tests/support/plugin.py.
-pytest_plugins = ["tests.support.clock", "tests.support.plugin"]
+pytest_plugins = ["tests.support.clock", "tests.support.plugin", "tests.support.log_audit"]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ value that only grows (amount refunded) — and our own rows only move forward a
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -18,6 +19,7 @@ from billing.models import StripeEvent, StripeEventStatus
 from billing.services import payments
 from subscriptions.models import User
 from subscriptions.services.audit import audit_record
+from subscriptions.transient import is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,13 @@ def _enqueue(event_id: int) -> None:
     from billing.tasks_payments import stripe_event_process_task
 
     try:
-        stripe_event_process_task.delay(event_id)
+        # A broker blip while publishing is retried here; should it outlast these retries the event stays pending
+        # and billing.stripe_events_sweep queues it again.
+        stripe_event_process_task.apply_async(
+            args=(event_id,),
+            retry=True,
+            retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0},
+        )
     except Exception:
         # The event is stored: our answer to Stripe must not depend on processing (with eager tasks in development
         # a processing retry surfaces here). The event keeps its status and error and can be retried from admin.
@@ -85,7 +93,15 @@ def stripe_event_process(*, event_id: int) -> str:
     except BillingError as exc:
         status, error = StripeEventStatus.FAILED, f"{exc.code}: {exc.message}"
     except Exception as exc:  # recorded on the event for staff; the event can be retried from admin
-        logger.exception("stripe event %s failed", event.stripe_event_id)
+        # A database lock or a dropped connection says nothing about the event: the task retries it with backoff.
+        transient = is_transient(exc)
+        logger.log(
+            logging.WARNING if transient else logging.ERROR,
+            "stripe event %s failed%s",
+            event.stripe_event_id,
+            " (transient, will retry)" if transient else "",
+            exc_info=True,
+        )
         status, error = StripeEventStatus.FAILED, f"{type(exc).__name__}: {exc}"
     StripeEvent.objects.filter(pk=event.pk).update(
         status=status, error=error[:2000], processed_at=timezone.now() if status != StripeEventStatus.FAILED else None
@@ -93,6 +109,21 @@ def stripe_event_process(*, event_id: int) -> str:
     if transient:
         return "retry"
     return status
+
+
+def stripe_events_requeue_stale(*, older_than_seconds: int = 300, limit: int = 500) -> int:
+    """Queue processing again for events still pending `older_than_seconds` after they arrived: their task was never
+    published (a broker outage outlasted the publish retries) or was lost with a killed worker. Processing is
+    idempotent (a processed event is left alone), so a duplicate is harmless. Returns how many were queued."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(
+        StripeEvent.objects.filter(status=StripeEventStatus.PENDING, received_at__lt=cutoff)
+        .order_by("received_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for event_id in ids:
+        _enqueue(event_id)
+    return len(ids)
 
 
 def _dispatch(event: StripeEvent) -> bool:

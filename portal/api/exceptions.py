@@ -14,6 +14,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from portal.logging import request_id_var
+from subscriptions.transient import is_transient
+
 logger = logging.getLogger(__name__)
 
 # Domain codes that are not plain 422 "we understood you, but no".
@@ -61,6 +64,18 @@ def error_body(code: str, message: str, field: str | None = None, details: dict 
     return {"error": body}
 
 
+def server_error_body(*, transient: bool = False) -> dict:
+    """The body of an API 5xx: never a traceback or Django's HTML page, always the request id to quote to support."""
+    if transient:
+        body = error_body("temporarily_unavailable", "The service is briefly busy; retry the request in a moment.")
+    else:
+        body = error_body(
+            "server_error", "Something went wrong on our side; nothing was changed. Quote the request id to support."
+        )
+    body["error"]["request_id"] = request_id_var.get()
+    return body
+
+
 def error_response(status_code: int, code: str, message: str, field: str | None = None, **kwargs) -> Response:
     return Response(error_body(code, message, field), status=status_code, **kwargs)
 
@@ -103,7 +118,16 @@ def api_exception_handler(exc, context):
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
-        return None  # a real bug: let Django log it and answer 500
+        # A bug or a transient failure (database locked, connection dropped): logged with its traceback, answered in
+        # the API's own format. A transient one says 503 + Retry-After so that a client knows a retry is safe.
+        set_rollback()
+        transient = is_transient(exc)
+        logger.error("API %s failed", context["request"].path if context.get("request") else "?", exc_info=exc)
+        return Response(
+            server_error_body(transient=transient),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE if transient else status.HTTP_500_INTERNAL_SERVER_ERROR,
+            headers={"Retry-After": "1"} if transient else None,
+        )
 
     set_rollback()
     headers = {}
