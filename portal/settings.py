@@ -268,8 +268,8 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    # SECURE_COOKIES=0 only for `make run-prod` on plain-http loopback (scripts/run-prod); never behind real TLS.
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Load-balancer probes speak plain HTTP behind the TLS proxy; a redirect would read as "down".
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
@@ -320,6 +320,10 @@ if PRODUCTION:
         raise ImproperlyConfigured(f"{' and '.join(_missing)} must be set when DJANGO_ENV=production (docs/deploy.md).")
     if not CACHE_URL.startswith(("redis://", "rediss://")):
         raise ImproperlyConfigured("CACHE_URL must be a redis:// or rediss:// URL when DJANGO_ENV=production.")
+
+# With persistent connections (DB_CONN_MAX_AGE), a connection the server dropped (failover, pg_terminate_backend) is
+# noticed and replaced at the start of the next request instead of failing it.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("DB_CONN_HEALTH_CHECKS", True)
 
 # Static files are served by the app itself (WhiteNoise), hashed and compressed after `collectstatic` in production.
 _after_security = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1

@@ -299,7 +299,8 @@ class Command(BaseCommand):
         self.stdout.write(
             "Staff two-factor sign-in is "
             + ("REQUIRED" if settings.STAFF_OTP_REQUIRED else "optional here (required with DJANGO_ENV=production)")
-            + ". Enrol an authenticator app: .venv/bin/python manage.py staff_otp_enrol admin@continuum.test"
+            + ". Enrol an authenticator app: python manage.py staff_otp_enrol admin@continuum.test"
+            + " (under make run-prod: scripts/run-prod manage staff_otp_enrol admin@continuum.test; docs/deploy.md)"
         )
 
     def _user(self, email: str, name: str = "", **extra) -> User:
