@@ -93,3 +93,23 @@ def test_private_files_use_the_configured_storage():
         }
     ):
         assert isinstance(private_storage(), InMemoryStorage)
+
+
+def _procfile() -> dict[str, str]:
+    lines = (ROOT / "Procfile.prod").read_text().splitlines()
+    return dict(line.split(":", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def test_the_production_topology_consumes_every_queue_and_runs_one_beat_on_the_database_scheduler():
+    processes = _procfile()
+    consumed = set()
+    for name, command in processes.items():
+        if " worker " in command:
+            consumed |= set(command.split(" -Q ", 1)[1].split()[0].split(","))
+            assert "--prefetch-multiplier 1" in command, name
+    assert consumed == set(app.amqp.queues)
+    # enablement never shares a worker with billing runs or PDF renders
+    assert not any("provisioning" in c and ("billing" in c or "documents" in c) for c in processes.values())
+    beats = [command for command in processes.values() if " beat" in command]
+    assert len(beats) == 1 and "django_celery_beat.schedulers:DatabaseScheduler" in beats[0]
+    assert "gunicorn" in processes["web"] and "migrate" in processes["release"]
