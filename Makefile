@@ -10,10 +10,12 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 PORT ?= 8000
 
-.PHONY: run test lint format migrate seed venv install system-deps clean help openapi screenshots test-calendar
+.PHONY: run run-prod test lint format migrate seed venv install system-deps clean help openapi screenshots test-calendar
 
 help:
 	@echo "make run   - start the portal (web + Celery worker + beat) with demo data on http://127.0.0.1:8000 (PORT=...)"
+	@echo "make run-prod - the production profile on this machine: PostgreSQL + Redis, gunicorn, 2 Celery workers, beat"
+	@echo "               (RUN_PROD_PORT=8000 RUN_PROD_DB=continuum_prod RUN_PROD_REDIS_DB=3; docs/deploy.md)"
 	@echo "make test  - ruff + the whole pytest suite"
 	@echo "make test-calendar - the date-sensitive tests with the clock pinned to month ends, leap days and 1st-of-month minutes"
 	@echo "make screenshots - rerun the browser tests and regenerate the README images in docs/screenshots/"
@@ -56,6 +58,10 @@ run: system-deps seed
 	DJANGO_DEBUG=1 SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
 	EMAIL_BACKEND=$${EMAIL_BACKEND:-django.core.mail.backends.filebased.EmailBackend} \
 	exec $(VENV)/bin/honcho start -f Procfile -p $(PORT)
+
+# The production profile (Procfile.prod) on loopback: see scripts/run-prod and docs/deploy.md.
+run-prod: system-deps $(STAMP)
+	scripts/run-prod
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

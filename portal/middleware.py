@@ -1,12 +1,20 @@
 """Request-scoped middleware: a request id for logs and responses, no-store for private answers, and the CSP."""
 
 import re
+import time
 import uuid
+from urllib.parse import quote
 
 from django.conf import settings
+from django.contrib.auth import logout
+from django.http import JsonResponse
+from django.shortcuts import redirect
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers, patch_cache_control
 
+from portal.admin_site import staff_is_verified
 from portal.logging import customer_id_from, customer_id_var, request_id_var
+from portal.services.staff_signin import LAST_SEEN_AT, staff_session_expired
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -97,3 +105,50 @@ class NoStoreMiddleware:
             add_never_cache_headers(response)
             patch_cache_control(response, private=True)
         return response
+
+
+class StaffSessionMiddleware:
+    """Staff sessions end after STAFF_SESSION_IDLE_SECONDS idle or STAFF_SESSION_MAX_SECONDS in all (audited), and,
+    where two-factor sign-in is required, a staff session without a verified second factor reaches nothing but the
+    back-office sign-in page (the admin site itself also refuses it: portal/admin_site.py)."""
+
+    # The last-seen mark is written at most this often, so a staff page view is not a session write every time.
+    TOUCH_EVERY_SECONDS = 60
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated and user.is_staff:
+            response = self._staff(request, user)
+            if response is not None:
+                return response
+        return self.get_response(request)
+
+    def _staff(self, request, user):
+        now = time.time()
+        reason = staff_session_expired(session=request.session, now=now)
+        if reason:
+            request.staff_session_end_reason = reason
+            logout(request)  # audited as staff.session_expired; the request goes on as anonymous
+            return None
+        if now - request.session.get(LAST_SEEN_AT, now) >= self.TOUCH_EVERY_SECONDS:
+            request.session[LAST_SEEN_AT] = now
+        if staff_is_verified(request):
+            return None
+        login_url = reverse("admin:login")
+        if request.path.startswith(("/admin/", "/static/")) or request.path in ("/healthz", "/favicon.ico"):
+            return None  # the admin site answers unverified sessions with its own two-factor sign-in page
+        if request.path.startswith("/api/"):
+            return JsonResponse(
+                {
+                    "error": {
+                        "code": "staff_two_factor_required",
+                        "message": "Staff must sign in to the back office with two-factor authentication first.",
+                        "field": None,
+                    }
+                },
+                status=403,
+            )
+        return redirect(f"{login_url}?next={quote(request.path)}")

@@ -57,7 +57,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "portal.admin_apps.ContinuumAdminConfig",  # django.contrib.admin + staff two-factor sign-in (portal/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -323,8 +323,8 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if PRODUCTION:
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+    # SECURE_COOKIES=0 only for `make run-prod` on plain-http loopback (scripts/run-prod); never behind real TLS.
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Load-balancer probes speak plain HTTP behind the TLS proxy; a redirect would read as "down".
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
@@ -377,4 +377,70 @@ CACHES = {
         if CACHE_URL.startswith(("redis://", "rediss://"))
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "continuum"}
     )
+}
+
+# --- Production profile (issue 17; docs/deploy.md) -----------------------------------------------------------------
+# Production never falls back to a development default: SQLite would split the data per host and local-memory
+# caches would give every web process its own throttle and sign-in counters.
+if PRODUCTION:
+    _missing = [name for name in ("DATABASE_URL", "CACHE_URL") if not env(name)]
+    if _missing:
+        raise ImproperlyConfigured(f"{' and '.join(_missing)} must be set when DJANGO_ENV=production (docs/deploy.md).")
+    if not CACHE_URL.startswith(("redis://", "rediss://")):
+        raise ImproperlyConfigured("CACHE_URL must be a redis:// or rediss:// URL when DJANGO_ENV=production.")
+
+# With persistent connections (DB_CONN_MAX_AGE), a connection the server dropped (failover, pg_terminate_backend) is
+# noticed and replaced at the start of the next request instead of failing it.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = env_bool("DB_CONN_HEALTH_CHECKS", True)
+
+# Static files are served by the app itself (WhiteNoise), hashed and compressed after `collectstatic` in production.
+_after_security = MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1
+MIDDLEWARE.insert(_after_security, "whitenoise.middleware.WhiteNoiseMiddleware")
+STATIC_MANIFEST = env_bool("STATIC_MANIFEST", PRODUCTION)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # `collectstatic` fills it; WhiteNoise warns when it is missing
+# Private files (tax certificates, invoice PDFs): a local directory by default (PRIVATE_STORAGE_ROOT); any Django
+# storage backend through PRIVATE_STORAGE_BACKEND + PRIVATE_STORAGE_OPTIONS (JSON), e.g. django-storages' S3.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+    "private": {
+        "BACKEND": env("PRIVATE_STORAGE_BACKEND", "billing.storage.PrivateStorage"),
+        "OPTIONS": json.loads(env("PRIVATE_STORAGE_OPTIONS") or "{}"),
+    },
+}
+
+# Staff two-factor sign-in (django-otp TOTP): required in production, optional under `make run` so demo logins work.
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp"]
+MIDDLEWARE[MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1 : 0] = [
+    "django_otp.middleware.OTPMiddleware",
+    "portal.middleware.StaffSessionMiddleware",
+]
+STAFF_OTP_REQUIRED = env_bool("STAFF_OTP_REQUIRED", PRODUCTION)
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", "Continuum")
+# Staff sessions end after STAFF_SESSION_IDLE_SECONDS without a request, and STAFF_SESSION_MAX_SECONDS after sign-in.
+STAFF_SESSION_IDLE_SECONDS = env_int("STAFF_SESSION_IDLE_SECONDS", 30 * 60)
+STAFF_SESSION_MAX_SECONDS = env_int("STAFF_SESSION_MAX_SECONDS", 10 * 60 * 60)
+
+# Celery queues split by the kind of work, so a 100,000-invoice billing run or a burst of PDF renders never delays
+# enablement: each queue gets workers of its own in production (Procfile.prod). A worker started without -Q (make run,
+# the integration tests) consumes all four.
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_QUEUES = {name: {"routing_key": name} for name in ("provisioning", "billing", "documents", "default")}
+CELERY_TASK_ROUTES = {
+    "subscriptions.entitlements_*": {"queue": "provisioning"},
+    "billing.invoice_after_issue": {"queue": "documents"},
+    "billing.invoice_render_pdf": {"queue": "documents"},
+    "billing.credit_note_render_pdf": {"queue": "documents"},
+    "billing.billing_run": {"queue": "billing"},
+    "billing.finalize_drafts_chunk": {"queue": "billing"},
+    "billing.dunning_run": {"queue": "billing"},
+    "billing.invoice_collect": {"queue": "billing"},
+    "billing.credit_note_refund": {"queue": "billing"},
+    "billing.stripe_customer_sync": {"queue": "billing"},
+    "billing.tax_exemptions_daily": {"queue": "billing"},
+    # billing.stripe_event_process (webhooks) and anything unnamed here: "default".
 }

@@ -1,5 +1,6 @@
 """Tokens, the catalog, the caller and their customers."""
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import Prefetch
 from django.utils.cache import add_never_cache_headers
@@ -51,6 +52,14 @@ class TokenObtainApi(PublicApiView):
                     None,
                     headers={"WWW-Authenticate": 'Bearer realm="api"'},
                 )
+            )
+        if user.is_staff and getattr(settings, "STAFF_OTP_REQUIRED", False):
+            # A password alone must not open staff access where the back office demands a second factor.
+            return error_response(
+                403,
+                "staff_two_factor_required",
+                "Staff accounts sign in to the back office with two-factor authentication; they get no API tokens.",
+                None,
             )
         token, plaintext = access_token_create(user=user)
         response = Response(self.Output({"token": plaintext, "expires_at": token.expires_at}).data, status=201)

@@ -9,6 +9,7 @@ so a seat or package change in the portal works at once instead of waiting for t
 
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -295,6 +296,12 @@ class Command(BaseCommand):
                     "does not contain today; portal changes will fail until the billing run renews it."
                 )
         self.stdout.write(self.style.SUCCESS(f"Demo data ready ({created} new customers). Password: {DEMO_PASSWORD}"))
+        self.stdout.write(
+            "Staff two-factor sign-in is "
+            + ("REQUIRED" if settings.STAFF_OTP_REQUIRED else "optional here (required with DJANGO_ENV=production)")
+            + ". Enrol an authenticator app: python manage.py staff_otp_enrol admin@continuum.test"
+            + " (under make run-prod: scripts/run-prod manage staff_otp_enrol admin@continuum.test; docs/deploy.md)"
+        )
 
     def _user(self, email: str, name: str = "", **extra) -> User:
         user, created = User.objects.get_or_create(email=email, defaults={"name": name, **extra})
