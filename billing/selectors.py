@@ -9,7 +9,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Exists, JSONField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, JSONObject, TruncMonth
 
-from billing.exceptions import NotFound
+from billing.exceptions import EInvoiceFormatInvalid, EInvoiceNotAvailable, NotFound
 from billing.models import (
     EDITABLE_STATUSES,
     BillingProfile,
@@ -74,6 +74,29 @@ def invoice_pdf_for_customer(*, customer: Customer, invoice_id: int) -> tuple[by
     if not invoice.pdf_sha256:
         invoice = invoice_render_pdf(invoice_id=invoice.pk)
     return document_pdf_bytes(document=invoice), f"{invoice.number}.pdf"
+
+
+EINVOICE_FORMATS = ("pdf", "xml", "xrechnung")
+
+
+def invoice_einvoice_for_customer(*, customer: Customer, invoice_id: int, fmt: str = "pdf") -> tuple[bytes, str, str]:
+    """(bytes, file name, content type) of an issued invoice's e-invoice: `pdf` the stored Factur-X PDF (the one
+    e-mailed), `xml` the factur-x.xml embedded in it, `xrechnung` the XRechnung CII XML. Raises NotFound for another
+    customer's invoice and EInvoiceNotAvailable for an invoice not issued as an e-invoice."""
+    from billing.einvoice import xml_from_pdf
+    from billing.services.einvoices import invoice_xrechnung_xml
+
+    if fmt not in EINVOICE_FORMATS:
+        raise EInvoiceFormatInvalid(f"Choose a format: {', '.join(EINVOICE_FORMATS)}.")
+    invoice = invoice_get_for_customer(customer=customer, invoice_id=invoice_id)
+    if not invoice.e_invoice:
+        raise EInvoiceNotAvailable(f"Invoice {invoice.number} was not issued as an e-invoice; download its PDF.")
+    if fmt == "xrechnung":
+        return invoice_xrechnung_xml(invoice=invoice), f"{invoice.number}-xrechnung.xml", "application/xml"
+    pdf, filename = invoice_pdf_for_customer(customer=customer, invoice_id=invoice.pk)
+    if fmt == "xml":
+        return xml_from_pdf(pdf), f"{invoice.number}-factur-x.xml", "application/xml"
+    return pdf, filename, "application/pdf"
 
 
 def credit_note_list_for_customer(*, customer: Customer) -> QuerySet[CreditNote]:

@@ -5,7 +5,7 @@ Customer callers see issued invoices only (open, paid, void, uncollectible); sta
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -217,6 +217,46 @@ class InvoicePdfApi(ApiView):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = "application/json"
         return super().finalize_response(request, response, *args, **kwargs)
+
+
+class XmlRenderer(PdfRenderer):
+    media_type = "application/xml"
+    format = "xml"
+
+
+class XRechnungRenderer(XmlRenderer):
+    # `?format=` is DRF's renderer override, so each e-invoice format is a renderer of its own.
+    format = "xrechnung"
+
+
+class InvoiceEInvoiceApi(InvoicePdfApi):
+    """The issued invoice's e-invoice: the Factur-X PDF (EN 16931 XML embedded; the same file as e-mailed),
+    `?format=xml` the embedded XML alone, `?format=xrechnung` the XRechnung 3.0 (CII) XML. 404 for an invoice that
+    was not issued as an e-invoice."""
+
+    renderer_classes = [JSONRenderer, PdfRenderer, XmlRenderer, XRechnungRenderer]
+
+    @extend_schema(
+        operation_id="invoice_einvoice",
+        parameters=[
+            OpenApiParameter(
+                "format", str, enum=["pdf", "xml", "xrechnung"], description="pdf (default), xml or xrechnung"
+            )
+        ],
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY, (200, "application/xml"): OpenApiTypes.BINARY},
+    )
+    def get(self, request, customer_id, invoice_id):
+        access = self.access(Capability.BILLING_READ)
+        invoice = _invoice_for(access, invoice_id)
+        if invoice.status not in billing_selectors.CUSTOMER_VISIBLE:
+            raise BillingNotFound("A draft has no e-invoice yet; it is made when the invoice is issued.")
+        fmt = request.query_params.get("format", "pdf")
+        data, filename, content_type = billing_selectors.invoice_einvoice_for_customer(
+            customer=access.customer, invoice_id=invoice.pk, fmt=fmt
+        )
+        response = HttpResponse(data, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
 
 # --- credit notes ------------------------------------------------------------------------------------------------
