@@ -685,6 +685,7 @@ def invoice_review_context(invoice: Invoice) -> dict:
     previous = comparison["previous"]
     return {
         "invoice": invoice,
+        "einvoice": einvoice_validation_summary(invoice.e_invoice_validation, e_invoiced=invoice.e_invoice),
         "lines": [
             {
                 "line": line,

@@ -445,3 +445,53 @@ def test_profile_e_invoicing_flag_defaults_on_for_eu_business():
     draft = invoice_draft_create(customer=customer, currency="EUR", lines=_team_lines())
     assert draft.e_invoice is True
     assert draft.buyer_details["postal_code"] == "10117"
+
+
+def test_demo_initech_invoices_download_as_valid_factur_x():
+    from django.core.management import call_command
+
+    call_command("seed_demo", verbosity=0)
+    initech = Invoice.objects.filter(customer__name="Initech GmbH", issued_at__isnull=False)
+    assert initech.count() >= 3
+    for invoice in initech:
+        assert invoice.e_invoice, invoice.number
+        pdf, _, content_type = invoice_einvoice_for_customer(customer=invoice.customer, invoice_id=invoice.pk)
+        root = _xml_of(pdf)
+        _assert_valid(etree.tostring(root))
+        assert _totals(root)["grand"] == einvoice.amount(invoice.total_minor, "EUR")
+    assert not Invoice.objects.filter(customer__name="Acme Inc", e_invoice=True).exists()  # California: plain PDF
+
+
+def test_admin_shows_the_validation_result_and_staff_switch_e_invoicing_off(staff):
+    from django.contrib.auth.models import Group
+    from django.test import Client
+    from django.urls import reverse
+
+    _de_vat()
+    customer = _eu_customer()
+    invoice = _issue(customer, staff, _team_lines())
+    billing_staff = UserFactory(email="billing-admin@continuum.test", is_staff=True)
+    billing_staff.groups.add(Group.objects.get(name="Billing staff"))
+    client = Client()
+    client.force_login(billing_staff)
+    page = client.get(reverse("admin:billing_invoice_change", args=[invoice.pk])).content.decode()
+    assert "E-invoice (Factur-X EN 16931): Valid: XSD and EN 16931 Schematron, 0 failed assertions" in page
+    # staff untick "e-invoicing" on the billing profile: the next invoice is a plain PDF
+    profile = BillingProfile.objects.get(customer=customer)
+    url = reverse("admin:billing_billingprofile_change", args=[profile.pk])
+    form = {
+        name: getattr(profile, name)
+        for name in ("legal_name", "address_line1", "city", "postal_code", "country", "tax_id", "currency")
+    }
+    form.update(
+        billing_emails="ap@initech.test",
+        payment_terms_days=30,
+        invoice_language="en",
+        change_billing_mode="invoice_now",
+        buyer_reference="",
+    )
+    response = client.post(url, form)  # e_invoicing unticked
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert BillingProfile.objects.get(customer=customer).e_invoicing is False
+    draft = invoice_draft_create(customer=customer, currency="EUR", lines=_team_lines())
+    assert draft.e_invoice is False
