@@ -495,3 +495,38 @@ def test_admin_shows_the_validation_result_and_staff_switch_e_invoicing_off(staf
     assert BillingProfile.objects.get(customer=customer).e_invoicing is False
     draft = invoice_draft_create(customer=customer, currency="EUR", lines=_team_lines())
     assert draft.e_invoice is False
+
+
+def test_simulated_year_every_eu_einvoice_validates(settings, staff):
+    """Twelve monthly billing runs for a German (standard VAT, seller established in DE) and a French (reverse
+    charge) business customer: every invoice the runs issue is an e-invoice whose stored PDF validates."""
+    from datetime import timedelta
+
+    from billing.services.billing_run import billing_run
+    from subscriptions.periods import add_months
+    from tests.factories import SubscriptionFactory
+
+    settings.SELLER_EU_VAT_COUNTRY = "DE"
+    _de_vat()
+    customers = [_eu_customer("Initech"), _eu_customer("Bistro", country="FR", tax_id="FR40303265045")]
+    start = utc(2025, 12, 1)
+    for customer in customers:
+        established(customer, staff)
+        SubscriptionFactory(customer=customer, current_period_start=start, current_period_end=utc(2026, 1, 1))
+    for month in range(1, 13):
+        as_of = add_months(start, month) + timedelta(hours=1)
+        with time_machine.travel(as_of, tick=False):
+            billing_run(as_of=as_of)
+    issued = Invoice.objects.filter(kind="regular", issued_at__isnull=False).order_by("pk")
+    assert not Invoice.objects.filter(status=InvoiceStatus.HELD).exists()
+    assert issued.count() == 2 * 13  # December 2025 and every month of 2026
+    categories = set()
+    for invoice in issued:
+        assert invoice.e_invoice, invoice.number
+        invoice = invoice_render_pdf(invoice_id=invoice.pk)
+        root = _xml_of(_pdf(invoice))
+        _assert_valid(etree.tostring(root))
+        assert _totals(root) == _expected(invoice, "EUR")
+        assert invoice.e_invoice_validation["failed"] == []
+        categories |= {c[0] for c in _categories(root)}
+    assert categories == {"S", "AE"}
