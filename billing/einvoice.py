@@ -239,7 +239,7 @@ def invoice_document(
         period=_inclusive_end(invoice.period_start, invoice.period_end),
         due_date=due,
         payment_terms=(f"Net {days} days, due {due.isoformat()}." if days is not None else "")
-        + " Pay by bank transfer to the account below, or by card in the customer portal.",
+        + " Pay by SEPA credit transfer to the account stated, or by card in the customer portal.",
         iban=seller.get("iban", ""),
         bic=seller.get("bic", ""),
         account_name=seller.get("legal_name") or seller.get("name", ""),
@@ -256,10 +256,9 @@ def credit_note_document(*, credit_note, lines) -> Document:
     for line in lines:
         rate = _rate(line.tax_rate)
         category = _line_category(rate, zero_category)
-        quantity = line.quantity or 1
-        quantity, unit = (quantity, line.amount_minor // quantity) if line.amount_minor % quantity == 0 else (1, 0)
-        if unit == 0 and line.amount_minor:
-            quantity, unit = 1, line.amount_minor
+        # Credit note lines store quantity and amount; the unit price is stated only when it divides exactly.
+        quantity = line.quantity if line.quantity > 0 and line.amount_minor % line.quantity == 0 else 1
+        unit = line.amount_minor // quantity
         doc_lines.append(Line(line.description, quantity, unit, line.amount_minor, category, rate))
         zero_rated = category != "S"
         entry = vat.setdefault(
