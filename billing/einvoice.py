@@ -500,10 +500,10 @@ def validate_xml(xml: bytes) -> ValidationResult:
         root = etree.fromstring(xml)
     except etree.XMLSyntaxError as exc:
         return ValidationResult([f"Not well-formed XML: {exc}"], [], 0)
-    schema = _xsd()
-    if not schema.validate(root):
-        return ValidationResult([str(error.message) for error in schema.error_log][:20], [], 0)
-    with _saxon_lock:
+    with _saxon_lock:  # the shared XSD keeps its error log on itself: one validation at a time
+        schema = _xsd()
+        if not schema.validate(root):
+            return ValidationResult([str(error.message) for error in schema.error_log][:20], [], 0)
         processor, executable = _schematron()
         node = processor.parse_xml(xml_text=xml.decode("utf-8"))
         svrl = executable.transform_to_string(xdm_node=node)

@@ -530,3 +530,11 @@ def test_simulated_year_every_eu_einvoice_validates(settings, staff):
         assert invoice.e_invoice_validation["failed"] == []
         categories |= {c[0] for c in _categories(root)}
     assert categories == {"S", "AE"}
+
+
+def test_validate_xml_reports_xsd_and_syntax_errors_as_holds():
+    result = einvoice.validate_xml(b"<Invoice>not CII</Invoice>")
+    assert not result.valid and result.xsd_errors and result.failed == []
+    assert einvoice.hold_messages(result)[0].startswith("e-invoice invalid: XSD ")
+    broken = einvoice.validate_xml(b"<unclosed")
+    assert broken.xsd_errors[0].startswith("Not well-formed XML")
