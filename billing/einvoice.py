@@ -420,7 +420,7 @@ def build_xml(document: Document, *, guideline: str = EN16931_GUIDELINE) -> byte
             item.settlement.period.start, item.settlement.period.end = line.period
         item.settlement.monetary_summation.total_amount = money(line.amount_minor)
         doc.trade.items.add(item)
-    # Validation is ours (the Factur-X 1.0.9 XSD and the Schematron, compiled once): drafthorse's own check would
+    # Validation is ours (the Factur-X 1.09 XSD and the Schematron, compiled once): drafthorse's own check would
     # compile its bundled XSD again on every call.
     return doc.serialize(schema=None)
 
