@@ -191,13 +191,18 @@ class InvoiceAdmin(ReadOnlyAdmin):
     list_select_related = ["customer"]
     search_fields = ["number", "customer__name", "customer__legal_name", "po_number"]
     inlines = [InvoiceStatusChangeInline]
-    readonly_fields = ["hold_reason_list", "total", "due"]
+    readonly_fields = ["hold_reason_list", "total", "due", "e_invoice_result"]
     fieldsets = [
         (None, {"fields": ["customer", "subscription", "kind", "number", "status", "hold_reason_list", "po_number"]}),
         ("Amounts", {"fields": ["total", "due", "currency", "period_start", "period_end", "issued_at", "due_on"]}),
         ("Copied billing details", {"fields": ["billing_legal_name", "billing_address", "billing_country"]}),
+        ("E-invoice (Factur-X EN 16931)", {"fields": ["e_invoice", "e_invoice_result"]}),
         ("Void", {"fields": ["void_reason_code", "void_reason", "voided_at"]}),
     ]
+
+    @admin.display(description="validation")
+    def e_invoice_result(self, invoice) -> str:
+        return einvoice_validation_summary(invoice.e_invoice_validation, e_invoiced=invoice.e_invoice)
 
     def get_queryset(self, request):
         return (
@@ -322,7 +327,11 @@ class CreditNoteAdmin(ReadOnlyAdmin):
     search_fields = ["number", "invoice__number", "customer__name"]
     inlines = [CreditNoteLineInline]
     exclude = ["pdf_file", "pdf_sha256"]
-    readonly_fields = ["total", "refund_due", "refund_state"]
+    readonly_fields = ["total", "refund_due", "refund_state", "e_invoice_result"]
+
+    @admin.display(description="e-invoice validation")
+    def e_invoice_result(self, note) -> str:
+        return einvoice_validation_summary(note.e_invoice_validation, e_invoiced=note.invoice.e_invoice)
 
     def get_urls(self):
         return [
@@ -615,6 +624,7 @@ class BillingProfileAdmin(ReadOnlyAdmin):
         (None, {"fields": ["customer", "legal_name", "billing_emails"]}),
         ("Address", {"fields": ["address_line1", "address_line2", "city", "region", "postal_code", "country"]}),
         ("Tax", {"fields": ["tax_id", "tax_id_valid"]}),
+        ("E-invoices", {"fields": ["e_invoicing", "buyer_reference"]}),
         (
             "Invoicing",
             {
@@ -644,6 +654,27 @@ class BillingProfileAdmin(ReadOnlyAdmin):
         return format_html("{}", ", ".join(profile.billing_emails or []))
 
 
+def einvoice_validation_summary(validation: dict, *, e_invoiced: bool) -> str:
+    """What staff read about a document's EN 16931 XML: passed (with warnings), or each failed rule."""
+    if not e_invoiced:
+        return "Not an e-invoice (plain PDF)."
+    if not validation:
+        return "Not validated yet: the XML is validated when the PDF is rendered (and before issue)."
+    checked = validation.get("checked_at", "")[:19].replace("T", " ")
+    if validation.get("valid"):
+        return format_html(
+            "Valid: XSD and EN 16931 Schematron, 0 failed assertions ({} warnings), checked {} UTC.",
+            validation.get("warnings", 0),
+            checked,
+        )
+    problems = validation.get("xsd_errors") or [f"{f['rule']}: {f['message']}" for f in validation.get("failed", [])]
+    return format_html(
+        "<strong>Invalid</strong> ({} UTC):<ul>{}</ul>",
+        checked,
+        format_html_join("", "<li>{}</li>", ((problem,) for problem in problems)),
+    )
+
+
 # --- Invoice review page ---------------------------------------------------------------------------------------------
 
 
@@ -654,6 +685,7 @@ def invoice_review_context(invoice: Invoice) -> dict:
     previous = comparison["previous"]
     return {
         "invoice": invoice,
+        "einvoice": einvoice_validation_summary(invoice.e_invoice_validation, e_invoiced=invoice.e_invoice),
         "lines": [
             {
                 "line": line,

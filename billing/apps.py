@@ -8,4 +8,4 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         # Celery's autodiscovery only imports billing.tasks; the payments tasks live in their own module.
-        from billing import tasks_payments  # noqa: F401
+        from billing import checks, tasks_payments  # noqa: F401

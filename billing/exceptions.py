@@ -105,3 +105,22 @@ class CardDeclined(BillingError):
 
 class PaymentProviderUnavailable(BillingError):
     code = "payment_provider_unavailable"
+
+
+class EInvoiceInvalid(BillingError):
+    """The document's EN 16931 XML fails the XSD or a business rule; `validation` is the full result."""
+
+    code = "einvoice_invalid"
+
+    def __init__(self, message: str, *, validation: dict | None = None):
+        super().__init__(message)
+        self.validation = validation or {}
+
+
+class EInvoiceNotAvailable(NotFound):
+    """Asked for the e-invoice of a document that was not issued as one (a 404 like any missing document)."""
+
+
+class EInvoiceFormatInvalid(BillingError):
+    code = "format_invalid"
+    field = "format"

@@ -275,7 +275,18 @@ SELLER = {
     "tax_ids": env_list("SELLER_TAX_IDS", "US EIN 12-3456789"),
     "email": env("SELLER_EMAIL", "billing@continuum.test"),
     "bank_details": env("SELLER_BANK_DETAILS", "Bank of Demo · IBAN DE89 3704 0044 0532 0130 00 · BIC COBADEFFXXX"),
+    # Structured seller data for EN 16931 e-invoices (billing/einvoice.py; `manage.py check` warns when incomplete).
+    # The demo seller is complete: a German VAT registration and the bank account printed above.
+    "legal_name": env("SELLER_LEGAL_NAME", "Continuum Software Inc."),
+    "street": env("SELLER_STREET", "100 Market Street"),
+    "city": env("SELLER_CITY", "San Francisco"),
+    "postal_code": env("SELLER_POSTAL_CODE", "94105"),
+    "vat_id": env("SELLER_VAT_ID", "DE811907980"),
+    "iban": env("SELLER_IBAN", "DE89370400440532013000"),
+    "bic": env("SELLER_BIC", "COBADEFFXXX"),
 }
+# Factur-X e-invoices for EU business customers (docs/billing-rules.md, "E-invoices"); off = plain PDFs for all.
+E_INVOICING_ENABLED = env_bool("E_INVOICING_ENABLED", True)
 ENABLED_CURRENCIES = env_list("ENABLED_CURRENCIES", "USD,EUR")
 # The EU member state where the seller is established for VAT ("" = not established in the EU, as the default US
 # seller). EU business customers with a valid VAT ID of another member state are invoiced under reverse charge.

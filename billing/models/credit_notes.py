@@ -38,6 +38,9 @@ class CreditNote(models.Model):
     )
     pdf_sha256 = models.CharField(max_length=64, blank=True)
     pdf_rendered_at = models.DateTimeField(null=True, blank=True)
+    e_invoice_validation = models.JSONField(
+        default=dict, blank=True, help_text="XSD + EN 16931 Schematron result of the embedded XML (e-invoiced only)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -50,6 +50,7 @@ class HoldReason(models.TextChoices):
     TAX_LOCATION_MISSING = "tax_location_missing", "Missing tax location or invalid billing address"
     NEGATIVE_TOTAL = "negative_total", "Negative total"
     CURRENCY_MISMATCH = "currency_mismatch", "Currency differs from the customer's"
+    EINVOICE_INVALID = "einvoice_invalid", "E-invoice fails EN 16931 validation"
 
 
 class CorrectionReason(models.TextChoices):
@@ -100,6 +101,14 @@ class Invoice(models.Model):
     billing_emails = models.JSONField(default=list, blank=True)
     customer_tax_ids = models.JSONField(default=list, blank=True)
     seller_details = models.JSONField(default=dict, blank=True)
+    # EN 16931 e-invoice (billing/einvoice.py): decided and copied with the billing details, frozen at issue.
+    e_invoice = models.BooleanField(default=False, help_text="Issued as a Factur-X (EN 16931) e-invoice.")
+    buyer_details = models.JSONField(
+        default=dict, blank=True, help_text="Structured buyer address and reference, as the e-invoice states them."
+    )
+    e_invoice_validation = models.JSONField(
+        default=dict, blank=True, help_text="XSD + EN 16931 Schematron result of the embedded XML."
+    )
     exemption = models.ForeignKey(
         "billing.TaxExemption", null=True, blank=True, on_delete=models.PROTECT, related_name="invoices"
     )
@@ -173,6 +182,8 @@ class Invoice(models.Model):
         "billing_address",
         "customer_tax_ids",
         "po_number",
+        "e_invoice",
+        "buyer_details",
         "exemption_wording",
         "reverse_charge",
         "reverse_charge_wording",

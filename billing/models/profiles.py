@@ -35,6 +35,16 @@ class BillingProfile(models.Model):
     change_billing_mode = models.CharField(
         max_length=20, choices=ChangeBillingMode.choices, default=ChangeBillingMode.INVOICE_NOW
     )
+    # EN 16931 e-invoices (docs/billing-rules.md, "E-invoices"): EU business customers get Factur-X unless billing
+    # staff switch it off here (e.g. a customer whose accounts payable cannot take hybrid PDFs).
+    e_invoicing = models.BooleanField(
+        default=True, help_text="EU business customers (valid VAT ID) receive Factur-X e-invoices unless unticked."
+    )
+    buyer_reference = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Buyer reference (BT-10) on every e-invoice, e.g. a German public buyer's Leitweg-ID.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

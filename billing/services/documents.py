@@ -19,11 +19,14 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from billing.einvoice import xml_from_pdf
+from billing.exceptions import EInvoiceFormatInvalid, EInvoiceInvalid, EInvoiceNotAvailable
 from billing.gc_frozen import long_lived_objects_frozen
 from billing.models import CreditNote, Invoice
 from billing.money import format_minor
 from billing.selectors import credit_note_get_for_customer, invoice_get_for_customer
-from subscriptions.models import User
+from billing.services.einvoices import credit_note_einvoice_pdf, invoice_einvoice_pdf, invoice_xrechnung_xml
+from subscriptions.models import Customer, User
 from subscriptions.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
@@ -103,17 +106,33 @@ def _url_fetcher():
     return fetcher
 
 
-def html_to_pdf(html: str) -> bytes:
+def html_to_pdf(html: str, *, pdf_variant: str | None = None) -> bytes:
+    """`pdf_variant="pdf/a-3b"` for e-invoices: PDF/A-3 is the archive format that may carry the XML."""
     with long_lived_objects_frozen():  # see billing/gc_frozen.py: keeps full GC scans out of the render's p95
-        return _render(html)
+        return _render(html, pdf_variant=pdf_variant)
 
 
-def _render(html: str) -> bytes:
+def _render(html: str, *, pdf_variant: str | None = None) -> bytes:
     from weasyprint import HTML
 
     return HTML(string=html, base_url=str(settings.BASE_DIR), url_fetcher=_url_fetcher()).write_pdf(
-        font_config=_font_config()
+        font_config=_font_config(), pdf_variant=pdf_variant
     )
+
+
+def _lang(document: Invoice | CreditNote) -> str:
+    profile = getattr(document.customer, "billing_profile", None)
+    return getattr(profile, "invoice_language", "") or "en"
+
+
+def invoice_pdf_bytes(*, invoice: Invoice) -> tuple[bytes, dict]:
+    """The PDF of an invoice and, for an e-invoice, its validation record: a Factur-X PDF/A-3b carrying the
+    validated EN 16931 XML (billing/services/einvoices.py). Raises EInvoiceInvalid instead of a failing file."""
+    html = invoice_render_html(invoice=invoice)
+    if not invoice.e_invoice:
+        return html_to_pdf(html), {}
+    pdf = html_to_pdf(html, pdf_variant="pdf/a-3b")
+    return invoice_einvoice_pdf(invoice=invoice, pdf=pdf, lang=_lang(invoice))
 
 
 def invoice_render_pdf(*, invoice_id: int) -> Invoice:
@@ -123,7 +142,11 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice:
         raise ValueError("Only issued invoices get a stored PDF; drafts are previewed as HTML.")
     if invoice.pdf_sha256:
         return invoice
-    pdf = html_to_pdf(invoice_render_html(invoice=invoice))
+    try:
+        pdf, validation = invoice_pdf_bytes(invoice=invoice)
+    except EInvoiceInvalid as exc:  # staff see why on the invoice; nothing is stored or sent
+        Invoice.objects.filter(pk=invoice_id).update(e_invoice_validation=exc.validation)
+        raise
     with transaction.atomic():
         locked = Invoice.objects.select_for_update().get(pk=invoice_id)
         if locked.pdf_sha256:  # a concurrent render won
@@ -131,17 +154,32 @@ def invoice_render_pdf(*, invoice_id: int) -> Invoice:
         locked.pdf_file.save(f"{locked.number}.pdf", ContentFile(pdf), save=False)
         locked.pdf_sha256 = hashlib.sha256(pdf).hexdigest()
         locked.pdf_rendered_at = timezone.now()
+        locked.e_invoice_validation = validation
         Invoice.objects.filter(pk=locked.pk).update(
-            pdf_file=locked.pdf_file.name, pdf_sha256=locked.pdf_sha256, pdf_rendered_at=locked.pdf_rendered_at
+            pdf_file=locked.pdf_file.name,
+            pdf_sha256=locked.pdf_sha256,
+            pdf_rendered_at=locked.pdf_rendered_at,
+            e_invoice_validation=validation,
         )
     return locked
 
 
 def credit_note_render_pdf(*, credit_note_id: int) -> CreditNote:
-    credit_note = CreditNote.objects.select_related("invoice").get(pk=credit_note_id)
+    credit_note = CreditNote.objects.select_related("invoice", "customer").get(pk=credit_note_id)
     if credit_note.pdf_sha256:
         return credit_note
-    pdf = html_to_pdf(credit_note_render_html(credit_note=credit_note))
+    html = credit_note_render_html(credit_note=credit_note)
+    validation = {}
+    if credit_note.invoice.e_invoice:
+        try:
+            pdf, validation = credit_note_einvoice_pdf(
+                credit_note=credit_note, pdf=html_to_pdf(html, pdf_variant="pdf/a-3b"), lang=_lang(credit_note)
+            )
+        except EInvoiceInvalid as exc:
+            CreditNote.objects.filter(pk=credit_note_id).update(e_invoice_validation=exc.validation)
+            raise
+    else:
+        pdf = html_to_pdf(html)
     with transaction.atomic():
         locked = CreditNote.objects.select_for_update().get(pk=credit_note_id)
         if locked.pdf_sha256:
@@ -149,7 +187,8 @@ def credit_note_render_pdf(*, credit_note_id: int) -> CreditNote:
         locked.pdf_file.save(f"{locked.number}.pdf", ContentFile(pdf), save=False)
         locked.pdf_sha256 = hashlib.sha256(pdf).hexdigest()
         locked.pdf_rendered_at = timezone.now()
-        locked.save(update_fields=["pdf_file", "pdf_sha256", "pdf_rendered_at"])
+        locked.e_invoice_validation = validation
+        locked.save(update_fields=["pdf_file", "pdf_sha256", "pdf_rendered_at", "e_invoice_validation"])
     return locked
 
 
@@ -195,6 +234,12 @@ def invoice_send_issued_email(*, invoice_id: int, force: bool = False, actor: Us
         f"Amount due: {due}"
         + (f" by {invoice.due_on.isoformat()}" if invoice.due_on and invoice.amount_due_minor else "")
         + (f"\nPO number: {invoice.po_number}" if invoice.po_number else "")
+        + (
+            "\n\nThe attached PDF is a Factur-X / ZUGFeRD e-invoice (EN 16931): the structured invoice data is "
+            "embedded in it as factur-x.xml."
+            if invoice.e_invoice
+            else ""
+        )
         + f"\n\nView and download your invoices at {settings.SITE_URL}/\n\n{invoice.seller_details.get('name', '')}"
     )
     message = EmailMessage(subject=f"Invoice {invoice.number} — {due} due", body=body, to=recipients)
@@ -230,3 +275,23 @@ def credit_note_pdf_for_customer(*, customer, credit_note_id: int) -> tuple[byte
     if not credit_note.pdf_sha256:
         credit_note = credit_note_render_pdf(credit_note_id=credit_note.pk)
     return document_pdf_bytes(document=credit_note), f"{credit_note.number}.pdf"
+
+
+EINVOICE_FORMATS = ("pdf", "xml", "xrechnung")
+
+
+def invoice_einvoice_for_customer(*, customer: Customer, invoice_id: int, fmt: str = "pdf") -> tuple[bytes, str, str]:
+    """(bytes, file name, content type) of an issued invoice's e-invoice: `pdf` the stored Factur-X PDF (the one
+    e-mailed), `xml` the factur-x.xml embedded in it, `xrechnung` the XRechnung CII XML. Raises NotFound for another
+    customer's invoice and EInvoiceNotAvailable for an invoice not issued as an e-invoice."""
+    if fmt not in EINVOICE_FORMATS:
+        raise EInvoiceFormatInvalid(f"Choose a format: {', '.join(EINVOICE_FORMATS)}.")
+    invoice = invoice_get_for_customer(customer=customer, invoice_id=invoice_id)
+    if not invoice.e_invoice:
+        raise EInvoiceNotAvailable(f"Invoice {invoice.number} was not issued as an e-invoice; download its PDF.")
+    if fmt == "xrechnung":
+        return invoice_xrechnung_xml(invoice=invoice), f"{invoice.number}-xrechnung.xml", "application/xml"
+    pdf, filename = invoice_pdf_for_customer(customer=customer, invoice_id=invoice.pk)
+    if fmt == "xml":
+        return xml_from_pdf(pdf), f"{invoice.number}-factur-x.xml", "application/xml"
+    return pdf, filename, "application/pdf"

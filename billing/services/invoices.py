@@ -42,7 +42,8 @@ from billing.models import (
     TaxExemption,
 )
 from billing.money import format_money
-from billing.services.profiles import billing_address_problems
+from billing.services.einvoices import invoice_einvoice_problems
+from billing.services.profiles import billing_address_problems, e_invoice_applies
 from billing.services.tax import TaxResult, tax_compute, tax_context_for
 from subscriptions import selectors as sub_selectors
 from subscriptions.clock import utc_date
@@ -51,7 +52,16 @@ from subscriptions.services.audit import audit_occurred_at, audit_record
 
 AMOUNT_CHANGE_THRESHOLD = Decimal("0.25")
 # Checks staff cannot override with "approve and issue": they would issue a wrong or unaddressable invoice.
-BLOCKING_HOLDS = frozenset({HoldReason.EXEMPTION_PENDING, HoldReason.TAX_LOCATION_MISSING, HoldReason.NEGATIVE_TOTAL})
+# An invalid e-invoice is blocking too: it would go out as a file the standard rejects (fix the data or switch
+# e-invoicing off for the customer).
+BLOCKING_HOLDS = frozenset(
+    {
+        HoldReason.EXEMPTION_PENDING,
+        HoldReason.TAX_LOCATION_MISSING,
+        HoldReason.NEGATIVE_TOTAL,
+        HoldReason.EINVOICE_INVALID,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -173,8 +183,19 @@ def apply_tax_result(
         invoice.customer_tax_ids = [profile.tax_id] if profile.tax_id else []
         if not invoice.po_number and profile.standing_po_number:
             invoice.po_number = profile.standing_po_number
+        invoice.buyer_details = {
+            "line1": profile.address_line1,
+            "line2": profile.address_line2,
+            "city": profile.city,
+            "region": profile.region,
+            "postal_code": profile.postal_code,
+            "country": profile.country,
+            "buyer_reference": profile.buyer_reference,
+        }
     else:
         invoice.billing_legal_name = customer.legal_name or customer.name
+        invoice.buyer_details = {}
+    invoice.e_invoice = e_invoice_applies(profile=profile)
     invoice.seller_details = dict(settings.SELLER)
     return [
         InvoiceTaxLine(
@@ -451,6 +472,12 @@ class CheckInputs:
             .values_list("customer_id", flat=True)
             .distinct()
         )
+        # Stored tax lines of the e-invoiced drafts (both paths have written them by now): one query, none otherwise.
+        self.tax_lines: dict[int, list[InvoiceTaxLine]] = {}
+        e_invoiced = [invoice.pk for invoice in invoices if invoice.e_invoice]
+        if e_invoiced:
+            for tax_line in InvoiceTaxLine.objects.filter(invoice_id__in=e_invoiced):
+                self.tax_lines.setdefault(tax_line.invoice_id, []).append(tax_line)
         self.ledger_seats: dict[int, int | None] = {}
         self.previous: dict[int, _PreviousInvoice] = {}
         self.changes: dict[int, list[datetime]] = {}
@@ -618,6 +645,14 @@ def _checks_evaluate(invoice: Invoice, inputs: CheckInputs) -> list[dict]:
                 f"The invoice is in {invoice.currency} but the customer is billed in {expected_currency}.",
             )
         )
+    for message in invoice_einvoice_problems(
+        invoice=invoice,
+        lines=inputs.lines.get(invoice.pk, []),
+        tax_lines=inputs.tax_lines.get(invoice.pk, []),
+        profile=profile,
+        now=inputs.now,
+    ):
+        reasons.append(_reason(HoldReason.EINVOICE_INVALID, message))
     return reasons
 
 
@@ -798,6 +833,8 @@ _FINALIZE_FIELDS = (
     "customer_tax_ids",
     "po_number",
     "seller_details",
+    "e_invoice",
+    "buyer_details",
     "status",
     "hold_reasons",
     "checks_run_at",

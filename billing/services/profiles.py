@@ -36,6 +36,9 @@ EDITABLE_FIELDS = (
     "invoice_language",
     "currency",
     "change_billing_mode",
+    # Billing staff only (the admin): the portal and API forms do not offer them.
+    "e_invoicing",
+    "buyer_reference",
 )
 # Agreed with billing staff, never set by the customer (subscriptions/policy.py `billing.edit_terms`).
 STAFF_ONLY_FIELDS = ("payment_terms_days", "currency")
@@ -167,11 +170,31 @@ def billing_profile_validate(*, data: dict) -> dict:
         raise BillingProfileInvalid(
             "Choose whether changes are invoiced now or added to the next invoice.", field="change_billing_mode"
         )
+    if "buyer_reference" in cleaned:
+        cleaned["buyer_reference"] = (cleaned["buyer_reference"] or "").strip()[:100]
+    if "e_invoicing" in cleaned:
+        cleaned["e_invoicing"] = bool(cleaned["e_invoicing"])
     if "invoice_language" in cleaned and cleaned["invoice_language"] not in {"en", "de", "fr", "es"}:
         raise BillingProfileInvalid(
             "Invoices are available in English, German, French or Spanish.", field="invoice_language"
         )
     return cleaned
+
+
+def e_invoice_applies(*, profile: BillingProfile | None) -> bool:
+    """Whether this customer's invoices and credit notes are Factur-X (EN 16931) e-invoices: an EU business customer
+    (billing country in the EU, a VAT ID that passed validation), e-invoicing on for the installation, and not
+    switched off for the customer by billing staff (docs/billing-rules.md, "E-invoices")."""
+    from django.conf import settings
+
+    return bool(
+        getattr(settings, "E_INVOICING_ENABLED", False)
+        and profile is not None
+        and profile.e_invoicing
+        and (profile.country or "").upper() in EU_MEMBER_STATES
+        and profile.tax_id
+        and profile.tax_id_valid
+    )
 
 
 def billing_address_problems(*, profile: BillingProfile | None) -> list[str]:

@@ -40,6 +40,7 @@ urlpatterns = [
     path(f"v1/{C}/invoices/", billing.InvoiceListApi.as_view(), name="invoices"),
     path(f"v1/{C}/invoices/<int:invoice_id>/", billing.InvoiceDetailApi.as_view(), name="invoice"),
     path(f"v1/{C}/invoices/<int:invoice_id>/pdf/", billing.InvoicePdfApi.as_view(), name="invoice-pdf"),
+    path(f"v1/{C}/invoices/<int:invoice_id>/e-invoice/", billing.InvoiceEInvoiceApi.as_view(), name="invoice-einvoice"),
     path(f"v1/{C}/credit-notes/", billing.CreditNoteListApi.as_view(), name="credit-notes"),
     path(f"v1/{C}/tax-exemptions/", billing.TaxExemptionListApi.as_view(), name="tax-exemptions"),
     path(

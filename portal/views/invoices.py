@@ -2,11 +2,17 @@
 
 from django.core.paginator import Paginator
 from django.db.models.functions import ExtractYear
+from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
+from billing.exceptions import EInvoiceFormatInvalid, EInvoiceInvalid, NotFound
 from billing.models import ISSUED_STATUSES, CreditNote, Invoice, InvoiceStatus
 from billing.selectors import credit_note_list_for_customer, credit_note_refund_summary
-from billing.services.documents import credit_note_pdf_for_customer, invoice_pdf_for_customer
+from billing.services.documents import (
+    credit_note_pdf_for_customer,
+    invoice_einvoice_for_customer,
+    invoice_pdf_for_customer,
+)
 from portal.downloads import attachment_response
 from portal.permissions import INVOICES, customer_view, get_for_customer
 from subscriptions.inputs import parse_int
@@ -98,3 +104,18 @@ def credit_note_download(request, credit_note_id: int):
     note = get_for_customer(CreditNote, request.customer, pk=credit_note_id)
     data, filename = credit_note_pdf_for_customer(customer=request.customer, credit_note_id=note.pk)
     return _pdf_response(data, filename)
+
+
+@customer_view(INVOICES)
+def invoice_einvoice(request, invoice_id: int):
+    """The Factur-X PDF (default), `?format=xml` the embedded EN 16931 XML, `?format=xrechnung` the XRechnung XML."""
+    invoice = get_for_customer(_issued_invoices(request.customer), request.customer, pk=invoice_id)
+    try:
+        data, filename, content_type = invoice_einvoice_for_customer(
+            customer=request.customer, invoice_id=invoice.pk, fmt=request.GET.get("format", "pdf")
+        )
+    except NotFound as exc:
+        raise Http404(exc.message)
+    except (EInvoiceFormatInvalid, EInvoiceInvalid) as exc:
+        return HttpResponse(exc.message, status=400 if isinstance(exc, EInvoiceFormatInvalid) else 422)
+    return attachment_response(bytes(data), content_type=content_type, filename=filename)

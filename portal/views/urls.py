@@ -47,6 +47,9 @@ urlpatterns = [
     path("c/<int:customer_id>/invoices/<int:invoice_id>/", invoices.invoice_detail, name="invoice_detail"),
     path("c/<int:customer_id>/invoices/<int:invoice_id>/pdf/", invoices.invoice_download, name="invoice_pdf"),
     path(
+        "c/<int:customer_id>/invoices/<int:invoice_id>/e-invoice/", invoices.invoice_einvoice, name="invoice_einvoice"
+    ),
+    path(
         "c/<int:customer_id>/credit-notes/<int:credit_note_id>/pdf/",
         invoices.credit_note_download,
         name="credit_note_pdf",

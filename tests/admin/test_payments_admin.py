@@ -224,6 +224,8 @@ def _profile_form(profile: BillingProfile, **changes) -> dict:
     }
     if profile.requires_po:
         data["requires_po"] = "on"
+    if profile.e_invoicing:  # the page shows the e-invoicing box ticked, so a browser posts it
+        data["e_invoicing"] = "on"
     data.update(changes)
     return {key: value for key, value in data.items() if value is not None}
 

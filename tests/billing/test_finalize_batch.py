@@ -147,6 +147,24 @@ def _mixed_chunk(staff) -> dict[str, list[int]]:
             lines=[DraftLine(description="Seats", unit_amount_minor=500)],
         ).pk
     ]
+    # EU business customers get e-invoices: a valid one is issued; one the EN 16931 rules reject (amounts with three
+    # decimals, BR-DEC) is held with the rule
+    cases["einvoice_valid"] = [
+        invoice_draft_create(
+            customer=_customer("Initech", staff, country="DE", region="", currency="EUR", tax_id="DE136695976"),
+            currency="EUR",
+            lines=[DraftLine(description="Seats", unit_amount_minor=500, quantity=3)],
+        ).pk
+    ]
+    dinar = CustomerFactory(name="Dinar", country="DE", region="", currency="BHD")
+    BillingProfileFactory(customer=dinar)
+    established(dinar, staff)  # a plain invoice: no VAT ID yet
+    billing_profile_update(customer=dinar, tax_id="DE136695976")
+    cases["einvoice_invalid"] = [
+        invoice_draft_create(
+            customer=dinar, currency="BHD", lines=[DraftLine(description="Seats", unit_amount_minor=1_500)]
+        ).pk
+    ]
     cases["clean_again"] = [_regular_draft(_customer("Clean2", staff))[1]]
     return cases
 
@@ -246,11 +264,16 @@ def test_invoices_finalize_batch_gives_exactly_what_invoice_finalize_gives(
     assert codes("tax_location_missing") == [[HoldReason.TAX_LOCATION_MISSING]]
     assert codes("negative_total") == [[HoldReason.NEGATIVE_TOTAL]]
     assert codes("currency_mismatch") == [[HoldReason.CURRENCY_MISMATCH]]
+    assert codes("einvoice_valid") == [[]]
+    assert {code for codes_ in codes("einvoice_invalid") for code in codes_} == {HoldReason.EINVOICE_INVALID}
+    assert single["invoices"][cases["einvoice_invalid"][0]]["hold_reasons"][0]["message"].startswith(
+        "e-invoice invalid: BR-DEC-"
+    )
     assert single["invoices"][cases["clean_zero_total"][0]]["status"] == InvoiceStatus.PAID
     assert single["invoices"][cases["standing_po"][0]]["po_number"] == "PO-9"
     issued = [i for i in ids if single["invoices"][i]["issued"]]
     numbers = [single["invoices"][i]["number"] for i in issued]
-    assert numbers == sorted(numbers) and len(set(numbers)) == len(issued) == 8
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(issued) == 9
     assert single["after_issue_tasks"] == issued
     # ... and the chunk path gave exactly the same result, invoice by invoice
     for invoice_id in ids:

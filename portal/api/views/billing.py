@@ -4,7 +4,7 @@ Customer callers see issued invoices only (open, paid, void, uncollectible); sta
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.parsers import MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -22,7 +22,7 @@ from billing.models import (
     InvoiceLine,
     InvoiceStatus,
 )
-from billing.services.documents import invoice_pdf_for_customer
+from billing.services.documents import invoice_einvoice_for_customer, invoice_pdf_for_customer
 from billing.services.exemptions import tax_exemption_submit
 from billing.services.profiles import billing_address_problems, billing_profile_update
 from portal.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
@@ -228,6 +228,44 @@ class InvoicePdfApi(ApiView):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = "application/json"
         return super().finalize_response(request, response, *args, **kwargs)
+
+
+class XmlRenderer(PdfRenderer):
+    media_type = "application/xml"
+    format = "xml"
+
+
+class XRechnungRenderer(XmlRenderer):
+    # `?format=` is DRF's renderer override, so each e-invoice format is a renderer of its own.
+    format = "xrechnung"
+
+
+class InvoiceEInvoiceApi(InvoicePdfApi):
+    """The issued invoice's e-invoice: the Factur-X PDF (EN 16931 XML embedded; the same file as e-mailed),
+    `?format=xml` the embedded XML alone, `?format=xrechnung` the XRechnung 3.0 (CII) XML. 404 for an invoice that
+    was not issued as an e-invoice."""
+
+    renderer_classes = [JSONRenderer, PdfRenderer, XmlRenderer, XRechnungRenderer]
+
+    @extend_schema(
+        operation_id="invoice_einvoice",
+        parameters=[
+            OpenApiParameter(
+                "format", str, enum=["pdf", "xml", "xrechnung"], description="pdf (default), xml or xrechnung"
+            )
+        ],
+        responses={(200, "application/pdf"): OpenApiTypes.BINARY, (200, "application/xml"): OpenApiTypes.BINARY},
+    )
+    def get(self, request, customer_id, invoice_id):
+        access = self.access(Action.BILLING_VIEW)
+        invoice = _invoice_for(access, invoice_id)
+        if invoice.status not in billing_selectors.CUSTOMER_VISIBLE:
+            raise BillingNotFound("A draft has no e-invoice yet; it is made when the invoice is issued.")
+        fmt = request.query_params.get("format", "pdf")
+        data, filename, content_type = invoice_einvoice_for_customer(
+            customer=access.customer, invoice_id=invoice.pk, fmt=fmt
+        )
+        return attachment_response(data, content_type=content_type, filename=filename)
 
 
 # --- credit notes ------------------------------------------------------------------------------------------------
