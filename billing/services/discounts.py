@@ -25,7 +25,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F, Prefetch, Q
+from django.db.models import Exists, F, OuterRef, Prefetch, Q
 from django.utils import timezone
 
 from billing.exceptions import (
@@ -36,8 +36,20 @@ from billing.exceptions import (
     PromotionCodeNotApplicable,
     PromotionCodeThrottled,
 )
-from billing.models import Coupon, CouponDuration, CouponKind, Discount, Invoice, InvoiceKind, InvoiceStatus
+from billing.models import (
+    BillingProfile,
+    Coupon,
+    CouponDuration,
+    CouponKind,
+    Discount,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+    PendingInvoiceItem,
+    PromotionCode,
+)
 from billing.money import format_minor
+from billing.services.tax import tax_compute, tax_context_for
 from subscriptions.models import (
     LIVE_STATUSES,
     Customer,
@@ -47,9 +59,9 @@ from subscriptions.models import (
     SubscriptionStatus,
     User,
 )
-from subscriptions.periods import add_months
+from subscriptions.periods import add_months, period_end
 from subscriptions.services.audit import audit_record
-from subscriptions.services.terms import format_day
+from subscriptions.services.terms import PreviewLine, format_day, terms_current, terms_lines, terms_projected
 
 # --- the computation (pure) -----------------------------------------------------------------------------------------
 
@@ -255,8 +267,6 @@ HAS_DISCOUNT = "billing_has_discount"
 def has_discount_annotation() -> dict:
     """{HAS_DISCOUNT: Exists(…)} for a Subscription queryset: whether it (or its customer) has any discount at all,
     so a page of subscriptions without discounts costs no query per subscription to find out."""
-    from django.db.models import Exists, OuterRef
-
     return {
         HAS_DISCOUNT: Exists(
             Discount.objects.filter(
@@ -329,8 +339,6 @@ def promotion_code_find(*, code, customer_key: str = "", ip: str = "", lock: boo
     inactive codes alike. Invalid attempts count against `customer_key` (a customer id, or the e-mail being signed
     up) and the client address `ip`; past the limit every attempt is refused (PromotionCodeThrottled) before the
     code is looked up, so codes cannot be found by enumeration."""
-    from billing.models import PromotionCode
-
     code = normalize_code(code)
     _throttle_check(customer_key, ip)
     queryset = PromotionCode.objects.select_related("coupon")
@@ -527,8 +535,6 @@ def discount_redeem(
         if coupon is None or not coupon.is_active:
             raise PromotionCodeInvalid(_INVALID)
         if promotion_code is not None:
-            from billing.models import PromotionCode
-
             code_row = PromotionCode.objects.select_for_update().get(pk=found.pk)
             if not code_row.is_active:
                 raise PromotionCodeInvalid(_INVALID)
@@ -628,3 +634,123 @@ def discount_describe(terms: DiscountTerms | None, currency: str) -> str:
     else:
         what = f"{terms.name} ({format_minor(terms.amount_off_minor, currency)} off)"
     return f"{what}, until {format_day(terms.ends_at)}" if terms.ends_at else f"{what}, no end date"
+
+
+# --- the next invoice, with its discount (staff attach preview, customers' discount preview, dashboard) -------------
+
+
+@dataclass(frozen=True)
+class NextInvoicePreview:
+    """The subscription's next regular invoice as the billing run will draft it, with a discount applied."""
+
+    subscription_id: int
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    lines: tuple  # subscriptions.services.terms.PreviewLine, then pending items as PreviewLine
+    discount_lines: tuple[DiscountLine, ...]
+    subtotal_minor: int
+    tax_minor: int
+    total_minor: int
+    discount_minor: int
+    discount_description: str = ""
+    discount_ends_at: datetime | None = None
+    promotion_code: str = ""
+
+
+def next_invoice_preview(
+    *, subscription: Subscription, discount_terms: DiscountTerms | None | bool = False, promotion_code: str = ""
+) -> NextInvoicePreview:
+    """The next regular invoice of `subscription` (the current period while it has not been invoiced, else the next
+    one, at the terms in force then) with `discount_terms` (a promotion code or coupon being previewed), or — by
+    default — the discount that covers that period. Pending items of mid-period changes are added as they are
+    (their discount lines came with them). No writes."""
+    invoiced = Invoice.objects.filter(
+        subscription=subscription, kind=InvoiceKind.REGULAR, period_start=subscription.current_period_start
+    ).exists()
+    if subscription.status != SubscriptionStatus.TRIALING and not invoiced:
+        start, end = subscription.current_period_start, subscription.current_period_end
+        terms = terms_current(subscription)
+    else:
+        terms = terms_projected(subscription)
+        start = subscription.current_period_end
+        end = period_end(start, terms.interval)
+    lines = terms_lines(terms, period_start=start, period_end=end)
+    if discount_terms is False:
+        discount_terms = DiscountsFor([subscription]).terms(subscription, start, end)
+    elif discount_terms is not None and discount_terms.ends_at is not None and discount_terms.ends_at <= start:
+        discount_terms = None
+    discount_lines = discount_lines_compute(
+        lines=[ChargeLine(line.amount_minor, line.amount_minor, line.sku_code, line.tax_category) for line in lines],
+        terms=discount_terms,
+    )
+    pending = [
+        PreviewLine(
+            description=item.description,
+            period_start=item.period_start or start,
+            period_end=item.period_end or end,
+            quantity=item.quantity,
+            unit_amount_minor=item.unit_amount_minor,
+            amount_minor=item.amount_minor,
+            proration=item.is_proration,
+            sku_code=item.sku_code,
+            tax_category=item.tax_category,
+        )
+        for item in PendingInvoiceItem.objects.filter(
+            subscription=subscription, invoice__isnull=True, currency=subscription.currency
+        )
+    ]
+    profile = BillingProfile.objects.filter(customer_id=subscription.customer_id).first()
+    context = tax_context_for(customer_id=subscription.customer_id, profile=profile, tax_date=start.date())
+    result = tax_compute(
+        lines=[(line.amount_minor, line.tax_category) for line in [*lines, *pending]]
+        + [(line.amount_minor, line.tax_category) for line in discount_lines],
+        context=context,
+    )
+    return NextInvoicePreview(
+        subscription_id=subscription.pk,
+        currency=subscription.currency,
+        period_start=start,
+        period_end=end,
+        lines=(*lines, *pending),
+        discount_lines=tuple(discount_lines),
+        subtotal_minor=result.subtotal_minor,
+        tax_minor=result.tax_minor,
+        total_minor=result.total_minor,
+        discount_minor=sum(line.amount_minor for line in discount_lines),
+        discount_description=discount_describe(discount_terms, subscription.currency),
+        discount_ends_at=discount_terms.ends_at if discount_terms else None,
+        promotion_code=promotion_code,
+    )
+
+
+def discount_preview(
+    *, subscription: Subscription, promotion_code: str | None = None, coupon_id: int | None = None, **throttle
+) -> NextInvoicePreview:
+    """Preview the next invoice with a promotion code (customers) or a coupon (staff, `coupon_id`) applied, after
+    every check redeeming it would make. Raises the same coded errors as `discount_redeem`; writes nothing."""
+    customer = subscription.customer
+    if promotion_code is not None:
+        candidate = promotion_code_validate(
+            code=promotion_code, customer=customer, subscription=subscription, **throttle
+        )
+        return next_invoice_preview(
+            subscription=subscription, discount_terms=candidate.terms, promotion_code=candidate.promotion_code.code
+        )
+    coupon = Coupon.objects.prefetch_related("amounts", "packages").filter(pk=coupon_id, is_active=True).first()
+    if coupon is None:
+        raise PromotionCodeInvalid("That coupon does not exist or is no longer active.", field="coupon")
+    at = timezone.now()
+    _coupon_checks(
+        coupon,
+        customer=customer,
+        subscription=subscription,
+        at=at,
+        seats=subscription.seats,
+        package_ids=_subscription_package_ids(subscription),
+        currency=subscription.currency,
+    )
+    terms = discount_terms_for(coupon, currency=subscription.currency)
+    _, ends_at, _ = _span(coupon, subscription, at)
+    terms = DiscountTerms(**{**terms.__dict__, "ends_at": ends_at}) if terms else None
+    return next_invoice_preview(subscription=subscription, discount_terms=terms)
