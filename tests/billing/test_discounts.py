@@ -421,3 +421,21 @@ def _other_invoice(customer, staff):
         customer=customer, currency="USD", lines=[DraftLine(description="Services", unit_amount_minor=1_000)]
     )
     return invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff)
+
+
+def test_invoice_pdf_shows_the_discount_lines_and_the_discounted_totals(
+    customer, team_sub, ca_tax, staff, django_capture_on_commit_callbacks
+):
+    from billing.selectors import invoice_pdf_for_customer
+    from billing.services.invoices import invoice_approve_and_issue
+    from tests.billing.test_documents import _text
+
+    discount_redeem(customer=customer, subscription=team_sub, coupon_id=make_coupon().pk)
+    billing_run(as_of=NOW, finalize=False)
+    invoice = _regular(team_sub, team_sub.current_period_start)
+    with django_capture_on_commit_callbacks(execute=True):
+        invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff)
+    data, _ = invoice_pdf_for_customer(customer=customer, invoice_id=invoice.pk)
+    text = _text(data)
+    for expected in ("Discount: Launch 20 (20 % off)", "−$20.00", "−$10.00", "$120.00", "$8.70", "$128.70"):
+        assert expected in text, expected
