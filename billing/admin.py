@@ -1025,3 +1025,7 @@ class StripeEventAdmin(ReadOnlyAdmin):
             else:
                 level = messages.SUCCESS if status != StripeEventStatus.FAILED else messages.ERROR
                 messages.add_message(request, level, f"{event.stripe_event_id}: {status}.")
+
+
+# Coupons, promotion codes and redemptions (issue 22) live in their own module.
+from billing import admin_discounts  # noqa: E402,F401

@@ -124,3 +124,40 @@ class EInvoiceNotAvailable(NotFound):
 class EInvoiceFormatInvalid(BillingError):
     code = "format_invalid"
     field = "format"
+
+
+# --- Discounts (billing.services.discounts) -------------------------------------------------------------------------
+
+
+class CouponImmutable(BillingError):
+    code = "coupon_immutable"
+
+
+class DiscountInvalid(BillingError):
+    code = "discount_invalid"
+
+
+class PromotionCodeError(BillingError):
+    field = "promotion_code"
+
+
+class PromotionCodeInvalid(PromotionCodeError):
+    """Unknown, inactive or malformed: one message for all, so codes cannot be probed."""
+
+    code = "promotion_code_invalid"
+
+
+class PromotionCodeExpired(PromotionCodeError):
+    code = "promotion_code_expired"
+
+
+class PromotionCodeNotApplicable(PromotionCodeError):
+    code = "promotion_code_not_applicable"
+
+
+class PromotionCodeLimitReached(PromotionCodeError):
+    code = "promotion_code_limit_reached"
+
+
+class PromotionCodeThrottled(PromotionCodeError):
+    code = "promotion_code_throttled"

@@ -1,6 +1,7 @@
 """Billing models, one module per area; import each here so Django finds them."""
 
 from billing.models.credit_notes import CreditNote, CreditNoteLine
+from billing.models.discounts import Coupon, CouponAmount, CouponDuration, CouponKind, Discount, PromotionCode
 from billing.models.invoices import (
     EDITABLE_STATUSES,
     INVOICE_TRANSITIONS,
@@ -51,8 +52,13 @@ __all__ = [
     "BillingProfile",
     "ChangeBillingMode",
     "CorrectionReason",
+    "Coupon",
+    "CouponAmount",
+    "CouponDuration",
+    "CouponKind",
     "CreditNote",
     "CreditNoteLine",
+    "Discount",
     "DunningCase",
     "DunningStage",
     "ExternalRefund",
@@ -73,6 +79,7 @@ __all__ = [
     "PaymentMethod",
     "PaymentStatus",
     "PendingInvoiceItem",
+    "PromotionCode",
     "Refund",
     "RefundStatus",
     "StripeCustomer",

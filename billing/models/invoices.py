@@ -244,6 +244,7 @@ class LineKind(models.TextChoices):
     SETUP = "setup", "One-time set-up"
     PRORATION = "proration", "Mid-period change"
     MANUAL = "manual", "Manual"
+    DISCOUNT = "discount", "Discount"
 
 
 class InvoiceLine(models.Model):
@@ -265,6 +266,10 @@ class InvoiceLine(models.Model):
     tax_name = models.CharField(max_length=80, blank=True)
     subscription_change = models.ForeignKey(
         SubscriptionChange, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # A discount line (kind "discount") follows the line it discounts and names the discount that made it.
+    discount = models.ForeignKey(
+        "billing.Discount", null=True, blank=True, on_delete=models.PROTECT, related_name="invoice_lines"
     )
 
     class Meta:
@@ -357,6 +362,9 @@ class PendingInvoiceItem(models.Model):
     currency = models.CharField(max_length=3)
     is_proration = models.BooleanField(default=True)
     tax_category = models.CharField(max_length=30, default="saas")
+    discount = models.ForeignKey(
+        "billing.Discount", null=True, blank=True, on_delete=models.PROTECT, related_name="pending_items"
+    )
     invoice = models.ForeignKey(
         Invoice, null=True, blank=True, on_delete=models.SET_NULL, related_name="pending_items_collected"
     )

@@ -31,6 +31,7 @@ from billing.models import (
     TaxExemption,
     TaxRate,
 )
+from billing.services.discounts import ChargeLine, DiscountsFor, discount_lines_compute
 from billing.services.invoices import apply_tax_result, invoice_finalize, invoices_finalize_batch
 from billing.services.tax import TaxContext, is_reverse_charge, tax_compute
 from subscriptions import bulk
@@ -118,7 +119,47 @@ def _terms(subscription: Subscription) -> Terms:
     return terms_from(subscription, addons=subscription.live_addons)  # prefetched: no query per subscription
 
 
-def _period_lines(period: PeriodToBill, *, first: bool, pending: list[PendingInvoiceItem]) -> list[InvoiceLine]:
+def _with_discount_lines(lines: list[InvoiceLine], terms) -> list[InvoiceLine]:
+    """The period's own lines (before the pending items are added: a change's discount lines came with it), each
+    followed by its discount line (docs/billing-rules.md, "Discounts")."""
+    if terms is None:
+        return lines
+    own = lines
+    discount_lines = {
+        d.for_index: d
+        for d in discount_lines_compute(
+            lines=[
+                ChargeLine(line.amount_minor, line.quantity * line.unit_amount_minor, line.sku_code, line.tax_category)
+                for line in own
+            ],
+            terms=terms,
+        )
+    }
+    out: list[InvoiceLine] = []
+    for index, line in enumerate(own):
+        out.append(line)
+        discount_line = discount_lines.get(index)
+        if discount_line is not None:
+            out.append(
+                InvoiceLine(
+                    kind=LineKind.DISCOUNT,
+                    description=discount_line.description,
+                    sku_code=line.sku_code,
+                    period_start=line.period_start,
+                    period_end=line.period_end,
+                    quantity=1,
+                    unit_amount_minor=discount_line.amount_minor,
+                    amount_minor=discount_line.amount_minor,
+                    tax_category=line.tax_category,
+                    discount_id=discount_line.discount_id,
+                )
+            )
+    return out
+
+
+def _period_lines(
+    period: PeriodToBill, *, first: bool, pending: list[PendingInvoiceItem], discount=None
+) -> list[InvoiceLine]:
     subscription = period.subscription
     lines: list[InvoiceLine] = []
     billed_seats = max(0, period.seats - subscription.included_seats)
@@ -153,10 +194,11 @@ def _period_lines(period: PeriodToBill, *, first: bool, pending: list[PendingInv
                 tax_category=tax_category,
             )
         )
+    lines = _with_discount_lines(lines, discount)
     for item in pending:
         lines.append(
             InvoiceLine(
-                kind=LineKind.PRORATION,
+                kind=LineKind.DISCOUNT if item.discount_id else LineKind.PRORATION,
                 description=item.description,
                 sku_code=item.sku_code,
                 period_start=item.period_start,
@@ -167,6 +209,7 @@ def _period_lines(period: PeriodToBill, *, first: bool, pending: list[PendingInv
                 is_proration=item.is_proration,
                 tax_category=item.tax_category,
                 subscription_change_id=item.subscription_change_id,
+                discount_id=item.discount_id,
             )
         )
     for position, line in enumerate(lines):
@@ -268,6 +311,7 @@ def draft_periods(*, periods: list[PeriodToBill]) -> list[int]:
     for item in PendingInvoiceItem.objects.select_for_update().filter(subscription_id__in=ids, invoice__isnull=True):
         pending_by_sub.setdefault(item.subscription_id, []).append(item)
     tax_data = _TaxData({p.subscription.customer_id for p in periods})
+    discounts = DiscountsFor(list({p.subscription.pk: p.subscription for p in periods}.values()))
     invoices, all_lines, all_tax_lines, collected = [], [], [], []
     seen: set[int] = set()
     for period in periods:
@@ -280,7 +324,12 @@ def draft_periods(*, periods: list[PeriodToBill]) -> list[int]:
             if first_in_batch
             else []
         )
-        lines = _period_lines(period, first=first_in_batch and subscription.pk not in invoiced_before, pending=pending)
+        lines = _period_lines(
+            period,
+            first=first_in_batch and subscription.pk not in invoiced_before,
+            pending=pending,
+            discount=discounts.terms(subscription, period.period_start, period.period_end),
+        )
         invoice = Invoice(
             customer=subscription.customer,
             subscription=subscription,

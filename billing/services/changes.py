@@ -23,12 +23,15 @@ from django.utils.dateparse import parse_datetime
 from billing.exceptions import BillingError
 from billing.models import BillingProfile, ChangeBillingMode, Invoice, InvoiceKind, LineKind, PendingInvoiceItem
 from billing.money import format_minor
+from billing.services import discounts
 from billing.services.billing_run import finalize_drafts, renew_chunk
+from billing.services.discounts import ChargeLine, DiscountLine, DiscountTerms
 from billing.services.invoices import DraftLine, invoice_draft_create, invoice_finalize
 from billing.services.tax import AppliedRate, tax_compute, tax_context_for
 from subscriptions import clock
-from subscriptions.models import Subscription, SubscriptionChange, SubscriptionStatus, User
+from subscriptions.models import Package, Subscription, SubscriptionChange, SubscriptionStatus, User
 from subscriptions.services import changes as sub_changes
+from subscriptions.services.terms import terms_current, terms_lines
 
 NOTHING_NOW = "none"
 # kind → (preview function, apply function) in subscriptions.services.changes
@@ -63,6 +66,14 @@ class BilledChangePreview:
     next_recurring_tax_minor: int = 0
     next_recurring_total_minor: int = 0
     tax_note: str = ""  # exemption / reverse-charge wording when it applies
+    # Discounts (docs/billing-rules.md, "Discounts"): one line after each discounted line; subtotal and tax above
+    # are of the discounted amounts.
+    discount_lines: tuple[DiscountLine, ...] = field(default_factory=tuple)
+    discount_minor: int = 0  # sum of the discount lines (≤ 0 on charges)
+    discount_description: str = ""  # "Launch 20 (20 % off), until 1 Mar 2027"
+    discount_ends_at: datetime | None = None
+    promotion_code: str = ""  # the code previewed (not yet redeemed), if any
+    next_recurring_discount_minor: int = 0
 
     @property
     def version(self) -> int:
@@ -101,7 +112,11 @@ def _mode(customer_id: int, amount_due_now_minor: int, *, profile: BillingProfil
 def subscriptions_for_billed_change() -> QuerySet[Subscription]:
     """`subscriptions_for_change` plus the customer's billing profile (tax location, billing mode): everything a
     billed preview reads about the subscription, in the same queries. Pass what it returns as `subscription=`."""
-    return sub_changes.subscriptions_for_change().select_related("customer__billing_profile")
+    return (
+        sub_changes.subscriptions_for_change()
+        .select_related("customer__billing_profile")
+        .annotate(**discounts.has_discount_annotation())
+    )
 
 
 def _profile_of(subscription: Subscription) -> BillingProfile | None:
@@ -130,18 +145,92 @@ def _functions(kind: str):
     return getattr(sub_changes, preview_name), getattr(sub_changes, apply_name)
 
 
-def change_preview_billed(*, preview, subscription: Subscription | None = None) -> BilledChangePreview:
-    """Add tax and the billing mode to a subscriptions `ChangePreview` (no writes). `subscription`: the previewed
-    subscription as loaded by `subscriptions_for_billed_change` (its billing profile is reused), else loaded here."""
+def _charge_lines(lines) -> list[ChargeLine]:
+    """ChargeLines from preview lines (PreviewLine objects or their stored dicts)."""
+    out = []
+    for line in lines:
+        get = line.get if isinstance(line, dict) else (lambda name, default=None, _l=line: getattr(_l, name, default))
+        amount = int(get("amount_minor", 0))
+        quantity = int(get("quantity", 1) or 1)
+        unit = int(get("unit_amount_minor", amount))
+        out.append(
+            ChargeLine(
+                amount_minor=amount,
+                full_amount_minor=quantity * unit or amount,
+                sku_code=get("sku_code", "") or "",
+                tax_category=get("tax_category", "") or "saas",
+            )
+        )
+    return out
+
+
+def _eligible_before(subscription: Subscription, terms: DiscountTerms | None) -> int:
+    """The eligible recurring amount per period before a change: what the period's fixed discount already covers.
+    Only fixed-amount discounts need it (a percentage works line by line)."""
+    if terms is None or terms.kind != "fixed":
+        return 0
+    current = terms_current(subscription, addons=subscription.__dict__.get("change_live_addons"))
+    lines = terms_lines(
+        current, period_start=subscription.current_period_start, period_end=subscription.current_period_end
+    )
+    return discounts.eligible_recurring_minor(terms_lines=lines, discount_terms=terms)
+
+
+def _change_discount_terms(subscription: Subscription, at: datetime) -> DiscountTerms | None:
+    """The discount covering a change made at `at` (the rest of the current period)."""
+    if subscription.__dict__.get(discounts.HAS_DISCOUNT) is False:  # annotated: no discount at all, no query
+        return None
+    return discounts.DiscountsFor([subscription]).terms(subscription, at, subscription.current_period_end)
+
+
+def _next_recurring_discount(terms: DiscountTerms | None, amount_minor: int, next_start: datetime) -> int:
+    # Estimated on the whole recurring amount: exact for coupons on everything (the usual case); a coupon limited to
+    # some packages is shown on the next invoice's own preview (dashboard, discounts preview) line by line.
+    if terms is None or not terms.applies_to_all or (terms.ends_at is not None and terms.ends_at <= next_start):
+        return 0
+    lines = discounts.discount_lines_compute(lines=[ChargeLine(amount_minor, amount_minor)], terms=terms)
+    return sum(line.amount_minor for line in lines)
+
+
+def change_preview_billed(
+    *,
+    preview,
+    subscription: Subscription | None = None,
+    discount_terms: DiscountTerms | None | bool = False,
+    eligible_before_minor: int | None = None,
+    promotion_code: str = "",
+) -> BilledChangePreview:
+    """Add discounts, tax and the billing mode to a subscriptions `ChangePreview` (no writes). `subscription`: the
+    previewed subscription as loaded by `subscriptions_for_billed_change` (its billing profile is reused), else
+    loaded here. `discount_terms`: the discount to show (a promotion code being previewed), None for none, False
+    for the subscription's own discount covering the change."""
     if subscription is None or subscription.pk != preview.subscription_id:
-        subscription = Subscription.objects.select_related("customer__billing_profile").get(pk=preview.subscription_id)
+        subscription = subscriptions_for_billed_change().get(pk=preview.subscription_id)
     profile = _profile_of(subscription)
+    if discount_terms is False:
+        discount_terms = _change_discount_terms(subscription, preview.effective_at) if preview.lines else None
+    charge_lines = _charge_lines(preview.lines)
+    if eligible_before_minor is None:
+        eligible_before_minor = _eligible_before(subscription, discount_terms) if preview.lines else 0
+    discount_lines = discounts.discount_lines_compute(
+        lines=charge_lines, terms=discount_terms, eligible_before_minor=eligible_before_minor
+    )
     context = tax_context_for(customer_id=subscription.customer_id, profile=profile, tax_date=clock.today())
-    result = tax_compute(lines=[(line.amount_minor, line.tax_category) for line in preview.lines], context=context)
+    result = tax_compute(
+        lines=[(line.amount_minor, line.tax_category) for line in preview.lines]
+        + [(line.amount_minor, line.tax_category) for line in discount_lines],
+        context=context,
+    )
     categories = {line.tax_category for line in preview.lines} or {"saas"}
+    next_discount = _next_recurring_discount(
+        discount_terms, preview.next_recurring_amount_minor, subscription.current_period_end
+    )
     # The next recurring amount's tax, estimated with the category of this change's lines (the recurring SKUs).
-    recurring = tax_compute(lines=[(preview.next_recurring_amount_minor, sorted(categories)[0])], context=context)
-    mode = _mode(subscription.customer_id, preview.amount_due_now_minor, profile=profile)
+    recurring = tax_compute(
+        lines=[(preview.next_recurring_amount_minor + next_discount, sorted(categories)[0])], context=context
+    )
+    discount_minor = sum(line.amount_minor for line in discount_lines)
+    mode = _mode(subscription.customer_id, preview.amount_due_now_minor + discount_minor, profile=profile)
     return BilledChangePreview(
         preview=preview,
         currency=preview.currency,
@@ -155,11 +244,43 @@ def change_preview_billed(*, preview, subscription: Subscription | None = None) 
         next_recurring_tax_minor=recurring.tax_minor,
         next_recurring_total_minor=recurring.total_minor,
         tax_note=context.exemption_wording or context.reverse_charge_wording,
+        discount_lines=tuple(discount_lines),
+        discount_minor=discount_minor,
+        discount_description=discounts.discount_describe(discount_terms, preview.currency) if discount_terms else "",
+        discount_ends_at=discount_terms.ends_at if discount_terms else None,
+        promotion_code=promotion_code,
+        next_recurring_discount_minor=next_discount,
     )
 
 
+def _target(kind: str, subscription: Subscription, params: dict) -> tuple[int | None, set[int] | None, str | None]:
+    """(seats, package ids, interval) the subscription has after the previewed change, for a promotion code's
+    minimum-seat and package conditions."""
+    seats = params.get("seats") if kind in ("seats", "package") else None
+    seats = seats if isinstance(seats, int) and not isinstance(seats, bool) else None
+    package_ids = None
+    if kind == "package" and isinstance(params.get("package_slug"), str):
+        package_ids = set(Package.objects.filter(slug=params["package_slug"]).values_list("pk", flat=True))
+        addon_ids = set(subscription.addons.filter(ended_at__isnull=True).values_list("package_id", flat=True))
+        package_ids |= addon_ids
+    if kind == "addon_add" and isinstance(params.get("addon_slug"), str):
+        package_ids = {subscription.package_id} | set(
+            Package.objects.filter(slug=params["addon_slug"]).values_list("pk", flat=True)
+        )
+        package_ids |= set(subscription.addons.filter(ended_at__isnull=True).values_list("package_id", flat=True))
+    interval = params.get("interval") if kind == "package" and isinstance(params.get("interval"), str) else None
+    return seats, package_ids, interval
+
+
 def change_preview(
-    *, subscription_id: int, kind: str, subscription: Subscription | None = None, **params
+    *,
+    subscription_id: int,
+    kind: str,
+    subscription: Subscription | None = None,
+    promotion_code: str | None = None,
+    customer_key: str = "",
+    ip: str = "",
+    **params,
 ) -> BilledChangePreview:
     """Preview a change with tax and billing mode. `kind`: seats (seats=), package (package_slug=, interval=, seats=),
     addon_add / addon_remove (addon_slug=), cancel (reason=), reactivate. Raises SubscriptionError subclasses for bad
@@ -175,6 +296,27 @@ def change_preview(
         subscription = subscriptions_for_billed_change().filter(pk=subscription_id).first()
     # None here (no such subscription): the subscriptions service raises its own "does not exist" error.
     preview = preview_fn(subscription_id=subscription_id, subscription=subscription, **params)
+    if subscription is None:
+        subscription = subscriptions_for_billed_change().get(pk=preview.subscription_id)
+    if discounts.normalize_code(promotion_code):
+        seats, package_ids, interval = _target(kind, subscription, params)
+        candidate = discounts.promotion_code_validate(
+            code=promotion_code,
+            customer=subscription.customer,
+            subscription=subscription,
+            customer_key=customer_key,
+            ip=ip,
+            at=params.get("at"),
+            seats=seats,
+            package_ids=package_ids,
+            interval=interval,
+        )
+        return change_preview_billed(
+            preview=preview,
+            subscription=subscription,
+            discount_terms=candidate.terms,
+            promotion_code=candidate.promotion_code.code,
+        )
     return change_preview_billed(preview=preview, subscription=subscription)
 
 
@@ -187,10 +329,18 @@ def change_apply(
     idempotency_key: str | None = None,
     expected_amount_due_minor: int | None = None,
     actor_kind: str | None = None,
+    promotion_code: str | None = None,
+    customer_key: str = "",
+    ip: str = "",
     **params,
 ) -> BilledChange:
     """Apply a previewed change and bill it in the same transaction (see module docstring). Idempotent with
-    `idempotency_key`: a repeated apply returns the first change and its existing invoice/pending items."""
+    `idempotency_key`: a repeated apply returns the first change and its existing invoice/pending items.
+
+    `promotion_code`: redeemed in the same transaction, after the change (its seat and package conditions are
+    checked on the subscription as changed); a refused code rolls the change back. The change's discount lines are
+    computed under the subscription lock and stored on `SubscriptionChange.result["discount_lines"]`, so billing
+    bills exactly what the preview showed."""
     _, apply_fn = _functions(kind)
     if isinstance(subscription_id, int) and not isinstance(subscription_id, bool):
         current = Subscription.objects.filter(pk=subscription_id).only("current_period_end", "status").first()
@@ -206,6 +356,22 @@ def change_apply(
             actor_kind=actor_kind,
             **params,
         )
+        # A change applied before (same idempotency key) carries its discount lines already: never redeem twice.
+        first_apply = "discount_lines" not in (change.result or {})
+        code = discounts.normalize_code(promotion_code)
+        if first_apply and (code or (change.result or {}).get("lines")):
+            subscription = Subscription.objects.select_related("customer").get(pk=change.subscription_id)
+            if code:
+                discounts.discount_redeem(
+                    customer=subscription.customer,
+                    subscription=subscription,
+                    promotion_code=code,
+                    actor=actor,
+                    customer_key=customer_key,
+                    ip=ip,
+                    at=params.get("at"),
+                )
+            _store_discount_lines(change, subscription, always=bool(code))
         if not _draft_lines(change):
             # No line with an amount (cancel, undo, a change at the period end…): there is nothing to bill, now or
             # ever, so no invoice or pending item to look for either.
@@ -227,6 +393,41 @@ def _renew_if_period_over(subscription: Subscription, at: datetime) -> bool:
     return bool(renewed)
 
 
+def _store_discount_lines(change: SubscriptionChange, subscription: Subscription, *, always: bool) -> None:
+    """Compute the applied change's discount lines exactly as its preview did and store them on the change.
+
+    The preview took the fixed amount's allowance from the eligible recurring amount before the change; here the
+    subscription is already changed, and that amount is the one after it less the change's own eligible lines at
+    their full-period prices (every immediate change moves the recurring amount by exactly those)."""
+    lines = (change.result or {}).get("lines", [])
+    terms = None
+    if lines:
+        terms = discounts.DiscountsFor([subscription]).terms(subscription, change.effective_at, _period_end(change))
+    if terms is None and not always:
+        return
+    charge_lines = _charge_lines(lines)
+    eligible_before = 0
+    if terms is not None and terms.kind == "fixed":
+        after = terms_lines(
+            terms_current(subscription),
+            period_start=subscription.current_period_start,
+            period_end=subscription.current_period_end,
+        )
+        eligible_before = discounts.eligible_recurring_minor(terms_lines=after, discount_terms=terms) - sum(
+            line.full_amount_minor for line in charge_lines if terms.applies_to(line.sku_code)
+        )
+    discount_lines = discounts.discount_lines_compute(
+        lines=charge_lines, terms=terms, eligible_before_minor=eligible_before
+    )
+    change.result = {**(change.result or {}), "discount_lines": [line.to_dict() for line in discount_lines]}
+    SubscriptionChange.objects.filter(pk=change.pk).update(result=change.result)
+
+
+def _period_end(change: SubscriptionChange) -> datetime:
+    ends = [_parse(line.get("period_end")) for line in (change.result or {}).get("lines", []) if line.get("period_end")]
+    return max(ends) if ends else change.subscription.current_period_end
+
+
 def _parse(value):
     if value is None or isinstance(value, datetime):
         return value
@@ -234,6 +435,37 @@ def _parse(value):
 
 
 def _draft_lines(change: SubscriptionChange) -> list[DraftLine]:
+    """The change's lines with, after each discounted one, its discount line (as stored by `change_apply`)."""
+    result = change.result or {}
+    lines = _change_lines(change)
+    by_index: dict[int, list[dict]] = {}
+    for discount_line in result.get("discount_lines", []):
+        by_index.setdefault(int(discount_line["for_index"]), []).append(discount_line)
+    out: list[DraftLine] = []
+    for index, (line, draft) in enumerate(zip(result.get("lines", []), lines, strict=True)):
+        if draft is not None:
+            out.append(draft)
+        for discount_line in by_index.get(index, []):
+            amount = int(discount_line["amount_minor"])
+            out.append(
+                DraftLine(
+                    description=discount_line["description"],
+                    unit_amount_minor=amount,
+                    amount_minor=amount,
+                    kind=LineKind.DISCOUNT,
+                    sku_code=discount_line.get("sku_code", ""),
+                    tax_category=discount_line.get("tax_category") or "saas",
+                    period_start=_parse(line.get("period_start")),
+                    period_end=_parse(line.get("period_end")),
+                    is_proration=bool(line.get("proration", True)),
+                    subscription_change_id=change.pk,
+                    discount_id=discount_line.get("discount_id"),
+                )
+            )
+    return out
+
+
+def _change_lines(change: SubscriptionChange) -> list[DraftLine | None]:
     return [
         DraftLine(
             description=line["description"],
@@ -248,8 +480,9 @@ def _draft_lines(change: SubscriptionChange) -> list[DraftLine]:
             is_proration=bool(line.get("proration", True)),
             subscription_change_id=change.pk,
         )
-        for line in (change.result or {}).get("lines", [])
         if int(line.get("amount_minor", 0)) != 0
+        else None
+        for line in (change.result or {}).get("lines", [])
     ]
 
 
@@ -277,7 +510,7 @@ def change_bill(*, subscription_change_id: int, actor: User | None = None) -> Bi
                 change=change, billing_mode=ChangeBillingMode.NEXT_INVOICE, pending_items=existing_items
             )
         subscription = change.subscription
-        mode = _mode(subscription.customer_id, change.amount_due_now_minor)
+        mode = _mode(subscription.customer_id, sum(line.amount for line in lines))
         if mode == NOTHING_NOW:
             return BilledChange(change=change, billing_mode=NOTHING_NOW)
         if mode == ChangeBillingMode.INVOICE_NOW:
@@ -311,6 +544,7 @@ def change_bill(*, subscription_change_id: int, actor: User | None = None) -> Bi
                 currency=change.currency,
                 is_proration=line.is_proration,
                 tax_category=line.tax_category,
+                discount_id=line.discount_id,
             )
             for line in lines
         )

@@ -16,7 +16,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.exceptions import CreditNoteInvalid, InvalidTransition
-from billing.models import CreditNote, CreditNoteLine, InvoiceLine, InvoiceStatus
+from billing.models import CreditNote, CreditNoteLine, InvoiceLine, InvoiceStatus, LineKind
 from billing.services.invoices import _check_reason_code, _lock, _transition, number_allocate
 from billing.services.payments import credit_note_refund_enqueue, money
 from billing.services.tax import tax_amount
@@ -54,6 +54,17 @@ def credit_note_create(
                 f"Only issued invoices can be credited; invoice {invoice.number or invoice.pk} is {invoice.status}."
             )
         invoice_lines = {line.pk: line for line in invoice.lines.all()}
+        # What was actually charged for a line: its amount plus the discount lines that follow it (a discount line
+        # itself is never credited on its own). docs/billing-rules.md, "Discounts".
+        charged: dict[int, int] = {}
+        owner = None
+        for line in sorted(invoice_lines.values(), key=lambda item: (item.position, item.pk)):
+            if line.kind == LineKind.DISCOUNT and owner is not None:
+                charged[owner] += line.amount_minor
+                charged[line.pk] = 0
+                continue
+            owner = line.pk
+            charged[owner] = line.amount_minor
         credited_per_line = dict(
             CreditNoteLine.objects.filter(credit_note__invoice=invoice, invoice_line__isnull=False)
             .values("invoice_line")
@@ -84,7 +95,7 @@ def credit_note_create(
             if not is_full:
                 if amount <= 0:
                     raise CreditNoteInvalid("Credit amounts must be positive.", field="lines")
-                left = line.amount_minor - credited_per_line.get(line.pk, 0)
+                left = charged[line.pk] - credited_per_line.get(line.pk, 0)
                 if amount > left:
                     raise CreditNoteInvalid(
                         f"“{line.description}” has {left} left to credit; {amount} is too much.", field="lines"

@@ -79,6 +79,7 @@ class DraftLine:
     period_end: datetime | None = None
     is_proration: bool = False
     subscription_change_id: int | None = None
+    discount_id: int | None = None
 
     @property
     def amount(self) -> int:
@@ -249,6 +250,7 @@ def _add_lines(invoice: Invoice, lines: list[DraftLine], start_position: int = 0
             is_proration=line.is_proration,
             tax_category=line.tax_category,
             subscription_change_id=line.subscription_change_id,
+            discount_id=line.discount_id,
         )
         for index, line in enumerate(lines)
     )
@@ -432,8 +434,13 @@ class _PreviousInvoice:
     recurring_minor: int  # subtotal minus one-time set-up lines
 
 
+# Left out of the "recurring amount" the amount-change check compares: the one-time set-up fee (expected to drop away
+# after the first invoice) and discount lines (a discount starting or ending is a planned change, not an error).
+_NOT_RECURRING = (LineKind.SETUP, LineKind.DISCOUNT)
+
+
 def _setup_minor(lines) -> int:
-    return sum(line.amount_minor for line in lines if line.kind == LineKind.SETUP)
+    return sum(line.amount_minor for line in lines if line.kind in _NOT_RECURRING)
 
 
 class CheckInputs:
@@ -521,7 +528,7 @@ class CheckInputs:
                 previous_of[invoice_id] = previous_id
         if previous_of:
             setup = dict(
-                InvoiceLine.objects.filter(invoice_id__in=set(previous_of.values()), kind=LineKind.SETUP)
+                InvoiceLine.objects.filter(invoice_id__in=set(previous_of.values()), kind__in=_NOT_RECURRING)
                 .values("invoice_id")
                 .annotate(total=Sum("amount_minor"))
                 .values_list("invoice_id", "total")

@@ -32,6 +32,19 @@ def _billing():
     return billed if hasattr(billed, "change_preview") and hasattr(billed, "change_apply") else None
 
 
+def _discount_shape(result) -> dict:
+    """The discount part of a billed preview (issue 22): its lines, total, description, end and the code."""
+    return {
+        "discount_lines": [
+            {"description": line.description, "amount": line.amount_minor} for line in result.discount_lines
+        ],
+        "discount_total": result.discount_minor,
+        "discount_description": result.discount_description,
+        "discount_ends_at": result.discount_ends_at,
+        "promotion_code": result.promotion_code,
+    }
+
+
 def _shape(preview, *, subtotal, tax, total, next_recurring, billing_mode="", billing_message="") -> dict:
     return {
         "lines": [
@@ -67,7 +80,7 @@ def change_preview(*, subscription_id: int, kind: str, **params) -> dict:
     billed = _billing()
     if billed is not None:
         result = billed.change_preview(subscription_id=subscription_id, kind=kind, **params)
-        return _shape(
+        shape = _shape(
             result.preview,
             subtotal=result.subtotal_minor,
             tax=result.tax_minor,
@@ -76,6 +89,10 @@ def change_preview(*, subscription_id: int, kind: str, **params) -> dict:
             billing_mode=result.billing_mode,
             billing_message=result.billing_message,
         )
+        shape.update(_discount_shape(result))
+        # What the subscriptions service compares on apply: the amount before discounts and tax.
+        shape["_expected_amount_due"] = result.preview.amount_due_now_minor
+        return shape
     preview = PREVIEW[kind](subscription_id=subscription_id, **params)
     amount = preview.amount_due_now_minor
     return _shape(preview, subtotal=amount, tax=0, total=amount, next_recurring=preview.next_recurring_amount_minor)
@@ -104,7 +121,7 @@ def change_apply(
             "subscription_id": subscription_id,
             "expected_version": expected_version,
             "idempotency_key": idempotency_key,
-            "expected_amount_due_minor": shown["subtotal"],
+            "expected_amount_due_minor": shown.pop("_expected_amount_due", shown["subtotal"]),
             "actor": actor,
             "actor_kind": actor_kind,
         }

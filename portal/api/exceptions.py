@@ -27,6 +27,7 @@ DOMAIN_STATUS = {
     "stale_version": status.HTTP_409_CONFLICT,
     "stale_preview": status.HTTP_409_CONFLICT,
     "concurrent_change": status.HTTP_409_CONFLICT,
+    "promotion_code_throttled": status.HTTP_429_TOO_MANY_REQUESTS,
 }
 
 STATUS_CODES = {

@@ -63,6 +63,11 @@ class PreviewLineSerializer(serializers.Serializer):
     proration = serializers.BooleanField()
 
 
+class DiscountLineSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    amount = serializers.IntegerField(help_text="Minor units; negative (positive against a credit line).")
+
+
 class ChangeResultSerializer(serializers.Serializer):
     """What a preview shows and what an applied change returns: the same shape."""
 
@@ -82,6 +87,13 @@ class ChangeResultSerializer(serializers.Serializer):
     )
     billing_message = serializers.CharField(allow_blank=True, help_text="The same, in words.")
     version = serializers.IntegerField(help_text="The subscription version; send it back to apply.")
+    discount_lines = DiscountLineSerializer(many=True, required=False, help_text="One after each discounted line.")
+    discount_total = serializers.IntegerField(required=False, help_text="Sum of the discount lines, minor units.")
+    discount_description = serializers.CharField(required=False, allow_blank=True)
+    discount_ends_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="The period boundary the discount ends at; null: no end."
+    )
+    promotion_code = serializers.CharField(required=False, allow_blank=True, help_text="The code previewed, if any.")
 
 
 class AppliedChangeSerializer(ChangeResultSerializer):

@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from portal.api.views import accounts, billing, docs, entitlements, members, signup, subscriptions
+from portal.api.views import accounts, billing, discounts, docs, entitlements, members, signup, subscriptions
 from portal.api.views.errors import not_found
 
 app_name = "api"
@@ -29,6 +29,8 @@ urlpatterns = [
     path(f"v1/{S}/package-changes/", subscriptions.PackageChangeApi.as_view(), name="package-change"),
     path(f"v1/{S}/cancel/", subscriptions.SubscriptionCancelApi.as_view(), name="subscription-cancel"),
     path(f"v1/{S}/reactivate/", subscriptions.SubscriptionReactivateApi.as_view(), name="subscription-reactivate"),
+    path(f"v1/{S}/discounts/preview/", discounts.DiscountPreviewApi.as_view(), name="discount-preview"),
+    path(f"v1/{S}/discounts/", discounts.DiscountApplyApi.as_view(), name="discounts"),
     path(f"v1/{C}/members/", members.MemberListApi.as_view(), name="members"),
     path(f"v1/{S}/seat-assignments/", members.SeatAssignmentListApi.as_view(), name="seat-assignments"),
     path(

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 
+from billing.services.discounts import discount_redeem, normalize_code
 from billing.services.exemptions import tax_exemption_submit
 from billing.services.profiles import billing_profile_update
 from subscriptions.exceptions import SubscriptionError
@@ -67,10 +68,16 @@ def signup_create(
     password: str,
     billing: dict,
     exemption: ExemptionDeclaration | None = None,
+    promotion_code: str | None = None,
+    client_ip: str = "",
 ) -> SignupResult:
     """Create the user (owner), the customer, its billing profile, the subscription (trial or paid), optionally a tax
     exemption submitted for review, and give the owner a seat. No `seats` (None or empty): `signup_default_seats`.
-    Raises a `SubscriptionError`/`BillingError` with the field at fault; writes nothing then."""
+    Raises a `SubscriptionError`/`BillingError` with the field at fault; writes nothing then.
+
+    `promotion_code`: redeemed on the new subscription in the same transaction (billing.services.discounts); a
+    refused code (`promotion_code_*`, field "promotion_code") creates nothing. Invalid attempts are throttled per
+    e-mail address and per `client_ip`."""
     package = Package.objects.filter(slug=package_slug, is_active=True, is_public=True, is_addon=False).first()
     if package is None:
         raise SignupInvalid("Choose one of the packages on offer.", field="package")
@@ -145,12 +152,27 @@ def signup_create(
             actor=user,
         )
         seat_assign(subscription_id=subscription.pk, user_id=user.pk, actor=user)
+        if normalize_code(promotion_code):
+            discount_redeem(
+                customer=customer,
+                subscription=subscription,
+                promotion_code=promotion_code,
+                actor=user,
+                customer_key=email,
+                ip=client_ip,
+            )
         audit_record(
             customer=customer,
             actor=user,
             action="customer.signed_up",
             obj=customer,
             summary=f"{company_name} signed up for {package.name} ({'trial' if subscription.trial_end else 'paid'})",
-            after={"package": package.slug, "interval": interval, "seats": seats, "tax_exempt": exemption is not None},
+            after={
+                "package": package.slug,
+                "interval": interval,
+                "seats": seats,
+                "tax_exempt": exemption is not None,
+                "promotion_code": normalize_code(promotion_code) or None,
+            },
         )
     return SignupResult(user=user, customer=customer, subscription=subscription)

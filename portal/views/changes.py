@@ -23,8 +23,10 @@ from django.urls import NoReverseMatch, reverse
 
 from billing.exceptions import BillingError
 from billing.services import changes as billing_changes
+from billing.services.discounts import interleave
 from portal.inputs import id_from_request
 from portal.permissions import PACKAGE, SEATS, customer_view, get_for_customer
+from portal.throttle import client_ip
 from subscriptions.exceptions import StalePreview, SubscriptionError
 from subscriptions.inputs import MAX_AMOUNT, MAX_SEATS, MAX_VERSION, parse_int
 from subscriptions.models import LIVE_STATUSES, Interval, Subscription
@@ -47,18 +49,32 @@ class ChangeKind:
 KINDS = {
     k.name: k
     for k in [
-        ChangeKind("seats", SEATS, "subscription_change_seats", ("seats",), "Change seats", "Confirm seats", "seats"),
+        ChangeKind(
+            "seats",
+            SEATS,
+            "subscription_change_seats",
+            ("seats", "promotion_code"),
+            "Change seats",
+            "Confirm seats",
+            "seats",
+        ),
         ChangeKind(
             "package",
             PACKAGE,
             "subscription_change_package",
-            ("package_slug", "interval"),
+            ("package_slug", "interval", "promotion_code"),
             "Change package",
             "Confirm the change",
             "package",
         ),
         ChangeKind(
-            "addon_add", PACKAGE, "subscription_addon_add", ("addon_slug",), "Add an add-on", "Add it", "package"
+            "addon_add",
+            PACKAGE,
+            "subscription_addon_add",
+            ("addon_slug", "promotion_code"),
+            "Add an add-on",
+            "Add it",
+            "package",
         ),
         ChangeKind(
             "addon_remove",
@@ -97,6 +113,27 @@ class PreviewView:
     tax_note: str = ""
     recurring_interval: str = ""  # "month" | "year": the period the new recurring amount is for
     current_interval: str = ""
+    # Discounts (issue 22): the lines after each discounted line, their sum, and what/until when.
+    discount_lines: tuple = ()
+    discount_minor: int = 0
+    discount_description: str = ""
+    discount_ends_at: object = None
+    next_recurring_discount_minor: int = 0
+    promotion_code: str = ""
+
+    @property
+    def subtotal_minor(self) -> int:
+        """Due now before tax, after discounts (what the customer is shown; the apply compares the amount before)."""
+        return self.amount_due_now_minor + self.discount_minor
+
+    @property
+    def next_recurring_discounted_minor(self) -> int:
+        return self.next_recurring_amount_minor + self.next_recurring_discount_minor
+
+    @property
+    def rows(self) -> list:
+        """[(line, None) | (None, discount line)]: each discount line right after the line it discounts."""
+        return interleave(list(self.lines), list(self.discount_lines))
 
     @property
     def recurring_period(self) -> str:
@@ -129,6 +166,12 @@ class PreviewView:
             tax_note=getattr(result, "tax_note", "") if billed else "",
             recurring_interval=inner.recurring_interval,
             current_interval=inner.current_interval,
+            discount_lines=tuple(getattr(result, "discount_lines", ()) or ()),
+            discount_minor=getattr(result, "discount_minor", 0) if billed else 0,
+            discount_description=getattr(result, "discount_description", "") if billed else "",
+            discount_ends_at=getattr(result, "discount_ends_at", None) if billed else None,
+            next_recurring_discount_minor=getattr(result, "next_recurring_discount_minor", 0) if billed else 0,
+            promotion_code=getattr(result, "promotion_code", "") if billed else "",
         )
 
 
@@ -164,6 +207,10 @@ def _parse(kind: ChangeKind, data) -> dict:
             if raw and raw not in Interval.values:
                 raise FormError("interval", "Choose monthly or annual billing.")
             values["interval"] = raw or None
+        elif param == "promotion_code":
+            if len(raw) > 40:
+                raise FormError("promotion_code", "That promotion code is too long; check it and try again.")
+            values["promotion_code"] = raw or None
         elif param == "reason":
             if not raw:
                 raise FormError("reason", "Please tell us why you are canceling; it helps us improve.")
@@ -193,8 +240,16 @@ def _subscription(request, *, for_preview: bool) -> Subscription:
     return subscription
 
 
-def preview_for(kind: ChangeKind, subscription: Subscription, values: dict) -> PreviewView:
-    return change_preview(kind.name, subscription=subscription, **values)
+def _code_params(request, values: dict) -> dict:
+    """A promotion code's invalid attempts are throttled per customer and per client address."""
+    if not values.get("promotion_code"):
+        return {k: v for k, v in values.items() if k != "promotion_code"}
+    return {**values, "customer_key": str(request.customer.pk), "ip": client_ip(request)}
+
+
+def preview_for(kind: ChangeKind, subscription: Subscription, values: dict, request=None) -> PreviewView:
+    params = _code_params(request, values) if request is not None else values
+    return change_preview(kind.name, subscription=subscription, **params)
 
 
 def _preview_context(request, kind, subscription, values, preview=None, error=None, stale=None):
@@ -224,7 +279,7 @@ def _make_preview_view(kind: ChangeKind):
         data = request.POST if request.method == "POST" else request.GET
         try:
             values = _parse(kind, data)
-            preview = preview_for(kind, subscription, values)
+            preview = preview_for(kind, subscription, values, request)
         except FormError as e:
             return _render_preview(request, _preview_context(request, kind, subscription, {}, error=e), status=422)
         except USER_ERRORS as e:
@@ -260,13 +315,13 @@ def _make_apply_view(kind: ChangeKind):
                 expected_amount_due_minor=amount,
                 idempotency_key=idempotency_key,
                 actor=request.user,
-                **values,
+                **_code_params(request, values),
             )
         except StalePreview as stale:
             # Explain, and show the current numbers for a fresh decision.
             subscription = _subscription(request, for_preview=True)
             try:
-                preview = preview_for(kind, subscription, values)
+                preview = preview_for(kind, subscription, values, request)
                 context = _preview_context(request, kind, subscription, values, preview, stale=stale)
             except USER_ERRORS as e:
                 context = _preview_context(request, kind, subscription, values, error=e, stale=stale)

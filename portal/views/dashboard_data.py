@@ -15,6 +15,7 @@ from billing.selectors import (
     overdue_invoice_for_customer,
     overdue_invoice_from,
 )
+from billing.services.discounts import HAS_DISCOUNT, has_discount_annotation, next_invoice_preview
 from billing.services.payments import BACKEND_STRIPE, payment_backend
 from subscriptions import clock
 from subscriptions.clock import utc_date
@@ -140,7 +141,9 @@ def dashboard_context(*, customer, user, can) -> dict:
     """Everything the dashboard shows, in a constant number of queries: 1 for the live subscriptions (seat counts,
     member count, next-invoice facts and — for billing roles — the oldest overdue invoice, as annotations), 1 for
     their add-ons, the owners' recent activity (1), enablement (2), and — for billing roles — the tax determination
-    of the next-invoice estimate (2). Without a live subscription: the member count (1) and the overdue invoice (1)
+    of the next-invoice estimate (2); a subscription with a discount adds the queries of its next invoice's
+    discount lines (`next_invoice_preview`), one without costs none (annotated). Without a live subscription: the
+    member count (1) and the overdue invoice (1)
     instead of the subscription, add-on and tax queries."""
     now = timezone.now()
     today = clock.today()
@@ -184,6 +187,7 @@ def dashboard_context(*, customer, user, can) -> dict:
             flat_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_FLAT),
             seat_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_PER_SEAT),
             setup_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.ONE_TIME),
+            **has_discount_annotation(),
             **overdue_annotations,
         )
         .order_by("created_at")
@@ -192,6 +196,13 @@ def dashboard_context(*, customer, user, can) -> dict:
     coming: dict[int, tuple] = {}
     for sub in subscriptions:
         when, tax_date, lines, setup = next_invoice_lines(sub, now)
+        discount = None
+        if can.invoices and getattr(sub, HAS_DISCOUNT, False):
+            # Only a subscription with a discount pays for working out its next invoice line by line.
+            upcoming = next_invoice_preview(subscription=sub)
+            if upcoming.discount_lines:
+                discount = upcoming
+                lines = lines + [(d.amount_minor, d.tax_category) for d in upcoming.discount_lines]
         coming[sub.pk] = (sub.currency, tax_date, lines)
         cards.append(
             {
@@ -204,6 +215,7 @@ def dashboard_context(*, customer, user, can) -> dict:
                 "next_invoice_at": when,
                 "setup_minor": setup,
                 "pending_minor": sub.pending_minor,
+                "discount": discount,
             }
         )
     if can.invoices and subscriptions:

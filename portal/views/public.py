@@ -36,6 +36,7 @@ def pricing(request):
 
 SIGNUP_FIELDS = (
     "package",
+    "promotion_code",
     "interval",
     "seats",
     "start",
@@ -100,6 +101,7 @@ def signup(request):
     from billing.exceptions import BillingError
     from billing.models import ExemptionType
     from portal.services.signup import ExemptionDeclaration, signup_create, signup_default_seats
+    from portal.throttle import client_ip
     from portal.views.account import SIGNUP_SURVEY_SESSION_KEY
     from portal.views.billing_pages import _parse_date
     from subscriptions.exceptions import SubscriptionError
@@ -150,6 +152,8 @@ def signup(request):
                 password=request.POST.get("password", ""),
                 billing={name: form[name] for name in BILLING_FIELDS},
                 exemption=exemption,
+                promotion_code=form["promotion_code"] or None,
+                client_ip=client_ip(request),
             )
         except (SubscriptionError, BillingError) as e:
             errors[e.field or "form"] = e.message

@@ -14,6 +14,16 @@
       }
     }
   });
+  // A refused preview (422: bad input such as an invalid promotion code; 409: it changed meanwhile) comes back as
+  // the preview fragment with its explanation: show it in place (htmx swaps only 2xx responses by default).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var detail = event.detail;
+    var status = detail && detail.xhr && detail.xhr.status;
+    if ((status === 422 || status === 409) && detail.target && detail.target.id === "change-preview") {
+      detail.shouldSwap = true;
+      detail.isError = false;
+    }
+  });
   // Destructive buttons ask first (data-confirm); without JavaScript the server-side rules still apply.
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("[data-confirm]");

@@ -16,6 +16,7 @@ from portal.api.views.base import PublicApiView
 from portal.api.views.subscriptions import SubscriptionSerializer, subscriptions_for_customer
 from portal.services.api_keys import access_token_create
 from portal.services.signup import ExemptionDeclaration, SignupInvalid, signup_create
+from portal.throttle import client_ip
 from subscriptions.models import Interval
 
 MAX_CERTIFICATE_BASE64 = 7_000_000  # a little over 5 MB once decoded; the service enforces 5 MB
@@ -60,6 +61,12 @@ class SignupApi(PublicApiView):
         trial = serializers.BooleanField(required=False, default=False)
         billing_address = BillingAddressInput()
         tax_exemption = TaxExemptionDeclarationInput(required=False)
+        promotion_code = serializers.CharField(
+            max_length=40,
+            required=False,
+            allow_blank=True,
+            help_text="Redeemed on the new subscription; a refused code (promotion_code_*) creates nothing.",
+        )
 
     class Output(serializers.Serializer):
         user = serializers.DictField()
@@ -116,6 +123,8 @@ class SignupApi(PublicApiView):
             password=values["password"],
             billing=billing,
             exemption=exemption,
+            promotion_code=values.get("promotion_code") or None,
+            client_ip=client_ip(request),
         )
         token, plaintext = access_token_create(user=result.user)
         subscription = subscriptions_for_customer(customer=result.customer).get(pk=result.subscription.pk)

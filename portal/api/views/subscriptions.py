@@ -17,6 +17,7 @@ from portal.api.serializers import (
     paginated,
 )
 from portal.api.views.base import ApiView
+from portal.throttle import client_ip
 from subscriptions.inputs import MAX_SEATS, MAX_VERSION
 from subscriptions.models import Interval, ScheduledChange, Subscription, SubscriptionStatus
 from subscriptions.policy import Action
@@ -101,12 +102,32 @@ def _service_key(view, request) -> str | None:
     return f"api:{view.principal().ident}:{key.strip()}"[:100]
 
 
+def promotion_code_field():
+    return serializers.CharField(
+        max_length=40,
+        required=False,
+        allow_blank=True,
+        help_text="A promotion code to apply with the change (case-insensitive). Refused with "
+        "promotion_code_invalid / _expired / _not_applicable / _limit_reached; nothing changes then.",
+    )
+
+
 class ChangeApiBase(ApiView):
     action = Action.SEATS_CHANGE
     kind = ""
 
     def service_params(self, data: dict) -> dict:
         return {}
+
+    def code_params(self, data: dict) -> dict:
+        """The promotion code, with what its invalid attempts are throttled on (customer, client address)."""
+        if not data.get("promotion_code"):
+            return {}
+        return {
+            "promotion_code": data["promotion_code"],
+            "customer_key": str(self.kwargs["customer_id"]),
+            "ip": client_ip(self.request),
+        }
 
     def subscription(self):
         # The object first, then the role: a foreign subscription is a 404 whatever the caller's role.
@@ -122,7 +143,10 @@ class ChangePreviewApiBase(ChangeApiBase):
         data = self.Input(data=request.data)
         data.is_valid(raise_exception=True)
         result = change_preview(
-            subscription_id=subscription.pk, kind=self.kind, **self.service_params(data.validated_data)
+            subscription_id=subscription.pk,
+            kind=self.kind,
+            **self.service_params(data.validated_data),
+            **self.code_params(data.validated_data),
         )
         return Response(ChangeResultSerializer(result).data)
 
@@ -145,12 +169,14 @@ class ChangeApplyApiBase(ChangeApiBase):
             actor_kind=principal.actor_kind,
             idempotency_key=_service_key(self, request),
             **self.service_params(data.validated_data),
+            **self.code_params(data.validated_data),
         )
         return Response(AppliedChangeSerializer(result).data, status=201)
 
 
 class SeatsInput(StrictSerializer):
     seats = AsciiIntegerField(min_value=0, max_value=MAX_SEATS)
+    promotion_code = promotion_code_field()
 
 
 class SeatsApplyInput(SeatsInput):
@@ -194,6 +220,7 @@ class PackageInput(StrictSerializer):
     package = serializers.SlugField(max_length=60, help_text="The package's slug, from /api/v1/packages/.")
     interval = serializers.ChoiceField(choices=Interval.choices, required=False, help_text="Defaults to the current.")
     seats = AsciiIntegerField(min_value=0, max_value=MAX_SEATS, required=False)
+    promotion_code = promotion_code_field()
 
 
 class PackageApplyInput(PackageInput):
