@@ -38,9 +38,23 @@ PACKAGE = "package"  # package, add-ons, cancellation
 MEMBERS = "members"  # role changes
 ACTIVITY = "activity"
 API_KEYS = "api_keys"
+WEBHOOKS = "webhooks"  # outbound webhook endpoints (owners, like API keys)
 
 ALL_CAPABILITIES = frozenset(
-    {DASHBOARD, OWN_SEAT, BILLING, INVOICES, TAX, PAYMENT_METHODS, SEATS, PACKAGE, MEMBERS, ACTIVITY, API_KEYS}
+    {
+        DASHBOARD,
+        OWN_SEAT,
+        BILLING,
+        INVOICES,
+        TAX,
+        PAYMENT_METHODS,
+        SEATS,
+        PACKAGE,
+        MEMBERS,
+        ACTIVITY,
+        API_KEYS,
+        WEBHOOKS,
+    }
 )
 
 ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
@@ -62,6 +76,7 @@ CAPABILITY_NAMES = {
     MEMBERS: "people and roles",
     ACTIVITY: "the activity log",
     API_KEYS: "API keys",
+    WEBHOOKS: "webhooks",
 }
 
 SESSION_CUSTOMER_KEY = "portal_customer_id"

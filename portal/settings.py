@@ -310,3 +310,20 @@ CACHES = {
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "continuum"}
     )
 }
+
+# --- Outbound webhooks (docs/webhooks.md): their own queue, so a slow receiver never delays enablement or billing.
+CELERY_TASK_ROUTES = {"subscriptions.webhook_*": {"queue": "webhooks"}}
+WEBHOOK_TIMEOUT_SECONDS = float(env("WEBHOOK_TIMEOUT_SECONDS", "5"))
+WEBHOOK_RETRY_BASE_SECONDS = float(env("WEBHOOK_RETRY_BASE_SECONDS", "30"))
+WEBHOOK_RETRY_MAX_SECONDS = float(env("WEBHOOK_RETRY_MAX_SECONDS", str(6 * 3600)))
+WEBHOOK_RETRY_WINDOW_SECONDS = float(env("WEBHOOK_RETRY_WINDOW_SECONDS", str(3 * 24 * 3600)))
+WEBHOOK_CLAIM_SECONDS = float(env("WEBHOOK_CLAIM_SECONDS", "60"))
+WEBHOOK_RESCAN_GRACE_SECONDS = float(env("WEBHOOK_RESCAN_GRACE_SECONDS", "30"))
+# Test-only: lets endpoints be http:// on loopback (the tests' receiver on 127.0.0.1). Refused in production.
+WEBHOOKS_ALLOW_LOOPBACK_HTTP = env_bool("WEBHOOKS_ALLOW_LOOPBACK_HTTP", False)
+if WEBHOOKS_ALLOW_LOOPBACK_HTTP and PRODUCTION:
+    raise ImproperlyConfigured("WEBHOOKS_ALLOW_LOOPBACK_HTTP is for tests only and refused with DJANGO_ENV=production.")
+CELERY_BEAT_SCHEDULE["webhooks-outbox-rescan"] = {
+    "task": "subscriptions.webhook_outbox_rescan",
+    "schedule": float(env_int("WEBHOOK_RESCAN_SECONDS", 60)),
+}

@@ -25,6 +25,7 @@ class Capability(StrEnum):
     BILLING_WRITE = "billing.write"  # billing profile, tax exemptions
     SEATS_WRITE = "seats.write"  # seat count changes and seat assignments
     SUBSCRIPTION_WRITE = "subscription.write"  # package changes, cancel, reactivate
+    WEBHOOKS = "webhooks"  # outbound webhook endpoints, their secrets and delivery log (owners)
 
 
 ALL = frozenset(Capability)
@@ -62,6 +63,7 @@ CAPABILITY_WORDS = {
     Capability.BILLING_WRITE: "change billing details or tax exemptions",
     Capability.SEATS_WRITE: "change seats or seat assignments",
     Capability.SUBSCRIPTION_WRITE: "change, cancel or reactivate subscriptions",
+    Capability.WEBHOOKS: "manage webhook endpoints",
 }
 
 
