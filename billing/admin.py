@@ -1000,3 +1000,6 @@ class StripeEventAdmin(ReadOnlyAdmin):
             else:
                 level = messages.SUCCESS if status != StripeEventStatus.FAILED else messages.ERROR
                 messages.add_message(request, level, f"{event.stripe_event_id}: {status}.")
+
+
+from billing import admin_exports  # noqa: E402,F401 - registers the accounting exports admin

@@ -323,6 +323,10 @@ WEBHOOK_RESCAN_GRACE_SECONDS = float(env("WEBHOOK_RESCAN_GRACE_SECONDS", "30"))
 WEBHOOKS_ALLOW_LOOPBACK_HTTP = env_bool("WEBHOOKS_ALLOW_LOOPBACK_HTTP", False)
 if WEBHOOKS_ALLOW_LOOPBACK_HTTP and PRODUCTION:
     raise ImproperlyConfigured("WEBHOOKS_ALLOW_LOOPBACK_HTTP is for tests only and refused with DJANGO_ENV=production.")
+CELERY_BEAT_SCHEDULE["billing-invoices-overdue-daily"] = {
+    "task": "billing.invoices_overdue_record",
+    "schedule": timedelta(days=1),
+}
 CELERY_BEAT_SCHEDULE["webhooks-outbox-rescan"] = {
     "task": "subscriptions.webhook_outbox_rescan",
     "schedule": float(env_int("WEBHOOK_RESCAN_SECONDS", 60)),

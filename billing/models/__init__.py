@@ -1,6 +1,7 @@
 """Billing models, one module per area; import each here so Django finds them."""
 
 from billing.models.credit_notes import CreditNote, CreditNoteLine
+from billing.models.exports import AccountingExport, ExportFormat, ExportStatus
 from billing.models.invoices import (
     EDITABLE_STATUSES,
     INVOICE_TRANSITIONS,
@@ -50,6 +51,9 @@ __all__ = [
     "BillingProfile",
     "ChangeBillingMode",
     "CorrectionReason",
+    "AccountingExport",
+    "ExportFormat",
+    "ExportStatus",
     "CreditNote",
     "CreditNoteLine",
     "DunningCase",
