@@ -1027,5 +1027,5 @@ class StripeEventAdmin(ReadOnlyAdmin):
                 messages.add_message(request, level, f"{event.stripe_event_id}: {status}.")
 
 
-# Coupons, promotion codes and redemptions (issue 22) live in their own module.
-from billing import admin_discounts  # noqa: E402,F401
+# Coupons, promotion codes and redemptions, and the accounting exports, live in modules of their own.
+from billing import admin_discounts, admin_exports  # noqa: E402,F401

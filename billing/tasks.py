@@ -83,3 +83,19 @@ def tax_exemptions_daily_task() -> dict:
     from billing.services.exemptions import tax_exemption_send_reminders, tax_exemptions_expire_due
 
     return {"expired": tax_exemptions_expire_due(), "reminded": tax_exemption_send_reminders()}
+
+
+@shared_task(name="billing.accounting_export_build", acks_late=True, reject_on_worker_lost=True)
+def accounting_export_build_task(export_id: int) -> str:
+    """Build an accounting export's file (idempotent: a finished export is left alone)."""
+    from billing.services.exports import accounting_export_build
+
+    return accounting_export_build(export_id=export_id).status
+
+
+@shared_task(name="billing.invoices_overdue_record", acks_late=True, reject_on_worker_lost=True)
+def invoices_overdue_record_task() -> int:
+    """Daily: `invoice.overdue` events for open invoices past their due date (once per invoice)."""
+    from billing.services.events import invoices_overdue_record
+
+    return invoices_overdue_record()

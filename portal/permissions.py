@@ -42,6 +42,7 @@ PACKAGE = Action.PACKAGE_CHANGE
 MEMBERS = Action.MEMBERS_MANAGE  # role changes, removals
 ACTIVITY = Action.ACTIVITY_VIEW
 API_KEYS = Action.API_KEYS_MANAGE
+WEBHOOKS = Action.WEBHOOKS_MANAGE  # outbound webhook endpoints (owners, like API keys)
 
 TEMPLATE_NAMES: dict[str, Action] = {
     "dashboard": DASHBOARD,
@@ -57,6 +58,7 @@ TEMPLATE_NAMES: dict[str, Action] = {
     "members": MEMBERS,
     "activity": ACTIVITY,
     "api_keys": API_KEYS,
+    "webhooks": WEBHOOKS,
 }
 
 # What a forbidden page tells the user, in their words.
@@ -80,6 +82,7 @@ ACTION_NAMES = {
     Action.API_KEYS_MANAGE: "API keys",
     Action.NOTES_ADD: "internal notes",
     Action.PROVISIONING_RETRY: "provisioning",
+    Action.WEBHOOKS_MANAGE: "webhooks",
 }
 assert set(ACTION_NAMES) == set(Action)
 

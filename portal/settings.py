@@ -438,9 +438,11 @@ STAFF_SESSION_MAX_SECONDS = env_int("STAFF_SESSION_MAX_SECONDS", 10 * 60 * 60)
 
 # Celery queues split by the kind of work, so a 100,000-invoice billing run or a burst of PDF renders never delays
 # enablement: each queue gets workers of its own in production (Procfile.prod). A worker started without -Q (make run,
-# the integration tests) consumes all four.
+# the integration tests) consumes all of them; `make run` gives webhooks a worker of their own (Procfile).
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = {name: {"routing_key": name} for name in ("provisioning", "billing", "documents", "default")}
+CELERY_TASK_QUEUES = {
+    name: {"routing_key": name} for name in ("provisioning", "billing", "documents", "webhooks", "default")
+}
 CELERY_TASK_ROUTES = {
     "subscriptions.entitlements_*": {"queue": "provisioning"},
     "billing.invoice_after_issue": {"queue": "documents"},
@@ -453,5 +455,27 @@ CELERY_TASK_ROUTES = {
     "billing.credit_note_refund": {"queue": "billing"},
     "billing.stripe_customer_sync": {"queue": "billing"},
     "billing.tax_exemptions_daily": {"queue": "billing"},
-    # billing.stripe_event_process (webhooks) and anything unnamed here: "default".
+    # Outbound webhooks (docs/webhooks.md): their own queue, so a slow receiver never delays enablement or billing.
+    "subscriptions.webhook_*": {"queue": "webhooks"},
+    # billing.stripe_event_process (Stripe's webhooks in) and anything unnamed here: "default".
+}
+
+# --- Outbound webhooks (docs/webhooks.md); their queue is routed above.
+WEBHOOK_TIMEOUT_SECONDS = float(env("WEBHOOK_TIMEOUT_SECONDS", "5"))
+WEBHOOK_RETRY_BASE_SECONDS = float(env("WEBHOOK_RETRY_BASE_SECONDS", "30"))
+WEBHOOK_RETRY_MAX_SECONDS = float(env("WEBHOOK_RETRY_MAX_SECONDS", str(6 * 3600)))
+WEBHOOK_RETRY_WINDOW_SECONDS = float(env("WEBHOOK_RETRY_WINDOW_SECONDS", str(3 * 24 * 3600)))
+WEBHOOK_CLAIM_SECONDS = float(env("WEBHOOK_CLAIM_SECONDS", "60"))
+WEBHOOK_RESCAN_GRACE_SECONDS = float(env("WEBHOOK_RESCAN_GRACE_SECONDS", "30"))
+# Test-only: lets endpoints be http:// on loopback (the tests' receiver on 127.0.0.1). Refused in production.
+WEBHOOKS_ALLOW_LOOPBACK_HTTP = env_bool("WEBHOOKS_ALLOW_LOOPBACK_HTTP", False)
+if WEBHOOKS_ALLOW_LOOPBACK_HTTP and PRODUCTION:
+    raise ImproperlyConfigured("WEBHOOKS_ALLOW_LOOPBACK_HTTP is for tests only and refused with DJANGO_ENV=production.")
+CELERY_BEAT_SCHEDULE["billing-invoices-overdue-daily"] = {
+    "task": "billing.invoices_overdue_record",
+    "schedule": timedelta(days=1),
+}
+CELERY_BEAT_SCHEDULE["webhooks-outbox-rescan"] = {
+    "task": "subscriptions.webhook_outbox_rescan",
+    "schedule": float(env_int("WEBHOOK_RESCAN_SECONDS", 60)),
 }

@@ -20,3 +20,5 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3") and os.environ.get("CONTIN
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-continuum.sqlite3")}  # noqa: F405
 # Tests kill Celery pool processes on purpose; report the lost task after 1 s instead of Celery's default 10 s.
 CELERY_WORKER_LOST_WAIT = 1.0
+# The webhook tests' receiver listens on http://127.0.0.1 (tests/support/http_receiver.py); production refuses this.
+WEBHOOKS_ALLOW_LOOPBACK_HTTP = True

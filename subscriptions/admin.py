@@ -570,3 +570,6 @@ class ProvisioningRunAdmin(ReadOnlyAdmin):
     list_select_related = ["customer"]
     search_fields = ["customer__name", "trigger", "error"]
     date_hierarchy = "queued_at"
+
+
+from subscriptions import admin_webhooks  # noqa: E402,F401 - registers the webhook endpoints and delivery log

@@ -141,3 +141,22 @@ class InvitationError(SubscriptionError):
 
 class InvitationExpired(InvitationError):
     code = "invitation_expired"
+
+
+class WebhookError(SubscriptionError):
+    code = "webhook_invalid"
+
+
+class WebhookUrlRefused(WebhookError):
+    """An endpoint URL we will not POST to; `code` says why (docs/webhooks.md "Endpoint URLs")."""
+
+    field = "url"
+
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+class WebhookEventTypesInvalid(WebhookError):
+    code = "webhook_event_types_invalid"
+    field = "event_types"

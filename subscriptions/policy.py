@@ -55,6 +55,7 @@ class Action(StrEnum):
     API_KEYS_MANAGE = "api_keys.manage"
     NOTES_ADD = "notes.add"
     PROVISIONING_RETRY = "provisioning.retry"
+    WEBHOOKS_MANAGE = "webhooks.manage"
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,12 @@ POLICY: dict[Action, Rule] = {
         ),
         _rule(Action.ACTIVITY_VIEW, "See the activity log", (OWNER,), "subscriptions.view_auditevent"),
         _rule(Action.API_KEYS_MANAGE, "Create and revoke API keys", (OWNER,), "portal.change_apikey"),
+        _rule(
+            Action.WEBHOOKS_MANAGE,
+            "Register webhook endpoints, rotate their secrets, see and resend deliveries",
+            (OWNER, KEY_ADMIN),
+            "subscriptions.change_webhookendpoint",
+        ),
         _rule(
             Action.NOTES_ADD, "Add an internal note to the customer (back office)", (), "subscriptions.add_staffnote"
         ),

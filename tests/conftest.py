@@ -21,3 +21,17 @@ def worked_example_clock(time_machine):
 
     time_machine.move_to(WORKED_EXAMPLE_NOW, tick=True)
     return WORKED_EXAMPLE_NOW
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """Every outbound event any test caused must match its published JSON schema (docs/webhooks.md)."""
+    result = yield  # re-raises when the test itself failed
+    if item.get_closest_marker("django_db") is not None:
+        from django.db import connection
+
+        if not connection.needs_rollback:  # a test that ends inside a broken transaction cannot be read
+            from tests.support.event_schemas import assert_events_match_schemas
+
+            assert_events_match_schemas()
+    return result

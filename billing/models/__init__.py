@@ -2,6 +2,7 @@
 
 from billing.models.credit_notes import CreditNote, CreditNoteLine
 from billing.models.discounts import Coupon, CouponAmount, CouponDuration, CouponKind, Discount, PromotionCode
+from billing.models.exports import AccountingExport, ExportFormat, ExportStatus
 from billing.models.invoices import (
     EDITABLE_STATUSES,
     INVOICE_TRANSITIONS,
@@ -52,10 +53,13 @@ __all__ = [
     "BillingProfile",
     "ChangeBillingMode",
     "CorrectionReason",
+    "AccountingExport",
     "Coupon",
     "CouponAmount",
     "CouponDuration",
     "CouponKind",
+    "ExportFormat",
+    "ExportStatus",
     "CreditNote",
     "CreditNoteLine",
     "Discount",

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from billing.exceptions import CreditNoteInvalid, InvalidTransition
 from billing.models import CreditNote, CreditNoteLine, InvoiceLine, InvoiceStatus, LineKind
+from billing.services.events import credit_note_event_record
 from billing.services.invoices import _check_reason_code, _lock, _transition, number_allocate
 from billing.services.payments import credit_note_refund_enqueue, money
 from billing.services.tax import tax_amount
@@ -180,6 +181,7 @@ def credit_note_create(
             },
             reason=reason_text,
         )
+        credit_note_event_record(credit_note)
         credit_note_id = credit_note.pk
         transaction.on_commit(lambda: _after_issue(credit_note_id))
         if refund_due:

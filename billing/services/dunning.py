@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import BillingProfile, DunningCase, DunningStage, Invoice, InvoiceStatus, Payment
+from billing.services.events import invoice_overdue_record
 from subscriptions.models import LIVE_STATUSES, Membership, Role, Subscription, SubscriptionStatus
 from subscriptions.services.audit import audit_record
 
@@ -245,6 +246,7 @@ def _dunning_escalate(*, case_id: int, now: datetime) -> DunningCase:
                 "(access continues)",
                 after={"subscriptions": changed},
             )
+            invoice_overdue_record(invoice)
             _notify(
                 case,
                 subject=f"Invoice {invoice} is past due",

@@ -23,6 +23,7 @@ from billing.models import (
     ExemptionType,
     TaxExemption,
 )
+from billing.services.events import tax_exemption_event_record, tax_exemption_transition_event_record
 from subscriptions import clock
 from subscriptions.models import Customer, Membership, Role, User
 from subscriptions.places import jurisdiction_exists
@@ -112,6 +113,7 @@ def _transition(exemption: TaxExemption, to_status: str, *, actor: User | None, 
         after={"status": to_status},
         reason=reason,
     )
+    tax_exemption_transition_event_record(exemption)
 
 
 def _overlaps(a: list[str], b: list[str]) -> bool:
@@ -213,6 +215,7 @@ def tax_exemption_submit(
                 summary=f"Tax exemption submitted for {', '.join(jurisdictions)} (certificate {certificate_number})",
                 after={"jurisdictions": jurisdictions, "expires_on": expires_on.isoformat(), "type": exemption_type},
             )
+            tax_exemption_event_record(exemption, type="tax_exemption.submitted")
             older = (
                 TaxExemption.objects.select_for_update()
                 .filter(customer=customer, status=ExemptionStatus.SUBMITTED)
@@ -356,6 +359,9 @@ def tax_exemption_send_reminders(*, today: date | None = None) -> int:
                     ).send()
                     sent += 1
                 setattr(exemption, flag, timezone.now())
+                tax_exemption_event_record(
+                    exemption, type="tax_exemption.expiring", days_left=left_days(exemption, today)
+                )
                 if days == 30 and exemption.reminder_7_sent_at is None and left_days(exemption, today) <= 7:
                     # Submitted late: one reminder is enough.
                     exemption.reminder_7_sent_at = timezone.now()

@@ -43,12 +43,14 @@ from billing.models import (
 )
 from billing.money import format_money
 from billing.services.einvoices import invoice_einvoice_problems
+from billing.services.events import invoice_status_event, invoice_status_event_record
 from billing.services.profiles import billing_address_problems, e_invoice_applies
 from billing.services.tax import TaxResult, tax_compute, tax_context_for
 from subscriptions import selectors as sub_selectors
 from subscriptions.clock import utc_date
 from subscriptions.models import Customer, SeatLedgerEntry, Subscription, SubscriptionChange, User
 from subscriptions.services.audit import audit_occurred_at, audit_record
+from subscriptions.services.events import events_record_many
 
 AMOUNT_CHANGE_THRESHOLD = Decimal("0.25")
 # Checks staff cannot override with "approve and issue": they would issue a wrong or unaddressable invoice.
@@ -145,6 +147,7 @@ def _transition(invoice: Invoice, to_status: str, *, actor: User | None = None, 
         after=audit["after"],
         reason=reason,
     )
+    invoice_status_event_record(invoice)
 
 
 def _profile(customer_id: int) -> BillingProfile | None:
@@ -904,7 +907,7 @@ def invoices_finalize_batch(*, invoice_ids: list[int]) -> tuple[list[int], list[
         series = _series(getattr(settings, "INVOICE_NUMBER_PREFIX", "INV"), now)
         sequence = _sequence_locked(series)
         to_issue, held = [], []
-        status_rows, audit_rows = [], []
+        status_rows, audit_rows, event_drafts = [], [], []
 
         def transition(invoice: Invoice, to_status: str, reason: str) -> None:
             change, audit = _transition_rows(invoice, to_status, actor=None, reason=reason)
@@ -912,6 +915,7 @@ def invoices_finalize_batch(*, invoice_ids: list[int]) -> tuple[list[int], list[
             audit_rows.append(
                 AuditEvent(customer_id=invoice.customer_id, actor=None, actor_kind=ActorKind.SYSTEM, **audit)
             )
+            event_drafts.append(invoice_status_event(invoice))  # snapshot now: open, then paid, are two events
 
         for invoice in invoices:
             reasons = _checks_evaluate(invoice, inputs)
@@ -935,6 +939,7 @@ def invoices_finalize_batch(*, invoice_ids: list[int]) -> tuple[list[int], list[
         bulk.bulk_update(Invoice, invoices, _FINALIZE_FIELDS)
         bulk.bulk_insert(InvoiceStatusChange, status_rows)
         bulk.bulk_insert(AuditEvent, audit_rows)
+        events_record_many(draft for draft in event_drafts if draft is not None)
         if to_issue:
             issued_ids = [invoice.pk for invoice in to_issue]
             transaction.on_commit(lambda: _after_issue_many(issued_ids))

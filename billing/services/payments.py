@@ -47,6 +47,7 @@ from billing.models import (
     StripeCustomer,
 )
 from billing.money import format_money
+from billing.services.events import payment_event_record
 from subscriptions.models import Customer, User
 from subscriptions.services.audit import audit_record
 
@@ -489,6 +490,7 @@ def payment_record_manual(*, invoice_id: int, amount_minor: int, reference: str,
             f"{invoice} ({reference})",
             after={"amount_minor": amount_minor, "reference": reference},
         )
+        payment_event_record(payment)
         _apply_to_invoice(payment.pk)
     payment.refresh_from_db()
     return payment
@@ -622,6 +624,7 @@ def _audit_outcome(payment: Payment) -> None:
         PaymentStatus.PROCESSING: f"Payment of {amount} for {payment.invoice} is processing",
         PaymentStatus.CANCELED: f"Payment of {amount} for {payment.invoice} was canceled",
     }
+    payment_event_record(payment)
     audit_record(
         customer=payment.customer,
         action=f"payment.{payment.status}",

@@ -37,6 +37,7 @@ ACTION_WORDS = {
     Action.API_KEYS_MANAGE: "manage API keys",
     Action.NOTES_ADD: "add internal notes",
     Action.PROVISIONING_RETRY: "retry provisioning",
+    Action.WEBHOOKS_MANAGE: "manage webhook endpoints",
 }
 assert set(ACTION_WORDS) == set(Action)
 

@@ -2,13 +2,24 @@
 
 from django.urls import path, re_path
 
-from portal.api.views import accounts, billing, discounts, docs, entitlements, members, signup, subscriptions
+from portal.api.views import (
+    accounts,
+    billing,
+    discounts,
+    docs,
+    entitlements,
+    members,
+    signup,
+    subscriptions,
+    webhooks,
+)
 from portal.api.views.errors import not_found
 
 app_name = "api"
 
 C = "customers/<int:customer_id>"
 S = f"{C}/subscriptions/<int:subscription_id>"
+W = f"{C}/webhook-endpoints"
 
 urlpatterns = [
     path("v1/schema/", docs.ApiSchemaView.as_view(), name="schema"),
@@ -53,6 +64,20 @@ urlpatterns = [
     path(f"v1/{C}/entitlements/", entitlements.CustomerEntitlementsApi.as_view(), name="customer-entitlements"),
     path("v1/entitlements/", entitlements.ServiceEntitlementsApi.as_view(), name="entitlements"),
     path("v1/signup/", signup.SignupApi.as_view(), name="signup"),
+    path(f"v1/{W}/", webhooks.WebhookEndpointListApi.as_view(), name="webhook-endpoints"),
+    path(f"v1/{W}/<int:endpoint_id>/", webhooks.WebhookEndpointDetailApi.as_view(), name="webhook-endpoint"),
+    path(
+        f"v1/{W}/<int:endpoint_id>/rotate-secret/",
+        webhooks.WebhookEndpointRotateSecretApi.as_view(),
+        name="webhook-endpoint-rotate-secret",
+    ),
+    path(f"v1/{W}/<int:endpoint_id>/test/", webhooks.WebhookEndpointTestApi.as_view(), name="webhook-endpoint-test"),
+    path(f"v1/{W}/<int:endpoint_id>/deliveries/", webhooks.WebhookDeliveryListApi.as_view(), name="webhook-deliveries"),
+    path(
+        f"v1/{W}/<int:endpoint_id>/deliveries/<int:delivery_id>/resend/",
+        webhooks.WebhookDeliveryResendApi.as_view(),
+        name="webhook-delivery-resend",
+    ),
     # Anything else under /api/ answers in the API's error format rather than the site's HTML 404 page.
     re_path(r"^.*$", not_found, name="not-found"),
 ]

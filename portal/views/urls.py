@@ -13,6 +13,7 @@ from portal.views import (
     people,
     public,
     seats,
+    webhooks,
 )
 from portal.views import payments as payment_pages
 
@@ -76,6 +77,8 @@ urlpatterns = [
     ),
     path("c/<int:customer_id>/api-keys/", account.api_keys, name="api_keys"),
     path("c/<int:customer_id>/api-keys/<int:key_id>/revoke/", account.api_key_revoke_view, name="api_key_revoke"),
+    path("c/<int:customer_id>/webhooks/", webhooks.webhooks, name="webhooks"),
+    path("c/<int:customer_id>/webhooks/<int:endpoint_id>/", webhooks.webhook_endpoint, name="webhook_endpoint"),
     path("c/<int:customer_id>/survey/", account.survey, name="survey"),
     # Payment methods and pay-now (portal/views/payments.py)
     *payment_pages.urlpatterns,

@@ -36,6 +36,16 @@ from subscriptions.models.subscriptions import (
     SubscriptionStatus,
 )
 from subscriptions.models.users import User, UserManager
+from subscriptions.models.webhooks import (
+    SUBSCRIBABLE_EVENT_TYPES,
+    DeliveryKind,
+    DeliveryStatus,
+    Event,
+    EventType,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 __all__ = [
     "ENTITLEMENT_TRANSITIONS",
@@ -73,4 +83,12 @@ __all__ = [
     "SubscriptionStatus",
     "User",
     "UserManager",
+    "SUBSCRIBABLE_EVENT_TYPES",
+    "DeliveryKind",
+    "DeliveryStatus",
+    "Event",
+    "EventType",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -61,6 +61,7 @@ from subscriptions.models import (
 )
 from subscriptions.periods import period_end as compute_period_end
 from subscriptions.services.audit import audit_record
+from subscriptions.services.events import subscription_event_record
 from subscriptions.services.lifecycle import subscription_renew
 from subscriptions.services.proration import prorate, proration_factor, utc_date
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
@@ -513,6 +514,7 @@ def _apply(
             after={**computed.after, **extra_after, "change_id": change.pk, "version": subscription.version},
             reason=reason,
         )
+        subscription_event_record(subscription, change=kind)
         entitlements_reconcile_enqueue(customer_id=subscription.customer_id, trigger=f"subscription.{kind}")
     return change
 

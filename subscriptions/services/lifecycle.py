@@ -39,6 +39,7 @@ from subscriptions.models import (
 )
 from subscriptions.periods import next_boundary
 from subscriptions.services.audit import audit_record
+from subscriptions.services.events import events_record_many, subscription_event, subscription_event_record
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
 from subscriptions.services.terms import (
     PreviewLine,
@@ -111,6 +112,7 @@ def _transition(
         after={"status": to_status},
         reason=reason,
     )
+    subscription_event_record(subscription, change=to_status if to_status in ("canceled", "ended") else "status")
     entitlements_reconcile_enqueue(customer_id=subscription.customer_id, trigger=f"subscription.{to_status}")
 
 
@@ -326,6 +328,7 @@ def subscription_renew(*, subscription_id: int, as_of: datetime | None = None) -
                 before={"version": start_version},
                 after=_renewed_after(periods, applied, subscription.version),
             )
+            subscription_event_record(subscription, change="renewal")
             if applied:
                 # Only a scheduled change alters what the customer is entitled to; a status change (trial over,
                 # cancellation) has already queued its own reconcile in _transition. Moving the period does not.
@@ -372,6 +375,7 @@ _PLAIN_RENEWAL_FIELDS = (
     "billing_anchor",
     "cancel_at_period_end",
     "version",
+    *("trial_end", "canceled_at", "ended_at"),  # for the subscription.updated event's snapshot
 )
 
 
@@ -499,6 +503,7 @@ def subscription_renew_batch(*, subscription_ids: list[int], as_of: datetime) ->
             ["current_period_start", "current_period_end", "committed_seats", "version"],
         )
         bulk.bulk_insert(AuditEvent, audits)
+        events_record_many(subscription_event(subscription, change="renewal") for subscription in plain)
         for subscription in locked:
             if subscription.pk in results:
                 continue

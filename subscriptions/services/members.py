@@ -20,6 +20,7 @@ from subscriptions import policy
 from subscriptions.exceptions import InvitationError, InvitationExpired, LastOwner, MembershipError, RoleNotGrantable
 from subscriptions.models import Customer, Invitation, Membership, Role, SeatAssignment, User
 from subscriptions.services.audit import audit_record
+from subscriptions.services.events import member_event_record
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
 
 INVITATION_SALT = "continuum.invitation"
@@ -250,6 +251,8 @@ def invitation_accept(
             summary=f"{user.email} joined as {membership.get_role_display().lower()}",
             after={"email": user.email, "role": membership.role, "new_membership": created},
         )
+        if created:
+            member_event_record(membership, added=True)
     return membership
 
 
@@ -328,6 +331,7 @@ def membership_remove(*, membership_id: int, actor: User | None, actor_kind: str
             summary=f"{membership.user.email} was removed",
             before={"email": membership.user.email, "role": membership.role, "seats_freed": freed},
         )
+        member_event_record(membership, added=False)
         membership.delete()
         if freed:
             entitlements_reconcile_enqueue(customer_id=customer_id, trigger="membership.removed")

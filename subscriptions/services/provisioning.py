@@ -49,6 +49,7 @@ from subscriptions.provisioners import (
     provisioner_get,
 )
 from subscriptions.services.audit import audit_record
+from subscriptions.services.events import entitlement_event, events_record_many
 
 logger = logging.getLogger(__name__)
 
@@ -240,6 +241,9 @@ def entitlements_diff(
 
 
 # --- state machine -------------------------------------------------------------------------------------------------
+
+
+_EVENT_STATES = (EntitlementState.ACTIVE, EntitlementState.REVOKED, EntitlementState.FAILED)
 
 
 def _transition(row: Entitlement, new_state: str) -> bool:
@@ -472,6 +476,12 @@ def _reconcile_locked(
                 "updated_at",
             ],
         )
+    events_record_many(  # entitlement.updated for every row this run applied, revoked or gave up on
+        entitlement_event(rows_by_customer[customer_id][key])
+        for customer_id, changed_keys, _ in to_push
+        for key in changed_keys
+        if rows_by_customer[customer_id][key].state in _EVENT_STATES
+    )
     finished = timezone.now()
     for outcome in outcomes.values():
         run = outcome.run

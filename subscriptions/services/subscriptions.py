@@ -24,6 +24,7 @@ from subscriptions.models import (
 )
 from subscriptions.periods import period_end
 from subscriptions.services.audit import audit_record
+from subscriptions.services.events import subscription_event_record
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
 from subscriptions.services.terms import seats_phrase
 
@@ -102,5 +103,6 @@ def subscription_create(
             summary=f"Subscribed to {package.name} ({interval}ly) with {seats} seats",
             after={"package": package.slug, "interval": interval, "seats": seats, "status": status},
         )
+        subscription_event_record(subscription, change="created")
         entitlements_reconcile_enqueue(customer_id=customer.pk, trigger=f"subscription {subscription.pk} created")
     return subscription
