@@ -1,0 +1,8 @@
+"""A simulated year: Continuum's real services, tasks and billing run driven through months of a generated customer
+base under a clock the simulation moves, then every "right first time" invariant checked (`manage.py simulate_year`).
+
+- `world.py` builds the catalog, tax rates, staff and the customer mix;
+- `year.py` moves the clock and makes things happen through the services a customer, staff or the scheduler use;
+- `invariants.py` checks the invariants on what the database holds afterwards (independently of the services);
+- `report.py` writes the text and HTML report.
+"""
