@@ -21,3 +21,12 @@ def worked_example_clock(time_machine):
 
     time_machine.move_to(WORKED_EXAMPLE_NOW, tick=True)
     return WORKED_EXAMPLE_NOW
+
+
+# Hypothesis on a shared or pinned-clock machine: CI's two CPUs are busy and time-machine slows datetime draws, so
+# slow generation or a slow example is not a failure; properties still run their full number of examples.
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+hypothesis_settings.register_profile("continuum", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("continuum")
