@@ -23,6 +23,15 @@ def worked_example_clock(time_machine):
     return WORKED_EXAMPLE_NOW
 
 
+# Hypothesis on a shared or pinned-clock machine: CI's two CPUs are busy and time-machine slows datetime draws, so
+# slow generation or a slow example is not a failure; properties still run their full number of examples.
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+hypothesis_settings.register_profile("continuum", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("continuum")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item):
     """Every outbound event any test caused must match its published JSON schema (docs/webhooks.md)."""

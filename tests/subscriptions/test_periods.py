@@ -24,6 +24,8 @@ anchors = st.datetimes(
     min_value=datetime(2024, 1, 1), max_value=datetime(2032, 12, 31, 23, 59), timezones=st.just(UTC)
 ).map(lambda d: d.replace(second=0, microsecond=0))
 intervals = st.sampled_from(["month", "year"])
+# Pure arithmetic, but the shared test machine can be slow: no deadline, no "generation is slow" health check.
+pure = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def expected_boundary(anchor: datetime, interval: str, k: int) -> datetime:
@@ -57,6 +59,7 @@ def test_periods_worked_examples_of_the_documented_anchor_rule(anchor, interval,
     assert ends == boundaries
 
 
+@pure
 @given(anchor=anchors, interval=intervals, renewals=st.integers(min_value=0, max_value=30))
 def test_periods_every_boundary_is_the_anchor_rule_and_periods_touch(anchor, interval, renewals):
     periods = renewed_periods(anchor, interval, renewals)
@@ -68,6 +71,7 @@ def test_periods_every_boundary_is_the_anchor_rule_and_periods_touch(anchor, int
         assert end == next_start  # no gap, no overlap
 
 
+@pure
 @given(anchor=anchors, interval=intervals, k=st.integers(min_value=0, max_value=30), data=st.data())
 def test_periods_next_boundary_is_the_end_of_the_period_containing_any_instant(anchor, interval, k, data):
     start, end = expected_boundary(anchor, interval, k), expected_boundary(anchor, interval, k + 1)
@@ -75,6 +79,7 @@ def test_periods_next_boundary_is_the_end_of_the_period_containing_any_instant(a
     assert next_boundary(anchor, interval, start + timedelta(seconds=seconds)) == end
 
 
+@pure
 @given(anchor=anchors, interval=intervals, renewals=st.integers(min_value=0, max_value=30), data=st.data())
 def test_periods_proration_factor_at_any_instant_is_the_documented_share_of_days(anchor, interval, renewals, data):
     start, end = renewed_periods(anchor, interval, renewals)[-1]
@@ -91,7 +96,11 @@ def test_periods_proration_factor_at_any_instant_is_the_documented_share_of_days
 
 
 @pytest.mark.django_db
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(anchor=anchors, interval=intervals, renewals=st.integers(min_value=1, max_value=14))
 def test_periods_single_and_batch_renewal_share_the_anchor_rule(anchor, interval, renewals):
     # given two identical subscriptions anchored at `anchor`

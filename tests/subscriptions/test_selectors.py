@@ -1,5 +1,7 @@
 from datetime import timedelta
 
+import pytest
+
 from subscriptions.models import Subscription, SubscriptionStatus
 from subscriptions.selectors import (
     JourneyStage,
@@ -13,6 +15,10 @@ from subscriptions.selectors import (
 from subscriptions.services.audit import audit_record
 from subscriptions.services.changes import subscription_change_seats_apply
 from tests.factories import CustomerFactory, SeatAssignmentFactory, SubscriptionFactory, UserFactory, utc
+
+# Scenario dates around the worked-example month: the clock is pinned there (tests/clock.py), the subscriptions run
+# [1 Nov 2026, 1 Dec 2026) as these expectations were written for.
+pytestmark = pytest.mark.usefixtures("worked_example_clock")
 
 NOW = utc(2027, 3, 1)
 

@@ -17,6 +17,7 @@ def test_subscription_create_snapshots_price_and_starts_ledger(catalog):
         10_000,
     )
     assert subscription.current_period_end == utc(2027, 11, 1)
+    assert subscription.billing_anchor == utc(2026, 11, 1)  # every later boundary counts from the sign-up
     assert subscription.committed_seats == 12
     assert SeatLedgerEntry.objects.get().seats_to == 12
     assert AuditEvent.objects.get().action == "subscription.created"
@@ -30,6 +31,7 @@ def test_subscription_create_with_trial(catalog):
     )
     assert subscription.status == SubscriptionStatus.TRIALING
     assert subscription.trial_end == subscription.current_period_end == utc(2026, 11, 15)
+    assert subscription.billing_anchor == utc(2026, 11, 15)  # the paid periods start when the trial ends (Stripe)
 
 
 @pytest.mark.parametrize(
