@@ -93,9 +93,15 @@ class CustomerAdmin(ReadOnlyAdmin):
             extra_context["c360"] = view
             extra_context["can_add_note"] = policy.staff_allows(request.user, policy.Action.NOTES_ADD, in_admin=True)
             extra_context["can_retry_provisioning"] = can_retry_provisioning(request.user)
-            extra_context["can_resend_invitations"] = request.user.has_perm("subscriptions.change_invitation")
-            extra_context["can_view_exemptions"] = request.user.has_perm("billing.view_taxexemption")
-            extra_context["can_edit_billing_profile"] = request.user.has_perm("billing.change_billingprofile")
+            extra_context["can_resend_invitations"] = policy.staff_allows(
+                request.user, policy.Action.INVITATIONS_RESEND, in_admin=True
+            )
+            extra_context["can_view_exemptions"] = policy.staff_allows(
+                request.user, policy.Action.TAX_VIEW, in_admin=True
+            )
+            extra_context["can_edit_billing_profile"] = policy.staff_allows(
+                request.user, policy.Action.BILLING_EDIT, in_admin=True
+            )
         return super().change_view(request, object_id, form_url, extra_context)
 
     def add_note_view(self, request, customer_id: int):
