@@ -89,7 +89,9 @@ def _read_upload(upload) -> tuple[bytes, str]:
         raise CertificateInvalid("The certificate is larger than 5 MB; please upload a smaller scan.")
     if not data:
         raise CertificateInvalid("The certificate file is empty.")
-    return data, name.rsplit("/", 1)[-1][:200]
+    # Staff download the file under this name (the admin's FileResponse): no control, format or quote characters.
+    base = name.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    return data, "".join(ch if ch.isprintable() and ch not in '"' else "_" for ch in base)[:200]
 
 
 def _transition(exemption: TaxExemption, to_status: str, *, actor: User | None, reason: str = "") -> None:

@@ -132,13 +132,8 @@ def billing_profile_validate(*, data: dict) -> dict:
         if cleaned["country"] and not country_exists(cleaned["country"]):
             raise BillingProfileInvalid("Country must be a two-letter ISO code, e.g. US or DE.", field="country")
     if "region" in cleaned:
+        # Checked against the country by billing_profile_update, which knows the stored one for a partial update.
         cleaned["region"] = cleaned["region"].upper()
-        country = cleaned.get("country", "")
-        if cleaned["region"] and country and not subdivision_exists(country, cleaned["region"]):
-            raise BillingProfileInvalid(
-                f"{cleaned['region']} is not a state or province of {country_name(country)} (ISO 3166-2, e.g. CA).",
-                field="region",
-            )
     if "billing_emails" in cleaned:
         emails = cleaned["billing_emails"]
         if isinstance(emails, str):
@@ -250,15 +245,18 @@ def billing_profile_update(
                     raise BillingFieldNotEditable(
                         f"Only our billing team can change {what}; contact them to agree a change.", field=name
                     )
+        new_country = cleaned.get("country")
+        if new_country and "region" not in cleaned and not subdivision_exists(new_country, profile.region or "-"):
+            # The stored state belongs to the old country: a new country given without a state clears it.
+            cleaned["region"] = ""
         before = {name: getattr(profile, name) for name in cleaned}
         for name, value in cleaned.items():
             setattr(profile, name, value)
         if "tax_id" in cleaned or "country" in cleaned:
             profile.tax_id = tax_id_normalize(tax_id=profile.tax_id, country=profile.country)
             profile.tax_id_valid = bool(profile.tax_id)
-        changes_place = "region" in cleaned or "country" in cleaned
-        # A partial update (the API's PATCH) is checked against the stored other half of the place.
-        if changes_place and profile.region and not subdivision_exists(profile.country, profile.region):
+        # A state is an ISO 3166-2 subdivision of the (new or stored) country.
+        if "region" in cleaned and profile.region and not subdivision_exists(profile.country, profile.region):
             raise BillingProfileInvalid(
                 f"{profile.region} is not a state or province of {country_name(profile.country)} "
                 "(ISO 3166-2, e.g. CA).",

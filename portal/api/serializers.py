@@ -32,6 +32,8 @@ class AsciiIntegerField(serializers.IntegerField):
     def to_internal_value(self, data):
         if isinstance(data, bool) or not isinstance(data, int | str):
             self.fail("invalid")
+        if isinstance(data, int):
+            return data  # min_value/max_value validators bound it
         number = parse_int(data, minimum=-(2**63), maximum=2**63 - 1)
         if number is None:
             self.fail("invalid")

@@ -121,3 +121,15 @@ def test_signed_in_pages_are_no_store_public_pages_are_not(account, client_for, 
     assert [p.status_code for p in pages] == [200, 200, 200, 201]
     assert all("no-store" in p["Cache-Control"] for p in pages)
     assert "no-store" not in client.get(reverse("portal:pricing")).get("Cache-Control", "")
+
+
+def test_certificate_file_name_is_stored_without_control_or_bidi_characters(account, client_for):
+    upload = SimpleUploadedFile("cert\r\nX-Injected: 1\u202e.pdf", PDF, content_type="application/pdf")
+
+    response = client_for(account.owner).post(
+        reverse("portal:tax", args=[account.customer.pk]), _tax_post(certificate=upload)
+    )
+
+    assert response.status_code == 302
+    name = TaxExemption.objects.get(customer=account.customer).original_filename
+    assert name.isprintable() and '"' not in name
