@@ -287,8 +287,8 @@ def main() -> int:
             client.join(timeout=args.seconds + 120)
         status = report(clients, time.monotonic() - started)
         log_text = (var_dir / "run.log").read_text(errors="replace")
-        locked = log_text.count("database is locked")
-        print(f"'database is locked' in the web/worker/beat log: {locked}")
+        locked = log_text.count("database is locked") + log_text.count("OperationalError")
+        print(f"'database is locked' / OperationalError in the web/worker/beat log: {locked}")
         return status or (1 if locked else 0)
     finally:
         # Ctrl-C as a terminal sends it; honcho stops web, worker and beat and waits for them.

@@ -142,12 +142,23 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
+def _stat(pid: int) -> list[str] | None:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
+        return None
+
+
+def _started(pid: int) -> str | None:
+    fields = _stat(pid)
+    return fields[19] if fields else None  # field 22 of /proc/<pid>/stat: start time, tells a reused pid apart
+
+
+def _alive(pid: int, started: str | None = None) -> bool:
+    fields = _stat(pid)
+    if fields is None or fields[0] == "Z":  # a zombie has already exited; it only waits for its parent to reap it
         return False
-    return state != "Z"  # a zombie has already exited; it only waits for its parent to reap it
+    return started is None or fields[19] == started
 
 
 @pytest.mark.django_db(transaction=True)
@@ -157,7 +168,7 @@ def _alive(pid: int) -> bool:
         # Ctrl-C: the terminal sends SIGINT to the foreground process group; honcho stops what it started and waits
         (signal.SIGINT, 0.0),
         # the terminal closes: SIGHUP kills honcho outright; what it started must follow it (scripts/die-with-parent)
-        (signal.SIGHUP, 30.0),
+        (signal.SIGHUP, 60.0),
     ],
     ids=["ctrl-c", "terminal-closed"],
 )
@@ -176,7 +187,7 @@ def test_stopping_make_run_stops_web_worker_pool_and_beat(tmp_path, stop, grace)
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    processes: set[int] = set()
+    processes: dict[int, str | None] = {}  # pid → start time
     try:
 
         def everything_up() -> bool:
@@ -190,7 +201,7 @@ def test_stopping_make_run_stops_web_worker_pool_and_beat(tmp_path, stop, grace)
                 return False
 
         wait_until(everything_up, timeout=120, what=f"web, worker and beat to start:\n{tail(log_path)}", interval=0.5)
-        processes = _descendants(honcho.pid)
+        processes = {pid: _started(pid) for pid in _descendants(honcho.pid)}
         commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ") for pid in processes)
         assert "runserver" in commands and " beat" in commands and " worker" in commands
         assert len(processes) >= 6, commands  # honcho's 3 helpers, web, beat, worker + its 2 pool processes
@@ -202,13 +213,13 @@ def test_stopping_make_run_stops_web_worker_pool_and_beat(tmp_path, stop, grace)
         # then: nothing it started is still running, at once after Ctrl-C (honcho waited for them), within the
         # worker's warm shutdown after SIGHUP
         deadline = time.monotonic() + grace
-        while [pid for pid in processes if _alive(pid)] and time.monotonic() < deadline:
+        while [pid for pid, started in processes.items() if _alive(pid, started)] and time.monotonic() < deadline:
             time.sleep(0.2)
-        survivors = [pid for pid in processes if _alive(pid)]
+        survivors = [pid for pid, started in processes.items() if _alive(pid, started)]
         assert survivors == [], f"still running after {stop.name}: {survivors}\n{tail(log_path)}"
     finally:
         stop_process_group(honcho, timeout=0)
-        for pid in processes:  # honcho starts each process in a session of its own: a failed test cleans up here
-            if _alive(pid):
+        for pid, started in processes.items():  # each process has a session of its own: a failed test cleans up
+            if _alive(pid, started):  # never a reused pid
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)

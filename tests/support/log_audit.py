@@ -33,13 +33,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     directory = Path(settings.VAR_DIR) / "test-logs"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"run-{os.getpid()}.jsonl"
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    path.unlink(missing_ok=True)
+    # Append mode: django.setup()'s dictConfig closes every existing handler, and a closed FileHandler reopens its
+    # file on the next record only in append mode (it drops records in "w" mode).
+    handler = logging.FileHandler(path, mode="a", encoding="utf-8")
     handler.addFilter(RequestIdFilter())
     handler.addFilter(RedactSecretsFilter())
     handler.setFormatter(JsonFormatter())
     handler.setLevel(logging.DEBUG)
     logging.getLogger().addHandler(handler)
     _state.update(handler=handler, path=path)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # django.setup() (pytest-django runs it after the session starts) and any later dictConfig replace the root
+    # handlers: put ours back.
+    handler = _state.get("handler")
+    root = logging.getLogger()
+    if handler is not None and handler not in root.handlers:
+        root.addHandler(handler)
 
 
 @pytest.hookimpl(trylast=True)
