@@ -1,6 +1,7 @@
-"""Discount properties (hypothesis; input generation may be slow on a loaded machine, hence no too_slow check): over random prices, seat counts, proration factors, tax rates and coupon shapes,
+"""Discount properties (hypothesis): over random prices, seat counts, proration factors, tax rates and coupon shapes,
 totals are never negative, tax is never computed on an undiscounted amount, and the discount lines add up to the
-discount — the rules of docs/billing-rules.md, "Discounts"."""
+discount — the rules of docs/billing-rules.md, "Discounts". (No too_slow health check: input generation is slow on a
+loaded machine, which says nothing about the code.)"""
 
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
