@@ -498,6 +498,11 @@ def change_bill(*, subscription_change_id: int, actor: User | None = None) -> Bi
             .select_related("subscription", "subscription__customer")
             .get(pk=subscription_change_id)
         )
+        if "discount_lines" not in (change.result or {}) and (change.result or {}).get("lines"):
+            # Applied without the wrapper (e.g. staff through the subscriptions admin): its discount is worked out
+            # now, the same way, from the subscription as it stands.
+            subscription = Subscription.objects.select_related("customer").get(pk=change.subscription_id)
+            _store_discount_lines(change, subscription, always=False)
         lines = _draft_lines(change)
         if not lines:  # nothing to bill: never invoiced, never pending
             return BilledChange(change=change, billing_mode=NOTHING_NOW)

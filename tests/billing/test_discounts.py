@@ -439,3 +439,16 @@ def test_invoice_pdf_shows_the_discount_lines_and_the_discounted_totals(
     text = _text(data)
     for expected in ("Discount: Launch 20 (20 % off)", "−$20.00", "−$10.00", "$120.00", "$8.70", "$128.70"):
         assert expected in text, expected
+
+
+def test_a_change_applied_without_the_wrapper_is_billed_with_its_discount(customer, team_sub, staff):
+    from billing.services.changes import changes_bill_unbilled
+    from subscriptions.services.changes import subscription_change_seats_apply
+
+    established(customer, staff)
+    discount_redeem(customer=customer, subscription=team_sub, coupon_id=make_coupon().pk)
+    # staff change the seats through the subscriptions admin (which cannot call billing)
+    subscription_change_seats_apply(subscription_id=team_sub.pk, seats=14, expected_version=1, actor=staff, at=MID)
+    assert changes_bill_unbilled() == 1
+    invoice = Invoice.objects.get(kind=InvoiceKind.PRORATION)
+    assert _discount_lines(invoice) == [-400] and invoice.subtotal_minor == 1_600
