@@ -109,7 +109,7 @@ def webhook_url_check(url) -> list[str]:
         raise WebhookUrlRefused("Enter a URL with a host name.", code="url_invalid")
     try:
         infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError):
+    except (socket.gaierror, UnicodeError, OSError, ValueError):
         raise WebhookUrlRefused(f"{host} does not resolve to an address.", code="url_unresolvable")
     addresses = []
     for info in infos:
