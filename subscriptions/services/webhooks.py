@@ -472,7 +472,7 @@ def webhook_endpoint_create(
 
 
 def _lock_endpoint(endpoint_id: int) -> WebhookEndpoint:
-    return WebhookEndpoint.objects.select_for_update().select_related("customer").get(pk=endpoint_id)
+    return WebhookEndpoint.objects.select_for_update(of=("self",)).select_related("customer").get(pk=endpoint_id)
 
 
 def webhook_endpoint_update(
