@@ -109,7 +109,7 @@ def webhook_url_check(url) -> list[str]:
         raise WebhookUrlRefused("Enter a URL with a host name.", code="url_invalid")
     try:
         infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError):
+    except (socket.gaierror, UnicodeError, OSError, ValueError):
         raise WebhookUrlRefused(f"{host} does not resolve to an address.", code="url_unresolvable")
     addresses = []
     for info in infos:
@@ -472,7 +472,7 @@ def webhook_endpoint_create(
 
 
 def _lock_endpoint(endpoint_id: int) -> WebhookEndpoint:
-    return WebhookEndpoint.objects.select_for_update().select_related("customer").get(pk=endpoint_id)
+    return WebhookEndpoint.objects.select_for_update(of=("self",)).select_related("customer").get(pk=endpoint_id)
 
 
 def webhook_endpoint_update(

@@ -85,6 +85,7 @@ class CeleryWorkerProcess:
         pool: str = "prefork",
         include: tuple[str, ...] = ("tests.support.tasks",),
         extra_env: dict[str, str] | None = None,
+        queues: tuple[str, ...] = (),
     ) -> None:
         self.database_url = database_url
         self.broker_url = broker_url
@@ -95,6 +96,7 @@ class CeleryWorkerProcess:
         self.pool = pool
         self.include = include
         self.extra_env = dict(extra_env or {})
+        self.queues = queues  # empty: Celery's default queue only
         self.name = f"test-{uuid.uuid4().hex[:8]}"
         self.process: subprocess.Popen | None = None
         self.log_path: Path | None = None
@@ -145,6 +147,8 @@ class CeleryWorkerProcess:
         ]
         if self.include:
             command.append(f"--include={','.join(self.include)}")
+        if self.queues:
+            command.append(f"--queues={','.join(self.queues)}")
         with open(self.log_path, "wb") as log:
             # A session of its own, so kill() can take down the pool children with the parent.
             self.process = subprocess.Popen(
