@@ -14,7 +14,7 @@ PORT ?= 8000
 
 help:
 	@echo "make run   - start the portal (web + Celery worker + beat) with demo data on http://127.0.0.1:8000 (PORT=...)"
-	@echo "make run-prod - the production profile on this machine: PostgreSQL + Redis, gunicorn, 2 Celery workers, beat"
+	@echo "make run-prod - the production profile on this machine: PostgreSQL + Redis, gunicorn, 3 Celery workers (queues split), beat"
 	@echo "               (RUN_PROD_PORT=8000 RUN_PROD_DB=continuum_prod RUN_PROD_REDIS_DB=3; docs/deploy.md)"
 	@echo "make test  - ruff + the whole pytest suite"
 	@echo "make test-calendar - the date-sensitive tests with the clock pinned to month ends, leap days and 1st-of-month minutes"

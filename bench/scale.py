@@ -42,7 +42,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / "var" / "bench-scale"
 PDF_BYTES = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
-PROCESSES = ("web", "worker_provisioning", "worker_billing", "beat")
+PROCESSES = ("web", "worker_provisioning", "worker_billing", "worker_webhooks", "beat")
 CONVERGE_SECONDS = 30
 RETRIES = 6
 

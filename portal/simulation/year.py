@@ -65,10 +65,21 @@ DAILY_RATES = {
 CUSTOMER_REPORTED_ERROR_RATE = 0.004  # of issued invoices: a credit note whose root cause is outside Continuum
 LATE_PAYER_RATE = 0.12
 EXTERNAL_ROOT_CAUSES = ("goodwill", "service_issue", "tax_exemption_missed")
-STUB_PDF = (
-    b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj 2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
-    b"trailer<</Root 1 0 R>>\n%%EOF\n"
-)
+
+
+def _stub_pdf():
+    """One real one-page PDF per variant, rendered once and returned for every document (e-invoices embed their XML
+    into it as usual)."""
+    from billing.services.documents import html_to_pdf
+
+    rendered: dict[str | None, bytes] = {}
+
+    def render(html: str, *, pdf_variant: str | None = None) -> bytes:
+        if pdf_variant not in rendered:
+            rendered[pdf_variant] = html_to_pdf("<p>Simulated document</p>", pdf_variant=pdf_variant)
+        return rendered[pdf_variant]
+
+    return render
 
 
 def _certificate_pdf() -> bytes:
@@ -150,7 +161,7 @@ class Simulation:
         ):
             if not self.render_pdfs:
                 # WeasyPrint would be most of a year's run time; documents are not what the invariants check.
-                stack.enter_context(mock.patch("billing.services.documents.html_to_pdf", return_value=STUB_PDF))
+                stack.enter_context(mock.patch("billing.services.documents.html_to_pdf", side_effect=_stub_pdf()))
             with time_machine.travel(self.start, tick=False) as traveller:
                 while self._queue:
                     when, _, action, args = heapq.heappop(self._queue)

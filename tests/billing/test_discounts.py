@@ -426,7 +426,7 @@ def _other_invoice(customer, staff):
 def test_invoice_pdf_shows_the_discount_lines_and_the_discounted_totals(
     customer, team_sub, ca_tax, staff, django_capture_on_commit_callbacks
 ):
-    from billing.selectors import invoice_pdf_for_customer
+    from billing.services.documents import invoice_pdf_for_customer
     from billing.services.invoices import invoice_approve_and_issue
     from tests.billing.test_documents import _text
 

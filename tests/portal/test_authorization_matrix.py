@@ -218,6 +218,33 @@ def _sub(world):
     return world.sid
 
 
+def _api_einvoice(world, client, actor):
+    # The world's invoice is not an e-invoice: a caller the policy lets through reaches the service, which says so.
+    response = client.get(_url(world, "api:invoice-einvoice", world.invoice.pk))
+    if response.status_code == 404 and b"not issued as an e-invoice" in response.content:
+        return ALLOW
+    return response
+
+
+def _endpoint(world):
+    """The account's webhook endpoint (made on first use; loopback http is the documented test-only setting)."""
+    from django.test import override_settings
+
+    from subscriptions.models import WebhookEndpoint
+    from subscriptions.services.webhooks import webhook_endpoint_create
+
+    endpoint = WebhookEndpoint.objects.filter(customer=world.account.customer).first()
+    if endpoint is None:
+        with override_settings(WEBHOOKS_ALLOW_LOOPBACK_HTTP=True):
+            endpoint = webhook_endpoint_create(
+                customer=world.account.customer,
+                url="http://127.0.0.1:9/matrix",
+                event_types=["invoice.issued"],
+                actor=world.account.owner,
+            )
+    return endpoint.pk
+
+
 def _members_list(world, client, actor):
     response = client.get(_url(world, "api:members"))
     if response.status_code == 200 and [m["user"]["id"] for m in response.json()["results"]] == [
@@ -379,6 +406,8 @@ PROBES: dict[Action, list[Probe]] = {
         get("api", "api:invoices"),
         get("api", "api:invoice", lambda w: w.invoice.pk),
         get("api", "api:invoice-pdf", lambda w: w.invoice.pk),
+        Probe("api", "api:invoice-einvoice", _api_einvoice),
+        get("portal", "portal:invoice_einvoice", lambda w: w.invoice.pk, query="?format=probe"),
         get("api", "api:credit-notes"),
         _admin_get("admin:billing_invoice_changelist"),
     ],
@@ -424,6 +453,9 @@ PROBES: dict[Action, list[Probe]] = {
         post("portal", "portal:seat_unassign", lambda w, a: {"subscription_id": w.sid, "user_id": w.account.member.pk}),
         post("api", "api:seat-change-preview", {"seats": 11}, _sub),
         post("api", "api:seat-change", {"seats": 11, "version": 999999}, _sub),
+        # an unknown code is refused after the policy check (422): reaching the service proves the caller got through
+        post("api", "api:discount-preview", {"promotion_code": "MATRIX"}, _sub),
+        post("api", "api:discounts", {"promotion_code": "MATRIX"}, _sub),
         post("api", "api:seat-assignments", lambda w, a: {"user": w.account.billing_admin.pk}, _sub),
         Probe("api", "api:seat-assignment", _api_unassign),
         _admin_get("admin:subscriptions_subscription_change_seats", _sub),
@@ -454,6 +486,15 @@ PROBES: dict[Action, list[Probe]] = {
     Action.PROVISIONING_RETRY: [
         post("admin", "admin:subscriptions_customer_retry_provisioning", {"reason": "matrix"}, lambda w: w.cid),
     ],
+    Action.WEBHOOKS_MANAGE: [
+        get("portal", "portal:webhooks"),
+        get("portal", "portal:webhook_endpoint", _endpoint),
+        get("api", "api:webhook-endpoints"),
+        get("api", "api:webhook-endpoint", _endpoint),
+        post("api", "api:webhook-endpoint-rotate-secret", {}, _endpoint),
+        get("api", "api:webhook-deliveries", _endpoint),
+        _admin_get("admin:subscriptions_webhookendpoint_changelist"),
+    ],
     Action.API_KEYS_MANAGE: [
         get("portal", "portal:api_keys"),
         get("portal", "portal:api_key_revoke", lambda w: w.spare_key.pk),  # GET shows nothing, revokes nothing
@@ -464,6 +505,8 @@ PROBES: dict[Action, list[Probe]] = {
 # Customer-scoped routes no probe needs to reach, and why (keep it empty if you can).
 UNPROBED_ROUTES = {
     "portal:invoice_pay_complete": "reads a Stripe payment's outcome; same decorator and action as portal:invoice_pay",
+    "api:webhook-endpoint-test": "sends a real HTTP request; same view base and action as api:webhook-endpoint",
+    "api:webhook-delivery-resend": "needs a recorded delivery; same view base and action as api:webhook-deliveries",
 }
 
 

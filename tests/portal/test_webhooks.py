@@ -15,7 +15,7 @@ def _page(account, suffix=""):
 def test_webhooks_page_owner_adds_endpoint_sees_secret_once(account, client_for, http_receiver):
     client = client_for(account.owner)
     response = client.post(_page(account), {"url": http_receiver.url("/in"), "event_types": ["invoice.paid"]})
-    assert response.status_code == 201 and response["Cache-Control"] == "no-store"
+    assert response.status_code == 201 and "no-store" in response["Cache-Control"]
     endpoint = WebhookEndpoint.objects.get(customer=account.customer)
     assert endpoint.secret in response.content.decode()
     listing = client.get(_page(account)).content.decode()

@@ -164,11 +164,12 @@ def test_webhook_never_answering_receiver_is_timed_out(
 
 
 def test_webhook_tasks_run_on_their_own_queue():
-    # A slow receiver occupies only the `webhooks` workers; enablement and billing tasks stay on the default queue.
+    # A slow receiver occupies only the `webhooks` workers; enablement and billing tasks have queues of their own.
     router = app.amqp.router
     for name in ("webhook_events_dispatch", "webhook_delivery_attempt", "webhook_outbox_rescan"):
         assert router.route({}, f"subscriptions.{name}")["queue"].name == "webhooks"
-    assert router.route({}, "subscriptions.entitlements_reconcile")["queue"].name == "celery"
+    assert router.route({}, "subscriptions.entitlements_reconcile")["queue"].name == "provisioning"
+    assert router.route({}, "billing.billing_run")["queue"].name == "billing"
 
 
 def test_webhook_endpoint_disabled_after_three_days_of_failures_and_owner_emailed(
