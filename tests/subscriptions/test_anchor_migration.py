@@ -70,11 +70,6 @@ def test_migration_takes_the_anchor_from_the_original_start():
     assert anchors[drifted.pk] == signed_up  # the original start: the next renewal goes back to the month's end
     assert anchors[restarted.pk] == restarted.current_period_start  # not on the sign-up's schedule: a new term
     assert anchors[trialing.pk] == trialing.current_period_end  # paid periods start at the trial end
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_latest_schema():
-    """Leave the database at the latest migrations (other apps' tables the test's rollback dropped come back)."""
-    yield
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    # back to the latest schema, so what runs after the test (the event-schema check, the flush) finds every table
+    latest = MigrationExecutor(connection)
+    latest.migrate(latest.loader.graph.leaf_nodes())
