@@ -24,7 +24,12 @@ PRODUCTION_ENV = {
 
 
 def _manage(*args: str, **overrides: str | None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in PRODUCTION_ENV and not k.startswith("CELERY_")}
+    # Not the test harness's own switches either: the browser fixture sets DJANGO_ALLOW_ASYNC_UNSAFE for the session.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PRODUCTION_ENV and not k.startswith("CELERY_") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
     env.update(PRODUCTION_ENV)
     for name, value in overrides.items():
         if value is None:
