@@ -7,7 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?=
+# Two pytest workers (pytest-xdist): the machine's two cores; `make test PYTEST_ARGS=` runs the suite in one process.
+PYTEST_ARGS ?= -n 2
 PORT ?= 8000
 
 .PHONY: run run-prod test lint format migrate seed venv install system-deps clean help openapi screenshots test-calendar
