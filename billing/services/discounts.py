@@ -596,7 +596,12 @@ def discount_end(*, discount_id: int, at: datetime | None = None, actor: User | 
     the end of that period). Never extends a discount."""
     at = at or timezone.now()
     with transaction.atomic():
-        discount = Discount.objects.select_for_update().select_related("subscription", "coupon").get(pk=discount_id)
+        # of=self: PostgreSQL cannot lock the nullable side of the outer join to the subscription.
+        discount = (
+            Discount.objects.select_for_update(of=("self",))
+            .select_related("subscription", "coupon")
+            .get(pk=discount_id)
+        )
         subscription = discount.subscription or (
             discount.customer.subscriptions.filter(status__in=LIVE_STATUSES).order_by("pk").first()
         )
