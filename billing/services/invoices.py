@@ -403,9 +403,15 @@ def invoice_set_po_number(*, invoice_id: int, po_number: str, actor: User | None
 
 
 def invoice_recompute(*, invoice_id: int) -> Invoice:
-    """Recompute tax and copied details of a draft/held invoice (e.g. after an exemption decision)."""
+    """Recompute tax and copied details of a draft/held invoice (e.g. after an exemption decision).
+
+    An invoice issued meanwhile (by the billing run, staff or another recheck between the caller's read and this
+    lock) is left untouched, as `invoice_finalize` does: issued invoices change only through credit notes.
+    """
     with transaction.atomic():
         invoice = _lock(invoice_id)
+        if invoice.status not in EDITABLE_STATUSES:
+            return invoice
         _recompute(invoice)
     return invoice
 

@@ -24,6 +24,7 @@ from billing.services.invoices import (
     invoice_line_add,
     invoice_line_update,
     invoice_mark_uncollectible,
+    invoice_recompute,
     invoice_set_po_number,
     invoice_void,
 )
@@ -85,6 +86,18 @@ def test_invoice_number_not_consumed_when_issue_is_refused(customer, staff):
         invoice_approve_and_issue(invoice_id=bad.pk, actor=staff)
     second = _open_invoice(customer, staff)
     assert int(second.number[-6:]) == int(first.number[-6:]) + 1
+
+
+def test_recompute_that_meets_an_invoice_issued_meanwhile_leaves_it_untouched(customer, staff):
+    # A recheck lists the customer's draft/held invoices, then recomputes them one by one; another process (the
+    # billing run, staff approving) may issue one in between. The recompute must leave the issued invoice alone
+    # rather than fail the whole recheck (seen under load: InvoiceImmutable from an approval's on-commit recheck).
+    invoice = _open_invoice(customer, staff)
+    before = Invoice.objects.get(pk=invoice.pk)
+    after = invoice_recompute(invoice_id=invoice.pk)
+    assert after.status == InvoiceStatus.OPEN
+    fresh = Invoice.objects.get(pk=invoice.pk)
+    assert (fresh.number, fresh.total_minor, fresh.version) == (before.number, before.total_minor, before.version)
 
 
 def test_issued_invoice_lines_and_amounts_are_immutable(customer, staff):
