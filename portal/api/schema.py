@@ -21,6 +21,10 @@ ERROR_SCHEMA = {
                     "additionalProperties": {"type": "array", "items": {"type": "string"}},
                     "description": "Every field error, when there is more than one.",
                 },
+                "request_id": {
+                    "type": "string",
+                    "description": "On a 500 or 503 only: the id of the request, to quote to support.",
+                },
             },
             "required": ["code", "message", "field"],
         }
@@ -53,6 +57,9 @@ ERROR_RESPONSES = {
     "415": "Unsupported content type.",
     "422": "Understood but refused by a business rule, or an Idempotency-Key reused with a different request.",
     "429": "Too many requests; retry after the Retry-After header's seconds.",
+    "500": "An error on our side (code `server_error`); nothing was changed. Quote `request_id` to support.",
+    "503": "Briefly unavailable (code `temporarily_unavailable`, e.g. the database was busy); nothing was changed, "
+    "so retrying after the Retry-After header's seconds is safe.",
 }
 
 
@@ -68,7 +75,8 @@ class ApiAutoSchema(AutoSchema):
 
 
 def add_error_responses(result, generator, request, public):
-    """Postprocessing hook: every operation documents the shared error body for its possible 4xx statuses."""
+    """Postprocessing hook: every operation documents the shared error body for its possible 4xx statuses, and for
+    the 500 and 503 any operation can answer (always this JSON body, never an HTML page)."""
     components = result.setdefault("components", {}).setdefault("schemas", {})
     components["Error"] = ERROR_SCHEMA
     # Every API input serializer is a StrictSerializer: say so, so clients and fuzzers know extras are refused.
@@ -90,6 +98,7 @@ def add_error_responses(result, generator, request, public):
             statuses = ["400", "401", "403", "404", "429"]
             if method in {"post", "put", "patch", "delete"}:
                 statuses += ["409", "415", "422"]
+            statuses += ["500", "503"]
             for code in statuses:
                 responses.setdefault(
                     code, {"description": ERROR_RESPONSES[code], "content": {"application/json": {"schema": ref}}}

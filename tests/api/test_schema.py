@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import yaml
 from django.conf import settings
 from django.core.management import call_command
 
@@ -38,3 +39,24 @@ def test_api_docs_page_served_offline_under_csp(client, db):
     assert script.status_code == 200
     assert script["Content-Type"].startswith("application/javascript")
     assert b"/api/v1/schema/" in script.content
+
+
+def test_every_operation_documents_the_json_500_and_503(tmp_path):
+    # An integrator's generated client must know that any call can answer 500 (a bug: quote request_id) or 503
+    # (briefly busy: safe to retry), always in the API's JSON error body.
+    generated = tmp_path / "openapi.yaml"
+    call_command("spectacular", "--file", str(generated))
+    schema = yaml.safe_load(generated.read_text())
+    operations = [
+        (path, method, operation)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in {"get", "post", "put", "patch", "delete"}
+    ]
+    assert len(operations) > 20
+    for path, method, operation in operations:
+        for status in ("500", "503"):
+            response = operation["responses"].get(status)
+            assert response, f"{method.upper()} {path} does not document {status}"
+            assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert "request_id" in schema["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
