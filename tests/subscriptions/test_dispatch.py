@@ -40,25 +40,22 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def _drop_broker_connections() -> None:
-    """Forget pooled broker connections and producers, so the next publish connects to the configured URL."""
-    if current_app._pool is not None:
-        current_app._pool.force_close_all()
-    current_app._pool = None
-    current_app.amqp._producer_pool = None
-
-
 @pytest.fixture
 def broker_down():
-    """A real Redis broker URL on a local port nobody listens on; eager mode off, so tasks really are published."""
+    """A real Redis broker URL on a local port nobody listens on; eager mode off, so tasks really are published.
+
+    The app's pooled connections and producers are set aside for the test and put back after it."""
     conf = current_app.conf
     saved = {key: conf[key] for key in ("task_always_eager", "broker_url", "task_publish_retry_policy")}
-    _drop_broker_connections()
+    saved_pools = current_app._pool, current_app.amqp._producer_pool
+    current_app._pool = current_app.amqp._producer_pool = None
     conf.task_always_eager = False
     conf.broker_url = f"redis://127.0.0.1:{_closed_port()}/1"
     conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
     yield
-    _drop_broker_connections()
+    if current_app._pool is not None:
+        current_app._pool.force_close_all()
+    current_app._pool, current_app.amqp._producer_pool = saved_pools
     for key, value in saved.items():
         conf[key] = value
 
