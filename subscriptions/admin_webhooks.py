@@ -8,11 +8,13 @@ from django.contrib import admin, messages
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import SUBSCRIBABLE_EVENT_TYPES, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from subscriptions.services.webhooks import (
+    _validate_event_types,
     webhook_delivery_resend,
     webhook_endpoint_create,
     webhook_endpoint_rotate_secret,
     webhook_endpoint_send_test,
     webhook_endpoint_update,
+    webhook_url_check,
 )
 
 TYPE_CHOICES = [("*", "All event types"), *((value, value) for value in SUBSCRIBABLE_EVENT_TYPES)]
@@ -28,8 +30,6 @@ class WebhookEndpointForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         try:
-            from subscriptions.services.webhooks import _validate_event_types, webhook_url_check
-
             webhook_url_check(cleaned.get("url"))
             _validate_event_types(cleaned.get("event_types") or [])
         except SubscriptionError as error:

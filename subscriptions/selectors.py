@@ -14,11 +14,14 @@ from subscriptions.models import (
     Customer,
     Entitlement,
     EntitlementKind,
+    EntitlementState,
     Invitation,
     Membership,
     Package,
     PackageComponent,
     Price,
+    ProvisioningRun,
+    RunOutcome,
     ScheduledChange,
     SeatAssignment,
     SeatLedgerEntry,
@@ -272,8 +275,6 @@ def entitlements_for_customer(customer: Customer) -> QuerySet:
     The REST API serves this (`GET /api/v1/entitlements/?customer=…`); with the built-in provisioner, rows whose
     state is active are what the product should switch on (`applied_value`).
     """
-    from subscriptions.models import Entitlement
-
     return (
         Entitlement.objects.filter(customer=customer)
         .exclude(desired_value__isnull=True, applied_value__isnull=True)
@@ -285,8 +286,6 @@ def entitlements_for_customer(customer: Customer) -> QuerySet:
 
 def provisioning_runs_for_customer(customer: Customer, *, limit: int = 50) -> list:
     """The customer's enablement history, newest first."""
-    from subscriptions.models import ProvisioningRun
-
     return list(ProvisioningRun.objects.filter(customer=customer).order_by("-id")[:limit])
 
 
@@ -323,8 +322,6 @@ class EnablementStatus:
 
 def enablement_status(customer: Customer) -> EnablementStatus:
     """What the dashboard polls: is everything the customer bought switched on, and if not since when. Two queries."""
-    from subscriptions.models import Entitlement, EntitlementState, ProvisioningRun, RunOutcome
-
     counts = dict.fromkeys(EntitlementState.values, 0)
     oldest_open = None
     items: list[EnablementItem] = []

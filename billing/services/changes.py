@@ -31,18 +31,12 @@ from billing.services.tax import AppliedRate, tax_compute, tax_context_for
 from subscriptions import clock
 from subscriptions.models import Package, Subscription, SubscriptionChange, SubscriptionStatus, User
 from subscriptions.services import changes as sub_changes
+from subscriptions.services.changes.kinds import CHANGE_KINDS
 from subscriptions.services.terms import terms_current, terms_lines
 
 NOTHING_NOW = "none"
-# kind → (preview function, apply function) in subscriptions.services.changes
-KINDS = {
-    "seats": ("subscription_change_seats_preview", "subscription_change_seats_apply"),
-    "package": ("subscription_change_package_preview", "subscription_change_package_apply"),
-    "addon_add": ("subscription_addon_add_preview", "subscription_addon_add_apply"),
-    "addon_remove": ("subscription_addon_remove_preview", "subscription_addon_remove_apply"),
-    "cancel": ("subscription_cancel_preview", "subscription_cancel_apply"),
-    "reactivate": ("subscription_reactivate_preview", "subscription_reactivate_apply"),
-}
+# kind → (preview function, apply function) in subscriptions.services.changes, from the one registry
+KINDS = {name: (spec.preview_name, spec.apply_name) for name, spec in CHANGE_KINDS.items()}
 
 
 class UnknownChangeKind(BillingError):

@@ -1,35 +1,14 @@
 """Previews and applied changes in the API's shape, via billing's wrappers (which add tax and bill the change).
 
-`billing.services.changes` wraps `subscriptions.services.changes` with tax and the billing mode; the API must call
-the wrappers so subtotal, tax and total are right. Until billing's wrappers are installed the subscriptions
-services are called directly and tax is 0 (kept so this module works on either side of that landing).
+`billing.services.changes` wraps `subscriptions.services.changes` with tax and the billing mode; the API calls the
+wrappers so subtotal, tax and total are right. The change kinds are the one registry in
+subscriptions/services/changes/kinds.py (billing's wrapper refuses an unknown kind).
 """
 
 from django.db import transaction
 
+from billing.services import changes as billed
 from subscriptions.models import Subscription
-from subscriptions.services import changes as sub_changes
-
-PREVIEW = {
-    "seats": sub_changes.subscription_change_seats_preview,
-    "package": sub_changes.subscription_change_package_preview,
-    "cancel": sub_changes.subscription_cancel_preview,
-    "reactivate": sub_changes.subscription_reactivate_preview,
-}
-APPLY = {
-    "seats": sub_changes.subscription_change_seats_apply,
-    "package": sub_changes.subscription_change_package_apply,
-    "cancel": sub_changes.subscription_cancel_apply,
-    "reactivate": sub_changes.subscription_reactivate_apply,
-}
-
-
-def _billing():
-    try:
-        from billing.services import changes as billed
-    except ImportError:
-        return None
-    return billed if hasattr(billed, "change_preview") and hasattr(billed, "change_apply") else None
 
 
 def _discount_shape(result) -> dict:
@@ -77,25 +56,20 @@ def _shape(preview, *, subtotal, tax, total, next_recurring, billing_mode="", bi
 
 def change_preview(*, subscription_id: int, kind: str, **params) -> dict:
     """The preview of `kind` with tax (no writes). Raises the services' SubscriptionError/BillingError for bad input."""
-    billed = _billing()
-    if billed is not None:
-        result = billed.change_preview(subscription_id=subscription_id, kind=kind, **params)
-        shape = _shape(
-            result.preview,
-            subtotal=result.subtotal_minor,
-            tax=result.tax_minor,
-            total=result.total_minor,
-            next_recurring=result.next_recurring_total_minor,
-            billing_mode=result.billing_mode,
-            billing_message=result.billing_message,
-        )
-        shape.update(_discount_shape(result))
-        # What the subscriptions service compares on apply: the amount before discounts and tax.
-        shape["_expected_amount_due"] = result.preview.amount_due_now_minor
-        return shape
-    preview = PREVIEW[kind](subscription_id=subscription_id, **params)
-    amount = preview.amount_due_now_minor
-    return _shape(preview, subtotal=amount, tax=0, total=amount, next_recurring=preview.next_recurring_amount_minor)
+    result = billed.change_preview(subscription_id=subscription_id, kind=kind, **params)
+    shape = _shape(
+        result.preview,
+        subtotal=result.subtotal_minor,
+        tax=result.tax_minor,
+        total=result.total_minor,
+        next_recurring=result.next_recurring_total_minor,
+        billing_mode=result.billing_mode,
+        billing_message=result.billing_message,
+    )
+    shape.update(_discount_shape(result))
+    # What the subscriptions service compares on apply: the amount before discounts and tax.
+    shape["_expected_amount_due"] = result.preview.amount_due_now_minor
+    return shape
 
 
 def change_apply(
@@ -115,7 +89,6 @@ def change_apply(
     was applied (the service refuses with stale_preview otherwise)."""
     preview_params = dict(params)
     shown = change_preview(subscription_id=subscription_id, kind=kind, **preview_params)
-    billed = _billing()
     with transaction.atomic():
         common = {
             "subscription_id": subscription_id,
@@ -125,13 +98,9 @@ def change_apply(
             "actor": actor,
             "actor_kind": actor_kind,
         }
-        if billed is not None:
-            outcome = billed.change_apply(kind=kind, **common, **params)
-            change = outcome.change
-            invoice = getattr(outcome, "invoice", None)
-        else:
-            change = APPLY[kind](**common, **params)
-            invoice = None
+        outcome = billed.change_apply(kind=kind, **common, **params)
+        change = outcome.change
+        invoice = getattr(outcome, "invoice", None)
         version = Subscription.objects.values_list("version", flat=True).get(pk=subscription_id)
     shown.update(version=version, change_id=change.pk, invoice_id=invoice.pk if invoice is not None else None)
     return shown

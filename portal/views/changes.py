@@ -30,6 +30,7 @@ from portal.throttle import client_ip
 from subscriptions.exceptions import StalePreview, SubscriptionError
 from subscriptions.inputs import MAX_AMOUNT, MAX_SEATS, MAX_VERSION, parse_int
 from subscriptions.models import LIVE_STATUSES, Interval, Subscription
+from subscriptions.services.changes.kinds import CHANGE_KINDS
 
 # Errors whose message a customer can read.
 USER_ERRORS = (SubscriptionError, BillingError)
@@ -39,7 +40,6 @@ USER_ERRORS = (SubscriptionError, BillingError)
 class ChangeKind:
     name: str
     capability: str
-    service: str  # subscriptions.services.changes.<service>_preview / _apply
     params: tuple[str, ...]
     title: str
     confirm_label: str
@@ -52,7 +52,6 @@ KINDS = {
         ChangeKind(
             "seats",
             SEATS,
-            "subscription_change_seats",
             ("seats", "promotion_code"),
             "Change seats",
             "Confirm seats",
@@ -61,7 +60,6 @@ KINDS = {
         ChangeKind(
             "package",
             PACKAGE,
-            "subscription_change_package",
             ("package_slug", "interval", "promotion_code"),
             "Change package",
             "Confirm the change",
@@ -70,7 +68,6 @@ KINDS = {
         ChangeKind(
             "addon_add",
             PACKAGE,
-            "subscription_addon_add",
             ("addon_slug", "promotion_code"),
             "Add an add-on",
             "Add it",
@@ -79,16 +76,18 @@ KINDS = {
         ChangeKind(
             "addon_remove",
             PACKAGE,
-            "subscription_addon_remove",
             ("addon_slug",),
             "Remove an add-on",
             "Remove it",
             "package",
         ),
-        ChangeKind("cancel", PACKAGE, "subscription_cancel", ("reason",), "Cancel at period end", "Cancel", "package"),
-        ChangeKind("reactivate", PACKAGE, "subscription_reactivate", (), "Keep the subscription", "Keep it", "package"),
+        ChangeKind("cancel", PACKAGE, ("reason",), "Cancel at period end", "Cancel", "package"),
+        ChangeKind("reactivate", PACKAGE, (), "Keep the subscription", "Keep it", "package"),
     ]
 }
+# The page's labels for each kind of the one registry (subscriptions/services/changes/kinds.py); no kind of its own.
+if KINDS.keys() != CHANGE_KINDS.keys():
+    raise RuntimeError("portal change pages are out of step with the change-kind registry")
 
 
 @dataclass(frozen=True)

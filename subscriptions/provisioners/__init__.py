@@ -26,11 +26,13 @@ def provisioner_get(name: str | None = None) -> Provisioner:
     """The configured backend (or `name`). An unknown name is a configuration error, reported permanently."""
     name = name or getattr(settings, "PROVISIONER_BACKEND", "builtin") or "builtin"
     if name == "builtin":
-        from subscriptions.provisioners.builtin import BuiltinProvisioner
+        from subscriptions.provisioners.builtin import (
+            BuiltinProvisioner,  # local import: backends import this package's base
+        )
 
         return BuiltinProvisioner()
     if name == "webhook":
-        from subscriptions.provisioners.webhook import WebhookProvisioner
+        from subscriptions.provisioners.webhook import WebhookProvisioner  # local import: loaded only when configured
 
         return WebhookProvisioner(
             url=getattr(settings, "PROVISIONER_WEBHOOK_URL", ""),

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from subscriptions.dispatch import send_now
 from subscriptions.models import Entitlement, Event, Membership, Subscription, WebhookEndpoint
 
 API_VERSION = "2026-12-01"
@@ -103,14 +103,7 @@ def event_record(*, type: str, customer_id: int | None, object_type: str, object
 
 def _dispatch_after_commit(public_ids: list[str]) -> None:
     """The one on-commit enqueue for event delivery. A lost message is harmless: the outbox re-scan sends it."""
-    from subscriptions.tasks import webhook_events_dispatch_task  # tasks import services, not the other way round
-
-    try:
-        webhook_events_dispatch_task.delay(public_ids)
-    except Exception:
-        if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
-            raise
-        logger.exception("Could not queue event delivery; the outbox re-scan will send them")
+    send_now("subscriptions.webhook_events_dispatch", public_ids=public_ids)
 
 
 # --- snapshots of subscriptions-layer objects ----------------------------------------------------------------------

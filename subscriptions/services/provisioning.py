@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.exceptions import InvalidTransition
 from subscriptions.models import (
     ENTITLEMENT_TRANSITIONS,
@@ -270,18 +271,11 @@ def entitlements_reconcile_enqueue(*, customer_id: int, trigger: str = "") -> No
         customer_id=customer_id, trigger=trigger[:200], outcome=RunOutcome.QUEUED, queued_at=timezone.now()
     )
 
-    def _send() -> None:
-        from subscriptions.tasks import entitlements_reconcile_task
-
-        try:
-            entitlements_reconcile_task.delay(customer_id, trigger[:200], run.pk)
-        except Exception:
-            # The change is committed; the queued run stays visible and the drift check completes it.
-            if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
-                raise
-            logger.exception("Could not queue the entitlements reconcile of customer %s", customer_id)
-
-    transaction.on_commit(_send)
+    # The change is committed before the hand-off; if the broker refuses it, the queued run stays visible and the
+    # drift check completes it (subscriptions/dispatch.py).
+    enqueue_on_commit(
+        "subscriptions.entitlements_reconcile", customer_id=customer_id, trigger=trigger[:200], run_id=run.pk
+    )
 
 
 # --- reconcile -----------------------------------------------------------------------------------------------------

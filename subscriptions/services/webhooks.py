@@ -28,6 +28,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.exceptions import WebhookError, WebhookEventTypesInvalid, WebhookUrlRefused
 from subscriptions.models import (
     SUBSCRIBABLE_EVENT_TYPES,
@@ -564,13 +565,9 @@ def webhook_endpoint_delete(*, endpoint_id: int, actor: User | None, actor_kind:
 
 
 def _enqueue_attempts_after_commit(delivery_ids: list[int]) -> None:
-    def _send() -> None:
-        from subscriptions.tasks import webhook_delivery_attempt_task  # tasks import services, not the other way
-
-        for delivery_id in delivery_ids:
-            webhook_delivery_attempt_task.delay(delivery_id)
-
-    transaction.on_commit(_send)
+    # A refused hand-off leaves the delivery pending: the outbox re-scan attempts it (subscriptions/dispatch.py).
+    for delivery_id in delivery_ids:
+        enqueue_on_commit("subscriptions.webhook_delivery_attempt", delivery_id=delivery_id)
 
 
 def webhook_endpoint_send_test(

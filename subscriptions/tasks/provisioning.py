@@ -1,4 +1,4 @@
-"""Background work for subscriptions. Tasks take ids, call one service, and own retries; services are idempotent."""
+"""Provisioning tasks (queue `provisioning`): reconcile one customer's entitlements, and the periodic drift check."""
 
 import logging
 import random
@@ -6,11 +6,9 @@ import time
 
 from celery import shared_task
 from django.conf import settings
-from django.utils import timezone
 
 from subscriptions.provisioners import ProvisionerPermanentError, ProvisionerTransientError
 from subscriptions.services.provisioning import entitlements_drift_check, entitlements_reconcile
-from subscriptions.services.webhooks import webhook_delivery_attempt, webhook_events_dispatch, webhook_outbox_rescan
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +51,8 @@ def entitlements_reconcile_task(self, customer_id: int, trigger: str = "", run_i
             exc,
         )
         if self.request.is_eager:
-            # Eager mode (unit tests) propagates Celery's Retry signal instead of re-running; re-run inline instead.
+            # Eager mode with CELERY_TASK_EAGER_PROPAGATES raises Celery's Retry instead of re-running; re-run inline.
+            # (Test-only switch, still to remove: issue 16.)
             time.sleep(countdown)
             return entitlements_reconcile_task.apply(args=(customer_id, trigger, None), retries=retries + 1).result
         # A retry is a new attempt with its own run row, so run_id is not carried over.
@@ -73,39 +72,3 @@ def entitlements_drift_check_task() -> dict:
     result = entitlements_drift_check()
     logger.info("Entitlements drift check: %s", result)
     return result.__dict__
-
-
-# --- outbound webhooks (queue `webhooks`, CELERY_TASK_ROUTES): a slow receiver never delays enablement or billing ---
-
-
-@shared_task(name="subscriptions.webhook_events_dispatch", acks_late=True, reject_on_worker_lost=True)
-def webhook_events_dispatch_task(public_ids: list[str]) -> int:
-    """Fan committed outbox events out to their endpoints and queue the first attempts."""
-    delivery_ids = webhook_events_dispatch(public_ids=public_ids)
-    for delivery_id in delivery_ids:
-        webhook_delivery_attempt_task.delay(delivery_id)
-    return len(delivery_ids)
-
-
-@shared_task(name="subscriptions.webhook_delivery_attempt", acks_late=True, reject_on_worker_lost=True)
-def webhook_delivery_attempt_task(delivery_id: int) -> str:
-    """One attempt; a near retry is queued with its countdown, later ones are picked up by the outbox re-scan (long
-    countdowns do not survive a broker's visibility timeout)."""
-    delivery = webhook_delivery_attempt(delivery_id=delivery_id)
-    if delivery is None:
-        return "skipped"
-    eager = webhook_delivery_attempt_task.app.conf.task_always_eager
-    if delivery.status == "pending" and delivery.next_attempt_at is not None and not eager:
-        countdown = (delivery.next_attempt_at - timezone.now()).total_seconds()
-        if countdown <= float(getattr(settings, "WEBHOOK_DIRECT_RETRY_MAX_SECONDS", 600)):
-            webhook_delivery_attempt_task.apply_async((delivery_id,), countdown=max(0.0, countdown))
-    return delivery.status
-
-
-@shared_task(name="subscriptions.webhook_outbox_rescan", acks_late=True, reject_on_worker_lost=True)
-def webhook_outbox_rescan_task() -> int:
-    """Periodic: events whose after-commit message was lost, retries that are due, deliveries of a dead worker."""
-    due = webhook_outbox_rescan()
-    for delivery_id in due:
-        webhook_delivery_attempt_task.delay(delivery_id)
-    return len(due)
