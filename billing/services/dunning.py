@@ -23,9 +23,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import BillingProfile, DunningCase, DunningStage, Invoice, InvoiceStatus, Payment
+from billing.services import invoices as invoice_services
 from billing.services.events import invoice_overdue_record
-from subscriptions.models import LIVE_STATUSES, Membership, Role, Subscription, SubscriptionStatus
+from billing.services.payments import invoice_collect, money
+from subscriptions.models import LIVE_STATUSES, ActorKind, Membership, Role, Subscription, SubscriptionStatus
 from subscriptions.services.audit import audit_record
+from subscriptions.services.lifecycle import subscription_cancel_now, subscription_mark_past_due, subscription_restore
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +136,6 @@ def dunning_payment_failed(*, invoice_id: int, payment_id: int, now: datetime | 
 
 
 def _amount(invoice: Invoice) -> str:
-    from billing.services.payments import money
-
     return money(invoice.amount_due_minor, invoice.currency)
 
 
@@ -187,8 +188,6 @@ def dunning_run(*, now: datetime | None = None) -> int:
 def dunning_retry(*, case_id: int, now: datetime | None = None) -> DunningCase:
     """One scheduled retry: charge the default card again; then past_due after the grace period, and the final
     action after the last retry. Safe to run twice: the retry slot is claimed under a row lock before charging."""
-    from billing.services.payments import invoice_collect
-
     now = now or timezone.now()
     with transaction.atomic():
         case = DunningCase.objects.select_for_update().select_related("invoice").get(pk=case_id)
@@ -290,8 +289,6 @@ def _dunning_escalate(*, case_id: int, now: datetime) -> DunningCase:
 
 def _subscription_past_due(subscription: Subscription, *, invoice: Invoice) -> bool:
     """active → past_due (entitlements kept); trialing/canceled subscriptions are left alone."""
-    from subscriptions.services.lifecycle import subscription_mark_past_due
-
     subscription.refresh_from_db()
     if subscription.status != SubscriptionStatus.ACTIVE:
         return False
@@ -300,8 +297,6 @@ def _subscription_past_due(subscription: Subscription, *, invoice: Invoice) -> b
 
 
 def _subscription_restore(subscription: Subscription, *, reason: str) -> bool:
-    from subscriptions.services.lifecycle import subscription_restore
-
     subscription.refresh_from_db()
     if subscription.status != SubscriptionStatus.PAST_DUE:
         return False
@@ -310,9 +305,6 @@ def _subscription_restore(subscription: Subscription, *, reason: str) -> bool:
 
 
 def _subscription_cancel(subscription: Subscription, *, invoice: Invoice) -> bool:
-    from subscriptions.models import ActorKind
-    from subscriptions.services.lifecycle import subscription_cancel_now
-
     subscription.refresh_from_db()
     if subscription.status not in LIVE_STATUSES:
         return False
@@ -327,6 +319,4 @@ def _subscription_cancel(subscription: Subscription, *, invoice: Invoice) -> boo
 
 
 def _invoice_mark_uncollectible(invoice: Invoice) -> None:
-    from billing.services import invoices as invoice_services
-
     invoice_services.invoice_mark_uncollectible(invoice_id=invoice.pk, reason="Dunning: final payment attempt failed")

@@ -24,6 +24,7 @@ from billing.models import (
     TaxExemption,
 )
 from billing.services.events import tax_exemption_event_record, tax_exemption_transition_event_record
+from billing.services.invoices import invoices_recheck_for_customer
 from subscriptions import clock
 from subscriptions.models import Customer, Membership, Role, User
 from subscriptions.places import jurisdiction_exists
@@ -132,8 +133,6 @@ def _overlaps(a: list[str], b: list[str]) -> bool:
 
 def _recheck_after_commit(customer_id: int) -> None:
     def run():
-        from billing.services.invoices import invoices_recheck_for_customer
-
         invoices_recheck_for_customer(customer_id=customer_id)
 
     transaction.on_commit(run)

@@ -1,7 +1,8 @@
 """Invoices: drafting, recomputing, the automatic pre-issue checks, issuing with gapless numbers, payments, voids.
 
-State machine: billing.models.INVOICE_TRANSITIONS is the one table; `_transition` is the one place that changes an
-invoice's status (row locked, table checked, InvoiceStatusChange + audit row written, side effects on commit).
+State machine: billing.models.INVOICE_TRANSITIONS is the one table; `invoice_transition` is the one place that
+changes an invoice's status (row locked, table checked, InvoiceStatusChange + audit row written, side effects on
+commit).
 """
 
 from dataclasses import dataclass
@@ -45,10 +46,19 @@ from billing.money import format_money
 from billing.services.einvoices import invoice_einvoice_problems
 from billing.services.events import invoice_status_event, invoice_status_event_record
 from billing.services.profiles import billing_address_problems, e_invoice_applies
-from billing.services.tax import TaxResult, tax_compute, tax_context_for
+from billing.services.tax import TaxData, TaxResult, tax_compute, tax_context_for
+from subscriptions import bulk
 from subscriptions import selectors as sub_selectors
 from subscriptions.clock import utc_date
-from subscriptions.models import Customer, SeatLedgerEntry, Subscription, SubscriptionChange, User
+from subscriptions.models import (
+    ActorKind,
+    AuditEvent,
+    Customer,
+    SeatLedgerEntry,
+    Subscription,
+    SubscriptionChange,
+    User,
+)
 from subscriptions.services.audit import audit_occurred_at, audit_record
 from subscriptions.services.events import events_record_many
 
@@ -91,7 +101,9 @@ class DraftLine:
 # --- internals ------------------------------------------------------------------------------------------------------
 
 
-def _lock(invoice_id: int) -> Invoice:
+def invoice_lock(invoice_id: int) -> Invoice:
+    """Lock one invoice row (inside the caller's transaction); NotFound when it does not exist. Lock several rows
+    (invoice with payments, refunds or a dunning case) through billing.locks instead, which fixes the order."""
     try:
         return Invoice.objects.select_for_update().select_related("customer").get(pk=invoice_id)
     except Invoice.DoesNotExist:
@@ -110,7 +122,8 @@ def _transition_rows(
     invoice: Invoice, to_status: str, *, actor: User | None, reason: str
 ) -> tuple[InvoiceStatusChange, dict]:
     """Move `invoice` to `to_status` per INVOICE_TRANSITIONS (in memory); return its unsaved status-change row and
-    the fields of its audit row. Shared by `_transition` and the billing run's batch path, which writes them in bulk."""
+    the fields of its audit row. Shared by `invoice_transition` and the billing run's batch path, which writes them
+    in bulk."""
     from_status = invoice.status
     if to_status not in INVOICE_TRANSITIONS.get(from_status, frozenset()):
         raise InvalidTransition(
@@ -133,7 +146,7 @@ def _transition_rows(
     return change, audit
 
 
-def _transition(invoice: Invoice, to_status: str, *, actor: User | None = None, reason: str = "") -> None:
+def invoice_transition(invoice: Invoice, to_status: str, *, actor: User | None = None, reason: str = "") -> None:
     """Move a LOCKED invoice to `to_status` per INVOICE_TRANSITIONS; write the status-change and audit rows."""
     change, audit = _transition_rows(invoice, to_status, actor=actor, reason=reason)
     change.save()
@@ -296,7 +309,7 @@ def invoice_draft_create(
 
 
 def _edit(invoice_id: int, expected_version: int | None) -> Invoice:
-    invoice = _lock(invoice_id)
+    invoice = invoice_lock(invoice_id)
     _assert_editable(invoice)
     if expected_version is not None and invoice.version != expected_version:
         raise StaleVersion("This invoice changed since you opened it; reload and try again.")
@@ -409,7 +422,7 @@ def invoice_recompute(*, invoice_id: int) -> Invoice:
     lock) is left untouched, as `invoice_finalize` does: issued invoices change only through credit notes.
     """
     with transaction.atomic():
-        invoice = _lock(invoice_id)
+        invoice = invoice_lock(invoice_id)
         if invoice.status not in EDITABLE_STATUSES:
             return invoice
         _recompute(invoice)
@@ -742,7 +755,9 @@ def _issue_locked(invoice: Invoice, *, actor: User | None, reason: str) -> None:
     if blocking:
         invoice.hold_reasons = blocking
         if invoice.status == InvoiceStatus.DRAFT:
-            _transition(invoice, InvoiceStatus.HELD, actor=actor, reason="; ".join(r["message"] for r in blocking))
+            invoice_transition(
+                invoice, InvoiceStatus.HELD, actor=actor, reason="; ".join(r["message"] for r in blocking)
+            )
         invoice.save()
         raise InvoiceNotIssuable(" ".join(r["message"] for r in blocking))
     _issue_checked(invoice, actor=actor, reason=reason, profile=profile)
@@ -754,10 +769,10 @@ def _issue_checked(invoice: Invoice, *, actor: User | None, reason: str, profile
     now = timezone.now()
     series = _series(getattr(settings, "INVOICE_NUMBER_PREFIX", "INV"), now)
     _set_issued(invoice, now=now, series=series, value=number_allocate(series=series), profile=profile)
-    _transition(invoice, InvoiceStatus.OPEN, actor=actor, reason=reason)
+    invoice_transition(invoice, InvoiceStatus.OPEN, actor=actor, reason=reason)
     if invoice.amount_due_minor == 0:
         invoice.paid_at = now
-        _transition(invoice, InvoiceStatus.PAID, actor=actor, reason="Nothing to pay.")
+        invoice_transition(invoice, InvoiceStatus.PAID, actor=actor, reason="Nothing to pay.")
     invoice.save()
     invoice_id = invoice.pk
     transaction.on_commit(lambda: _after_issue(invoice_id))
@@ -787,7 +802,7 @@ def invoice_issue(*, invoice_id: int, actor: User | None = None, reason: str = "
     Locks the invoice and the sequence row; idempotent in effect (an issued invoice raises InvalidTransition).
     """
     with transaction.atomic():
-        invoice = _lock(invoice_id)
+        invoice = invoice_lock(invoice_id)
         if invoice.status not in EDITABLE_STATUSES:
             raise InvalidTransition(f"Invoice {invoice.number or invoice.pk} is already {invoice.status}.")
         _issue_locked(invoice, actor=actor, reason=reason)
@@ -802,7 +817,7 @@ def invoice_finalize(*, invoice_id: int, actor: User | None = None) -> Invoice:
     run finalizes whole chunks with `invoices_finalize_batch`, which gives the same result.
     """
     with transaction.atomic():
-        invoice = _lock(invoice_id)
+        invoice = invoice_lock(invoice_id)
         if invoice.status not in EDITABLE_STATUSES:
             return invoice
         profile, lines = _recompute(invoice)
@@ -813,7 +828,9 @@ def invoice_finalize(*, invoice_id: int, actor: User | None = None) -> Invoice:
             changed = reasons != invoice.hold_reasons
             invoice.hold_reasons = reasons
             if invoice.status == InvoiceStatus.DRAFT:
-                _transition(invoice, InvoiceStatus.HELD, actor=actor, reason="; ".join(r["message"] for r in reasons))
+                invoice_transition(
+                    invoice, InvoiceStatus.HELD, actor=actor, reason="; ".join(r["message"] for r in reasons)
+                )
             elif changed:
                 audit_record(
                     customer=invoice.customer,
@@ -873,10 +890,6 @@ def invoices_finalize_batch(*, invoice_ids: list[int]) -> tuple[list[int], list[
     Locks the drafts (id order), then the sequence row. Idempotent: invoices no longer drafts are skipped, so a
     repeated or concurrent call on the same ids does nothing twice. Returns (issued ids, held ids).
     """
-    from billing.services.billing_run import _TaxData
-    from subscriptions import bulk
-    from subscriptions.models import ActorKind, AuditEvent
-
     with transaction.atomic():
         invoices = list(
             Invoice.objects.select_for_update(of=("self",))
@@ -887,7 +900,7 @@ def invoices_finalize_batch(*, invoice_ids: list[int]) -> tuple[list[int], list[
         if not invoices:
             return [], []
         # Recompute (as _recompute does per invoice).
-        tax_data = _TaxData({invoice.customer_id for invoice in invoices})
+        tax_data = TaxData({invoice.customer_id for invoice in invoices})
         lines_by_invoice: dict[int, list[InvoiceLine]] = {}
         for line in InvoiceLine.objects.filter(invoice_id__in=[invoice.pk for invoice in invoices]):
             lines_by_invoice.setdefault(line.invoice_id, []).append(line)
@@ -958,7 +971,7 @@ def invoice_approve_and_issue(*, invoice_id: int, actor: User, note: str = "") -
     Blocking reasons (pending exemption, missing tax location, negative total) cannot be overridden: fix the cause.
     """
     with transaction.atomic():
-        invoice = _lock(invoice_id)
+        invoice = invoice_lock(invoice_id)
         if invoice.status not in EDITABLE_STATUSES:
             raise InvalidTransition(f"Invoice {invoice.number or invoice.pk} is already {invoice.status}.")
         overridden = ", ".join(r["code"] for r in invoice.hold_reasons) or "none"
@@ -991,7 +1004,8 @@ def invoices_recheck_for_customer(*, customer_id: int, actor: User | None = None
 # --- after issue ----------------------------------------------------------------------------------------------------
 
 
-def _check_reason_code(reason_code: str) -> None:
+def correction_reason_check(reason_code: str) -> None:
+    """Refuse a void or credit note without one of the root-cause codes (CorrectionReason)."""
     if reason_code not in CorrectionReason.values:
         raise ReasonCodeInvalid(f"Choose a reason: {', '.join(CorrectionReason.values)}.")
 
@@ -1002,13 +1016,13 @@ def invoice_void(*, invoice_id: int, reason_code: str, reason: str = "", actor: 
     An open invoice with payments cannot be voided (refund through a credit note). Voiding a never-issued draft
     returns its pending items to the queue for the next invoice.
     """
-    _check_reason_code(reason_code)
+    correction_reason_check(reason_code)
     with transaction.atomic():
-        invoice = _lock(invoice_id)
+        invoice = invoice_lock(invoice_id)
         if invoice.amount_paid_minor > 0:
             raise InvalidTransition("This invoice has payments; issue a credit note (and refund) instead of voiding.")
         was_issued = invoice.is_issued
-        _transition(invoice, InvoiceStatus.VOID, actor=actor, reason=f"{reason_code}: {reason}".strip(": "))
+        invoice_transition(invoice, InvoiceStatus.VOID, actor=actor, reason=f"{reason_code}: {reason}".strip(": "))
         invoice.void_reason_code = reason_code
         invoice.void_reason = reason
         invoice.voided_at = timezone.now()
@@ -1036,7 +1050,7 @@ def invoice_apply_payment(
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor <= 0:
         raise PaymentInvalid("A payment must be a positive whole number of minor units.")
     with transaction.atomic():
-        invoice = _lock(invoice_id)
+        invoice = invoice_lock(invoice_id)
         if currency and currency.upper() != invoice.currency:
             raise CurrencyMismatch(
                 f"The invoice is in {invoice.currency}; a {currency.upper()} payment cannot settle it."
@@ -1064,7 +1078,7 @@ def invoice_apply_payment(
             )
             if invoice.amount_due_minor == 0:
                 invoice.paid_at = paid_at or timezone.now()
-                _transition(invoice, InvoiceStatus.PAID, actor=actor, reason=reference or "Paid in full.")
+                invoice_transition(invoice, InvoiceStatus.PAID, actor=actor, reason=reference or "Paid in full.")
         invoice.save()
     return invoice
 
@@ -1072,7 +1086,7 @@ def invoice_apply_payment(
 def invoice_mark_uncollectible(*, invoice_id: int, reason: str = "", actor: User | None = None) -> Invoice:
     """Write off an open invoice (dunning's final step or staff). A later payment still settles it."""
     with transaction.atomic():
-        invoice = _lock(invoice_id)
-        _transition(invoice, InvoiceStatus.UNCOLLECTIBLE, actor=actor, reason=reason)
+        invoice = invoice_lock(invoice_id)
+        invoice_transition(invoice, InvoiceStatus.UNCOLLECTIBLE, actor=actor, reason=reason)
         invoice.save()
     return invoice

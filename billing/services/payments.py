@@ -15,6 +15,7 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import IntegrityError, models, transaction
@@ -33,7 +34,6 @@ from billing.exceptions import (
 )
 from billing.models import (
     PAYMENT_TRANSITIONS,
-    BillingProfile,
     CreditNote,
     ExternalRefund,
     Invoice,
@@ -47,14 +47,21 @@ from billing.models import (
     StripeCustomer,
 )
 from billing.money import format_money
+from billing.services import invoices as invoice_services
 from billing.services.events import payment_event_record
+from billing.services.stripe_customers import (  # noqa: F401  (re-exported: this module's public API)
+    BACKEND_MANUAL,
+    BACKEND_STRIPE,
+    _delay_on_commit,
+    payment_backend,
+    stripe_customer_ensure,
+    stripe_customer_sync,
+    stripe_customer_sync_enqueue,
+)
 from subscriptions.models import Customer, User
 from subscriptions.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
-
-BACKEND_MANUAL = "manual"
-BACKEND_STRIPE = "stripe"
 
 # Payments that may still turn into money: while one exists, no new attempt is started.
 IN_FLIGHT_STATUSES = (PaymentStatus.PENDING, PaymentStatus.PROCESSING, PaymentStatus.REQUIRES_ACTION)
@@ -71,118 +78,29 @@ _INTENT_STATUS = {
 }
 
 
-def payment_backend() -> str:
-    """`stripe` when a Stripe secret key is configured, otherwise `manual` (bank transfer)."""
-    return BACKEND_STRIPE if stripe_client.is_configured() else BACKEND_MANUAL
+# What happens after a payment's outcome is the business of dunning, a layer above this one: it listens here
+# (registered in billing/apps.py) instead of being imported, so payments never imports upward. Each listener is
+# called inside the transaction that holds the payment's row lock, with `invoice_id=` and `payment_id=`.
+PaymentListener = Callable[..., object]
+_LISTENERS: dict[str, list[PaymentListener]] = {"succeeded": [], "failed": []}
+
+
+def payment_outcome_listen(*, succeeded: PaymentListener | None = None, failed: PaymentListener | None = None) -> None:
+    """Register what to do once a payment is applied to its invoice (`succeeded`) or once an off-session
+    (automatic) payment fails or needs the card holder (`failed`). Registering the same function twice is a no-op."""
+    for outcome, listener in (("succeeded", succeeded), ("failed", failed)):
+        if listener is not None and listener not in _LISTENERS[outcome]:
+            _LISTENERS[outcome].append(listener)
+
+
+def _payment_outcome_tell(outcome: str, payment: Payment) -> None:
+    for listener in _LISTENERS[outcome]:
+        listener(invoice_id=payment.invoice_id, payment_id=payment.pk)
 
 
 def money(amount_minor: int, currency: str, country: str = "US") -> str:
     """`$12.34` — for audit summaries and e-mails, formatted as the portal formats money (billing.money)."""
     return format_money(amount_minor, currency, country)
-
-
-# --- Stripe customers -----------------------------------------------------------------------------------------------
-
-
-def _customer_details(customer: Customer) -> dict:
-    profile = BillingProfile.objects.filter(customer=customer).first()
-    name = (profile.legal_name if profile else "") or customer.legal_name or customer.name
-    email = profile.billing_emails[0] if profile and profile.billing_emails else ""
-    address = None
-    if profile and profile.address_line1 and profile.country:
-        address = {
-            "line1": profile.address_line1,
-            "line2": profile.address_line2,
-            "city": profile.city,
-            "state": profile.region,
-            "postal_code": profile.postal_code,
-            "country": profile.country,
-        }
-        address = {key: value for key, value in address.items() if value}
-    return {"name": name, "email": email, "address": address}
-
-
-def stripe_customer_ensure(*, customer_id: int) -> StripeCustomer:
-    """The customer's Stripe customer, created on first use (metadata carries our id).
-
-    Safe to call concurrently: the Stripe request carries an idempotency key derived from our id, and the link row
-    is unique per customer, so the loser of a race reuses the winner's link.
-    """
-    link = StripeCustomer.objects.filter(customer_id=customer_id).first()
-    if link is not None:
-        return link
-    customer = Customer.objects.get(pk=customer_id)
-    details = _customer_details(customer)
-    try:
-        stripe_id = stripe_client.customer_create(
-            name=details["name"],
-            email=details["email"],
-            address=details["address"],
-            metadata={"continuum_customer_id": str(customer.pk)},
-            idempotency_key=f"continuum-customer-{customer.pk}",
-        )
-    except stripe_client.StripeClientError as error:
-        raise PaymentProviderUnavailable(f"Card payments are unavailable right now: {error.message}")
-    try:
-        with transaction.atomic():
-            link = StripeCustomer.objects.create(
-                customer=customer, stripe_customer_id=stripe_id, synced_at=timezone.now()
-            )
-            audit_record(
-                customer=customer,
-                action="payment.stripe_customer_created",
-                obj=link,
-                summary="Card payments set up with Stripe",
-                after={"stripe_customer_id": stripe_id},
-            )
-    except IntegrityError:
-        link = StripeCustomer.objects.get(customer_id=customer_id)
-    return link
-
-
-def stripe_customer_sync(*, customer_id: int) -> bool:
-    """Push the billing profile (legal name, first billing e-mail, address) to the customer's Stripe customer.
-
-    Call it after any billing-profile change (or queue `stripe_customer_sync_enqueue`). No-op (False) when the
-    customer has no Stripe customer yet or Stripe is not the backend; a customer is only created when a card is added.
-    """
-    if payment_backend() != BACKEND_STRIPE:
-        return False
-    link = StripeCustomer.objects.select_related("customer").filter(customer_id=customer_id).first()
-    if link is None:
-        return False
-    details = _customer_details(link.customer)
-    try:
-        stripe_client.customer_update(
-            customer_id=link.stripe_customer_id,
-            name=details["name"],
-            email=details["email"],
-            address=details["address"],
-            metadata={"continuum_customer_id": str(customer_id)},
-        )
-    except stripe_client.StripeClientError as error:
-        raise PaymentProviderUnavailable(f"Could not update the customer at Stripe: {error.message}")
-    StripeCustomer.objects.filter(pk=link.pk).update(synced_at=timezone.now())
-    return True
-
-
-def _delay_on_commit(task_name: str, *args) -> None:
-    """Queue a task of billing.tasks_payments once the current transaction commits (ids only; imported late because
-    the tasks module imports this one)."""
-
-    def _enqueue() -> None:
-        from billing import tasks_payments
-
-        getattr(tasks_payments, task_name).delay(*args)
-
-    transaction.on_commit(_enqueue)
-
-
-def stripe_customer_sync_enqueue(*, customer_id: int) -> None:
-    """Queue `stripe_customer_sync` after the current transaction commits (for billing-profile services)."""
-    if payment_backend() != BACKEND_STRIPE:
-        return
-    _delay_on_commit("stripe_customer_sync_task", customer_id)
 
 
 # --- Saved cards ----------------------------------------------------------------------------------------------------
@@ -406,8 +324,6 @@ def _payment_transition(payment: Payment, to_status: str) -> bool:
 
 def _apply_to_invoice(payment_id: int) -> None:
     """Apply a succeeded payment to its invoice exactly once, then let dunning know."""
-    from billing.services import invoices as invoice_services
-
     with transaction.atomic():
         payment = Payment.objects.select_for_update().select_related("invoice").get(pk=payment_id)
         if payment.applied_at is not None or payment.status != PaymentStatus.SUCCEEDED:
@@ -435,9 +351,7 @@ def _apply_to_invoice(payment_id: int) -> None:
             return
         payment.applied_at = timezone.now()
         payment.save(update_fields=["applied_at", "updated_at"])
-        from billing.services.dunning import dunning_payment_succeeded
-
-        dunning_payment_succeeded(invoice_id=payment.invoice_id, payment_id=payment.pk)
+        _payment_outcome_tell("succeeded", payment)
 
 
 def _reference(payment: Payment) -> str:
@@ -576,9 +490,7 @@ def _payment_fail(payment_id: int, *, code: str, message: str, payment_intent_id
         if payment.off_session:
             # Automatic collection failed with nobody present: dunning tells the billing contacts. A customer on the
             # pay-now page sees the failure right there instead.
-            from billing.services.dunning import dunning_payment_failed
-
-            dunning_payment_failed(invoice_id=payment.invoice_id, payment_id=payment.pk)
+            _payment_outcome_tell("failed", payment)
 
 
 def _payment_apply_intent(payment_id: int, intent: stripe_client.PaymentIntent) -> Payment:
@@ -605,9 +517,7 @@ def _payment_apply_intent(payment_id: int, intent: stripe_client.PaymentIntent) 
         if moved:
             _audit_outcome(payment)
             if to_status == PaymentStatus.REQUIRES_ACTION and payment.off_session:
-                from billing.services.dunning import dunning_payment_failed
-
-                dunning_payment_failed(invoice_id=payment.invoice_id, payment_id=payment.pk)
+                _payment_outcome_tell("failed", payment)
         if payment.status == PaymentStatus.SUCCEEDED:
             _apply_to_invoice(payment.pk)
     payment.refresh_from_db()
