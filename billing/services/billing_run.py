@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
 
+from billing.dispatch_shim import enqueue_on_commit
 from billing.gc_frozen import long_lived_objects_frozen
 from billing.models import (
     Invoice,
@@ -490,9 +491,7 @@ def finalize_drafts(
     issued = held = queued = 0
     for ids in _unchecked_draft_batches(invoice_ids, chunk_size):
         if fan_out:
-            from billing.tasks import finalize_drafts_chunk_task
-
-            finalize_drafts_chunk_task.delay(ids)
+            enqueue_on_commit("billing.finalize_drafts_chunk", invoice_ids=ids)
             queued += 1
             continue
         chunk_issued, chunk_held = finalize_chunk(invoice_ids=ids)

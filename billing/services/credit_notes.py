@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import CreditNoteInvalid, InvalidTransition
 from billing.models import CreditNote, CreditNoteLine, InvoiceLine, InvoiceStatus, LineKind
 from billing.services.events import credit_note_event_record
@@ -190,6 +191,4 @@ def credit_note_create(
 
 
 def _after_issue(credit_note_id: int) -> None:
-    from billing.tasks import credit_note_render_pdf_task
-
-    credit_note_render_pdf_task.delay(credit_note_id)
+    enqueue_on_commit("billing.credit_note_render_pdf", credit_note_id=credit_note_id)

@@ -26,6 +26,7 @@ from django.db.models import Prefetch
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import BillingError
 from billing.models import (
     ISSUED_STATUSES,
@@ -471,12 +472,7 @@ def accounting_export_request(*, actor: User, start, end, format: str = ExportFo
         )
         export_id = export.pk
 
-        def _enqueue() -> None:
-            from billing.tasks import accounting_export_build_task  # tasks import services, not the other way
-
-            accounting_export_build_task.delay(export_id)
-
-        transaction.on_commit(_enqueue)
+        enqueue_on_commit("billing.accounting_export_build", export_id=export_id)
     return export
 
 

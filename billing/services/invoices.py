@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 
+from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import (
     CurrencyMismatch,
     InvalidTransition,
@@ -779,19 +780,14 @@ def _issue_checked(invoice: Invoice, *, actor: User | None, reason: str, profile
 
 
 def _after_issue(invoice_id: int) -> None:
-    from billing.tasks import invoice_after_issue_task
-
-    invoice_after_issue_task.delay(invoice_id)
+    enqueue_on_commit("billing.invoice_after_issue", invoice_id=invoice_id)
 
 
 def _after_issue_many(invoice_ids: list[int]) -> None:
     """The after-issue task of each invoice, exactly as `_after_issue` queues it (one message per invoice), from one
-    after-commit callback and one producer for the chunk."""
-    from billing.tasks import invoice_after_issue_task
-
-    with invoice_after_issue_task.app.producer_or_acquire() as producer:
-        for invoice_id in invoice_ids:
-            invoice_after_issue_task.apply_async((invoice_id,), producer=producer)
+    after-commit callback for the chunk."""
+    for invoice_id in invoice_ids:
+        _after_issue(invoice_id)
 
 
 def invoice_issue(*, invoice_id: int, actor: User | None = None, reason: str = "") -> Invoice:

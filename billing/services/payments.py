@@ -23,6 +23,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from billing import stripe_client
+from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import (
     BillingError,
     CardDeclined,
@@ -52,7 +53,6 @@ from billing.services.events import payment_event_record
 from billing.services.stripe_customers import (  # noqa: F401  (re-exported: this module's public API)
     BACKEND_MANUAL,
     BACKEND_STRIPE,
-    _delay_on_commit,
     payment_backend,
     stripe_customer_ensure,
     stripe_customer_sync,
@@ -580,7 +580,7 @@ def invoice_collect_enqueue(*, invoice_id: int) -> None:
     """For billing's issue service: queue automatic collection once the issuing transaction commits."""
     if payment_backend() != BACKEND_STRIPE:
         return
-    _delay_on_commit("invoice_collect_task", invoice_id)
+    enqueue_on_commit("billing.invoice_collect", invoice_id=invoice_id)
 
 
 def payment_resume(*, payment_id: int) -> Payment:
@@ -817,7 +817,7 @@ def credit_note_refund_enqueue(*, credit_note_id: int, actor: User | None = None
         why = "the invoice was paid by bank transfer" if target is None else "card refunds need Stripe configured"
         _audit_refund_owed(credit_note, credit_note.refund_due_minor, actor=actor, why=why)
         return
-    _delay_on_commit("credit_note_refund_task", credit_note_id)
+    enqueue_on_commit("billing.credit_note_refund", credit_note_id=credit_note_id)
 
 
 def credit_note_refund_record_manual(*, credit_note_id: int, reference: str, actor: User | None) -> Refund:

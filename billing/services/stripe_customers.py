@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import stripe_client
+from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import PaymentProviderUnavailable
 from billing.models import BillingProfile, StripeCustomer
 from subscriptions.models import Customer
@@ -105,20 +106,8 @@ def stripe_customer_sync(*, customer_id: int) -> bool:
     return True
 
 
-def _delay_on_commit(task_name: str, *args) -> None:
-    """Queue a task of billing.tasks_payments once the current transaction commits (ids only; imported late because
-    the tasks module imports this one)."""
-
-    def _enqueue() -> None:
-        from billing import tasks_payments
-
-        getattr(tasks_payments, task_name).delay(*args)
-
-    transaction.on_commit(_enqueue)
-
-
 def stripe_customer_sync_enqueue(*, customer_id: int) -> None:
     """Queue `stripe_customer_sync` after the current transaction commits (for billing-profile services)."""
     if payment_backend() != BACKEND_STRIPE:
         return
-    _delay_on_commit("stripe_customer_sync_task", customer_id)
+    enqueue_on_commit("billing.stripe_customer_sync", customer_id=customer_id)

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import stripe_client
+from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import BillingError, NotFound, PaymentProviderUnavailable
 from billing.models import StripeEvent, StripeEventStatus
 from billing.services import payments
@@ -58,16 +59,10 @@ def stripe_event_store(*, event: dict) -> tuple[StripeEvent, bool]:
 
 
 def _enqueue(event_id: int) -> None:
-    from billing.tasks_payments import stripe_event_process_task
-
     try:
-        # A broker blip while publishing is retried here; should it outlast these retries the event stays pending
-        # and billing.stripe_events_sweep queues it again.
-        stripe_event_process_task.apply_async(
-            args=(event_id,),
-            retry=True,
-            retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0},
-        )
+        # Publishing retries a broker blip (CELERY_TASK_PUBLISH_RETRY_POLICY); should it outlast those retries the
+        # event stays pending and billing.stripe_events_sweep queues it again.
+        enqueue_on_commit("billing.stripe_event_process", event_id=event_id)
     except Exception:
         # The event is stored: our answer to Stripe must not depend on processing (with eager tasks in development
         # a processing retry surfaces here). The event keeps its status and error and can be retried from admin.
