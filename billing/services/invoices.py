@@ -1040,8 +1040,8 @@ def invoice_apply_payment(
 ) -> Invoice:
     """Record a payment of `amount_minor` against an open (or uncollectible) invoice; paid when nothing is due.
 
-    Called by the payments work (Stripe) and by staff recording a bank transfer. Refuses other currencies,
-    non-positive amounts and overpayment. Locks the invoice row.
+    Called by billing.services.payments (cards through Stripe, and staff recording a bank transfer). Refuses other
+    currencies, non-positive amounts and overpayment. Locks the invoice row.
     """
     if not isinstance(amount_minor, int) or isinstance(amount_minor, bool) or amount_minor <= 0:
         raise PaymentInvalid("A payment must be a positive whole number of minor units.")

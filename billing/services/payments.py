@@ -551,8 +551,9 @@ def _audit_outcome(payment: Payment) -> None:
 def invoice_collect(*, invoice_id: int) -> Payment | None:
     """Charge an issued invoice to the customer's default card, off-session (automatic collection).
 
-    Called when an invoice is issued (queue `invoice_collect_enqueue`) and by dunning retries. Does nothing (None)
-    with the manual backend, without a default card, when nothing is due, or while another attempt is in flight.
+    Called once an issued invoice is e-mailed (`invoice_payment_collect`, from the after-issue task) and by dunning
+    retries. Does nothing (None) with the manual backend, without a default card, when nothing is due, or while
+    another attempt is in flight.
     A failure leaves the invoice open and starts dunning; a success applies the payment to the invoice.
     """
     if payment_backend() != BACKEND_STRIPE:
@@ -574,13 +575,6 @@ def invoice_payment_collect(*, invoice_id: int) -> Payment | None:
     except BillingError as error:
         logger.warning("invoice %s: automatic collection not started: %s", invoice_id, error.message)
         return None
-
-
-def invoice_collect_enqueue(*, invoice_id: int) -> None:
-    """For billing's issue service: queue automatic collection once the issuing transaction commits."""
-    if payment_backend() != BACKEND_STRIPE:
-        return
-    enqueue_on_commit("billing.invoice_collect", invoice_id=invoice_id)
 
 
 def payment_resume(*, payment_id: int) -> Payment:
