@@ -27,7 +27,6 @@ from billing.exceptions import (
 )
 from billing.models import (
     EDITABLE_STATUSES,
-    INVOICE_TRANSITIONS,
     BillingProfile,
     CorrectionReason,
     ExemptionStatus,
@@ -48,6 +47,7 @@ from billing.services.einvoices import invoice_einvoice_problems
 from billing.services.events import invoice_status_event, invoice_status_event_record
 from billing.services.profiles import billing_address_problems, e_invoice_applies
 from billing.services.tax import TaxData, TaxResult, tax_compute, tax_context_for
+from billing.services.transitions import transition_set
 from subscriptions import bulk
 from subscriptions import selectors as sub_selectors
 from subscriptions.clock import utc_date
@@ -125,13 +125,7 @@ def _transition_rows(
     """Move `invoice` to `to_status` per INVOICE_TRANSITIONS (in memory); return its unsaved status-change row and
     the fields of its audit row. Shared by `invoice_transition` and the billing run's batch path, which writes them
     in bulk."""
-    from_status = invoice.status
-    if to_status not in INVOICE_TRANSITIONS.get(from_status, frozenset()):
-        raise InvalidTransition(
-            f"An invoice that is {InvoiceStatus(from_status).label.lower()} cannot become "
-            f"{InvoiceStatus(to_status).label.lower()}."
-        )
-    invoice.status = to_status
+    from_status = transition_set(invoice, to_status)
     change = InvoiceStatusChange(
         invoice=invoice, from_status=from_status, to_status=to_status, actor=actor, reason=reason[:2000]
     )

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import IntegrityError, models, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from billing import stripe_client
@@ -33,8 +33,8 @@ from billing.exceptions import (
     PaymentNotPossible,
     PaymentProviderUnavailable,
 )
+from billing.locks import billing_rows_lock
 from billing.models import (
-    PAYMENT_TRANSITIONS,
     CreditNote,
     ExternalRefund,
     Invoice,
@@ -58,6 +58,7 @@ from billing.services.stripe_customers import (  # noqa: F401  (re-exported: thi
     stripe_customer_sync,
     stripe_customer_sync_enqueue,
 )
+from billing.services.transitions import transition_allowed, transition_set
 from subscriptions.models import Customer, User
 from subscriptions.services.audit import audit_record
 
@@ -315,17 +316,24 @@ def _payment_transition(payment: Payment, to_status: str) -> bool:
     is how stale or out-of-order news is ignored."""
     if payment.status == to_status:
         return False
-    if to_status not in PAYMENT_TRANSITIONS[payment.status]:
+    if not transition_allowed(payment, to_status):
         logger.info("payment %s: ignoring %s → %s", payment.pk, payment.status, to_status)
         return False
-    payment.status = to_status
+    transition_set(payment, to_status)
     return True
+
+
+def _payment_lock(payment_id: int) -> Payment:
+    """Lock a payment and, first, its invoice (billing.locks order: invoice → payment), inside the caller's
+    transaction: what follows a payment's outcome (applying it, dunning) locks the invoice as well."""
+    invoice_id = Payment.objects.values_list("invoice_id", flat=True).get(pk=payment_id)
+    return billing_rows_lock(invoices=Q(pk=invoice_id), payments=Q(pk=payment_id)).payment
 
 
 def _apply_to_invoice(payment_id: int) -> None:
     """Apply a succeeded payment to its invoice exactly once, then let dunning know."""
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().select_related("invoice").get(pk=payment_id)
+        payment = _payment_lock(payment_id)
         if payment.applied_at is not None or payment.status != PaymentStatus.SUCCEEDED:
             return
         try:
@@ -477,7 +485,7 @@ def _send_attempt(payment: Payment) -> stripe_client.PaymentIntent | None:
 
 def _payment_fail(payment_id: int, *, code: str, message: str, payment_intent_id: str = "") -> None:
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().select_related("invoice", "customer").get(pk=payment_id)
+        payment = _payment_lock(payment_id)
         if payment_intent_id and not payment.stripe_payment_intent_id:
             payment.stripe_payment_intent_id = payment_intent_id
         if not _payment_transition(payment, PaymentStatus.FAILED):
@@ -505,7 +513,7 @@ def _payment_apply_intent(payment_id: int, intent: stripe_client.PaymentIntent) 
         )
         return Payment.objects.get(pk=payment_id)
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().select_related("invoice", "customer").get(pk=payment_id)
+        payment = _payment_lock(payment_id)
         payment.stripe_payment_intent_id = payment.stripe_payment_intent_id or intent.id
         if intent.latest_charge_id:
             payment.stripe_charge_id = intent.latest_charge_id
@@ -678,7 +686,7 @@ def payment_mark_disputed(
     if payment is None:
         return None
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().select_related("invoice", "customer").get(pk=payment.pk)
+        payment = _payment_lock(payment.pk)
         if payment.disputed_at is not None:
             return payment
         payment.disputed_at = timezone.now()
@@ -746,7 +754,7 @@ def credit_note_refund(*, credit_note_id: int, actor: User | None = None) -> Ref
             return None
         with transaction.atomic():
             # Lock the invoice's payments so two credit notes of one invoice never both count the same money.
-            list(Payment.objects.select_for_update().filter(invoice_id=credit_note.invoice_id).order_by("pk"))
+            billing_rows_lock(payments=Q(invoice_id=credit_note.invoice_id))
             target, refundable = _card_refund_target(credit_note.invoice_id)
             if target is None:
                 return None
@@ -777,10 +785,13 @@ def credit_note_refund(*, credit_note_id: int, actor: User | None = None) -> Ref
         Refund.objects.filter(pk=refund.pk).update(failure_message=error.message[:300])
         raise PaymentProviderUnavailable(f"Stripe did not refund {credit_note}: {error.message}")
     with transaction.atomic():
-        refund = Refund.objects.select_for_update().select_related("payment__customer").get(pk=refund.pk)
+        # The same locks as refund_sync_from_charge, which also writes refund status: the payment, then its refund.
+        refund = billing_rows_lock(payments=Q(pk=refund.payment_id), refunds=Q(pk=refund.pk)).refund
         if refund.status == RefundStatus.PENDING:
             refund.stripe_refund_id = result.id
-            refund.status = RefundStatus.SUCCEEDED if result.status in ("succeeded", "pending") else RefundStatus.FAILED
+            transition_set(
+                refund, RefundStatus.SUCCEEDED if result.status in ("succeeded", "pending") else RefundStatus.FAILED
+            )
             refund.failure_message = "" if refund.status == RefundStatus.SUCCEEDED else f"Stripe status {result.status}"
             refund.save()
             audit_record(
@@ -892,8 +903,7 @@ def refund_sync_from_charge(*, stripe_charge_id: str) -> list[Refund]:
             f"Could not read the refunds of {stripe_charge_id} from Stripe: {error.message}"
         )
     with transaction.atomic():
-        Payment.objects.select_for_update().get(pk=payment.pk)
-        refunds = list(payment.refunds.select_for_update().order_by("pk"))
+        refunds = billing_rows_lock(payments=Q(pk=payment.pk), refunds=Q(payment_id=payment.pk)).refunds
         by_id = {r.stripe_refund_id: r for r in refunds if r.stripe_refund_id}
         by_credit_note = {str(r.credit_note_id): r for r in refunds if not r.stripe_refund_id}
         known_external = {e.stripe_refund_id: e for e in payment.external_refunds.select_for_update()}
@@ -921,8 +931,10 @@ def _refund_take_stripe_status(refund: Refund, stripe_refund: stripe_client.Refu
     if not refund.stripe_refund_id:
         refund.stripe_refund_id = stripe_refund.id
         changed.append("stripe_refund_id")
-    if status is not None and refund.status != status:
-        refund.status = status
+    if status is not None and refund.status != status and not transition_allowed(refund, status):
+        logger.info("refund %s: ignoring Stripe's %s (it is %s)", refund.pk, stripe_refund.status, refund.status)
+    elif status is not None and refund.status != status:
+        transition_set(refund, status)
         refund.failure_message = "" if status == RefundStatus.SUCCEEDED else f"Stripe status {stripe_refund.status}"
         changed += ["status", "failure_message"]
     if changed:

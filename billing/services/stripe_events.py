@@ -18,6 +18,7 @@ from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import BillingError, NotFound, PaymentProviderUnavailable
 from billing.models import StripeEvent, StripeEventStatus
 from billing.services import payments
+from billing.services.transitions import transition_allowed, transition_set
 from subscriptions.models import User
 from subscriptions.services.audit import audit_record
 from subscriptions.transient import is_transient
@@ -98,9 +99,14 @@ def stripe_event_process(*, event_id: int) -> str:
             exc_info=True,
         )
         status, error = StripeEventStatus.FAILED, f"{type(exc).__name__}: {exc}"
-    StripeEvent.objects.filter(pk=event.pk).update(
-        status=status, error=error[:2000], processed_at=timezone.now() if status != StripeEventStatus.FAILED else None
-    )
+    with transaction.atomic():
+        event = StripeEvent.objects.select_for_update().get(pk=event.pk)
+        # A concurrent run may have processed the event meanwhile: its final status stands (STRIPE_EVENT_TRANSITIONS).
+        if transition_allowed(event, status):
+            transition_set(event, status)
+            event.error = error[:2000]
+            event.processed_at = timezone.now() if status != StripeEventStatus.FAILED else None
+            event.save(update_fields=["status", "error", "processed_at"])
     if transient:
         return "retry"
     return status
