@@ -70,7 +70,7 @@ class PaymentStatus(models.TextChoices):
     CANCELED = "canceled", "Canceled"
 
 
-# The only allowed status changes; billing.services.payments._payment_transition enforces it.
+# The only allowed status changes; billing.services.transitions enforces it (stale news is ignored, not applied).
 # failed → succeeded exists because a PaymentIntent that failed can still be completed later (the customer confirms
 # it on the pay-now page), and webhooks may report the failure after the success.
 PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {

@@ -18,7 +18,8 @@ from billing.models import (
     StripeEvent,
     StripeEventStatus,
 )
-from billing.services import payments, stripe_events
+from billing.services import stripe_events
+from billing.services.payments import refunds
 from billing.services.transitions import MACHINES, transition_allowed, transition_set
 from tests.billing.stripe_support import open_invoice
 from tests.factories import CustomerFactory
@@ -75,7 +76,7 @@ def test_transition_set_moves_along_the_table_and_returns_the_old_state():
 def test_stripe_refund_news_never_revives_a_failed_refund():
     refund = Refund(status=RefundStatus.FAILED, stripe_refund_id="re_1", failure_message="Stripe status failed")
 
-    payments._refund_take_stripe_status(
+    refunds._refund_take_stripe_status(
         refund, stripe_client.Refund(id="re_1", status="succeeded", amount_minor=100, currency="USD")
     )
 
