@@ -210,8 +210,8 @@ def _run(path, ids, monkeypatch, django_capture_on_commit_callbacks) -> dict:
     """Finalize `ids` with `path` inside a savepoint that is rolled back afterwards, so both paths start from the
     same state; return the outcome, with the ids the after-commit callbacks queue the after-issue task for."""
     queued: list[int] = []
-    monkeypatch.setattr("billing.services.invoices._after_issue", queued.append)
-    monkeypatch.setattr("billing.services.invoices._after_issue_many", queued.extend)
+    monkeypatch.setattr("billing.services.invoices.issue._after_issue", queued.append)
+    monkeypatch.setattr("billing.services.invoices.issue._after_issue_many", queued.extend)
     outcome = None
     try:
         with transaction.atomic():
