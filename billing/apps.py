@@ -7,6 +7,7 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, not at module level: Django loads apps.py before any model, and these modules use models.
         from billing import checks, tasks  # noqa: F401  (system checks; every task registered by name)
         from billing.services import changes, dunning, payments
         from billing.services.billing_run import billing_run_step_register
