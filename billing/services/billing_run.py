@@ -17,7 +17,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
 
-from billing.dispatch_shim import enqueue_on_commit
 from billing.gc_frozen import long_lived_objects_frozen
 from billing.models import (
     Invoice,
@@ -34,6 +33,7 @@ from billing.services.invoices import apply_tax_result, invoice_finalize, invoic
 from billing.services.tax import TaxData, tax_compute
 from subscriptions import bulk
 from subscriptions.clock import utc_date
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import (
     Package,
     PackageComponent,

@@ -15,13 +15,13 @@ from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import CreditNoteInvalid, InvalidTransition
 from billing.models import CreditNote, CreditNoteLine, InvoiceLine, InvoiceStatus, LineKind
 from billing.services.events import credit_note_event_record
 from billing.services.invoices import correction_reason_check, invoice_lock, invoice_transition, number_allocate
 from billing.services.payments import credit_note_refund_enqueue, money
 from billing.services.tax import tax_amount
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import User
 from subscriptions.services.audit import audit_record
 

@@ -26,7 +26,6 @@ from django.db.models import Prefetch
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import BillingError
 from billing.models import (
     ISSUED_STATUSES,
@@ -43,6 +42,7 @@ from billing.models import (
     Refund,
 )
 from billing.money import minor_to_decimal
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import User
 from subscriptions.services.audit import audit_record
 

@@ -9,9 +9,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import stripe_client
-from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import PaymentProviderUnavailable
 from billing.models import BillingProfile, StripeCustomer
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import Customer
 from subscriptions.services.audit import audit_record
 

@@ -14,11 +14,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing import stripe_client
-from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import BillingError, NotFound, PaymentProviderUnavailable
 from billing.models import StripeEvent, StripeEventStatus
 from billing.services import payments
 from billing.services.transitions import transition_allowed, transition_set
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import User
 from subscriptions.services.audit import audit_record
 from subscriptions.transient import is_transient

@@ -7,7 +7,6 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import (
     InvalidTransition,
     InvoiceNotIssuable,
@@ -34,6 +33,7 @@ from billing.services.invoices.numbering import _sequence_locked, _series, _set_
 from billing.services.invoices.state import _transition_rows, invoice_lock, invoice_transition
 from billing.services.tax import TaxData, tax_compute
 from subscriptions import bulk
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import (
     ActorKind,
     AuditEvent,

@@ -10,7 +10,6 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 
 from billing import stripe_client
-from billing.dispatch_shim import enqueue_on_commit
 from billing.exceptions import (
     NotFound,
     PaymentInvalid,
@@ -32,6 +31,7 @@ from billing.services.stripe_customers import (
     payment_backend,
 )
 from billing.services.transitions import transition_allowed, transition_set
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import User
 from subscriptions.services.audit import audit_record
 
