@@ -7,5 +7,14 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Celery's autodiscovery only imports billing.tasks; the payments tasks live in their own module.
-        from billing import checks, tasks_payments  # noqa: F401
+        # Imported here, not at module level: Django loads apps.py before any model, and these modules use models.
+        from billing import checks, tasks  # noqa: F401  (system checks; every task registered by name)
+        from billing.services import changes, dunning, payments
+        from billing.services.billing_run import billing_run_step_register
+
+        # The upward calls of the billing layers, wired once here (docs/decisions.md, "Billing layers"): a payment's
+        # outcome goes to dunning, and every billing run first bills the mid-period changes.
+        payments.payment_outcome_listen(
+            succeeded=dunning.dunning_payment_succeeded, failed=dunning.dunning_payment_failed
+        )
+        billing_run_step_register(changes.changes_bill_unbilled)

@@ -20,7 +20,10 @@ from billing.models.invoices import (
     PendingInvoiceItem,
 )
 from billing.models.payments import (
+    DUNNING_TRANSITIONS,
     PAYMENT_TRANSITIONS,
+    REFUND_TRANSITIONS,
+    STRIPE_EVENT_TRANSITIONS,
     DunningCase,
     DunningStage,
     ExternalRefund,
@@ -45,11 +48,14 @@ from billing.models.tax import (
 )
 
 __all__ = [
+    "DUNNING_TRANSITIONS",
     "EDITABLE_STATUSES",
     "EXEMPTION_TRANSITIONS",
     "INVOICE_TRANSITIONS",
     "ISSUED_STATUSES",
     "PAYMENT_TRANSITIONS",
+    "REFUND_TRANSITIONS",
+    "STRIPE_EVENT_TRANSITIONS",
     "BillingProfile",
     "ChangeBillingMode",
     "CorrectionReason",

@@ -20,7 +20,7 @@ class InvoiceStatus(models.TextChoices):
     UNCOLLECTIBLE = "uncollectible", "Uncollectible"
 
 
-# The ONE table of allowed invoice status changes; billing.services.invoices._transition enforces it.
+# The ONE table of allowed invoice status changes; billing.services.invoices.invoice_transition enforces it.
 INVOICE_TRANSITIONS: dict[str, frozenset[str]] = {
     InvoiceStatus.DRAFT: frozenset({InvoiceStatus.HELD, InvoiceStatus.OPEN, InvoiceStatus.VOID}),
     InvoiceStatus.HELD: frozenset({InvoiceStatus.DRAFT, InvoiceStatus.OPEN, InvoiceStatus.VOID}),

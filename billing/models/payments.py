@@ -70,7 +70,7 @@ class PaymentStatus(models.TextChoices):
     CANCELED = "canceled", "Canceled"
 
 
-# The only allowed status changes; billing.services.payments._payment_transition enforces it.
+# The only allowed status changes; billing.services.transitions enforces it (stale news is ignored, not applied).
 # failed → succeeded exists because a PaymentIntent that failed can still be completed later (the customer confirms
 # it on the pay-now page), and webhooks may report the failure after the success.
 PAYMENT_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -145,6 +145,16 @@ class RefundStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# The one table of refund status changes (billing.services.transitions enforces it). A refund Stripe accepted as
+# pending counts as succeeded; Stripe may still report it failed later (e.g. the card was closed). A failed refund
+# is final: the money is owed by bank transfer instead.
+REFUND_TRANSITIONS: dict[str, frozenset[str]] = {
+    RefundStatus.PENDING: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
+    RefundStatus.SUCCEEDED: frozenset({RefundStatus.FAILED}),
+    RefundStatus.FAILED: frozenset(),
+}
+
+
 class Refund(models.Model):
     """Money sent back for a credit note's `refund_due_minor`, at most one refund per credit note: to the card through
     Stripe (`stripe_refund_id`), or by bank transfer, which billing staff pay and record (`reference`)."""
@@ -207,6 +217,20 @@ class StripeEventStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# The one table of Stripe-event status changes (billing.services.transitions enforces it). A failed event may be
+# processed again (task retry, sweep or staff retry) and fail again; processed and ignored events are final.
+STRIPE_EVENT_TRANSITIONS: dict[str, frozenset[str]] = {
+    StripeEventStatus.PENDING: frozenset(
+        {StripeEventStatus.PROCESSED, StripeEventStatus.IGNORED, StripeEventStatus.FAILED}
+    ),
+    StripeEventStatus.FAILED: frozenset(
+        {StripeEventStatus.PROCESSED, StripeEventStatus.IGNORED, StripeEventStatus.FAILED}
+    ),
+    StripeEventStatus.PROCESSED: frozenset(),
+    StripeEventStatus.IGNORED: frozenset(),
+}
+
+
 class StripeEvent(models.Model):
     """A verified webhook event, stored before processing. Its Stripe id is unique: a redelivery is a no-op."""
 
@@ -235,6 +259,19 @@ class DunningStage(models.TextChoices):
     RECOVERED = "recovered", "Recovered (paid)"
     EXHAUSTED = "exhausted", "Final attempt failed"
     CLOSED = "closed", "Closed (invoice voided or written off elsewhere)"
+
+
+# The one table of dunning stage changes (billing.services.transitions enforces it; docs/payments.md, "Dunning").
+# A new failure after a case ended (paid then disputed, say) starts it over at retrying.
+DUNNING_TRANSITIONS: dict[str, frozenset[str]] = {
+    DunningStage.RETRYING: frozenset(
+        {DunningStage.PAST_DUE, DunningStage.RECOVERED, DunningStage.EXHAUSTED, DunningStage.CLOSED}
+    ),
+    DunningStage.PAST_DUE: frozenset({DunningStage.RECOVERED, DunningStage.EXHAUSTED, DunningStage.CLOSED}),
+    DunningStage.EXHAUSTED: frozenset({DunningStage.RECOVERED, DunningStage.RETRYING}),
+    DunningStage.RECOVERED: frozenset({DunningStage.RETRYING}),
+    DunningStage.CLOSED: frozenset({DunningStage.RETRYING}),
+}
 
 
 class DunningCase(models.Model):

@@ -9,6 +9,7 @@ stays flat however many subscriptions there are.
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -18,8 +19,6 @@ from django.utils import timezone
 
 from billing.gc_frozen import long_lived_objects_frozen
 from billing.models import (
-    BillingProfile,
-    ExemptionStatus,
     Invoice,
     InvoiceKind,
     InvoiceLine,
@@ -28,14 +27,13 @@ from billing.models import (
     InvoiceTaxLine,
     LineKind,
     PendingInvoiceItem,
-    TaxExemption,
-    TaxRate,
 )
 from billing.services.discounts import ChargeLine, DiscountsFor, discount_lines_compute
 from billing.services.invoices import apply_tax_result, invoice_finalize, invoices_finalize_batch
-from billing.services.tax import TaxContext, is_reverse_charge, tax_compute
+from billing.services.tax import TaxData, tax_compute
 from subscriptions import bulk
 from subscriptions.clock import utc_date
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import (
     Package,
     PackageComponent,
@@ -50,6 +48,17 @@ from subscriptions.services.terms import Terms, sku_for, terms_from, terms_lines
 logger = logging.getLogger(__name__)
 DEFAULT_CHUNK = 500
 BILLABLE_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+
+# Work the billing run does first, registered by the layers above it (billing/apps.py registers the billing of
+# mid-period changes, billing.services.changes, which itself drafts and renews through this module). A registry
+# rather than an import: the run sits below the services that reuse its drafting.
+_BEFORE_DRAFTING: list[Callable[[], object]] = []
+
+
+def billing_run_step_register(step: Callable[[], object]) -> None:
+    """Run `step()` at the start of every billing run, before drafting (once per step, in registration order)."""
+    if step not in _BEFORE_DRAFTING:
+        _BEFORE_DRAFTING.append(step)
 
 
 @dataclass
@@ -75,44 +84,6 @@ class PeriodToBill:
     period_end: datetime
     seats: int
     lines: list  # subscriptions.services.terms.PreviewLine
-
-
-class _TaxData:
-    """Everything tax determination needs for a chunk, loaded in a constant number of queries."""
-
-    def __init__(self, customer_ids: set[int]):
-        self.profiles = {p.customer_id: p for p in BillingProfile.objects.filter(customer_id__in=customer_ids)}
-        self.exemptions: dict[int, list[TaxExemption]] = {}
-        for exemption in TaxExemption.objects.filter(
-            customer_id__in=customer_ids, status=ExemptionStatus.APPROVED
-        ).order_by("-decided_at", "-id"):
-            self.exemptions.setdefault(exemption.customer_id, []).append(exemption)
-        self._rates: dict[str, list[TaxRate]] = {}
-        for rate in TaxRate.objects.all().order_by("region", "name", "id"):
-            self._rates.setdefault(rate.country, []).append(rate)
-
-    def context(self, customer_id: int, tax_date) -> TaxContext:
-        profile = self.profiles.get(customer_id)
-        country = (profile.country if profile else "") or ""
-        region = (profile.region if profile else "") or ""
-        context = TaxContext(country=country, region=region, tax_date=tax_date)
-        if not country:
-            return context
-        for exemption in self.exemptions.get(customer_id, []):
-            if exemption.expires_on >= tax_date and exemption.covers(country=country, region=region):
-                context.exemption = exemption
-                break
-        if context.exemption is None and is_reverse_charge(profile=profile):
-            context.reverse_charge = True
-            context.vat_id = profile.tax_id
-        context.rates = [
-            rate
-            for rate in self._rates.get(country, [])
-            if rate.region in ("", region)
-            and rate.effective_from <= tax_date
-            and (rate.effective_to is None or rate.effective_to > tax_date)
-        ]
-        return context
 
 
 def _terms(subscription: Subscription) -> Terms:
@@ -310,7 +281,7 @@ def draft_periods(*, periods: list[PeriodToBill]) -> list[int]:
     pending_by_sub: dict[int, list[PendingInvoiceItem]] = {}
     for item in PendingInvoiceItem.objects.select_for_update().filter(subscription_id__in=ids, invoice__isnull=True):
         pending_by_sub.setdefault(item.subscription_id, []).append(item)
-    tax_data = _TaxData({p.subscription.customer_id for p in periods})
+    tax_data = TaxData({p.subscription.customer_id for p in periods})
     discounts = DiscountsFor(list({p.subscription.pk: p.subscription for p in periods}.values()))
     invoices, all_lines, all_tax_lines, collected = [], [], [], []
     seen: set[int] = set()
@@ -520,9 +491,7 @@ def finalize_drafts(
     issued = held = queued = 0
     for ids in _unchecked_draft_batches(invoice_ids, chunk_size):
         if fan_out:
-            from billing.tasks import finalize_drafts_chunk_task
-
-            finalize_drafts_chunk_task.delay(ids)
+            enqueue_on_commit("billing.finalize_drafts_chunk", invoice_ids=ids)
             queued += 1
             continue
         chunk_issued, chunk_held = finalize_chunk(invoice_ids=ids)
@@ -546,12 +515,11 @@ def billing_run(
 
     Safe to run concurrently with itself and to re-run: nothing is billed twice.
     """
-    from billing.services.changes import changes_bill_unbilled
-
     as_of = as_of or timezone.now()
     result = BillingRunResult(as_of=as_of.isoformat())
     with long_lived_objects_frozen():  # see billing/gc_frozen.py
-        changes_bill_unbilled()
+        for step in _BEFORE_DRAFTING:
+            step()
         drafted = draft_due(as_of=as_of, chunk_size=chunk_size)
         result.renewed, renewed_drafts = renew_due(as_of=as_of, chunk_size=chunk_size)
         drafted += renewed_drafts

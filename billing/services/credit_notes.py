@@ -18,9 +18,10 @@ from django.utils import timezone
 from billing.exceptions import CreditNoteInvalid, InvalidTransition
 from billing.models import CreditNote, CreditNoteLine, InvoiceLine, InvoiceStatus, LineKind
 from billing.services.events import credit_note_event_record
-from billing.services.invoices import _check_reason_code, _lock, _transition, number_allocate
+from billing.services.invoices import correction_reason_check, invoice_lock, invoice_transition, number_allocate
 from billing.services.payments import credit_note_refund_enqueue, money
 from billing.services.tax import tax_amount
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import User
 from subscriptions.services.audit import audit_record
 
@@ -47,9 +48,9 @@ def credit_note_create(
     queued after commit for a card-paid invoice (at most once per credit note), else a "refund owed" audit event for
     billing staff to pay by bank transfer. After commit the credit note's PDF is rendered.
     """
-    _check_reason_code(reason_code)
+    correction_reason_check(reason_code)
     with transaction.atomic():
-        invoice = _lock(invoice_id)
+        invoice = invoice_lock(invoice_id)
         if invoice.status not in CREDITABLE:
             raise InvalidTransition(
                 f"Only issued invoices can be credited; invoice {invoice.number or invoice.pk} is {invoice.status}."
@@ -162,7 +163,7 @@ def credit_note_create(
         )
         if invoice.status == InvoiceStatus.OPEN and invoice.amount_due_minor == 0:
             invoice.paid_at = now
-            _transition(
+            invoice_transition(
                 invoice, InvoiceStatus.PAID, actor=actor, reason=f"Settled by credit note {credit_note.number}."
             )
         invoice.save()
@@ -190,6 +191,4 @@ def credit_note_create(
 
 
 def _after_issue(credit_note_id: int) -> None:
-    from billing.tasks import credit_note_render_pdf_task
-
-    credit_note_render_pdf_task.delay(credit_note_id)
+    enqueue_on_commit("billing.credit_note_render_pdf", credit_note_id=credit_note_id)

@@ -26,7 +26,7 @@ from billing.models import CreditNote, Invoice
 from billing.money import format_minor
 from billing.selectors import credit_note_get_for_customer, invoice_get_for_customer
 from billing.services.einvoices import credit_note_einvoice_pdf, invoice_einvoice_pdf, invoice_xrechnung_xml
-from subscriptions.models import Customer, User
+from subscriptions.models import Customer, Membership, Role, User
 from subscriptions.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
@@ -204,8 +204,6 @@ def document_pdf_bytes(*, document: Invoice | CreditNote) -> bytes:
 def _recipients(invoice: Invoice) -> list[str]:
     if invoice.billing_emails:
         return list(invoice.billing_emails)
-    from subscriptions.models import Membership, Role
-
     return list(
         Membership.objects.filter(customer_id=invoice.customer_id, role__in=[Role.OWNER, Role.BILLING_ADMIN])
         .order_by("user__email")

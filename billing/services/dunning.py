@@ -19,13 +19,19 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.locks import billing_rows_lock
 from billing.models import BillingProfile, DunningCase, DunningStage, Invoice, InvoiceStatus, Payment
+from billing.services import invoices as invoice_services
 from billing.services.events import invoice_overdue_record
-from subscriptions.models import LIVE_STATUSES, Membership, Role, Subscription, SubscriptionStatus
+from billing.services.payments import invoice_collect, money
+from billing.services.transitions import transition_set
+from subscriptions.models import LIVE_STATUSES, ActorKind, Membership, Role, Subscription, SubscriptionStatus
 from subscriptions.services.audit import audit_record
+from subscriptions.services.lifecycle import subscription_cancel_now, subscription_mark_past_due, subscription_restore
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +93,10 @@ def dunning_payment_failed(*, invoice_id: int, payment_id: int, now: datetime | 
     and e-mail the billing contacts a pay link. Idempotent per payment (a repeated report sends nothing new)."""
     now = now or timezone.now()
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice_id)
+        locked = billing_rows_lock(invoices=Q(pk=invoice_id), dunning_cases=Q(invoice_id=invoice_id))
+        invoice = locked.invoice
+        if invoice is None:
+            raise Invoice.DoesNotExist(f"Invoice {invoice_id} does not exist.")
         if invoice.status != InvoiceStatus.OPEN:
             return None
         payment = Payment.objects.get(pk=payment_id)
@@ -101,7 +110,7 @@ def dunning_payment_failed(*, invoice_id: int, payment_id: int, now: datetime | 
         )
         if not created and case.stage not in OPEN_STAGES:
             # A new failure after the case was closed (e.g. paid then disputed) starts over.
-            case.stage = DunningStage.RETRYING
+            transition_set(case, DunningStage.RETRYING)
             case.started_at = now
             case.retries_done = 0
             case.next_retry_at = now + timedelta(days=retry_days()[0])
@@ -133,23 +142,20 @@ def dunning_payment_failed(*, invoice_id: int, payment_id: int, now: datetime | 
 
 
 def _amount(invoice: Invoice) -> str:
-    from billing.services.payments import money
-
     return money(invoice.amount_due_minor, invoice.currency)
 
 
 def dunning_payment_succeeded(*, invoice_id: int, payment_id: int | None = None) -> DunningCase | None:
     """The invoice was paid: close its case and restore past_due subscriptions. Idempotent."""
     with transaction.atomic():
-        case = DunningCase.objects.select_for_update().filter(invoice_id=invoice_id).first()
+        locked = billing_rows_lock(invoices=Q(pk=invoice_id), dunning_cases=Q(invoice_id=invoice_id))
+        case, invoice = locked.dunning_case, locked.invoice
         if case is None or case.stage not in (*OPEN_STAGES, DunningStage.EXHAUSTED):
             return case
-        invoice = Invoice.objects.select_related("customer", "subscription").get(pk=invoice_id)
-        invoice.refresh_from_db()
         if invoice.status != InvoiceStatus.PAID:
             return case
         was_past_due = case.past_due_at is not None
-        case.stage = DunningStage.RECOVERED
+        transition_set(case, DunningStage.RECOVERED)
         case.closed_at = timezone.now()
         case.next_retry_at = None
         case.save()
@@ -187,15 +193,15 @@ def dunning_run(*, now: datetime | None = None) -> int:
 def dunning_retry(*, case_id: int, now: datetime | None = None) -> DunningCase:
     """One scheduled retry: charge the default card again; then past_due after the grace period, and the final
     action after the last retry. Safe to run twice: the retry slot is claimed under a row lock before charging."""
-    from billing.services.payments import invoice_collect
-
     now = now or timezone.now()
     with transaction.atomic():
-        case = DunningCase.objects.select_for_update().select_related("invoice").get(pk=case_id)
+        case = _case_lock(case_id)
         if case.stage not in OPEN_STAGES or case.next_retry_at is None or case.next_retry_at > now:
             return case
         if case.invoice.status != InvoiceStatus.OPEN:
-            case.stage = DunningStage.RECOVERED if case.invoice.status == InvoiceStatus.PAID else DunningStage.CLOSED
+            transition_set(
+                case, DunningStage.RECOVERED if case.invoice.status == InvoiceStatus.PAID else DunningStage.CLOSED
+            )
             case.closed_at = now
             case.next_retry_at = None
             case.save()
@@ -227,15 +233,25 @@ def dunning_retry(*, case_id: int, now: datetime | None = None) -> DunningCase:
     return _dunning_escalate(case_id=case.pk, now=now)
 
 
+def _case_lock(case_id: int) -> DunningCase:
+    """Lock a case and, first, its invoice (billing.locks order: invoice → dunning case): the escalation marks the
+    invoice uncollectible, and applying a payment locks the invoice before the case too."""
+    invoice_id = DunningCase.objects.values_list("invoice_id", flat=True).get(pk=case_id)
+    locked = billing_rows_lock(invoices=Q(pk=invoice_id), dunning_cases=Q(pk=case_id))
+    case = locked.dunning_case
+    case.invoice = locked.invoice
+    return case
+
+
 def _dunning_escalate(*, case_id: int, now: datetime) -> DunningCase:
     with transaction.atomic():
-        case = DunningCase.objects.select_for_update().select_related("invoice__customer").get(pk=case_id)
-        invoice = Invoice.objects.select_related("customer", "subscription").get(pk=case.invoice_id)
+        case = _case_lock(case_id)
+        invoice = case.invoice
         if case.stage not in OPEN_STAGES or invoice.status != InvoiceStatus.OPEN:
             return case
         if case.past_due_at is None and now - case.started_at >= timedelta(days=grace_days()):
             changed = [s.pk for s in _subscriptions_for(invoice) if _subscription_past_due(s, invoice=invoice)]
-            case.stage = DunningStage.PAST_DUE
+            transition_set(case, DunningStage.PAST_DUE)
             case.past_due_at = now
             case.save()
             audit_record(
@@ -261,7 +277,7 @@ def _dunning_escalate(*, case_id: int, now: datetime) -> DunningCase:
             if action == FINAL_ACTION_CANCEL:
                 canceled = [s.pk for s in _subscriptions_for(invoice) if _subscription_cancel(s, invoice=invoice)]
             _invoice_mark_uncollectible(invoice)
-            case.stage = DunningStage.EXHAUSTED
+            transition_set(case, DunningStage.EXHAUSTED)
             case.final_action = action
             case.closed_at = now
             case.save()
@@ -290,8 +306,6 @@ def _dunning_escalate(*, case_id: int, now: datetime) -> DunningCase:
 
 def _subscription_past_due(subscription: Subscription, *, invoice: Invoice) -> bool:
     """active → past_due (entitlements kept); trialing/canceled subscriptions are left alone."""
-    from subscriptions.services.lifecycle import subscription_mark_past_due
-
     subscription.refresh_from_db()
     if subscription.status != SubscriptionStatus.ACTIVE:
         return False
@@ -300,8 +314,6 @@ def _subscription_past_due(subscription: Subscription, *, invoice: Invoice) -> b
 
 
 def _subscription_restore(subscription: Subscription, *, reason: str) -> bool:
-    from subscriptions.services.lifecycle import subscription_restore
-
     subscription.refresh_from_db()
     if subscription.status != SubscriptionStatus.PAST_DUE:
         return False
@@ -310,9 +322,6 @@ def _subscription_restore(subscription: Subscription, *, reason: str) -> bool:
 
 
 def _subscription_cancel(subscription: Subscription, *, invoice: Invoice) -> bool:
-    from subscriptions.models import ActorKind
-    from subscriptions.services.lifecycle import subscription_cancel_now
-
     subscription.refresh_from_db()
     if subscription.status not in LIVE_STATUSES:
         return False
@@ -327,6 +336,4 @@ def _subscription_cancel(subscription: Subscription, *, invoice: Invoice) -> boo
 
 
 def _invoice_mark_uncollectible(invoice: Invoice) -> None:
-    from billing.services import invoices as invoice_services
-
     invoice_services.invoice_mark_uncollectible(invoice_id=invoice.pk, reason="Dunning: final payment attempt failed")

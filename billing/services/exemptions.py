@@ -14,9 +14,8 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 from django.utils import timezone
 
-from billing.exceptions import CertificateInvalid, ExemptionInvalid, InvalidTransition, NotFound
+from billing.exceptions import CertificateInvalid, ExemptionInvalid, NotFound
 from billing.models import (
-    EXEMPTION_TRANSITIONS,
     BillingProfile,
     ExemptionStatus,
     ExemptionStatusChange,
@@ -24,6 +23,8 @@ from billing.models import (
     TaxExemption,
 )
 from billing.services.events import tax_exemption_event_record, tax_exemption_transition_event_record
+from billing.services.invoices import invoices_recheck_for_customer
+from billing.services.transitions import transition_set
 from subscriptions import clock
 from subscriptions.models import Customer, Membership, Role, User
 from subscriptions.places import jurisdiction_exists
@@ -95,13 +96,7 @@ def _read_upload(upload) -> tuple[bytes, str]:
 
 
 def _transition(exemption: TaxExemption, to_status: str, *, actor: User | None, reason: str = "") -> None:
-    from_status = exemption.status
-    if to_status not in EXEMPTION_TRANSITIONS.get(from_status, frozenset()):
-        raise InvalidTransition(
-            f"An exemption that is {ExemptionStatus(from_status).label.lower()} cannot become "
-            f"{ExemptionStatus(to_status).label.lower()}."
-        )
-    exemption.status = to_status
+    from_status = transition_set(exemption, to_status)
     ExemptionStatusChange.objects.create(
         exemption=exemption, from_status=from_status, to_status=to_status, actor=actor, reason=reason
     )
@@ -132,8 +127,6 @@ def _overlaps(a: list[str], b: list[str]) -> bool:
 
 def _recheck_after_commit(customer_id: int) -> None:
     def run():
-        from billing.services.invoices import invoices_recheck_for_customer
-
         invoices_recheck_for_customer(customer_id=customer_id)
 
     transaction.on_commit(run)

@@ -42,6 +42,7 @@ from billing.models import (
     Refund,
 )
 from billing.money import minor_to_decimal
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import User
 from subscriptions.services.audit import audit_record
 
@@ -471,12 +472,7 @@ def accounting_export_request(*, actor: User, start, end, format: str = ExportFo
         )
         export_id = export.pk
 
-        def _enqueue() -> None:
-            from billing.tasks import accounting_export_build_task  # tasks import services, not the other way
-
-            accounting_export_build_task.delay(export_id)
-
-        transaction.on_commit(_enqueue)
+        enqueue_on_commit("billing.accounting_export_build", export_id=export_id)
     return export
 
 

@@ -11,7 +11,7 @@ from stdnum.exceptions import ValidationError as StdnumValidationError
 
 from billing.exceptions import BillingFieldNotEditable, BillingProfileInvalid, TaxIdInvalid
 from billing.models import BillingProfile, ChangeBillingMode
-from billing.services.payments import stripe_customer_sync_enqueue
+from billing.services.stripe_customers import stripe_customer_sync_enqueue
 from subscriptions import policy
 from subscriptions.models import ActorKind, Customer, User
 from subscriptions.places import country_exists, country_name, subdivision_exists

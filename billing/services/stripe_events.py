@@ -17,6 +17,8 @@ from billing import stripe_client
 from billing.exceptions import BillingError, NotFound, PaymentProviderUnavailable
 from billing.models import StripeEvent, StripeEventStatus
 from billing.services import payments
+from billing.services.transitions import transition_allowed, transition_set
+from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import User
 from subscriptions.services.audit import audit_record
 from subscriptions.transient import is_transient
@@ -58,16 +60,10 @@ def stripe_event_store(*, event: dict) -> tuple[StripeEvent, bool]:
 
 
 def _enqueue(event_id: int) -> None:
-    from billing.tasks_payments import stripe_event_process_task
-
     try:
-        # A broker blip while publishing is retried here; should it outlast these retries the event stays pending
-        # and billing.stripe_events_sweep queues it again.
-        stripe_event_process_task.apply_async(
-            args=(event_id,),
-            retry=True,
-            retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0},
-        )
+        # Publishing retries a broker blip (CELERY_TASK_PUBLISH_RETRY_POLICY); should it outlast those retries the
+        # event stays pending and billing.stripe_events_sweep queues it again.
+        enqueue_on_commit("billing.stripe_event_process", event_id=event_id)
     except Exception:
         # The event is stored: our answer to Stripe must not depend on processing (with eager tasks in development
         # a processing retry surfaces here). The event keeps its status and error and can be retried from admin.
@@ -103,9 +99,14 @@ def stripe_event_process(*, event_id: int) -> str:
             exc_info=True,
         )
         status, error = StripeEventStatus.FAILED, f"{type(exc).__name__}: {exc}"
-    StripeEvent.objects.filter(pk=event.pk).update(
-        status=status, error=error[:2000], processed_at=timezone.now() if status != StripeEventStatus.FAILED else None
-    )
+    with transaction.atomic():
+        event = StripeEvent.objects.select_for_update().get(pk=event.pk)
+        # A concurrent run may have processed the event meanwhile: its final status stands (STRIPE_EVENT_TRANSITIONS).
+        if transition_allowed(event, status):
+            transition_set(event, status)
+            event.error = error[:2000]
+            event.processed_at = timezone.now() if status != StripeEventStatus.FAILED else None
+            event.save(update_fields=["status", "error", "processed_at"])
     if transient:
         return "retry"
     return status

@@ -41,8 +41,7 @@ from billing.services.invoices import (
     invoices_recheck_for_customer,
 )
 from billing.services.profiles import billing_profile_update
-from billing.tasks import billing_run_task, tax_exemptions_daily_task
-from billing.tasks_payments import dunning_run_task
+from billing.tasks import billing_run_task, dunning_run_task, tax_exemptions_daily_task
 from portal.services.signup import ExemptionDeclaration, signup_create
 from portal.simulation.world import CITIES, TAXED_STATES, UNTAXED_STATES, SimCustomer, german_vat_id
 from subscriptions.exceptions import SubscriptionError

@@ -9,7 +9,7 @@ from billing.models import CreditNote, InvoiceStatus, PaymentKind, PaymentStatus
 from billing.services import payments
 from billing.services.credit_notes import credit_note_create
 from billing.services.invoices import DraftLine, invoice_approve_and_issue, invoice_draft_create
-from billing.tasks_payments import credit_note_refund_task
+from billing.tasks import credit_note_refund_task
 from subscriptions.models import AuditEvent
 from tests.billing.stripe_support import save_card
 

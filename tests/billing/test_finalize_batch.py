@@ -210,8 +210,8 @@ def _run(path, ids, monkeypatch, django_capture_on_commit_callbacks) -> dict:
     """Finalize `ids` with `path` inside a savepoint that is rolled back afterwards, so both paths start from the
     same state; return the outcome, with the ids the after-commit callbacks queue the after-issue task for."""
     queued: list[int] = []
-    monkeypatch.setattr("billing.services.invoices._after_issue", queued.append)
-    monkeypatch.setattr("billing.services.invoices._after_issue_many", queued.extend)
+    monkeypatch.setattr("billing.services.invoices.issue._after_issue", queued.append)
+    monkeypatch.setattr("billing.services.invoices.issue._after_issue_many", queued.extend)
     outcome = None
     try:
         with transaction.atomic():
@@ -324,7 +324,11 @@ def test_billing_run_fan_out_queues_finalize_chunks_for_the_workers(staff, ca_ta
     for n in range(5):
         SubscriptionFactory(customer=_customer(f"Fan{n}", staff), current_period_start=utc(2026, 10, 1))
     queued: list[list[int]] = []
-    monkeypatch.setattr(finalize_drafts_chunk_task, "delay", queued.append)
+    # what the service queues (through billing's on-commit helper), recorded instead of sent to a broker
+    monkeypatch.setattr(
+        "billing.services.billing_run.enqueue_on_commit",
+        lambda task_name, /, **kwargs: queued.append(kwargs["invoice_ids"]),
+    )
 
     result = billing_run(as_of=utc(2026, 10, 2), chunk_size=2, finalize_fan_out=True)
 

@@ -9,8 +9,7 @@ from django.test import RequestFactory
 
 from billing.models import StripeEvent, StripeEventStatus
 from billing.services import stripe_events
-from billing.tasks import tax_exemptions_daily_task
-from billing.tasks_payments import stripe_event_process_task
+from billing.tasks import stripe_event_process_task, tax_exemptions_daily_task
 from portal.api.views.accounts import MeApi
 from portal.celery import app
 from portal.views import errors
