@@ -41,8 +41,8 @@ from billing.models import (
     PaymentStatus,
     Refund,
 )
-from billing.money import minor_to_decimal
 from subscriptions.models import User
+from subscriptions.money import minor_to_major
 from subscriptions.services.audit import audit_record
 
 MAX_RANGE_DAYS = 366 * 2
@@ -65,7 +65,7 @@ def _next_month(moment: datetime) -> datetime:
 
 
 def _money(amount_minor: int, currency: str):
-    return minor_to_decimal(amount_minor, currency)
+    return minor_to_major(amount_minor, currency)
 
 
 # --- the revenue schedule ---------------------------------------------------------------------------------------------
