@@ -940,7 +940,7 @@ def record_bank_transfer(*, invoice: Invoice, amount_minor: int, reference: str,
     payment_record_manual(invoice_id=invoice.pk, amount_minor=amount_minor, reference=reference, actor=actor)
 
 
-# --- Payments and Stripe events (stripe work, issue 7) ---------------------------------------------------------------
+# --- Payments and Stripe events ---------------------------------------------------------------
 
 
 class RefundInline(ReadOnlyInline):

@@ -31,7 +31,7 @@ def memberships_for_user(*, user: User) -> list[Membership]:
     return list(Membership.objects.filter(user=user).select_related("customer").order_by("customer__name"))
 
 
-# --- issue 4: catalog, subscriptions, seats, people, audit ------------------------------------------------------
+# --- catalog, subscriptions, seats, people, audit ------------------------------------------------------
 
 
 class JourneyStage(models.TextChoices):
@@ -172,7 +172,7 @@ def audit_for_customer(*, customer: Customer, limit: int | None = 100) -> list[A
     return list(queryset[:limit] if limit else queryset)
 
 
-# --- Provisioning (issue 5) ---------------------------------------------------------------------------------------
+# --- Provisioning ---------------------------------------------------------------------------------------
 
 
 def feature_label_subquery(*, feature_ref: str = "feature_key"):

@@ -33,7 +33,7 @@ def _billing():
 
 
 def _discount_shape(result) -> dict:
-    """The discount part of a billed preview (issue 22): its lines, total, description, end and the code."""
+    """The discount part of a billed preview: its lines, total, description, end and the code."""
     return {
         "discount_lines": [
             {"description": line.description, "amount": line.amount_minor} for line in result.discount_lines
