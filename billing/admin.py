@@ -69,6 +69,8 @@ from billing.services.profiles import EDITABLE_FIELDS as PROFILE_EDITABLE_FIELDS
 from billing.services.profiles import billing_profile_update, billing_profile_validate, tax_id_normalize
 from billing.services.stripe_events import stripe_event_retry
 from subscriptions import policy
+from subscriptions.admin import ReadOnlyAdmin
+from subscriptions.admin import ReadOnlyInline as SubscriptionsReadOnlyInline
 from subscriptions.money import format_money_staff, minor_digits, minor_to_major
 
 INLINE_CERTIFICATE_TYPES = ("application/pdf", "image/png", "image/jpeg")
@@ -76,29 +78,8 @@ INLINE_CERTIFICATE_TYPES = ("application/pdf", "image/png", "image/jpeg")
 money = format_money_staff
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+class ReadOnlyInline(SubscriptionsReadOnlyInline):
+    show_change_link = False
 
 
 # --- Invoices --------------------------------------------------------------------------------------------------------
