@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -n 2
 PORT ?= 8000
 
-.PHONY: run run-prod test lint format migrate seed venv install system-deps clean help openapi screenshots test-calendar
+.PHONY: run run-prod test lint format migrate seed venv install system-deps clean help openapi screenshots test-calendar check-local-imports
 
 help:
 	@echo "make run   - start the portal (web + Celery worker + beat) with demo data on http://127.0.0.1:8000 (PORT=...)"
@@ -68,6 +68,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
+
+# Function-local imports of project modules without a `# local import: <reason>` comment (not in `lint` yet).
+check-local-imports: $(STAMP)
+	$(PY) scripts/check-local-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

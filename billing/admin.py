@@ -69,43 +69,17 @@ from billing.services.profiles import EDITABLE_FIELDS as PROFILE_EDITABLE_FIELDS
 from billing.services.profiles import billing_profile_update, billing_profile_validate, tax_id_normalize
 from billing.services.stripe_events import stripe_event_retry
 from subscriptions import policy
+from subscriptions.admin import ReadOnlyAdmin
+from subscriptions.admin import ReadOnlyInline as SubscriptionsReadOnlyInline
+from subscriptions.money import format_money_staff, minor_digits, minor_to_major
 
 INLINE_CERTIFICATE_TYPES = ("application/pdf", "image/png", "image/jpeg")
-_MINOR_DIGITS = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "JOD": 3, "OMR": 3, "TND": 3}
+# Staff-facing amounts: "USD 1,234.50" (unambiguous across currencies; no locale guessing in the back office).
+money = format_money_staff
 
 
-def money(amount_minor: int | None, currency: str) -> str:
-    """Staff-facing amount: "USD 1,234.50" (unambiguous across currencies; no locale guessing in the back office)."""
-    if amount_minor is None:
-        return ""
-    digits = _MINOR_DIGITS.get((currency or "").upper(), 2)
-    value = Decimal(int(amount_minor)).scaleb(-digits)
-    return f"{currency} {value:,.{digits}f}"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+class ReadOnlyInline(SubscriptionsReadOnlyInline):
+    show_change_link = False
 
 
 # --- Invoices --------------------------------------------------------------------------------------------------------
@@ -230,7 +204,9 @@ class InvoiceAdmin(ReadOnlyAdmin):
             extra_context["available"] = invoice_actions_for(request.user, invoice)
             extra_context["void_form"] = VoidForm()
             extra_context["credit_form"] = CreditNoteForm()
-            extra_context["paid_form"] = MarkPaidForm(initial={"amount": Decimal(invoice.amount_due_minor).scaleb(-2)})
+            extra_context["paid_form"] = MarkPaidForm(
+                initial={"amount": minor_to_major(invoice.amount_due_minor, invoice.currency)}
+            )
             extra_context["write_off_form"] = WriteOffForm()
             extra_context["approve_form"] = ApproveForm()
         return super().change_view(request, object_id, form_url, extra_context)
@@ -737,7 +713,7 @@ def invoice_review_context(invoice: Invoice) -> dict:
 
 def to_minor(value: Decimal, currency: str) -> int:
     """A staff-typed amount ("1234.50") in the currency's minor unit; refuses more decimals than the currency has."""
-    digits = _MINOR_DIGITS.get((currency or "").upper(), 2)
+    digits = minor_digits(currency)
     scaled = value.scaleb(digits)
     if scaled != scaled.to_integral_value():
         raise forms.ValidationError(f"{currency} amounts have at most {digits} decimals.")
@@ -945,7 +921,7 @@ def record_bank_transfer(*, invoice: Invoice, amount_minor: int, reference: str,
     payment_record_manual(invoice_id=invoice.pk, amount_minor=amount_minor, reference=reference, actor=actor)
 
 
-# --- Payments and Stripe events (stripe work, issue 7) ---------------------------------------------------------------
+# --- Payments and Stripe events ---------------------------------------------------------------
 
 
 class RefundInline(ReadOnlyInline):

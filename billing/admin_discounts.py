@@ -1,4 +1,4 @@
-"""Discounts back office (issue 22): billing staff create coupons and promotion codes, see redemptions, and attach a
+"""Discounts back office: billing staff create coupons and promotion codes, see redemptions, and attach a
 coupon to a customer with a preview of the next invoice — through billing.services.discounts, never by editing a
 discount here. A redeemed coupon is read-only (its terms were sold; create a new one instead).
 Permissions: portal/migrations/0009_discount_groups.py."""

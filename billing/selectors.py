@@ -12,19 +12,15 @@ from django.db.models.functions import Coalesce, JSONObject, TruncMonth
 
 from billing.exceptions import NotFound
 from billing.models import (
-    EDITABLE_STATUSES,
     BillingProfile,
     CreditNote,
     ExemptionStatus,
-    HoldReason,
     Invoice,
     InvoiceKind,
     InvoiceLine,
     InvoiceStatus,
-    PendingInvoiceItem,
     RefundStatus,
     TaxExemption,
-    TaxRate,
 )
 from billing.services.tax import TaxContext, tax_compute, tax_context_for
 from subscriptions.clock import utc_date
@@ -140,24 +136,6 @@ def tax_exemption_certificate_for_customer(*, customer: Customer, exemption_id: 
     return data, exemption.certificate_content_type, f"tax-certificate-{safe}.{extension}"
 
 
-def pending_items_for_customer(*, customer: Customer) -> QuerySet[PendingInvoiceItem]:
-    """Changes waiting for the next invoice."""
-    return PendingInvoiceItem.objects.filter(customer=customer, invoice__isnull=True).order_by("created_at", "id")
-
-
-def invoices_held(*, reason_code: str | None = None, older_than: datetime | None = None) -> QuerySet[Invoice]:
-    """Billing staff's review queue: held invoices, oldest first, optionally by hold reason and age."""
-    queryset = Invoice.objects.filter(status=InvoiceStatus.HELD).select_related("customer").order_by("created_at", "id")
-    if reason_code:
-        if reason_code not in HoldReason.values:
-            return queryset.none()
-        # JSON containment is not portable to SQLite; match the serialized code instead.
-        queryset = queryset.filter(hold_reasons__icontains=f'"{reason_code}"')
-    if older_than is not None:
-        queryset = queryset.filter(created_at__lt=older_than)
-    return queryset
-
-
 def invoice_previous(*, invoice: Invoice) -> Invoice | None:
     """The customer's previous issued invoice for the same subscription (for the staff diff)."""
     queryset = Invoice.objects.filter(customer_id=invoice.customer_id, issued_at__isnull=False).exclude(pk=invoice.pk)
@@ -198,13 +176,6 @@ def invoice_diff_against_previous(*, invoice: Invoice) -> dict:
         "current_total_minor": invoice.total_minor,
         "delta_total_minor": invoice.total_minor - (previous.total_minor if previous else 0),
     }
-
-
-def tax_rates_effective(*, on: date, country: str | None = None) -> QuerySet[TaxRate]:
-    queryset = TaxRate.objects.filter(effective_from__lte=on).filter(
-        Q(effective_to__isnull=True) | Q(effective_to__gt=on)
-    )
-    return queryset.filter(country=country) if country else queryset
 
 
 def right_first_time_by_month(*, since: date | None = None, until: date | None = None) -> list[dict]:
@@ -260,10 +231,6 @@ def right_first_time_by_month(*, since: date | None = None, until: date | None =
 
 def _month(value) -> date:
     return utc_date(value).replace(day=1) if isinstance(value, datetime) else value.replace(day=1)
-
-
-def invoices_editable_for_customer(*, customer: Customer) -> QuerySet[Invoice]:
-    return Invoice.objects.filter(customer=customer, status__in=EDITABLE_STATUSES).order_by("id")
 
 
 # --- next-invoice estimates (the portal dashboard) ---------------------------------------------------------------

@@ -1,3 +1,7 @@
+"""The Django project (settings, urls, Celery app, middleware) and the customer-facing site: `views/` (pages),
+`api/` (REST), `admin.py`/`backoffice.py` (the back office). Imports `billing` and `subscriptions`, never the reverse.
+"""
+
 import atexit
 import os
 import shutil

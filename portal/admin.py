@@ -21,7 +21,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from billing.exceptions import BillingError
-from billing.money import format_minor
 from billing.services import changes as billed_changes
 from portal.backoffice import customer_360
 from portal.models import ApiKey, ServiceToken
@@ -38,6 +37,7 @@ from subscriptions.admin import (
 from subscriptions.admin import SubscriptionAdmin as SubscriptionAdminBase
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import ActorKind, Customer, Interval, Subscription
+from subscriptions.money import format_money
 from subscriptions.services.notes import staff_note_add
 
 # The index lists the signed-in role's work queues (held invoices, exemptions, failed provisioning).
@@ -170,8 +170,8 @@ def _preview_rows(preview, currency: str) -> list[dict]:
             "description": line.description,
             "period": f"{line.period_start:%Y-%m-%d} → {line.period_end:%Y-%m-%d}",
             "quantity": line.quantity,
-            "unit": format_minor(line.unit_amount_minor, currency),
-            "amount": format_minor(line.amount_minor, currency),
+            "unit": format_money(line.unit_amount_minor, currency),
+            "amount": format_money(line.amount_minor, currency),
             "proration": line.proration,
         }
         for line in preview.lines
@@ -245,10 +245,10 @@ def staff_change_view(model_admin, request, subscription_id: int, *, kind: str):
         "preview": preview,
         "billed": billed,
         "preview_rows": _preview_rows(preview, currency) if preview else [],
-        "amount_due_now": format_minor(preview.amount_due_now_minor, currency) if preview else "",
-        "tax_now": format_minor(billed.tax_minor, currency) if billed else "",
-        "total_now": format_minor(billed.total_minor, currency) if billed else "",
-        "next_recurring": format_minor(billed.next_recurring_total_minor, currency) if billed else "",
+        "amount_due_now": format_money(preview.amount_due_now_minor, currency) if preview else "",
+        "tax_now": format_money(billed.tax_minor, currency) if billed else "",
+        "total_now": format_money(billed.total_minor, currency) if billed else "",
+        "next_recurring": format_money(billed.next_recurring_total_minor, currency) if billed else "",
         "idempotency_key": uuid.uuid4().hex,
         "submit_name": "_preview",
         "submit_label": "Preview",

@@ -11,7 +11,6 @@ from django.db.models import Count, Prefetch
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.admin import money
 from billing.models import (
     BillingProfile,
     CreditNote,
@@ -38,6 +37,7 @@ from subscriptions.models import (
     SubscriptionAddon,
     SubscriptionStatus,
 )
+from subscriptions.money import format_money_staff as money
 from subscriptions.selectors import JourneyStage, customer_journey_stage
 
 SECTION_LIMIT = 25

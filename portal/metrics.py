@@ -1,4 +1,4 @@
-"""/metrics in Prometheus's text format (issue 17; docs/operations.md, "Metrics").
+"""/metrics in Prometheus's text format (docs/operations.md, "Metrics").
 
 What is exposed, and where it comes from:
 

@@ -1,4 +1,4 @@
-"""Credentials and request bookkeeping for the REST API (issue 9).
+"""Credentials and request bookkeeping for the REST API.
 
 Secrets are never stored: only the SHA-256 of a high-entropy random secret plus a short visible prefix, so a leaked
 database does not leak usable keys and a customer can still tell their keys apart.
@@ -118,7 +118,7 @@ class EffortSurveyResponse(models.Model):
     """The one-question effort survey after a self-service change or sign-up ("How easy was that?" 1–7), for
     customer health.
 
-    Owned by the portal pages (issue 8); one answer per person per change (or per sign-up), so a double-submit cannot
+    One answer per person per change (or per sign-up), so a double-submit cannot
     skew the score.
     """
 

@@ -390,7 +390,7 @@ CACHES = {
     )
 }
 
-# --- Production profile (issue 17; docs/deploy.md) -----------------------------------------------------------------
+# --- Production profile (docs/deploy.md) -----------------------------------------------------------------
 # Production never falls back to a development default: SQLite would split the data per host and local-memory
 # caches would give every web process its own throttle and sign-in counters.
 if PRODUCTION:

@@ -15,20 +15,16 @@ from subscriptions.models import (
     Entitlement,
     EntitlementKind,
     EntitlementState,
-    Invitation,
     Membership,
     Package,
     PackageComponent,
     Price,
     ProvisioningRun,
     RunOutcome,
-    ScheduledChange,
     SeatAssignment,
     SeatLedgerEntry,
     Sku,
     Subscription,
-    SubscriptionAddon,
-    SubscriptionChange,
     SubscriptionStatus,
     User,
 )
@@ -38,15 +34,7 @@ def memberships_for_user(*, user: User) -> list[Membership]:
     return list(Membership.objects.filter(user=user).select_related("customer").order_by("customer__name"))
 
 
-def subscriptions_live_for_customer(*, customer: Customer) -> QuerySet[Subscription]:
-    return (
-        Subscription.objects.filter(customer=customer, status__in=LIVE_STATUSES)
-        .select_related("package")
-        .order_by("created_at")
-    )
-
-
-# --- issue 4: catalog, subscriptions, seats, people, audit ------------------------------------------------------
+# --- catalog, subscriptions, seats, people, audit ------------------------------------------------------
 
 
 class JourneyStage(models.TextChoices):
@@ -104,10 +92,6 @@ def seats_assigned_count(*, subscription: Subscription) -> int:
     return SeatAssignment.objects.filter(subscription=subscription).count()
 
 
-def seat_assignments_for_subscription(*, subscription: Subscription) -> list[SeatAssignment]:
-    return list(SeatAssignment.objects.filter(subscription=subscription).select_related("user").order_by("user__email"))
-
-
 def seats_at(*, subscription: Subscription, moment: datetime) -> int:
     """The purchased seat count at `moment`, answered from the append-only seat ledger (0 before it started)."""
     entry = (
@@ -153,37 +137,6 @@ def seats_provisioned_for_subscriptions(*, subscription_ids) -> dict[int, SeatsP
     }
 
 
-def seat_ledger_for_subscription(*, subscription: Subscription) -> list[SeatLedgerEntry]:
-    return list(
-        SeatLedgerEntry.objects.filter(subscription=subscription).select_related("actor").order_by("effective_at", "pk")
-    )
-
-
-def scheduled_changes_for_subscription(*, subscription: Subscription) -> list[ScheduledChange]:
-    """Pending changes (not applied, not canceled), soonest first."""
-    return list(
-        ScheduledChange.objects.filter(
-            subscription=subscription, applied_at__isnull=True, canceled_at__isnull=True
-        ).order_by("effective_at", "pk")
-    )
-
-
-def subscription_addons_live(*, subscription: Subscription) -> list[SubscriptionAddon]:
-    return list(
-        SubscriptionAddon.objects.filter(subscription=subscription, ended_at__isnull=True)
-        .select_related("package")
-        .order_by("started_at", "pk")
-    )
-
-
-def subscription_changes_for_subscription(*, subscription: Subscription) -> list[SubscriptionChange]:
-    return list(
-        SubscriptionChange.objects.filter(subscription=subscription)
-        .select_related("actor")
-        .order_by("-created_at", "-pk")
-    )
-
-
 def packages_public(*, currency: str | None = None, interval: str | None = None) -> list[Package]:
     """Active public base packages in display order, with components, SKUs, active prices and add-ons prefetched.
 
@@ -216,31 +169,13 @@ def packages_public(*, currency: str | None = None, interval: str | None = None)
     )
 
 
-def package_by_slug(*, slug: str) -> Package | None:
-    return Package.objects.filter(slug=slug).prefetch_related("components__sku", "prices").first()
-
-
 def audit_for_customer(*, customer: Customer, limit: int | None = 100) -> list[AuditEvent]:
     """The customer's audit trail, most recent first by when things happened, with the actor loaded."""
     queryset = AuditEvent.objects.filter(customer=customer).select_related("actor").order_by("-occurred_at", "-pk")
     return list(queryset[:limit] if limit else queryset)
 
 
-def members_for_customer(*, customer: Customer) -> list[Membership]:
-    return list(Membership.objects.filter(customer=customer).select_related("user").order_by("user__email"))
-
-
-def invitations_pending_for_customer(*, customer: Customer) -> list[Invitation]:
-    return list(
-        Invitation.objects.filter(
-            customer=customer, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
-        )
-        .select_related("invited_by")
-        .order_by("-created_at")
-    )
-
-
-# --- Provisioning (issue 5) ---------------------------------------------------------------------------------------
+# --- Provisioning ---------------------------------------------------------------------------------------
 
 
 def feature_label_subquery(*, feature_ref: str = "feature_key"):

@@ -22,7 +22,6 @@ from django.utils.dateparse import parse_datetime
 
 from billing.exceptions import BillingError
 from billing.models import BillingProfile, ChangeBillingMode, Invoice, InvoiceKind, LineKind, PendingInvoiceItem
-from billing.money import format_minor
 from billing.services import discounts
 from billing.services.billing_run import finalize_drafts, renew_chunk
 from billing.services.discounts import ChargeLine, DiscountLine, DiscountTerms
@@ -30,6 +29,7 @@ from billing.services.invoices import DraftLine, invoice_draft_create, invoice_f
 from billing.services.tax import AppliedRate, tax_compute, tax_context_for
 from subscriptions import clock
 from subscriptions.models import Package, Subscription, SubscriptionChange, SubscriptionStatus, User
+from subscriptions.money import format_money
 from subscriptions.services import changes as sub_changes
 from subscriptions.services.changes.kinds import CHANGE_KINDS
 from subscriptions.services.terms import terms_current, terms_lines
@@ -121,7 +121,7 @@ def _profile_of(subscription: Subscription) -> BillingProfile | None:
 
 
 def _message(mode: str, total_minor: int, currency: str, next_date: datetime) -> str:
-    amount = format_minor(abs(total_minor), currency)
+    amount = format_money(abs(total_minor), currency)
     if mode == NOTHING_NOW:
         return "Nothing is charged now."
     if total_minor < 0:

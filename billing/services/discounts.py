@@ -48,7 +48,6 @@ from billing.models import (
     PendingInvoiceItem,
     PromotionCode,
 )
-from billing.money import format_minor
 from billing.services.tax import tax_compute, tax_context_for
 from subscriptions.models import (
     LIVE_STATUSES,
@@ -59,6 +58,7 @@ from subscriptions.models import (
     SubscriptionStatus,
     User,
 )
+from subscriptions.money import format_money
 from subscriptions.periods import add_months, period_end
 from subscriptions.services.audit import audit_record
 from subscriptions.services.terms import PreviewLine, format_day, terms_current, terms_lines, terms_projected
@@ -637,7 +637,7 @@ def discount_describe(terms: DiscountTerms | None, currency: str) -> str:
     if terms.kind == CouponKind.PERCENT:
         what = terms.label
     else:
-        what = f"{terms.name} ({format_minor(terms.amount_off_minor, currency)} off)"
+        what = f"{terms.name} ({format_money(terms.amount_off_minor, currency)} off)"
     return f"{what}, until {format_day(terms.ends_at)}" if terms.ends_at else f"{what}, no end date"
 
 

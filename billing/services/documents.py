@@ -23,10 +23,10 @@ from billing.einvoice import xml_from_pdf
 from billing.exceptions import EInvoiceFormatInvalid, EInvoiceInvalid, EInvoiceNotAvailable
 from billing.gc_frozen import long_lived_objects_frozen
 from billing.models import CreditNote, Invoice
-from billing.money import format_minor
 from billing.selectors import credit_note_get_for_customer, invoice_get_for_customer
 from billing.services.einvoices import credit_note_einvoice_pdf, invoice_einvoice_pdf, invoice_xrechnung_xml
 from subscriptions.models import Customer, Membership, Role, User
+from subscriptions.money import format_date, format_money
 from subscriptions.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
@@ -224,13 +224,14 @@ def invoice_send_issued_email(*, invoice_id: int, force: bool = False, actor: Us
     if not recipients:
         logger.warning("invoice %s has no billing e-mail recipients", invoice.number)
         return False
-    due = format_minor(invoice.amount_due_minor, invoice.currency)
+    where = invoice.billing_country or "US"  # the customer reads amounts and dates as written in their country
+    due = format_money(invoice.amount_due_minor, invoice.currency, where)
     body = (
         f"Hello,\n\nInvoice {invoice.number} from {invoice.seller_details.get('name', '')} for "
         f"{invoice.billing_legal_name} is attached.\n\n"
-        f"Total: {format_minor(invoice.total_minor, invoice.currency)}\n"
+        f"Total: {format_money(invoice.total_minor, invoice.currency, where)}\n"
         f"Amount due: {due}"
-        + (f" by {invoice.due_on.isoformat()}" if invoice.due_on and invoice.amount_due_minor else "")
+        + (f" by {format_date(invoice.due_on, where)}" if invoice.due_on and invoice.amount_due_minor else "")
         + (f"\nPO number: {invoice.po_number}" if invoice.po_number else "")
         + (
             "\n\nThe attached PDF is a Factur-X / ZUGFeRD e-invoice (EN 16931): the structured invoice data is "

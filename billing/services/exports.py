@@ -41,9 +41,9 @@ from billing.models import (
     PaymentStatus,
     Refund,
 )
-from billing.money import minor_to_decimal
 from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import User
+from subscriptions.money import minor_to_major
 from subscriptions.services.audit import audit_record
 
 MAX_RANGE_DAYS = 366 * 2
@@ -66,7 +66,28 @@ def _next_month(moment: datetime) -> datetime:
 
 
 def _money(amount_minor: int, currency: str):
-    return minor_to_decimal(amount_minor, currency)
+    return minor_to_major(amount_minor, currency)
+
+
+def _money_movement(document, number, on, row, invoice, gross, *, customer_id, refers_to, reference) -> dict:
+    """A payment or refund row of the export: money moved, no tax of its own, tied to the document it settles."""
+    return {
+        "document": document,
+        "number": number,
+        "date": on.date().isoformat(),
+        "customer_id": customer_id,
+        "customer": invoice.billing_legal_name or invoice.customer.name,
+        "vat_id": _vat_ids(invoice),
+        "po_number": invoice.po_number,
+        "status": row.status,
+        "currency": row.currency,
+        "net": "",
+        "tax": "",
+        "gross": gross,
+        "tax_by_rate": "",
+        "refers_to": refers_to,
+        "reference": reference,
+    }
 
 
 # --- the revenue schedule ---------------------------------------------------------------------------------------------
@@ -277,25 +298,18 @@ def accounting_export_data(*, start: date, end: date, progress: Callable[[int], 
         .order_by("on", "pk")
     )
     for payment in payments:
-        invoice = payment.invoice
         data.documents.append(
-            {
-                "document": "payment",
-                "number": f"PAY-{payment.pk}",
-                "date": payment.on.date().isoformat(),
-                "customer_id": payment.customer_id,
-                "customer": invoice.billing_legal_name or invoice.customer.name,
-                "vat_id": _vat_ids(invoice),
-                "po_number": invoice.po_number,
-                "status": payment.status,
-                "currency": payment.currency,
-                "net": "",
-                "tax": "",
-                "gross": _money(payment.amount_minor, payment.currency),
-                "tax_by_rate": "",
-                "refers_to": invoice.number,
-                "reference": payment.reference or payment.stripe_charge_id or payment.get_kind_display(),
-            }
+            _money_movement(
+                "payment",
+                f"PAY-{payment.pk}",
+                payment.on,
+                payment,
+                payment.invoice,
+                _money(payment.amount_minor, payment.currency),
+                customer_id=payment.customer_id,
+                refers_to=payment.invoice.number,
+                reference=payment.reference or payment.stripe_charge_id or payment.get_kind_display(),
+            )
         )
     refunds = list(
         Refund.objects.filter(created_at__gte=since, created_at__lt=until)
@@ -303,25 +317,18 @@ def accounting_export_data(*, start: date, end: date, progress: Callable[[int], 
         .order_by("created_at", "pk")
     )
     for refund in refunds:
-        invoice = refund.credit_note.invoice
         data.documents.append(
-            {
-                "document": "refund",
-                "number": f"REF-{refund.pk}",
-                "date": refund.created_at.date().isoformat(),
-                "customer_id": invoice.customer_id,
-                "customer": invoice.billing_legal_name or invoice.customer.name,
-                "vat_id": _vat_ids(invoice),
-                "po_number": invoice.po_number,
-                "status": refund.status,
-                "currency": refund.currency,
-                "net": "",
-                "tax": "",
-                "gross": -_money(refund.amount_minor, refund.currency),
-                "tax_by_rate": "",
-                "refers_to": refund.credit_note.number,
-                "reference": refund.reference or refund.stripe_refund_id,
-            }
+            _money_movement(
+                "refund",
+                f"REF-{refund.pk}",
+                refund.created_at,
+                refund,
+                refund.credit_note.invoice,
+                -_money(refund.amount_minor, refund.currency),
+                customer_id=refund.credit_note.invoice.customer_id,
+                refers_to=refund.credit_note.number,
+                reference=refund.reference or refund.stripe_refund_id,
+            )
         )
     progress(75)
     data.revenue = _revenue_schedule(invoices)

@@ -1,6 +1,6 @@
 from django import template
 
-from billing.money import format_minor
+from subscriptions.money import format_money
 
 register = template.Library()
 
@@ -10,4 +10,4 @@ def money(amount_minor, currency):
     """{% money invoice.total_minor invoice.currency %}"""
     if amount_minor is None:
         return ""
-    return format_minor(int(amount_minor), currency)
+    return format_money(int(amount_minor), currency)

@@ -12,7 +12,7 @@ from subscriptions.models import Subscription
 
 
 def _discount_shape(result) -> dict:
-    """The discount part of a billed preview (issue 22): its lines, total, description, end and the code."""
+    """The discount part of a billed preview: its lines, total, description, end and the code."""
     return {
         "discount_lines": [
             {"description": line.description, "amount": line.amount_minor} for line in result.discount_lines

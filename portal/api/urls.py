@@ -1,4 +1,4 @@
-"""/api/v1/… — the paths are part of the public contract (issue 9): never rename one."""
+"""/api/v1/… — the paths are part of the public contract: never rename one."""
 
 from django.urls import path, re_path
 

@@ -1,4 +1,4 @@
-"""Self-serve sign-up (portal pages, issue 8): a new company, its first owner and its first subscription, at once.
+"""Self-serve sign-up: a new company, its first owner and its first subscription, at once.
 
 Everything happens in one transaction, through the owning services (billing profile, subscription, tax exemption,
 seat assignment), so a bad billing detail or certificate leaves nothing half-created: the person can fix the field

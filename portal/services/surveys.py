@@ -1,4 +1,4 @@
-"""The effort survey after a self-service change or a sign-up (portal pages, issue 8)."""
+"""The effort survey after a self-service change or a sign-up."""
 
 from django.db import IntegrityError, transaction
 

@@ -2,7 +2,7 @@
 
 from django import template
 
-from portal.money import format_money
+from subscriptions.money import format_money
 
 register = template.Library()
 

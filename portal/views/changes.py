@@ -112,7 +112,7 @@ class PreviewView:
     tax_note: str = ""
     recurring_interval: str = ""  # "month" | "year": the period the new recurring amount is for
     current_interval: str = ""
-    # Discounts (issue 22): the lines after each discounted line, their sum, and what/until when.
+    # Discounts: the lines after each discounted line, their sum, and what/until when.
     discount_lines: tuple = ()
     discount_minor: int = 0
     discount_description: str = ""

@@ -437,7 +437,7 @@ def test_invoice_pdf_shows_the_discount_lines_and_the_discounted_totals(
         invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff)
     data, _ = invoice_pdf_for_customer(customer=customer, invoice_id=invoice.pk)
     text = _text(data)
-    for expected in ("Discount: Launch 20 (20 % off)", "−$20.00", "−$10.00", "$120.00", "$8.70", "$128.70"):
+    for expected in ("Discount: Launch 20 (20 % off)", "-$20.00", "-$10.00", "$120.00", "$8.70", "$128.70"):
         assert expected in text, expected
 
 

@@ -215,3 +215,14 @@ def test_selectors_only_read_rendering_a_missing_pdf_is_a_service():
     source = inspect.getsource(billing.selectors)
     assert "render_pdf" not in source and "pdf_for_customer" not in source
     assert callable(billing.services.documents.invoice_pdf_for_customer)
+
+
+def test_invoice_email_writes_amounts_and_the_due_date_as_the_customer_s_country_does(
+    customer, staff, ca_tax, django_capture_on_commit_callbacks
+):
+    mail.outbox.clear()
+    invoice = _issue(customer, staff, django_capture_on_commit_callbacks)
+    [message] = mail.outbox
+    assert "Total: $160.88" in message.body
+    # en_US: "Dec 1, 2026", not the ISO "2026-12-01" a customer would have to read as a machine does
+    assert f"by {invoice.due_on:%b} {invoice.due_on.day}, {invoice.due_on.year}" in message.body

@@ -316,7 +316,7 @@ class CreditNoteListApi(ApiView):
 # --- tax exemptions ----------------------------------------------------------------------------------------------
 
 
-# The API's exemption states are exactly these four (issue 9 contract). The model also has `superseded` (a newer
+# The API's exemption states are exactly these four. The model also has `superseded` (a newer
 # certificate replaced this one); to API callers a replaced certificate is no longer in force, so it reads `expired`
 # and `replaced_by` names the certificate that replaced it (docs/api.md). ENUM_NAME_OVERRIDES points the schema's
 # ExemptionStatusEnum here, so the documented enum is what is returned.

@@ -1,4 +1,4 @@
-"""Discounts on a subscription (issue 22): preview the next invoice with a promotion code, then redeem it.
+"""Discounts on a subscription: preview the next invoice with a promotion code, then redeem it.
 
 Both calls run every check redeeming makes (expiry, limits, first-time customers, minimum seats, packages,
 currency); a bad code is a coded 4xx — promotion_code_invalid, promotion_code_expired, promotion_code_not_applicable,
