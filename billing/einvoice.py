@@ -15,7 +15,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -61,15 +61,30 @@ class Party:
 
 
 @dataclass
+class Allowance:
+    """A discount as EN 16931 states it: on a line (BG-27) or on the document (BG-20; BG-21 when `charge`).
+    `amount_minor` is positive; `base_minor`/`percent` are stated when the discount is a percentage of a base."""
+
+    amount_minor: int
+    reason: str
+    base_minor: int | None = None
+    percent: Decimal | None = None
+    category: str = ""  # document level only: the VAT category and rate the allowance reduces (BT-95, BT-96)
+    rate: Decimal = Decimal("0.00")
+    charge: bool = False
+
+
+@dataclass
 class Line:
     description: str
     quantity: int
     unit_minor: int
-    amount_minor: int
+    amount_minor: int  # the line net amount (BT-131): quantity × price less its allowances
     category: str
     rate: Decimal
     note: str = ""
     period: tuple[date, date] | None = None
+    allowances: list[Allowance] = field(default_factory=list)
 
 
 @dataclass
@@ -109,6 +124,20 @@ class Document:
     notes: list[str] = field(default_factory=list)
     preceding_number: str = ""
     preceding_date: date | None = None
+    allowances: list[Allowance] = field(default_factory=list)  # document level: BG-20, and BG-21 for charges
+
+    @property
+    def line_total_minor(self) -> int:
+        """BT-106: the sum of the line net amounts; BT-109 (the stored subtotal) = BT-106 − BT-107 + BT-108."""
+        return sum(line.amount_minor for line in self.lines)
+
+    @property
+    def allowance_total_minor(self) -> int:
+        return sum(a.amount_minor for a in self.allowances if not a.charge)
+
+    @property
+    def charge_total_minor(self) -> int:
+        return sum(a.amount_minor for a in self.allowances if a.charge)
 
 
 def amount(minor: int, currency: str) -> Decimal:
@@ -149,6 +178,38 @@ def _quantity_and_price(quantity: int, unit_minor: int, amount_minor: int) -> tu
     return (-1 if amount_minor < 0 else 1), abs(amount_minor), note
 
 
+DISCOUNT_KIND = "discount"  # billing.models.LineKind.DISCOUNT (no model import here: see the module docstring)
+DISCOUNT_REASON_CODE = "95"  # UNTDID 5189 "Discount"
+
+
+def _discounts_line(charge_line, discount_line, target: Line) -> bool:
+    """Whether `discount_line` can be stated as an allowance of the line before it: same rate, a charge that it
+    lowers and never below zero (a fixed discount never takes a line below zero)."""
+    return (
+        charge_line.amount_minor > 0
+        and discount_line.amount_minor < 0
+        and target.amount_minor + discount_line.amount_minor >= 0
+        and _rate(charge_line.tax_rate) == _rate(discount_line.tax_rate)
+    )
+
+
+def _allowance(discount_line, base_minor: int | None, percent, currency: str) -> Allowance:
+    """The allowance a stored discount line states; the percentage only when the base and it give the stored amount
+    at the currency's precision (so BT-136 = BT-137 × BT-138 / 100 holds as written)."""
+    value = abs(discount_line.amount_minor)
+    stated_percent = None
+    if percent is not None and base_minor:
+        exact = Decimal(base_minor) * Decimal(percent) / 100
+        if int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP)) == value:
+            stated_percent = Decimal(percent).quantize(Decimal("0.01"))
+    return Allowance(
+        amount_minor=value,
+        reason=discount_line.description[:1000] or "Discount",
+        base_minor=base_minor if stated_percent is not None else None,
+        percent=stated_percent,
+    )
+
+
 def seller_party(seller: dict) -> Party:
     return Party(
         name=seller.get("legal_name") or seller.get("name", ""),
@@ -177,15 +238,45 @@ def buyer_party(invoice) -> Party:
 
 
 def invoice_document(
-    *, invoice, lines, tax_lines, number: str | None = None, issued_on: date | None = None, due_on=None
+    *,
+    invoice,
+    lines,
+    tax_lines,
+    number: str | None = None,
+    issued_on: date | None = None,
+    due_on=None,
+    discount_percents: dict[int, Decimal] | None = None,
 ) -> Document:
     """The EN 16931 view of an invoice. `number`/`issued_on`/`due_on` override the stored ones for the pre-issue
-    check, which validates the document the invoice is about to become (same data, number not yet drawn)."""
+    check, which validates the document the invoice is about to become (same data, number not yet drawn).
+
+    Discount lines become allowances: the discount of the line right before it is that line's allowance (BG-27:
+    reason, amount, base = the line's amount, and the coupon's percentage from `discount_percents`, by discount id,
+    when given); any other (no line to attach to, or one that lowers a credit) is a document-level allowance or
+    charge in its VAT category (BG-20/BG-21). The totals still come from the stored minor units: BT-109 is the
+    stored subtotal, BT-106 the sum of the line net amounts, and BT-106 − BT-107 + BT-108 = BT-109."""
     seller = invoice.seller_details or {}
     zero_category, reason, reason_code = _vat_situation(invoice)
-    doc_lines = []
+    doc_lines: list[Line] = []
+    document_allowances: list[Allowance] = []
+    previous = None  # the stored line the last document line came from
     for line in lines:
         rate = _rate(line.tax_rate)
+        category = _line_category(rate, zero_category)
+        if line.kind == DISCOUNT_KIND:
+            percent = (discount_percents or {}).get(line.discount_id)
+            target = doc_lines[-1] if doc_lines and previous is not None else None
+            if target is not None and _discounts_line(previous, line, target):
+                # BG-27: the discount of the line right before it (discount lines follow the line they discount)
+                target.allowances.append(_allowance(line, previous.amount_minor, percent, invoice.currency))
+                target.amount_minor += line.amount_minor
+            else:
+                # BG-20 (or BG-21 for a discount that lowers a credit): on the document, in the line's VAT category
+                allowance = _allowance(line, None, None, invoice.currency)
+                allowance.category, allowance.rate, allowance.charge = category, rate, line.amount_minor > 0
+                document_allowances.append(allowance)
+            previous = None
+            continue
         quantity, unit, note = _quantity_and_price(line.quantity, line.unit_amount_minor, line.amount_minor)
         doc_lines.append(
             Line(
@@ -193,12 +284,13 @@ def invoice_document(
                 quantity=quantity,
                 unit_minor=unit,
                 amount_minor=line.amount_minor,
-                category=_line_category(rate, zero_category),
+                category=category,
                 rate=rate,
                 note=note,
                 period=_inclusive_end(line.period_start, line.period_end),
             )
         )
+        previous = line
     # Standard-rated breakdown: the stored tax lines (taxable amount and tax per rate, rounded once at computation).
     vat: dict[tuple[str, Decimal], VatBreakdown] = {}
     for tax_line in tax_lines:
@@ -206,16 +298,18 @@ def invoice_document(
         entry = vat.setdefault(key, VatBreakdown("S", key[1], 0, 0))
         entry.basis_minor += tax_line.taxable_amount_minor
         entry.tax_minor += tax_line.tax_amount_minor
-    # Zero-rated lines (reverse charge, exempt, zero rate): their stored amounts, no tax.
-    for line in doc_lines:
-        if line.category != "S":
+    # Zero-rated lines (reverse charge, exempt, zero rate): their net amounts less document allowances, no tax.
+    zero_rated = [(line.category, line.rate, line.amount_minor) for line in doc_lines] + [
+        (a.category, a.rate, a.amount_minor if a.charge else -a.amount_minor) for a in document_allowances
+    ]
+    for category, rate, net_minor in zero_rated:
+        if category != "S":
             entry = vat.setdefault(
-                (line.category, line.rate),
-                VatBreakdown(line.category, line.rate, 0, 0, reason, reason_code if line.category == "AE" else ""),
+                (category, rate), VatBreakdown(category, rate, 0, 0, reason, reason_code if category == "AE" else "")
             )
-            entry.basis_minor += line.amount_minor
-        elif ("S", line.rate) not in vat:  # a rated line without a stored tax line: the rules will say so
-            vat[("S", line.rate)] = VatBreakdown("S", line.rate, 0, 0)
+            entry.basis_minor += net_minor
+        elif ("S", rate) not in vat:  # a rated line without a stored tax line: the rules will say so
+            vat[("S", rate)] = VatBreakdown("S", rate, 0, 0)
     issued = issued_on or (invoice.issued_at.date() if invoice.issued_at else None)
     due = due_on or invoice.due_on
     days = (due - issued).days if due and issued else None
@@ -244,6 +338,7 @@ def invoice_document(
         bic=seller.get("bic", ""),
         account_name=seller.get("legal_name") or seller.get("name", ""),
         notes=notes,
+        allowances=document_allowances,
     )
 
 
@@ -321,6 +416,28 @@ def _party(target, party: Party, *, with_email: bool) -> None:
         target.electronic_address.uri_ID = ("EM", party.email)
 
 
+def _allowance_element(allowance: Allowance, money, *, with_tax: bool):
+    from drafthorse.models.accounting import CategoryTradeTax, TradeAllowanceCharge
+
+    element = TradeAllowanceCharge()
+    element.indicator = allowance.charge
+    if allowance.percent is not None:
+        element.calculation_percent = allowance.percent
+    if allowance.base_minor is not None:
+        element.basis_amount = money(allowance.base_minor)
+    element.actual_amount = money(allowance.amount_minor)
+    if not allowance.charge:  # UNTDID 5189 names allowances; a charge (a discount lowering a credit) has reason text
+        element.reason_code = DISCOUNT_REASON_CODE
+    element.reason = allowance.reason
+    if with_tax:
+        tax = CategoryTradeTax()
+        tax.type_code = "VAT"
+        tax.category_code = allowance.category
+        tax.rate_applicable_percent = allowance.rate
+        element.trade_tax.add(tax)
+    return element
+
+
 def build_xml(document: Document, *, guideline: str = EN16931_GUIDELINE) -> bytes:
     """The CII XML of `document` (Factur-X EN 16931, or XRechnung CII with the XRechnung guideline)."""
     from drafthorse.models.accounting import ApplicableTradeTax
@@ -389,10 +506,12 @@ def build_xml(document: Document, *, guideline: str = EN16931_GUIDELINE) -> byte
     if document.due_date:
         terms.due = document.due_date
     settlement.terms.add(terms)
+    for allowance in document.allowances:
+        settlement.allowance_charge.add(_allowance_element(allowance, money, with_tax=True))
     summation = settlement.monetary_summation
-    summation.line_total = money(document.subtotal_minor)
-    summation.charge_total = money(0)
-    summation.allowance_total = money(0)
+    summation.line_total = money(document.line_total_minor)
+    summation.charge_total = money(document.charge_total_minor)
+    summation.allowance_total = money(document.allowance_total_minor)
     summation.tax_basis_total = money(document.subtotal_minor)
     summation.tax_total = (money(document.tax_minor), currency)
     summation.grand_total = money(document.total_minor)
@@ -418,6 +537,8 @@ def build_xml(document: Document, *, guideline: str = EN16931_GUIDELINE) -> byte
         item.settlement.trade_tax.rate_applicable_percent = line.rate
         if line.period:
             item.settlement.period.start, item.settlement.period.end = line.period
+        for allowance in line.allowances:
+            item.settlement.allowance_charge.add(_allowance_element(allowance, money, with_tax=False))
         item.settlement.monetary_summation.total_amount = money(line.amount_minor)
         doc.trade.items.add(item)
     # Validation is ours (the Factur-X 1.09 XSD and the Schematron, compiled once): drafthorse's own check would

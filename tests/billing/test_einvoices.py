@@ -15,7 +15,19 @@ from pypdf import PdfReader
 
 from billing import einvoice
 from billing.checks import seller_einvoice_check, seller_einvoice_problems
-from billing.models import BillingProfile, ExemptionStatus, HoldReason, Invoice, InvoiceStatus, TaxExemption
+from billing.models import (
+    BillingProfile,
+    Coupon,
+    CouponDuration,
+    CouponKind,
+    Discount,
+    ExemptionStatus,
+    HoldReason,
+    Invoice,
+    InvoiceStatus,
+    LineKind,
+    TaxExemption,
+)
 from billing.services.credit_notes import credit_note_create
 from billing.services.documents import (
     credit_note_render_pdf,
@@ -542,3 +554,123 @@ def test_validate_xml_reports_xsd_and_syntax_errors_as_holds():
     assert einvoice.hold_messages(result)[0].startswith("e-invoice invalid: XSD ")
     broken = einvoice.validate_xml(b"<unclosed")
     assert broken.xsd_errors[0].startswith("Not well-formed XML")
+
+
+# --- discounts as EN 16931 allowances (BG-20, BG-27) ---------------------------------------------------------------
+
+
+def _percent_discount(customer, percent="20"):
+    coupon = Coupon.objects.create(
+        name="Launch offer", kind=CouponKind.PERCENT, percent_off=Decimal(percent), duration=CouponDuration.FOREVER
+    )
+    return Discount.objects.create(coupon=coupon, customer=customer, starts_at=NOW)
+
+
+def _discount_line(amount_minor, *, discount=None, description="Discount: Launch offer (20 % off)"):
+    return DraftLine(
+        description=description,
+        unit_amount_minor=amount_minor,
+        amount_minor=amount_minor,
+        kind=LineKind.DISCOUNT,
+        discount_id=discount.pk if discount else None,
+    )
+
+
+def _allowances(node) -> list[dict]:
+    return [
+        {
+            "charge": element.findtext("ram:ChargeIndicator/*", namespaces=NS),
+            "percent": element.findtext("ram:CalculationPercent", namespaces=NS),
+            "base": element.findtext("ram:BasisAmount", namespaces=NS),
+            "amount": element.findtext("ram:ActualAmount", namespaces=NS),
+            "reason_code": element.findtext("ram:ReasonCode", namespaces=NS),
+            "reason": element.findtext("ram:Reason", namespaces=NS),
+            "category": element.findtext("ram:CategoryTradeTax/ram:CategoryCode", namespaces=NS),
+        }
+        for element in node.xpath("ram:SpecifiedTradeAllowanceCharge", namespaces=NS)
+    ]
+
+
+def _summation(root, name) -> Decimal:
+    return Decimal(_text(root, f"//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:{name}"))
+
+
+def test_einvoice_percentage_discounts_are_line_allowances_with_base_and_percentage(settings, staff):
+    # given: 20 % off both lines of a German invoice, each discount line right after the line it discounts
+    settings.SELLER_EU_VAT_COUNTRY = "DE"
+    _de_vat()
+    customer = _eu_customer()
+    discount = _percent_discount(customer)
+    team, seats = _team_lines()
+    invoice = _issue(customer, staff, [team, _discount_line(-2_000, discount=discount), seats, _discount_line(-1_000)])
+    # then: tax on the discounted amount, and the XML reconciles to the stored totals
+    assert (invoice.subtotal_minor, invoice.tax_minor, invoice.total_minor) == (12_000, 2_280, 14_280)
+    root = _xml_of(_pdf(invoice))
+    _assert_valid(etree.tostring(root))
+    items = root.xpath("//ram:IncludedSupplyChainTradeLineItem", namespaces=NS)
+    assert len(items) == 2  # the discount lines are allowances of their lines, not lines of their own
+    first, second = (item.xpath("ram:SpecifiedLineTradeSettlement", namespaces=NS)[0] for item in items)
+    assert _allowances(first) == [
+        {
+            "charge": "false",
+            "percent": "20.00",
+            "base": "100.00",
+            "amount": "20.00",
+            "reason_code": "95",
+            "reason": "Discount: Launch offer (20 % off)",
+            "category": None,
+        }
+    ]
+    # no discount id on the second: the amount alone, no guessed percentage
+    assert [(a["percent"], a["base"], a["amount"]) for a in _allowances(second)] == [(None, None, "10.00")]
+    line_totals = [Decimal(item.xpath(".//ram:LineTotalAmount", namespaces=NS)[0].text) for item in items]
+    assert line_totals == [Decimal("80.00"), Decimal("40.00")]
+    assert _summation(root, "LineTotalAmount") == Decimal("120.00") == sum(line_totals)
+    assert _summation(root, "AllowanceTotalAmount") == Decimal("0.00")
+    assert _summation(root, "TaxBasisTotalAmount") == einvoice.amount(invoice.subtotal_minor, "EUR")
+    assert _categories(root) == [("S", Decimal("19.00"), Decimal("120.00"), Decimal("22.80"))]
+
+
+def test_einvoice_discount_without_a_line_is_a_document_allowance(settings, staff):
+    # given: a fixed discount that is not next to a line it discounts (it comes first)
+    settings.SELLER_EU_VAT_COUNTRY = "DE"
+    _de_vat()
+    lines = [_discount_line(-1_500, description="Discount: Partner credit"), *_team_lines()]
+    invoice = _issue(_eu_customer(), staff, lines)
+    assert (invoice.subtotal_minor, invoice.tax_minor) == (13_500, 2_565)
+    root = _xml_of(_pdf(invoice))
+    _assert_valid(etree.tostring(root))
+    settlement = root.xpath("//ram:ApplicableHeaderTradeSettlement", namespaces=NS)[0]
+    assert _allowances(settlement) == [
+        {
+            "charge": "false",
+            "percent": None,
+            "base": None,
+            "amount": "15.00",
+            "reason_code": "95",
+            "reason": "Discount: Partner credit",
+            "category": "S",
+        }
+    ]
+    # BT-106 (lines) − BT-107 (allowances) = BT-109 (the stored subtotal), and the breakdown uses the net basis
+    assert _summation(root, "LineTotalAmount") == Decimal("150.00")
+    assert _summation(root, "AllowanceTotalAmount") == Decimal("15.00")
+    assert _summation(root, "TaxBasisTotalAmount") == Decimal("135.00")
+    assert _summation(root, "GrandTotalAmount") == einvoice.amount(invoice.total_minor, "EUR")
+    assert _categories(root) == [("S", Decimal("19.00"), Decimal("135.00"), Decimal("25.65"))]
+
+
+def test_einvoice_reverse_charge_discount_validates(staff):
+    # given: a reverse-charge customer (another EU country) with a discounted line
+    customer = _eu_customer("Soylent", country="FR", tax_id="FR40303265045")
+    discount = _percent_discount(customer, "12.5")
+    invoice = _issue(
+        customer,
+        staff,
+        [DraftLine(description="Team plan", unit_amount_minor=9_999), _discount_line(-1_250, discount=discount)],
+    )
+    root = _xml_of(_pdf(invoice))
+    _assert_valid(etree.tostring(root))
+    item = root.xpath("//ram:SpecifiedLineTradeSettlement", namespaces=NS)[0]
+    assert [(a["percent"], a["base"], a["amount"]) for a in _allowances(item)] == [("12.50", "99.99", "12.50")]
+    assert _categories(root) == [("AE", Decimal("0.00"), Decimal("87.49"), Decimal("0.00"))]
