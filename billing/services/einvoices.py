@@ -47,7 +47,8 @@ def invoice_einvoice_problems(
     *, invoice: Invoice, lines, tax_lines, profile: BillingProfile | None, now: datetime
 ) -> list[str]:
     """Hold messages ("e-invoice invalid: BR-… <rule>") for the e-invoice `invoice` is about to become, from the
-    in-memory rows just recomputed (no query, but one for a discounted invoice's coupon percentages); empty when it is not e-invoiced or passes the XSD and every rule."""
+    in-memory rows just recomputed (no query, but one for a discounted invoice's coupon percentages); empty when it
+    is not e-invoiced or passes the XSD and every rule."""
     if not invoice.e_invoice:
         return []
     terms = profile.payment_terms_days if profile is not None else 30

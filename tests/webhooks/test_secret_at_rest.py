@@ -58,7 +58,8 @@ def test_webhook_endpoint_rotate_secret_keeps_both_secrets_encrypted(owner_and_c
     # then
     row = _raw_row(endpoint.pk)
     assert old not in row and rotated.secret not in row
-    header = webhook_sign(secrets=WebhookEndpoint.objects.get(pk=endpoint.pk).signing_secrets(), timestamp=1, body=b"{}")
+    signing = WebhookEndpoint.objects.get(pk=endpoint.pk).signing_secrets()
+    header = webhook_sign(secrets=signing, timestamp=1, body=b"{}")
     assert webhook_verify(secret=old, header=header, body=b"{}", now=1)
     assert webhook_verify(secret=rotated.secret, header=header, body=b"{}", now=1)
 

@@ -1,6 +1,6 @@
 """Re-encrypt webhook signing secrets under the newest WEBHOOK_SECRET_KEYS key (the middle step of a key rotation).
 
-    WEBHOOK_SECRET_KEYS=new,old manage.py webhook_secrets_reencrypt   # then drop "old" from the setting
+WEBHOOK_SECRET_KEYS=new,old manage.py webhook_secrets_reencrypt   # then drop "old" from the setting
 """
 
 from django.core.management.base import BaseCommand
