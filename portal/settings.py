@@ -284,6 +284,8 @@ SELLER = {
     "vat_id": env("SELLER_VAT_ID", "DE811907980"),
     "iban": env("SELLER_IBAN", "DE89370400440532013000"),
     "bic": env("SELLER_BIC", "COBADEFFXXX"),
+    # XRechnung's seller contact needs a telephone number (BR-DE-6).
+    "phone": env("SELLER_PHONE", "+1 415 555 0100"),
 }
 # Factur-X e-invoices for EU business customers (docs/billing-rules.md, "E-invoices"); off = plain PDFs for all.
 E_INVOICING_ENABLED = env_bool("E_INVOICING_ENABLED", True)

@@ -116,17 +116,20 @@ def credit_note_einvoice_pdf(*, credit_note: CreditNote, pdf: bytes, lang: str =
 def invoice_xrechnung_xml(*, invoice: Invoice) -> bytes:
     """The invoice as XRechnung 3.0 (CII syntax): the same EN 16931 content with the XRechnung guideline, the
     seller contact and both electronic addresses XRechnung requires; the buyer reference (BT-10) is the profile's
-    Leitweg-ID, else the PO number. Validated against the EN 16931 rules before it is handed out."""
+    Leitweg-ID, else the PO number. Validated against the EN 16931 rules and XRechnung's BR-DE rules before it is
+    handed out; raises EInvoiceInvalid ("e-invoice invalid: BR-DE-… …") rather than hand out a failing file."""
     document = _invoice_document(invoice=invoice)
     if not document.buyer_reference:
         document.buyer_reference = invoice.number or ""
     xml = einvoice.build_xml(document, guideline=einvoice.XRECHNUNG_GUIDELINE)
     # The Factur-X Schematron encodes the EN 16931 rules but admits only Factur-X guideline IDs, so the identical
-    # content is checked under the EN 16931 ID; XRechnung's own national rules (BR-DE-*) are KoSIT's validator's job
-    # (docs/billing-rules.md says how to run it).
+    # content is checked under the EN 16931 ID; XRechnung's own national rules (BR-DE-*) are checked explicitly
+    # (einvoice.xrechnung_problems: KoSIT's Schematron is not available offline; docs/decisions.md "XRechnung").
     result = einvoice.validate_xml(
         xml.replace(einvoice.XRECHNUNG_GUIDELINE.encode(), einvoice.EN16931_GUIDELINE.encode(), 1)
     )
+    if result.valid:
+        result.failed.extend(einvoice.xrechnung_problems(xml))
     if not result.valid:
         raise EInvoiceInvalid(" ".join(einvoice.hold_messages(result)), validation=_validation_record(result))
     return xml

@@ -15,6 +15,7 @@ from pypdf import PdfReader
 
 from billing import einvoice
 from billing.checks import seller_einvoice_check, seller_einvoice_problems
+from billing.exceptions import EInvoiceInvalid
 from billing.models import (
     BillingProfile,
     Coupon,
@@ -350,7 +351,81 @@ def test_xrechnung_download_carries_the_leitweg_id(staff):
     assert _text(root, "//ram:BuyerReference") == "04011000-1234512345-06"
     assert _totals(root) == _expected(invoice, "EUR")
     assert _text(root, "//ram:SellerTradeParty/ram:DefinedTradeContact/ram:EmailURIUniversalCommunication/ram:URIID")
+    contact = "//ram:SellerTradeParty/ram:DefinedTradeContact/"
+    assert _text(root, contact + "ram:TelephoneUniversalCommunication/ram:CompleteNumber") == "+1 415 555 0100"
     _assert_valid(xml.replace(einvoice.XRECHNUNG_GUIDELINE.encode(), einvoice.EN16931_GUIDELINE.encode()))
+    assert einvoice.xrechnung_problems(xml) == []  # every BR-DE rule that can apply holds
+
+
+def _xrechnung(staff, **profile):
+    _de_vat()
+    customer = _eu_customer(buyer_reference="04011000-1234512345-06", **profile)
+    invoice = _issue(customer, staff, _team_lines())
+    return customer, invoice
+
+
+def test_xrechnung_without_a_seller_telephone_is_refused_with_br_de_6(settings, staff):
+    # given: no SELLER_PHONE when the invoice was computed (the seller is frozen on it)
+    settings.SELLER = {**settings.SELLER, "phone": ""}
+    customer, invoice = _xrechnung(staff)
+    # then: the Factur-X PDF is fine (EN 16931 has no such rule), the XRechnung file is refused with the rule
+    assert invoice.e_invoice_validation["valid"] is True
+    with pytest.raises(EInvoiceInvalid, match="BR-DE-6") as raised:
+        invoice_einvoice_for_customer(customer=customer, invoice_id=invoice.pk, fmt="xrechnung")
+    assert raised.value.validation["valid"] is False
+
+
+def _drop(path):
+    def mutate(root):
+        for node in root.xpath(path, namespaces=NS):
+            node.getparent().remove(node)
+
+    return mutate
+
+
+def _set(path, value):
+    def mutate(root):
+        for node in root.xpath(path, namespaces=NS):
+            node.text = value
+
+    return mutate
+
+
+_SETTLEMENT_PATH = "//ram:ApplicableHeaderTradeSettlement"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "rule"),
+    [
+        (_drop(f"{_SETTLEMENT_PATH}/ram:SpecifiedTradeSettlementPaymentMeans"), "BR-DE-1"),
+        (_drop("//ram:SellerTradeParty/ram:DefinedTradeContact"), "BR-DE-2"),
+        (_drop("//ram:SellerTradeParty/ram:PostalTradeAddress/ram:CityName"), "BR-DE-3"),
+        (_drop("//ram:SellerTradeParty/ram:PostalTradeAddress/ram:PostcodeCode"), "BR-DE-4"),
+        (_drop("//ram:DefinedTradeContact/ram:PersonName"), "BR-DE-5"),
+        (_drop("//ram:DefinedTradeContact/ram:TelephoneUniversalCommunication"), "BR-DE-6"),
+        (_drop("//ram:DefinedTradeContact/ram:EmailURIUniversalCommunication"), "BR-DE-7"),
+        (_drop("//ram:BuyerTradeParty/ram:PostalTradeAddress/ram:CityName"), "BR-DE-8"),
+        (_drop("//ram:BuyerTradeParty/ram:PostalTradeAddress/ram:PostcodeCode"), "BR-DE-9"),
+        (_drop(f"{_SETTLEMENT_PATH}/ram:ApplicableTradeTax/ram:RateApplicablePercent"), "BR-DE-14"),
+        (_drop("//ram:BuyerReference"), "BR-DE-15"),
+        (_drop("//ram:SellerTradeParty/ram:SpecifiedTaxRegistration"), "BR-DE-16"),
+        (_set("//rsm:ExchangedDocument/ram:TypeCode", "71"), "BR-DE-17"),
+        (_set("//ram:PayeePartyCreditorFinancialAccount/ram:IBANID", "DE89370400440532013001"), "BR-DE-19"),
+        (_set("//ram:GuidelineSpecifiedDocumentContextParameter/ram:ID", einvoice.EN16931_GUIDELINE), "BR-DE-21"),
+        (_drop(f"{_SETTLEMENT_PATH}/*/ram:PayeePartyCreditorFinancialAccount"), "BR-DE-23"),
+        (_set("//rsm:ExchangedDocument/ram:TypeCode", "384"), "BR-DE-26"),
+    ],
+)
+def test_xrechnung_problems_names_each_broken_br_de_rule(staff, mutate, rule):
+    customer, invoice = _xrechnung(staff)
+    xml, _, _ = invoice_einvoice_for_customer(customer=customer, invoice_id=invoice.pk, fmt="xrechnung")
+    root = etree.fromstring(xml)
+    # when
+    mutate(root)
+    # then
+    failed = einvoice.xrechnung_problems(etree.tostring(root))
+    assert rule in {failure["rule"] for failure in failed}
+    assert all(failure["message"].startswith(f"[{failure['rule']}] ") for failure in failed)
 
 
 # --- validation holds the invoice ----------------------------------------------------------------------------------
