@@ -239,6 +239,22 @@ def buyer_party(invoice) -> Party:
     )
 
 
+def _invoice_parties_and_payment(invoice) -> dict:
+    """What an invoice and its credit notes state alike, from the invoice's frozen data: the parties, the buyer
+    reference and PO (BT-10/BT-13), the invoice period and the seller's account."""
+    seller = invoice.seller_details or {}
+    return {
+        "seller": seller_party(seller),
+        "buyer": buyer_party(invoice),
+        "buyer_reference": (invoice.buyer_details or {}).get("buyer_reference", "") or invoice.po_number,
+        "order_reference": invoice.po_number,
+        "period": _inclusive_end(invoice.period_start, invoice.period_end),
+        "iban": seller.get("iban", ""),
+        "bic": seller.get("bic", ""),
+        "account_name": seller.get("legal_name") or seller.get("name", ""),
+    }
+
+
 def invoice_document(
     *,
     invoice,
@@ -257,7 +273,6 @@ def invoice_document(
     when given); any other (no line to attach to, or one that lowers a credit) is a document-level allowance or
     charge in its VAT category (BG-20/BG-21). The totals still come from the stored minor units: BT-109 is the
     stored subtotal, BT-106 the sum of the line net amounts, and BT-106 − BT-107 + BT-108 = BT-109."""
-    seller = invoice.seller_details or {}
     zero_category, reason, reason_code = _vat_situation(invoice)
     doc_lines: list[Line] = []
     document_allowances: list[Allowance] = []
@@ -321,8 +336,7 @@ def invoice_document(
         number=number or invoice.number or "",
         issue_date=issued,
         currency=invoice.currency,
-        seller=seller_party(seller),
-        buyer=buyer_party(invoice),
+        **_invoice_parties_and_payment(invoice),
         lines=doc_lines,
         vat=list(vat.values()),
         subtotal_minor=invoice.subtotal_minor,
@@ -330,15 +344,9 @@ def invoice_document(
         total_minor=invoice.total_minor,
         # The document states what was owed when it was issued; later payments are not part of it.
         due_minor=invoice.total_minor,
-        buyer_reference=(invoice.buyer_details or {}).get("buyer_reference", "") or invoice.po_number,
-        order_reference=invoice.po_number,
-        period=_inclusive_end(invoice.period_start, invoice.period_end),
         due_date=due,
         payment_terms=(f"Net {days} days, due {due.isoformat()}." if days is not None else "")
         + " Pay by SEPA credit transfer to the account stated, or by card in the customer portal.",
-        iban=seller.get("iban", ""),
-        bic=seller.get("bic", ""),
-        account_name=seller.get("legal_name") or seller.get("name", ""),
         notes=notes,
         allowances=document_allowances,
     )
@@ -347,7 +355,6 @@ def invoice_document(
 def credit_note_document(*, credit_note, lines) -> Document:
     """The EN 16931 view of a credit note (type 381), referencing the invoice it corrects (BG-3)."""
     invoice = credit_note.invoice
-    seller = invoice.seller_details or {}
     zero_category, reason, reason_code = _vat_situation(invoice)
     doc_lines, vat = [], {}
     for line in lines:
@@ -374,22 +381,15 @@ def credit_note_document(*, credit_note, lines) -> Document:
         number=credit_note.number,
         issue_date=issued,
         currency=credit_note.currency,
-        seller=seller_party(seller),
-        buyer=buyer_party(invoice),
+        **_invoice_parties_and_payment(invoice),
         lines=doc_lines,
         vat=list(vat.values()),
         subtotal_minor=credit_note.subtotal_minor,
         tax_minor=credit_note.tax_minor,
         total_minor=credit_note.total_minor,
         due_minor=credit_note.total_minor,
-        buyer_reference=(invoice.buyer_details or {}).get("buyer_reference", "") or invoice.po_number,
-        order_reference=invoice.po_number,
-        period=_inclusive_end(invoice.period_start, invoice.period_end),
         due_date=issued,
         payment_terms=f"Credited against invoice {invoice.number}; any amount already paid is refunded.",
-        iban=seller.get("iban", ""),
-        bic=seller.get("bic", ""),
-        account_name=seller.get("legal_name") or seller.get("name", ""),
         notes=notes,
         preceding_number=invoice.number or "",
         preceding_date=invoice.issued_at.date() if invoice.issued_at else None,
