@@ -749,3 +749,26 @@ def test_einvoice_reverse_charge_discount_validates(staff):
     item = root.xpath("//ram:SpecifiedLineTradeSettlement", namespaces=NS)[0]
     assert [(a["percent"], a["base"], a["amount"]) for a in _allowances(item)] == [("12.50", "99.99", "12.50")]
     assert _categories(root) == [("AE", Decimal("0.00"), Decimal("87.49"), Decimal("0.00"))]
+
+
+def test_einvoice_credit_note_of_a_discounted_line_credits_the_net_and_validates(settings, staff):
+    settings.SELLER_EU_VAT_COUNTRY = "DE"
+    _de_vat()
+    customer = _eu_customer()
+    team, seats = _team_lines()
+    invoice = _issue(customer, staff, [team, _discount_line(-2_000, discount=_percent_discount(customer)), seats])
+    line = invoice.lines.order_by("position").first()
+    # when: the discounted line is credited in full (what was charged for it: 100.00 − 20.00)
+    note = credit_note_create(
+        invoice_id=invoice.pk,
+        reason_code="wrong_seat_count",
+        lines=[{"invoice_line_id": line.pk, "amount_minor": 8_000}],
+        actor=staff,
+    )
+    note = credit_note_render_pdf(credit_note_id=note.pk)
+    with note.pdf_file.open("rb") as handle:
+        root = _xml_of(handle.read())
+    # then
+    _assert_valid(etree.tostring(root))
+    assert _totals(root) == _expected(note, "EUR")
+    assert _totals(root)["lines"] == Decimal("80.00")
