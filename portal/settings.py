@@ -284,6 +284,8 @@ SELLER = {
     "vat_id": env("SELLER_VAT_ID", "DE811907980"),
     "iban": env("SELLER_IBAN", "DE89370400440532013000"),
     "bic": env("SELLER_BIC", "COBADEFFXXX"),
+    # XRechnung's seller contact needs a telephone number (BR-DE-6).
+    "phone": env("SELLER_PHONE", "+1 415 555 0100"),
 }
 # Factur-X e-invoices for EU business customers (docs/billing-rules.md, "E-invoices"); off = plain PDFs for all.
 E_INVOICING_ENABLED = env_bool("E_INVOICING_ENABLED", True)
@@ -467,6 +469,9 @@ WEBHOOK_RETRY_MAX_SECONDS = float(env("WEBHOOK_RETRY_MAX_SECONDS", str(6 * 3600)
 WEBHOOK_RETRY_WINDOW_SECONDS = float(env("WEBHOOK_RETRY_WINDOW_SECONDS", str(3 * 24 * 3600)))
 WEBHOOK_CLAIM_SECONDS = float(env("WEBHOOK_CLAIM_SECONDS", "60"))
 WEBHOOK_RESCAN_GRACE_SECONDS = float(env("WEBHOOK_RESCAN_GRACE_SECONDS", "30"))
+# Keys that encrypt endpoints' signing secrets at rest (subscriptions/secretbox.py), newest first; any listed key
+# decrypts, the first encrypts. Empty: one derived from SECRET_KEY. Rotation: docs/webhooks.md "Secrets at rest".
+WEBHOOK_SECRET_KEYS = env_list("WEBHOOK_SECRET_KEYS")
 # Test-only: lets endpoints be http:// on loopback (the tests' receiver on 127.0.0.1). Refused in production.
 WEBHOOKS_ALLOW_LOOPBACK_HTTP = env_bool("WEBHOOKS_ALLOW_LOOPBACK_HTTP", False)
 if WEBHOOKS_ALLOW_LOOPBACK_HTTP and PRODUCTION:

@@ -21,10 +21,13 @@ from subscriptions.models import (
     Price,
     ProvisioningRun,
     RunOutcome,
+    ScheduledChange,
+    ScheduledChangeKind,
     SeatAssignment,
     SeatLedgerEntry,
     Sku,
     Subscription,
+    SubscriptionChange,
     SubscriptionStatus,
     User,
 )
@@ -384,3 +387,67 @@ def _entitlement_label(name: str, kind: str, value: int | None) -> str:
     if kind in ("limit", "seats") and value is not None:
         return f"{name}: {value:,}"
     return name
+
+
+@dataclass(frozen=True)
+class PackageTimeline:
+    """Which package a subscription was on when: `(from, package slug)` steps in time order."""
+
+    steps: tuple[tuple[datetime, str], ...]
+    current: str
+    initial: str = ""  # the package before the first step, when the first step says (an immediate change does)
+
+    def at(self, moment: datetime | None) -> str:
+        """The package in force at `moment`: before the first step the one it replaced (else the first step's); the
+        current one with no history."""
+        if moment is None or not self.steps:
+            return self.current
+        package = self.initial or self.steps[0][1]
+        for since, slug in self.steps:
+            if since > moment:
+                break
+            package = slug
+        return package
+
+
+def package_timelines_for_subscriptions(*, subscription_ids) -> dict[int, PackageTimeline]:
+    """For each subscription, the packages it was on over time, from its own records (four queries, any count):
+    the package it was created with (audit), immediate package changes (audit, dated by the change's effective
+    time) and scheduled package changes applied at a period boundary. Exports label a line with the package in
+    force when its service began, not the package the customer is on today."""
+    ids = sorted(set(subscription_ids))
+    if not ids:
+        return {}
+    steps: dict[int, list[tuple[datetime, str, str]]] = {pk: [] for pk in ids}  # (since, package, package before)
+    audits = AuditEvent.objects.filter(
+        object_type="subscription",
+        object_id__in=[str(pk) for pk in ids],
+        action__in=["subscription.created", "subscription.package_changed"],
+    ).values_list("object_id", "action", "before", "after", "occurred_at")
+    change_times = dict(
+        SubscriptionChange.objects.filter(subscription_id__in=ids, kind=SubscriptionChange.Kind.PACKAGE).values_list(
+            "pk", "effective_at"
+        )
+    )
+    for object_id, action, before, after, occurred_at in audits:
+        after = after or {}
+        if action == "subscription.package_changed" and not after.get("immediate"):
+            continue  # scheduled: counted when it is applied (below), not when it was asked for
+        if after.get("package"):
+            since = change_times.get(after.get("change_id"), occurred_at)
+            steps[int(object_id)].append((since, after["package"], (before or {}).get("package", "")))
+    applied = ScheduledChange.objects.filter(
+        subscription_id__in=ids, kind=ScheduledChangeKind.PACKAGE, applied_at__isnull=False
+    ).values_list("subscription_id", "effective_at", "payload")
+    for subscription_id, effective_at, payload in applied:
+        if (payload or {}).get("package"):
+            steps[subscription_id].append((effective_at, payload["package"], ""))
+    current = dict(Subscription.objects.filter(pk__in=ids).values_list("pk", "package__slug"))
+    timelines = {}
+    for pk in ids:
+        ordered = sorted(steps[pk], key=lambda step: step[0])
+        initial = ordered[0][2] if ordered else ""  # what it was on before its first recorded change, if known
+        timelines[pk] = PackageTimeline(
+            steps=tuple((since, package) for since, package, _ in ordered), current=current.get(pk, ""), initial=initial
+        )
+    return timelines

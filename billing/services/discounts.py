@@ -391,13 +391,25 @@ def _coupon_checks(
     ):
         names = ", ".join(sorted(p.name for p in coupon.packages.all()))
         raise PromotionCodeNotApplicable(f"This offer applies only to {names}.")
+    # Discounts never stack: one applies to a subscription at a time (its own, else its customer's). A second one is
+    # refused with a coded 4xx instead of silently replacing the first.
     if subscription is not None:
         existing = DiscountsFor([subscription]).upcoming(subscription, at)
-        if existing is not None and existing.coupon_id != coupon.pk:
-            until = f" until {format_day(existing.ends_at)}" if existing.ends_at else ""
-            raise PromotionCodeNotApplicable(
-                f"Your subscription already has a discount ({existing.coupon.name}{until}); discounts do not combine."
-            )
+        holder = "Your subscription"
+    else:
+        existing = (
+            Discount.objects.filter(customer=customer, subscription=None)
+            .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
+            .select_related("coupon")
+            .order_by("-starts_at", "-pk")
+            .first()
+        )
+        holder = "Your account"
+    if existing is not None and existing.coupon_id != coupon.pk:
+        until = f" until {format_day(existing.ends_at)}" if existing.ends_at else ""
+        raise PromotionCodeNotApplicable(
+            f"{holder} already has a discount ({existing.coupon.name}{until}); discounts do not combine."
+        )
 
 
 def _promotion_code_checks(promotion_code, *, customer: Customer, at: datetime) -> None:

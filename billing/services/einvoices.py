@@ -15,7 +15,7 @@ from schwifty.exceptions import SchwiftyException
 
 from billing import einvoice
 from billing.exceptions import EInvoiceInvalid
-from billing.models import BillingProfile, CreditNote, Invoice
+from billing.models import BillingProfile, CouponKind, CreditNote, Discount, Invoice
 
 
 def _pending_number(now: datetime) -> str:
@@ -23,15 +23,36 @@ def _pending_number(now: datetime) -> str:
     return f"{getattr(settings, 'INVOICE_NUMBER_PREFIX', 'INV')}-{now.year}-PENDING"
 
 
+def _discount_percents(lines) -> dict:
+    """{discount id: the coupon's percentage} for the percentage discounts among `lines` (BT-138); one query, and
+    none for an invoice without discounts."""
+    ids = {line.discount_id for line in lines if getattr(line, "discount_id", None)}
+    if not ids:
+        return {}
+    return dict(
+        Discount.objects.filter(pk__in=ids, coupon__kind=CouponKind.PERCENT).values_list("pk", "coupon__percent_off")
+    )
+
+
+def _invoice_document(*, invoice: Invoice, lines=None, tax_lines=None, **overrides) -> einvoice.Document:
+    """The EN 16931 view of `invoice`: of the given in-memory rows (pre-issue check), else of its stored ones."""
+    lines = list(invoice.lines.all()) if lines is None else lines
+    tax_lines = list(invoice.tax_lines.all()) if tax_lines is None else tax_lines
+    return einvoice.invoice_document(
+        invoice=invoice, lines=lines, tax_lines=tax_lines, discount_percents=_discount_percents(lines), **overrides
+    )
+
+
 def invoice_einvoice_problems(
     *, invoice: Invoice, lines, tax_lines, profile: BillingProfile | None, now: datetime
 ) -> list[str]:
     """Hold messages ("e-invoice invalid: BR-… <rule>") for the e-invoice `invoice` is about to become, from the
-    in-memory rows just recomputed (no query); empty when it is not e-invoiced or passes the XSD and every rule."""
+    in-memory rows just recomputed (no query, but one for a discounted invoice's coupon percentages); empty when it
+    is not e-invoiced or passes the XSD and every rule."""
     if not invoice.e_invoice:
         return []
     terms = profile.payment_terms_days if profile is not None else 30
-    document = einvoice.invoice_document(
+    document = _invoice_document(
         invoice=invoice,
         lines=lines,
         tax_lines=tax_lines,
@@ -63,9 +84,7 @@ def _validation_record(result: einvoice.ValidationResult) -> dict:
 
 def invoice_einvoice_xml(*, invoice: Invoice) -> tuple[bytes, einvoice.Document]:
     """The Factur-X (CII, EN 16931) XML of an issued invoice, from its frozen data."""
-    document = einvoice.invoice_document(
-        invoice=invoice, lines=list(invoice.lines.all()), tax_lines=list(invoice.tax_lines.all())
-    )
+    document = _invoice_document(invoice=invoice)
     return einvoice.build_xml(document), document
 
 
@@ -97,19 +116,20 @@ def credit_note_einvoice_pdf(*, credit_note: CreditNote, pdf: bytes, lang: str =
 def invoice_xrechnung_xml(*, invoice: Invoice) -> bytes:
     """The invoice as XRechnung 3.0 (CII syntax): the same EN 16931 content with the XRechnung guideline, the
     seller contact and both electronic addresses XRechnung requires; the buyer reference (BT-10) is the profile's
-    Leitweg-ID, else the PO number. Validated against the EN 16931 rules before it is handed out."""
-    document = einvoice.invoice_document(
-        invoice=invoice, lines=list(invoice.lines.all()), tax_lines=list(invoice.tax_lines.all())
-    )
+    Leitweg-ID, else the PO number. Validated against the EN 16931 rules and XRechnung's BR-DE rules before it is
+    handed out; raises EInvoiceInvalid ("e-invoice invalid: BR-DE-… …") rather than hand out a failing file."""
+    document = _invoice_document(invoice=invoice)
     if not document.buyer_reference:
         document.buyer_reference = invoice.number or ""
     xml = einvoice.build_xml(document, guideline=einvoice.XRECHNUNG_GUIDELINE)
     # The Factur-X Schematron encodes the EN 16931 rules but admits only Factur-X guideline IDs, so the identical
-    # content is checked under the EN 16931 ID; XRechnung's own national rules (BR-DE-*) are KoSIT's validator's job
-    # (docs/billing-rules.md says how to run it).
+    # content is checked under the EN 16931 ID; XRechnung's own national rules (BR-DE-*) are checked explicitly
+    # (einvoice.xrechnung_problems: KoSIT's Schematron is not available offline; docs/decisions.md "XRechnung").
     result = einvoice.validate_xml(
         xml.replace(einvoice.XRECHNUNG_GUIDELINE.encode(), einvoice.EN16931_GUIDELINE.encode(), 1)
     )
+    if result.valid:
+        result.failed.extend(einvoice.xrechnung_problems(xml))
     if not result.valid:
         raise EInvoiceInvalid(" ".join(einvoice.hold_messages(result)), validation=_validation_record(result))
     return xml

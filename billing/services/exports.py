@@ -44,6 +44,7 @@ from billing.models import (
 from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import User
 from subscriptions.money import minor_to_major
+from subscriptions.selectors import PackageTimeline, package_timelines_for_subscriptions
 from subscriptions.services.audit import audit_record
 
 MAX_RANGE_DAYS = 366 * 2
@@ -135,9 +136,15 @@ class ExportData:
         }
 
 
-def _package_of(invoice: Invoice) -> str:
-    # Period and proration lines belong to the invoice's subscription; a manual invoice has no package.
-    return invoice.subscription.package.slug if invoice.subscription_id else ""
+def _package_of(invoice: Invoice, at: datetime | None, timelines: dict[int, PackageTimeline]) -> str:
+    """The package in force when the line's service began (or, with no period, when the invoice was issued) — not the
+    customer's package today, which a later upgrade or downgrade has changed. A manual invoice has no package."""
+    if not invoice.subscription_id:
+        return ""
+    timeline = timelines.get(invoice.subscription_id)
+    if timeline is None:
+        return invoice.subscription.package.slug
+    return timeline.at(at or invoice.issued_at)
 
 
 def _vat_ids(invoice: Invoice) -> str:
@@ -161,6 +168,9 @@ def accounting_export_data(*, start: date, end: date, progress: Callable[[int], 
         .select_related("customer", "subscription__package")
         .prefetch_related("tax_lines", Prefetch("lines", queryset=InvoiceLine.objects.order_by("position", "pk")))
         .order_by("issued_at", "pk")
+    )
+    timelines = package_timelines_for_subscriptions(
+        subscription_ids=[i.subscription_id for i in invoices if i.subscription_id]
     )
     progress(20)
     for invoice in invoices:
@@ -210,7 +220,7 @@ def accounting_export_data(*, start: date, end: date, progress: Callable[[int], 
                     "description": line.description,
                     "sku": line.sku_code,
                     "tax_category": line.tax_category,
-                    "package": _package_of(invoice),
+                    "package": _package_of(invoice, line.period_start, timelines),
                     "period_start": line.period_start.date().isoformat() if line.period_start else "",
                     "period_end": line.period_end.date().isoformat() if line.period_end else "",
                     "proration": line.is_proration,
@@ -228,6 +238,8 @@ def accounting_export_data(*, start: date, end: date, progress: Callable[[int], 
         )
         .order_by("issued_at", "pk")
     )
+    missing = {n.invoice.subscription_id for n in credit_notes if n.invoice.subscription_id} - set(timelines)
+    timelines.update(package_timelines_for_subscriptions(subscription_ids=missing))
     for note in credit_notes:
         invoice = note.invoice
         jurisdictions = {(t.name, t.rate): t.jurisdiction for t in invoice.tax_lines.all()}
@@ -281,7 +293,7 @@ def accounting_export_data(*, start: date, end: date, progress: Callable[[int], 
                     "description": line.description,
                     "sku": source.sku_code if source else "",
                     "tax_category": source.tax_category if source else "",
-                    "package": _package_of(invoice),
+                    "package": _package_of(invoice, source.period_start if source else None, timelines),
                     "period_start": source.period_start.date().isoformat() if source and source.period_start else "",
                     "period_end": source.period_end.date().isoformat() if source and source.period_end else "",
                     "proration": source.is_proration if source else False,
@@ -331,13 +343,13 @@ def accounting_export_data(*, start: date, end: date, progress: Callable[[int], 
             )
         )
     progress(75)
-    data.revenue = _revenue_schedule(invoices)
+    data.revenue = _revenue_schedule(invoices, timelines)
     data.balance = _balance(invoices, until)
     progress(90)
     return data
 
 
-def _revenue_schedule(invoices: list[Invoice]) -> list[dict]:
+def _revenue_schedule(invoices: list[Invoice], timelines: dict[int, PackageTimeline]) -> list[dict]:
     """Per month, currency, package and SKU: the net revenue the range's invoices recognise, less their credit notes
     (a credited line is un-recognised over the same service period as the line it credits)."""
     totals: dict[tuple, int] = defaultdict(int)
@@ -347,7 +359,8 @@ def _revenue_schedule(invoices: list[Invoice]) -> list[dict]:
         for month, share in recognise_straight_line(
             line.amount_minor, start=line.period_start, end=line.period_end, issued_at=invoice.issued_at
         ):
-            totals[(month, invoice.currency, _package_of(invoice), line.sku_code, line.tax_category)] += share
+            package = _package_of(invoice, line.period_start, timelines)
+            totals[(month, invoice.currency, package, line.sku_code, line.tax_category)] += share
     credited = CreditNoteLine.objects.filter(invoice_line_id__in=list(lines_by_id)).values_list(
         "invoice_line_id", "amount_minor"
     )
@@ -356,7 +369,8 @@ def _revenue_schedule(invoices: list[Invoice]) -> list[dict]:
         for month, share in recognise_straight_line(
             -amount, start=line.period_start, end=line.period_end, issued_at=invoice.issued_at
         ):
-            totals[(month, invoice.currency, _package_of(invoice), line.sku_code, line.tax_category)] += share
+            package = _package_of(invoice, line.period_start, timelines)
+            totals[(month, invoice.currency, package, line.sku_code, line.tax_category)] += share
     return [
         {
             "month": month.strftime("%Y-%m"),

@@ -11,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 from subscriptions.models.customers import Customer
+from subscriptions.secretbox import secret_decrypt, secret_encrypt
 
 
 class EventType(models.TextChoices):
@@ -79,6 +80,11 @@ def webhook_secret_new() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 
 
+def webhook_secret_encrypted_new() -> str:
+    """A new signing secret, encrypted: the default of a new endpoint, so no row ever holds one in clear."""
+    return secret_encrypt(webhook_secret_new())
+
+
 class WebhookEndpoint(models.Model):
     """Where a customer's (or, with no customer, staff's: every customer's) events are POSTed."""
 
@@ -96,9 +102,10 @@ class WebhookEndpoint(models.Model):
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(max_length=300, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
-    # The secret is needed in clear to sign; it is shown to the owner once, then only its prefix.
-    secret = models.CharField(max_length=100, default=webhook_secret_new)
-    previous_secret = models.CharField(max_length=100, blank=True)
+    # The secret is needed in clear to sign, so it is encrypted (subscriptions/secretbox.py), not hashed; the owner
+    # sees it once, when it is made, then only its prefix.
+    secret_encrypted = models.TextField(default=webhook_secret_encrypted_new, editable=False)
+    previous_secret_encrypted = models.TextField(blank=True, editable=False)
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
@@ -114,6 +121,23 @@ class WebhookEndpoint(models.Model):
         return self.url
 
     @property
+    def secret(self) -> str:
+        """The signing secret in clear (for signing, and for showing once right after it is made)."""
+        return secret_decrypt(self.secret_encrypted)
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_encrypted = secret_encrypt(value)
+
+    @property
+    def previous_secret(self) -> str:
+        return secret_decrypt(self.previous_secret_encrypted) if self.previous_secret_encrypted else ""
+
+    @previous_secret.setter
+    def previous_secret(self, value: str) -> None:
+        self.previous_secret_encrypted = secret_encrypt(value) if value else ""
+
+    @property
     def secret_hint(self) -> str:
         return self.secret[:10] + "…"
 
@@ -121,7 +145,7 @@ class WebhookEndpoint(models.Model):
         """The secrets a delivery is signed with: the current one and, during a rotation's overlap, the old one."""
         now = now or timezone.now()
         keys = [self.secret]
-        if self.previous_secret and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
+        if self.previous_secret_encrypted and self.previous_secret_expires_at and self.previous_secret_expires_at > now:
             keys.append(self.previous_secret)
         return keys
 

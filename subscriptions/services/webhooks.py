@@ -45,6 +45,7 @@ from subscriptions.models import (
     WebhookEndpoint,
 )
 from subscriptions.models.webhooks import webhook_secret_new
+from subscriptions.secretbox import secret_needs_reencrypt
 from subscriptions.services.audit import audit_record
 from subscriptions.services.events import API_VERSION, iso
 
@@ -626,3 +627,21 @@ def webhook_delivery_resend(*, delivery_id: int, actor: User | None, actor_kind:
         )
         _enqueue_attempts_after_commit([delivery.pk])
     return delivery
+
+
+def webhook_secrets_reencrypt() -> int:
+    """Re-encrypt every endpoint's signing secrets under the current (first) WEBHOOK_SECRET_KEYS key; the count of
+    rows changed. The middle step of a key rotation (docs/webhooks.md "Secrets at rest"); running it twice changes
+    nothing the second time. Each row is locked while it is rewritten, so a concurrent rotation is not undone."""
+    changed = 0
+    for endpoint_id in WebhookEndpoint.objects.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
+            tokens = [endpoint.secret_encrypted, endpoint.previous_secret_encrypted]
+            if not any(token and secret_needs_reencrypt(token) for token in tokens):
+                continue
+            endpoint.secret = endpoint.secret
+            endpoint.previous_secret = endpoint.previous_secret
+            endpoint.save(update_fields=["secret_encrypted", "previous_secret_encrypted"])
+            changed += 1
+    return changed

@@ -22,7 +22,9 @@ from billing.services.exports import (
 )
 from billing.services.invoices import DraftLine, invoice_approve_and_issue, invoice_draft_create, invoice_void
 from billing.services.payments import credit_note_refund_record_manual, payment_record_manual
-from subscriptions.models import AuditEvent
+from subscriptions.models import AuditEvent, ScheduledChange, ScheduledChangeKind
+from subscriptions.services.subscriptions import subscription_create
+from tests.factories import PackageFactory, priced_package
 from tests.support.event_schemas import assert_events_match_schemas
 
 pytestmark = pytest.mark.django_db
@@ -190,3 +192,40 @@ def test_accounting_export_request_refuses_bad_ranges(staff, start, end, fmt, fi
         accounting_export_request(actor=staff, start=start, end=end, format=fmt)
     assert refused.value.field == field
     assert not AccountingExport.objects.exists()
+
+
+def test_accounting_export_labels_lines_with_the_package_in_force_then(customer, staff, ca_tax):
+    # given: a Team subscription billed for November, moved to Business at the December boundary (a scheduled change
+    # applied at renewal), then billed for December
+    team = priced_package(slug="team")
+    business = PackageFactory(slug="business", name="Business")
+    with time_machine.travel(NOV - timedelta(days=3), tick=False):
+        subscription = subscription_create(customer=customer, package=team, interval="month", seats=3)
+
+    def period_invoice(start, end, day):
+        line = DraftLine(
+            description="Plan", unit_amount_minor=5_000, sku_code="PLAT-BASE-M", period_start=start, period_end=end
+        )
+        with time_machine.travel(NOV + timedelta(days=day, hours=9), tick=False):
+            draft = invoice_draft_create(customer=customer, currency="USD", lines=[line], subscription=subscription)
+            invoice_approve_and_issue(invoice_id=draft.pk, actor=staff)
+        draft.refresh_from_db()
+        return draft
+
+    november = period_invoice(NOV, DEC, 0)
+    ScheduledChange.objects.create(
+        subscription=subscription,
+        kind=ScheduledChangeKind.PACKAGE,
+        payload={"package_id": business.pk, "package": "business"},
+        effective_at=DEC,
+        applied_at=DEC,
+    )
+    subscription.package = business
+    subscription.save(update_fields=["package"])
+    december = period_invoice(DEC, DEC + timedelta(days=31), 30)
+    # when
+    data = accounting_export_data(start=NOV.date(), end=(DEC + timedelta(days=1)).date())
+    # then: November's line stays Team although the customer is on Business today
+    assert [r["package"] for r in _rows(data, "lines", number=november.number)] == ["team"]
+    assert [r["package"] for r in _rows(data, "lines", number=december.number)] == ["business"]
+    assert {r["package"] for r in data.revenue if r["month"] == "2026-11"} == {"team"}

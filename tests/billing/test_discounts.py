@@ -452,3 +452,21 @@ def test_a_change_applied_without_the_wrapper_is_billed_with_its_discount(custom
     assert changes_bill_unbilled() == 1
     invoice = Invoice.objects.get(kind=InvoiceKind.PRORATION)
     assert _discount_lines(invoice) == [-400] and invoice.subtotal_minor == 1_600
+
+
+def test_discount_redeem_customer_wide_refuses_a_second_discount_instead_of_replacing_it(customer, team_sub, staff):
+    # given: a discount on the whole account (staff attached it, no subscription)
+    first = make_coupon(name="Partner")
+    second = make_coupon(name="Other")
+    discount_redeem(customer=customer, subscription=None, coupon_id=first.pk, actor=staff)
+    # when / then: a second account-wide one is refused with a coded error, and nothing is written
+    with pytest.raises(PromotionCodeNotApplicable, match=r"Your account already has a discount \(Partner\)") as raised:
+        discount_redeem(customer=customer, subscription=None, coupon_id=second.pk, actor=staff)
+    assert raised.value.code == "promotion_code_not_applicable"
+    assert list(Discount.objects.values_list("coupon__name", flat=True)) == ["Partner"]
+    second.refresh_from_db()
+    assert second.times_redeemed == 0
+    # and the subscription cannot stack one of its own on top either
+    make_code(make_coupon(name="Launch"))
+    with pytest.raises(PromotionCodeNotApplicable, match="do not combine"):
+        discount_redeem(customer=customer, subscription=team_sub, promotion_code="LAUNCH20")

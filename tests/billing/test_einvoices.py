@@ -15,7 +15,20 @@ from pypdf import PdfReader
 
 from billing import einvoice
 from billing.checks import seller_einvoice_check, seller_einvoice_problems
-from billing.models import BillingProfile, ExemptionStatus, HoldReason, Invoice, InvoiceStatus, TaxExemption
+from billing.exceptions import EInvoiceInvalid
+from billing.models import (
+    BillingProfile,
+    Coupon,
+    CouponDuration,
+    CouponKind,
+    Discount,
+    ExemptionStatus,
+    HoldReason,
+    Invoice,
+    InvoiceStatus,
+    LineKind,
+    TaxExemption,
+)
 from billing.services.credit_notes import credit_note_create
 from billing.services.documents import (
     credit_note_render_pdf,
@@ -338,7 +351,81 @@ def test_xrechnung_download_carries_the_leitweg_id(staff):
     assert _text(root, "//ram:BuyerReference") == "04011000-1234512345-06"
     assert _totals(root) == _expected(invoice, "EUR")
     assert _text(root, "//ram:SellerTradeParty/ram:DefinedTradeContact/ram:EmailURIUniversalCommunication/ram:URIID")
+    contact = "//ram:SellerTradeParty/ram:DefinedTradeContact/"
+    assert _text(root, contact + "ram:TelephoneUniversalCommunication/ram:CompleteNumber") == "+1 415 555 0100"
     _assert_valid(xml.replace(einvoice.XRECHNUNG_GUIDELINE.encode(), einvoice.EN16931_GUIDELINE.encode()))
+    assert einvoice.xrechnung_problems(xml) == []  # every BR-DE rule that can apply holds
+
+
+def _xrechnung(staff, **profile):
+    _de_vat()
+    customer = _eu_customer(buyer_reference="04011000-1234512345-06", **profile)
+    invoice = _issue(customer, staff, _team_lines())
+    return customer, invoice
+
+
+def test_xrechnung_without_a_seller_telephone_is_refused_with_br_de_6(settings, staff):
+    # given: no SELLER_PHONE when the invoice was computed (the seller is frozen on it)
+    settings.SELLER = {**settings.SELLER, "phone": ""}
+    customer, invoice = _xrechnung(staff)
+    # then: the Factur-X PDF is fine (EN 16931 has no such rule), the XRechnung file is refused with the rule
+    assert invoice.e_invoice_validation["valid"] is True
+    with pytest.raises(EInvoiceInvalid, match="BR-DE-6") as raised:
+        invoice_einvoice_for_customer(customer=customer, invoice_id=invoice.pk, fmt="xrechnung")
+    assert raised.value.validation["valid"] is False
+
+
+def _drop(path):
+    def mutate(root):
+        for node in root.xpath(path, namespaces=NS):
+            node.getparent().remove(node)
+
+    return mutate
+
+
+def _set(path, value):
+    def mutate(root):
+        for node in root.xpath(path, namespaces=NS):
+            node.text = value
+
+    return mutate
+
+
+_SETTLEMENT_PATH = "//ram:ApplicableHeaderTradeSettlement"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "rule"),
+    [
+        (_drop(f"{_SETTLEMENT_PATH}/ram:SpecifiedTradeSettlementPaymentMeans"), "BR-DE-1"),
+        (_drop("//ram:SellerTradeParty/ram:DefinedTradeContact"), "BR-DE-2"),
+        (_drop("//ram:SellerTradeParty/ram:PostalTradeAddress/ram:CityName"), "BR-DE-3"),
+        (_drop("//ram:SellerTradeParty/ram:PostalTradeAddress/ram:PostcodeCode"), "BR-DE-4"),
+        (_drop("//ram:DefinedTradeContact/ram:PersonName"), "BR-DE-5"),
+        (_drop("//ram:DefinedTradeContact/ram:TelephoneUniversalCommunication"), "BR-DE-6"),
+        (_drop("//ram:DefinedTradeContact/ram:EmailURIUniversalCommunication"), "BR-DE-7"),
+        (_drop("//ram:BuyerTradeParty/ram:PostalTradeAddress/ram:CityName"), "BR-DE-8"),
+        (_drop("//ram:BuyerTradeParty/ram:PostalTradeAddress/ram:PostcodeCode"), "BR-DE-9"),
+        (_drop(f"{_SETTLEMENT_PATH}/ram:ApplicableTradeTax/ram:RateApplicablePercent"), "BR-DE-14"),
+        (_drop("//ram:BuyerReference"), "BR-DE-15"),
+        (_drop("//ram:SellerTradeParty/ram:SpecifiedTaxRegistration"), "BR-DE-16"),
+        (_set("//rsm:ExchangedDocument/ram:TypeCode", "71"), "BR-DE-17"),
+        (_set("//ram:PayeePartyCreditorFinancialAccount/ram:IBANID", "DE89370400440532013001"), "BR-DE-19"),
+        (_set("//ram:GuidelineSpecifiedDocumentContextParameter/ram:ID", einvoice.EN16931_GUIDELINE), "BR-DE-21"),
+        (_drop(f"{_SETTLEMENT_PATH}/*/ram:PayeePartyCreditorFinancialAccount"), "BR-DE-23"),
+        (_set("//rsm:ExchangedDocument/ram:TypeCode", "384"), "BR-DE-26"),
+    ],
+)
+def test_xrechnung_problems_names_each_broken_br_de_rule(staff, mutate, rule):
+    customer, invoice = _xrechnung(staff)
+    xml, _, _ = invoice_einvoice_for_customer(customer=customer, invoice_id=invoice.pk, fmt="xrechnung")
+    root = etree.fromstring(xml)
+    # when
+    mutate(root)
+    # then
+    failed = einvoice.xrechnung_problems(etree.tostring(root))
+    assert rule in {failure["rule"] for failure in failed}
+    assert all(failure["message"].startswith(f"[{failure['rule']}] ") for failure in failed)
 
 
 # --- validation holds the invoice ----------------------------------------------------------------------------------
@@ -542,3 +629,146 @@ def test_validate_xml_reports_xsd_and_syntax_errors_as_holds():
     assert einvoice.hold_messages(result)[0].startswith("e-invoice invalid: XSD ")
     broken = einvoice.validate_xml(b"<unclosed")
     assert broken.xsd_errors[0].startswith("Not well-formed XML")
+
+
+# --- discounts as EN 16931 allowances (BG-20, BG-27) ---------------------------------------------------------------
+
+
+def _percent_discount(customer, percent="20"):
+    coupon = Coupon.objects.create(
+        name="Launch offer", kind=CouponKind.PERCENT, percent_off=Decimal(percent), duration=CouponDuration.FOREVER
+    )
+    return Discount.objects.create(coupon=coupon, customer=customer, starts_at=NOW)
+
+
+def _discount_line(amount_minor, *, discount=None, description="Discount: Launch offer (20 % off)"):
+    return DraftLine(
+        description=description,
+        unit_amount_minor=amount_minor,
+        amount_minor=amount_minor,
+        kind=LineKind.DISCOUNT,
+        discount_id=discount.pk if discount else None,
+    )
+
+
+def _allowances(node) -> list[dict]:
+    return [
+        {
+            "charge": element.findtext("ram:ChargeIndicator/*", namespaces=NS),
+            "percent": element.findtext("ram:CalculationPercent", namespaces=NS),
+            "base": element.findtext("ram:BasisAmount", namespaces=NS),
+            "amount": element.findtext("ram:ActualAmount", namespaces=NS),
+            "reason_code": element.findtext("ram:ReasonCode", namespaces=NS),
+            "reason": element.findtext("ram:Reason", namespaces=NS),
+            "category": element.findtext("ram:CategoryTradeTax/ram:CategoryCode", namespaces=NS),
+        }
+        for element in node.xpath("ram:SpecifiedTradeAllowanceCharge", namespaces=NS)
+    ]
+
+
+def _summation(root, name) -> Decimal:
+    return Decimal(_text(root, f"//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:{name}"))
+
+
+def test_einvoice_percentage_discounts_are_line_allowances_with_base_and_percentage(settings, staff):
+    # given: 20 % off both lines of a German invoice, each discount line right after the line it discounts
+    settings.SELLER_EU_VAT_COUNTRY = "DE"
+    _de_vat()
+    customer = _eu_customer()
+    discount = _percent_discount(customer)
+    team, seats = _team_lines()
+    invoice = _issue(customer, staff, [team, _discount_line(-2_000, discount=discount), seats, _discount_line(-1_000)])
+    # then: tax on the discounted amount, and the XML reconciles to the stored totals
+    assert (invoice.subtotal_minor, invoice.tax_minor, invoice.total_minor) == (12_000, 2_280, 14_280)
+    root = _xml_of(_pdf(invoice))
+    _assert_valid(etree.tostring(root))
+    items = root.xpath("//ram:IncludedSupplyChainTradeLineItem", namespaces=NS)
+    assert len(items) == 2  # the discount lines are allowances of their lines, not lines of their own
+    first, second = (item.xpath("ram:SpecifiedLineTradeSettlement", namespaces=NS)[0] for item in items)
+    assert _allowances(first) == [
+        {
+            "charge": "false",
+            "percent": "20.00",
+            "base": "100.00",
+            "amount": "20.00",
+            "reason_code": "95",
+            "reason": "Discount: Launch offer (20 % off)",
+            "category": None,
+        }
+    ]
+    # no discount id on the second: the amount alone, no guessed percentage
+    assert [(a["percent"], a["base"], a["amount"]) for a in _allowances(second)] == [(None, None, "10.00")]
+    line_totals = [Decimal(item.xpath(".//ram:LineTotalAmount", namespaces=NS)[0].text) for item in items]
+    assert line_totals == [Decimal("80.00"), Decimal("40.00")]
+    assert _summation(root, "LineTotalAmount") == Decimal("120.00") == sum(line_totals)
+    assert _summation(root, "AllowanceTotalAmount") == Decimal("0.00")
+    assert _summation(root, "TaxBasisTotalAmount") == einvoice.amount(invoice.subtotal_minor, "EUR")
+    assert _categories(root) == [("S", Decimal("19.00"), Decimal("120.00"), Decimal("22.80"))]
+
+
+def test_einvoice_discount_without_a_line_is_a_document_allowance(settings, staff):
+    # given: a fixed discount that is not next to a line it discounts (it comes first)
+    settings.SELLER_EU_VAT_COUNTRY = "DE"
+    _de_vat()
+    lines = [_discount_line(-1_500, description="Discount: Partner credit"), *_team_lines()]
+    invoice = _issue(_eu_customer(), staff, lines)
+    assert (invoice.subtotal_minor, invoice.tax_minor) == (13_500, 2_565)
+    root = _xml_of(_pdf(invoice))
+    _assert_valid(etree.tostring(root))
+    settlement = root.xpath("//ram:ApplicableHeaderTradeSettlement", namespaces=NS)[0]
+    assert _allowances(settlement) == [
+        {
+            "charge": "false",
+            "percent": None,
+            "base": None,
+            "amount": "15.00",
+            "reason_code": "95",
+            "reason": "Discount: Partner credit",
+            "category": "S",
+        }
+    ]
+    # BT-106 (lines) − BT-107 (allowances) = BT-109 (the stored subtotal), and the breakdown uses the net basis
+    assert _summation(root, "LineTotalAmount") == Decimal("150.00")
+    assert _summation(root, "AllowanceTotalAmount") == Decimal("15.00")
+    assert _summation(root, "TaxBasisTotalAmount") == Decimal("135.00")
+    assert _summation(root, "GrandTotalAmount") == einvoice.amount(invoice.total_minor, "EUR")
+    assert _categories(root) == [("S", Decimal("19.00"), Decimal("135.00"), Decimal("25.65"))]
+
+
+def test_einvoice_reverse_charge_discount_validates(staff):
+    # given: a reverse-charge customer (another EU country) with a discounted line
+    customer = _eu_customer("Soylent", country="FR", tax_id="FR40303265045")
+    discount = _percent_discount(customer, "12.5")
+    invoice = _issue(
+        customer,
+        staff,
+        [DraftLine(description="Team plan", unit_amount_minor=9_999), _discount_line(-1_250, discount=discount)],
+    )
+    root = _xml_of(_pdf(invoice))
+    _assert_valid(etree.tostring(root))
+    item = root.xpath("//ram:SpecifiedLineTradeSettlement", namespaces=NS)[0]
+    assert [(a["percent"], a["base"], a["amount"]) for a in _allowances(item)] == [("12.50", "99.99", "12.50")]
+    assert _categories(root) == [("AE", Decimal("0.00"), Decimal("87.49"), Decimal("0.00"))]
+
+
+def test_einvoice_credit_note_of_a_discounted_line_credits_the_net_and_validates(settings, staff):
+    settings.SELLER_EU_VAT_COUNTRY = "DE"
+    _de_vat()
+    customer = _eu_customer()
+    team, seats = _team_lines()
+    invoice = _issue(customer, staff, [team, _discount_line(-2_000, discount=_percent_discount(customer)), seats])
+    line = invoice.lines.order_by("position").first()
+    # when: the discounted line is credited in full (what was charged for it: 100.00 − 20.00)
+    note = credit_note_create(
+        invoice_id=invoice.pk,
+        reason_code="wrong_seat_count",
+        lines=[{"invoice_line_id": line.pk, "amount_minor": 8_000}],
+        actor=staff,
+    )
+    note = credit_note_render_pdf(credit_note_id=note.pk)
+    with note.pdf_file.open("rb") as handle:
+        root = _xml_of(handle.read())
+    # then
+    _assert_valid(etree.tostring(root))
+    assert _totals(root) == _expected(note, "EUR")
+    assert _totals(root)["lines"] == Decimal("80.00")
