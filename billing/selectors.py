@@ -1,10 +1,11 @@
 """Reusable reads for billing. Every per-customer selector scopes by customer and raises NotFound for another
 customer's object, so views and the API never reveal that it exists."""
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Exists, JSONField, OuterRef, Prefetch, Q, QuerySet, Subquery
@@ -385,3 +386,99 @@ def overdue_invoice_for_customer(*, customer_id: int, today: date) -> OverdueInv
     annotations = overdue_invoice_annotations(customer_ref="pk", today=today)
     row = Customer.objects.filter(pk=customer_id).annotate(**annotations).first()
     return overdue_invoice_from(row) if row is not None else None
+
+
+# --- dashboard nudges (issue 20, customer-facing) ---------------------------------------------------------------------
+
+# A certificate this close to its expiry date gets the customer a nudge to upload the next one.
+EXEMPTION_EXPIRY_NOTICE_DAYS = 30
+
+
+@dataclass(frozen=True)
+class UnpaidInvoice:
+    """The customer's oldest issued invoice with money still due that is not overdue yet (due today or later)."""
+
+    invoice_id: int
+    number: str
+    amount_due_minor: int
+    currency: str
+    due_on: date
+
+
+def billing_nudge_annotations(*, customer_ref: str, today: date) -> dict:
+    """Annotations for any query with a customer id in `customer_ref`: the oldest unpaid invoice not yet overdue
+    (`unpaid_invoice`, read back with `unpaid_invoice_from`) and the expiry date of an approved tax-exemption
+    certificate that runs out within EXEMPTION_EXPIRY_NOTICE_DAYS (`exemption_expiring_on`), unless a replacement is
+    already submitted — computed in that same query, so the dashboard nudges cost no query of their own. An overdue
+    invoice is `overdue_invoice_annotations`' business (the overdue banner), so it is not counted here."""
+    unpaid = (
+        Invoice.objects.filter(
+            customer_id=OuterRef(customer_ref),
+            status__in=OVERDUE_STATUSES,
+            amount_due_minor__gt=0,
+            due_on__gte=today,
+            number__isnull=False,
+        )
+        .order_by("due_on", "pk")
+        .annotate(
+            summary=JSONObject(
+                invoice_id="pk",
+                number="number",
+                amount_due_minor="amount_due_minor",
+                currency="currency",
+                due_on="due_on",
+            )
+        )
+        .values("summary")[:1]
+    )
+    expiring = (
+        TaxExemption.objects.filter(
+            customer_id=OuterRef(customer_ref),
+            status=ExemptionStatus.APPROVED,
+            expires_on__gte=today,
+            expires_on__lte=today + timedelta(days=EXEMPTION_EXPIRY_NOTICE_DAYS),
+        )
+        .filter(
+            ~Exists(TaxExemption.objects.filter(customer_id=OuterRef("customer_id"), status=ExemptionStatus.SUBMITTED))
+        )
+        .order_by("expires_on")
+        .values("expires_on")[:1]
+    )
+    return {
+        "unpaid_invoice": Subquery(unpaid, output_field=JSONField()),
+        "exemption_expiring_on": Subquery(expiring),
+    }
+
+
+def unpaid_invoice_from(row) -> UnpaidInvoice | None:
+    """The `UnpaidInvoice` a row annotated with `billing_nudge_annotations` carries, or None."""
+    summary = row.unpaid_invoice
+    if not summary:
+        return None
+    if isinstance(summary, str):  # a JSON text, on a backend that does not decode it
+        summary = json.loads(summary)
+    due_on = summary["due_on"]
+    return UnpaidInvoice(
+        invoice_id=int(summary["invoice_id"]),
+        number=summary["number"],
+        amount_due_minor=int(summary["amount_due_minor"]),
+        currency=summary["currency"],
+        due_on=due_on if isinstance(due_on, date) else date.fromisoformat(str(due_on)[:10]),
+    )
+
+
+def exemption_expiring_from(row) -> date | None:
+    """The expiry date a row annotated with `billing_nudge_annotations` carries, or None."""
+    value = row.exemption_expiring_on
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def overdue_and_nudges_for_customer(*, customer_id: int, today: date, nudges: bool):
+    """One Customer row annotated with `overdue_invoice_annotations` (and `billing_nudge_annotations` when `nudges`),
+    for pages with no row of the customer's to annotate; None if there is no such customer."""
+    annotations = overdue_invoice_annotations(customer_ref="pk", today=today)
+    if nudges:
+        annotations |= billing_nudge_annotations(customer_ref="pk", today=today)
+    return Customer.objects.filter(pk=customer_id).annotate(**annotations).first()
