@@ -406,20 +406,25 @@ class UnpaidInvoice:
 
 
 def billing_nudge_annotations(*, customer_ref: str, today: date) -> dict:
-    """Annotations for any query with a customer id in `customer_ref`: the oldest unpaid invoice not yet overdue
-    (`unpaid_invoice`, read back with `unpaid_invoice_from`) and the expiry date of an approved tax-exemption
-    certificate that runs out within EXEMPTION_EXPIRY_NOTICE_DAYS (`exemption_expiring_on`), unless a replacement is
-    already submitted — computed in that same query, so the dashboard nudges cost no query of their own. An overdue
-    invoice is `overdue_invoice_annotations`' business (the overdue banner), so it is not counted here."""
-    unpaid = (
-        Invoice.objects.filter(
-            customer_id=OuterRef(customer_ref),
-            status__in=OVERDUE_STATUSES,
-            amount_due_minor__gt=0,
-            due_on__gte=today,
-            number__isnull=False,
-        )
-        .order_by("due_on", "pk")
+    """Annotations for any query with a customer id in `customer_ref`, for the dashboard's banner and nudges in that
+    same query (no query of their own):
+
+    - `oldest_unpaid`: the customer's issued invoice with money due and the earliest due date, whether overdue or
+      not, and `overdue_count` (as `overdue_invoice_annotations`). One subquery serves both the overdue banner and
+      the "unpaid invoice" nudge: when the earliest-due one is not overdue, none is. Read back with
+      `overdue_from_nudges` and `unpaid_invoice_from`.
+    - `exemption_expiring_on`: the expiry date of an approved tax-exemption certificate that runs out within
+      EXEMPTION_EXPIRY_NOTICE_DAYS, unless a replacement is already submitted (`exemption_expiring_from`).
+    """
+    unpaid = Invoice.objects.filter(
+        customer_id=OuterRef(customer_ref),
+        status__in=OVERDUE_STATUSES,
+        amount_due_minor__gt=0,
+        number__isnull=False,
+        due_on__isnull=False,
+    )
+    oldest = (
+        unpaid.order_by("due_on", "pk")
         .annotate(
             summary=JSONObject(
                 invoice_id="pk",
@@ -431,6 +436,7 @@ def billing_nudge_annotations(*, customer_ref: str, today: date) -> dict:
         )
         .values("summary")[:1]
     )
+    overdue_count = unpaid.filter(due_on__lt=today).order_by().values("customer_id").annotate(n=Count("pk")).values("n")
     expiring = (
         TaxExemption.objects.filter(
             customer_id=OuterRef(customer_ref),
@@ -445,14 +451,14 @@ def billing_nudge_annotations(*, customer_ref: str, today: date) -> dict:
         .values("expires_on")[:1]
     )
     return {
-        "unpaid_invoice": Subquery(unpaid, output_field=JSONField()),
+        "oldest_unpaid": Subquery(oldest, output_field=JSONField()),
+        "overdue_count": Coalesce(Subquery(overdue_count), 0),
         "exemption_expiring_on": Subquery(expiring),
     }
 
 
-def unpaid_invoice_from(row) -> UnpaidInvoice | None:
-    """The `UnpaidInvoice` a row annotated with `billing_nudge_annotations` carries, or None."""
-    summary = row.unpaid_invoice
+def _oldest_unpaid(row) -> UnpaidInvoice | None:
+    summary = row.oldest_unpaid
     if not summary:
         return None
     if isinstance(summary, str):  # a JSON text, on a backend that does not decode it
@@ -467,6 +473,28 @@ def unpaid_invoice_from(row) -> UnpaidInvoice | None:
     )
 
 
+def overdue_from_nudges(row, *, today: date) -> OverdueInvoice | None:
+    """The `OverdueInvoice` (as `overdue_invoice_from`) of a row annotated with `billing_nudge_annotations`."""
+    oldest = _oldest_unpaid(row)
+    if oldest is None or oldest.due_on >= today:
+        return None
+    return OverdueInvoice(
+        invoice_id=oldest.invoice_id,
+        number=oldest.number,
+        amount_due_minor=oldest.amount_due_minor,
+        currency=oldest.currency,
+        due_on=oldest.due_on,
+        others=max(0, int(row.overdue_count) - 1),
+    )
+
+
+def unpaid_invoice_from(row, *, today: date) -> UnpaidInvoice | None:
+    """The unpaid invoice not yet overdue that a row annotated with `billing_nudge_annotations` carries, or None
+    (also None when an invoice is overdue: the overdue banner speaks for it)."""
+    oldest = _oldest_unpaid(row)
+    return oldest if oldest is not None and oldest.due_on >= today else None
+
+
 def exemption_expiring_from(row) -> date | None:
     """The expiry date a row annotated with `billing_nudge_annotations` carries, or None."""
     value = row.exemption_expiring_on
@@ -475,10 +503,11 @@ def exemption_expiring_from(row) -> date | None:
     return date.fromisoformat(str(value)[:10])
 
 
-def overdue_and_nudges_for_customer(*, customer_id: int, today: date, nudges: bool):
-    """One Customer row annotated with `overdue_invoice_annotations` (and `billing_nudge_annotations` when `nudges`),
-    for pages with no row of the customer's to annotate; None if there is no such customer."""
-    annotations = overdue_invoice_annotations(customer_ref="pk", today=today)
-    if nudges:
-        annotations |= billing_nudge_annotations(customer_ref="pk", today=today)
-    return Customer.objects.filter(pk=customer_id).annotate(**annotations).first()
+def billing_nudges_for_customer(*, customer_id: int, today: date):
+    """One Customer row annotated with `billing_nudge_annotations`, for a dashboard with no subscription row to
+    annotate; None if there is no such customer."""
+    return (
+        Customer.objects.filter(pk=customer_id)
+        .annotate(**billing_nudge_annotations(customer_ref="pk", today=today))
+        .first()
+    )

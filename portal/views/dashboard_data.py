@@ -12,11 +12,10 @@ from django.utils import timezone
 from billing.models import Invoice, InvoiceKind, InvoiceStatus, PendingInvoiceItem
 from billing.selectors import (
     billing_nudge_annotations,
+    billing_nudges_for_customer,
     exemption_expiring_from,
     invoice_estimates_for_customer,
-    overdue_and_nudges_for_customer,
-    overdue_invoice_annotations,
-    overdue_invoice_from,
+    overdue_from_nudges,
     unpaid_invoice_from,
 )
 from billing.services.discounts import HAS_DISCOUNT, has_discount_annotation, next_invoice_preview
@@ -174,9 +173,9 @@ def dashboard_context(*, customer, user, can) -> dict:
         .values("n")
     )
     # Billing roles are told about an unpaid invoice past its due date (members are not: it is not theirs to pay, and
-    # their service is not affected unless the subscription itself is past due — that banner they do see).
-    overdue_annotations = overdue_invoice_annotations(customer_ref="customer_id", today=today) if can.invoices else {}
-    # Nudges (an unpaid invoice, a certificate about to expire) ride on the same query: no query of their own.
+    # their service is not affected unless the subscription itself is past due — that banner they do see), and
+    # nudged about one coming due; tax roles about a certificate about to expire. One set of annotations on the same
+    # query carries all of it.
     nudges = bool(can.invoices or can.tax)
     nudge_annotations = billing_nudge_annotations(customer_ref="customer_id", today=today) if nudges else {}
     subscriptions = list(
@@ -195,7 +194,6 @@ def dashboard_context(*, customer, user, can) -> dict:
             seat_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_PER_SEAT),
             setup_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.ONE_TIME),
             **has_discount_annotation(),
-            **overdue_annotations,
             **nudge_annotations,
         )
         .order_by("created_at")
@@ -246,9 +244,9 @@ def dashboard_context(*, customer, user, can) -> dict:
     # The customer's own row of facts for the overdue banner and the nudges: the first subscription carries them as
     # annotations; without one, a single Customer query does.
     facts = subscriptions[0] if subscriptions else None
-    if facts is None and (can.invoices or nudges):
-        facts = overdue_and_nudges_for_customer(customer_id=customer.pk, today=today, nudges=nudges)
-    overdue = overdue_invoice_from(facts) if can.invoices and facts is not None else None
+    if facts is None and nudges:
+        facts = billing_nudges_for_customer(customer_id=customer.pk, today=today)
+    overdue = overdue_from_nudges(facts, today=today) if can.invoices and facts is not None else None
     hints = []
     seats_url = reverse("portal:seats", args=[customer.pk])
     for card in cards:
@@ -273,7 +271,7 @@ def dashboard_context(*, customer, user, can) -> dict:
         )
     if can.invoices and overdue is None and facts is not None:
         # An overdue invoice has its banner above; this is the one coming due.
-        unpaid = unpaid_invoice_from(facts)
+        unpaid = unpaid_invoice_from(facts, today=today)
         if unpaid is not None:
             hints.append(
                 {
