@@ -1,10 +1,11 @@
 """Reusable reads for billing. Every per-customer selector scopes by customer and raises NotFound for another
 customer's object, so views and the API never reveal that it exists."""
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Exists, JSONField, OuterRef, Prefetch, Q, QuerySet, Subquery
@@ -352,3 +353,128 @@ def overdue_invoice_for_customer(*, customer_id: int, today: date) -> OverdueInv
     annotations = overdue_invoice_annotations(customer_ref="pk", today=today)
     row = Customer.objects.filter(pk=customer_id).annotate(**annotations).first()
     return overdue_invoice_from(row) if row is not None else None
+
+
+# --- dashboard nudges (issue 20, customer-facing) ---------------------------------------------------------------------
+
+# A certificate this close to its expiry date gets the customer a nudge to upload the next one.
+EXEMPTION_EXPIRY_NOTICE_DAYS = 30
+
+
+@dataclass(frozen=True)
+class UnpaidInvoice:
+    """The customer's oldest issued invoice with money still due that is not overdue yet (due today or later)."""
+
+    invoice_id: int
+    number: str
+    amount_due_minor: int
+    currency: str
+    due_on: date
+
+
+def billing_nudge_annotations(*, customer_ref: str, today: date) -> dict:
+    """Annotations for any query with a customer id in `customer_ref`, for the dashboard's banner and nudges in that
+    same query (no query of their own):
+
+    - `oldest_unpaid`: the customer's issued invoice with money due and the earliest due date, whether overdue or
+      not, and `overdue_count` (as `overdue_invoice_annotations`). One subquery serves both the overdue banner and
+      the "unpaid invoice" nudge: when the earliest-due one is not overdue, none is. Read back with
+      `overdue_from_nudges` and `unpaid_invoice_from`.
+    - `exemption_expiring_on`: the expiry date of an approved tax-exemption certificate that runs out within
+      EXEMPTION_EXPIRY_NOTICE_DAYS, unless a replacement is already submitted (`exemption_expiring_from`).
+    """
+    unpaid = Invoice.objects.filter(
+        customer_id=OuterRef(customer_ref),
+        status__in=OVERDUE_STATUSES,
+        amount_due_minor__gt=0,
+        number__isnull=False,
+        due_on__isnull=False,
+    )
+    oldest = (
+        unpaid.order_by("due_on", "pk")
+        .annotate(
+            summary=JSONObject(
+                invoice_id="pk",
+                number="number",
+                amount_due_minor="amount_due_minor",
+                currency="currency",
+                due_on="due_on",
+            )
+        )
+        .values("summary")[:1]
+    )
+    overdue_count = unpaid.filter(due_on__lt=today).order_by().values("customer_id").annotate(n=Count("pk")).values("n")
+    expiring = (
+        TaxExemption.objects.filter(
+            customer_id=OuterRef(customer_ref),
+            status=ExemptionStatus.APPROVED,
+            expires_on__gte=today,
+            expires_on__lte=today + timedelta(days=EXEMPTION_EXPIRY_NOTICE_DAYS),
+        )
+        .filter(
+            ~Exists(TaxExemption.objects.filter(customer_id=OuterRef("customer_id"), status=ExemptionStatus.SUBMITTED))
+        )
+        .order_by("expires_on")
+        .values("expires_on")[:1]
+    )
+    return {
+        "oldest_unpaid": Subquery(oldest, output_field=JSONField()),
+        "overdue_count": Coalesce(Subquery(overdue_count), 0),
+        "exemption_expiring_on": Subquery(expiring),
+    }
+
+
+def _oldest_unpaid(row) -> UnpaidInvoice | None:
+    summary = row.oldest_unpaid
+    if not summary:
+        return None
+    if isinstance(summary, str):  # a JSON text, on a backend that does not decode it
+        summary = json.loads(summary)
+    due_on = summary["due_on"]
+    return UnpaidInvoice(
+        invoice_id=int(summary["invoice_id"]),
+        number=summary["number"],
+        amount_due_minor=int(summary["amount_due_minor"]),
+        currency=summary["currency"],
+        due_on=due_on if isinstance(due_on, date) else date.fromisoformat(str(due_on)[:10]),
+    )
+
+
+def overdue_from_nudges(row, *, today: date) -> OverdueInvoice | None:
+    """The `OverdueInvoice` (as `overdue_invoice_from`) of a row annotated with `billing_nudge_annotations`."""
+    oldest = _oldest_unpaid(row)
+    if oldest is None or oldest.due_on >= today:
+        return None
+    return OverdueInvoice(
+        invoice_id=oldest.invoice_id,
+        number=oldest.number,
+        amount_due_minor=oldest.amount_due_minor,
+        currency=oldest.currency,
+        due_on=oldest.due_on,
+        others=max(0, int(row.overdue_count) - 1),
+    )
+
+
+def unpaid_invoice_from(row, *, today: date) -> UnpaidInvoice | None:
+    """The unpaid invoice not yet overdue that a row annotated with `billing_nudge_annotations` carries, or None
+    (also None when an invoice is overdue: the overdue banner speaks for it)."""
+    oldest = _oldest_unpaid(row)
+    return oldest if oldest is not None and oldest.due_on >= today else None
+
+
+def exemption_expiring_from(row) -> date | None:
+    """The expiry date a row annotated with `billing_nudge_annotations` carries, or None."""
+    value = row.exemption_expiring_on
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def billing_nudges_for_customer(*, customer_id: int, today: date):
+    """One Customer row annotated with `billing_nudge_annotations`, for a dashboard with no subscription row to
+    annotate; None if there is no such customer."""
+    return (
+        Customer.objects.filter(pk=customer_id)
+        .annotate(**billing_nudge_annotations(customer_ref="pk", today=today))
+        .first()
+    )

@@ -6,14 +6,17 @@ from datetime import date, datetime
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Exists, OuterRef, Prefetch, Subquery, Sum
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import Invoice, InvoiceKind, InvoiceStatus, PendingInvoiceItem
 from billing.selectors import (
+    billing_nudge_annotations,
+    billing_nudges_for_customer,
+    exemption_expiring_from,
     invoice_estimates_for_customer,
-    overdue_invoice_annotations,
-    overdue_invoice_for_customer,
-    overdue_invoice_from,
+    overdue_from_nudges,
+    unpaid_invoice_from,
 )
 from billing.services.discounts import HAS_DISCOUNT, has_discount_annotation, next_invoice_preview
 from billing.services.payments import BACKEND_STRIPE, payment_backend
@@ -170,8 +173,11 @@ def dashboard_context(*, customer, user, can) -> dict:
         .values("n")
     )
     # Billing roles are told about an unpaid invoice past its due date (members are not: it is not theirs to pay, and
-    # their service is not affected unless the subscription itself is past due — that banner they do see).
-    overdue_annotations = overdue_invoice_annotations(customer_ref="customer_id", today=today) if can.invoices else {}
+    # their service is not affected unless the subscription itself is past due — that banner they do see), and
+    # nudged about one coming due; tax roles about a certificate about to expire. One set of annotations on the same
+    # query carries all of it.
+    nudges = bool(can.invoices or can.tax)
+    nudge_annotations = billing_nudge_annotations(customer_ref="customer_id", today=today) if nudges else {}
     subscriptions = list(
         Subscription.objects.filter(customer=customer, status__in=LIVE_STATUSES)
         .select_related("package", "price", "customer__billing_profile")
@@ -188,7 +194,7 @@ def dashboard_context(*, customer, user, can) -> dict:
             seat_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_PER_SEAT),
             setup_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.ONE_TIME),
             **has_discount_annotation(),
-            **overdue_annotations,
+            **nudge_annotations,
         )
         .order_by("created_at")
     )
@@ -235,19 +241,62 @@ def dashboard_context(*, customer, user, can) -> dict:
         activity = list(
             AuditEvent.objects.filter(customer=customer).select_related("actor").order_by("-occurred_at", "-id")[:5]
         )
+    # The customer's own row of facts for the overdue banner and the nudges: the first subscription carries them as
+    # annotations; without one, a single Customer query does.
+    facts = subscriptions[0] if subscriptions else None
+    if facts is None and nudges:
+        facts = billing_nudges_for_customer(customer_id=customer.pk, today=today)
+    overdue = overdue_from_nudges(facts, today=today) if can.invoices and facts is not None else None
     hints = []
+    seats_url = reverse("portal:seats", args=[customer.pk])
     for card in cards:
         if can.seats and card["unassigned"]:
             n = card["unassigned"]
-            hints.append(f"{n} seat{'s' if n != 1 else ''} on {card['subscription'].package.name} unassigned")
+            hints.append(
+                {
+                    "text": f"{n} seat{'s' if n != 1 else ''} on {card['subscription'].package.name} unassigned",
+                    "url": seats_url,
+                    "link": "assign seats",
+                    "kind": "unassigned-seats",
+                }
+            )
     if can.seats and members["total"] == 1:
-        hints.append("You are the only person here yet: invite your team")
-    overdue = None
-    if can.invoices:
-        if subscriptions:
-            overdue = overdue_invoice_from(subscriptions[0])
-        else:
-            overdue = overdue_invoice_for_customer(customer_id=customer.pk, today=today)
+        hints.append(
+            {
+                "text": "You are the only person here yet: invite your team",
+                "url": seats_url,
+                "link": "manage seats",
+                "kind": "invite",
+            }
+        )
+    if can.invoices and overdue is None and facts is not None:
+        # An overdue invoice has its banner above; this is the one coming due.
+        unpaid = unpaid_invoice_from(facts, today=today)
+        if unpaid is not None:
+            hints.append(
+                {
+                    "text": f"Invoice {unpaid.number} is unpaid; it is due on {unpaid.due_on:%-d %b %Y}",
+                    "url": reverse("portal:invoice_detail", args=[customer.pk, unpaid.invoice_id]),
+                    "link": f"view invoice {unpaid.number}",
+                    "kind": "unpaid-invoice",
+                    "invoice": unpaid,
+                }
+            )
+    if can.tax and facts is not None:
+        expires_on = exemption_expiring_from(facts)
+        if expires_on is not None:
+            days = (expires_on - today).days
+            when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+            hints.append(
+                {
+                    "text": (
+                        f"Your tax-exemption certificate expires {when} ({expires_on:%-d %b %Y}): upload its renewal"
+                    ),
+                    "url": reverse("portal:tax", args=[customer.pk]),
+                    "link": "upload a certificate",
+                    "kind": "exemption-expiring",
+                }
+            )
     enablement = enablement_for(customer=customer)
     return {
         "overdue": overdue,
