@@ -87,3 +87,37 @@ def combine(components: dict[str, int | None], weights: dict[str, int]) -> Score
         return Score(score=None, components=components)
     weighted = sum(Decimal(v) * weights[k] for k, v in present.items()) / total_weight
     return Score(score=_points(weighted), components=components)
+
+
+STAGES = ("onboarding", "adopting", "established", "expanding", "at_risk", "churned")
+ONBOARDING_DAYS = 30
+ESTABLISHED_AFTER_DAYS = 90
+ADOPTED_SEAT_SHARE = 60  # seat adoption from which a customer counts as adopted
+
+
+def journey_stage(
+    *,
+    tenure_days: int,
+    live_subscriptions: int,
+    ever_subscribed: bool,
+    entitlements_not_active: int,
+    seats_grew_90_days: bool,
+    past_due: bool,
+    score: int | None,
+    at_risk_below: int,
+    seat_adoption: int | None,
+) -> str:
+    """The first rule that holds, in this order: churned (no live subscription left, had one); at risk (past due, or
+    the score below the threshold); onboarding (first 30 days, or entitlements not all active); expanding (seats grew
+    in 90 days); established (past 90 days and seat adoption ≥ 60); otherwise adopting."""
+    if live_subscriptions == 0 and ever_subscribed:
+        return "churned"
+    if past_due or (score is not None and score < at_risk_below):
+        return "at_risk"
+    if tenure_days < ONBOARDING_DAYS or entitlements_not_active > 0:
+        return "onboarding"
+    if seats_grew_90_days:
+        return "expanding"
+    if tenure_days >= ESTABLISHED_AFTER_DAYS and (seat_adoption is None or seat_adoption >= ADOPTED_SEAT_SHARE):
+        return "established"
+    return "adopting"

@@ -3,7 +3,7 @@
 from billing.models.credit_notes import CreditNote, CreditNoteLine
 from billing.models.discounts import Coupon, CouponAmount, CouponDuration, CouponKind, Discount, PromotionCode
 from billing.models.exports import AccountingExport, ExportFormat, ExportStatus
-from billing.models.health import CustomerHealthSnapshot, HealthWeights
+from billing.models.health import CustomerHealthSnapshot, HealthWeights, JourneyStageChange
 from billing.models.invoices import (
     EDITABLE_STATUSES,
     INVOICE_TRANSITIONS,
@@ -94,4 +94,5 @@ __all__ = [
     "TaxRate",
     "CustomerHealthSnapshot",
     "HealthWeights",
+    "JourneyStageChange",
 ]

@@ -40,6 +40,7 @@ class CustomerHealthSnapshot(models.Model):
     facts = models.JSONField(default=dict)
     weights = models.JSONField(default=dict)
     explanation = models.TextField(blank=True)
+    stage = models.CharField(max_length=20, blank=True, help_text="The journey stage derived at this computation.")
 
     class Meta:
         ordering = ["-computed_at", "-id"]
@@ -47,3 +48,19 @@ class CustomerHealthSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"Health of {self.customer_id} at {self.computed_at:%Y-%m-%d}: {self.score}"
+
+
+class JourneyStageChange(models.Model):
+    """A customer moved from one journey stage to another (recorded by customer_health_compute), with its date."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="journey_stage_changes")
+    from_stage = models.CharField(max_length=20, blank=True)
+    to_stage = models.CharField(max_length=20)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["customer", "-changed_at"], name="stage_change_customer")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.from_stage or '-'} → {self.to_stage} at {self.changed_at:%Y-%m-%d}"

@@ -8,21 +8,34 @@ adds a newer snapshot; the newest snapshot is the current score.
 from collections import defaultdict
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Count, Min, Q, Sum
 
 from billing.health import formulas
-from billing.models import CreditNote, CustomerHealthSnapshot, HealthWeights, Invoice, InvoiceStatus, Payment
+from billing.models import (
+    CreditNote,
+    CustomerHealthSnapshot,
+    HealthWeights,
+    Invoice,
+    InvoiceStatus,
+    JourneyStageChange,
+    Payment,
+)
 from billing.models.payments import PaymentStatus
 from subscriptions import clock
 from subscriptions.models import (
     LIVE_STATUSES,
+    Customer,
+    Entitlement,
+    EntitlementState,
     Membership,
     ProvisioningRun,
     RunOutcome,
     SeatAssignment,
+    SeatLedgerEntry,
     StaffNote,
     Subscription,
+    SubscriptionStatus,
     UsageRecord,
 )
 
@@ -50,7 +63,25 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
     since_90 = now - timedelta(days=90)
     ids = list(customer_ids)
     seats = _grouped(
-        Subscription.objects.filter(customer_id__in=ids, status__in=LIVE_STATUSES), "customer_id", n=Sum("seats")
+        Subscription.objects.filter(customer_id__in=ids),
+        "customer_id",
+        n=Sum("seats", filter=Q(status__in=LIVE_STATUSES)),
+        live=Count("id", filter=Q(status__in=LIVE_STATUSES)),
+        past_due=Count("id", filter=Q(status=SubscriptionStatus.PAST_DUE)),
+        ever=Count("id"),
+    )
+    joined = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "created_at"))
+    not_active = _grouped(
+        Entitlement.objects.filter(customer_id__in=ids).exclude(
+            state__in=(EntitlementState.ACTIVE, EntitlementState.REVOKED)
+        ),
+        "customer_id",
+        n=Count("id"),
+    )
+    grew = set(
+        SeatLedgerEntry.objects.filter(
+            subscription__customer_id__in=ids, effective_at__gte=since_90, seats_to__gt=models.F("seats_from")
+        ).values_list("subscription__customer_id", flat=True)
     )
     assigned = _grouped(
         SeatAssignment.objects.filter(subscription__customer_id__in=ids, subscription__status__in=LIVE_STATUSES),
@@ -106,7 +137,14 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
     facts = {}
     for cid in ids:
         oldest = overdue.get(cid, {}).get("oldest")
+        row = seats.get(cid) or {}
         facts[cid] = {
+            "tenure_days": (now - joined[cid]).days if cid in joined else 0,
+            "live_subscriptions": row.get("live") or 0,
+            "ever_subscribed": bool(row.get("ever")),
+            "subscription_past_due": bool(row.get("past_due")),
+            "entitlements_not_active": (not_active.get(cid) or {}).get("n") or 0,
+            "seats_grew_90_days": cid in grew,
             "seats_purchased": (seats.get(cid) or {}).get("n") or 0,
             "seats_assigned": (assigned.get(cid) or {}).get("n") or 0,
             "members": len(members[cid]),
@@ -177,14 +215,39 @@ def customer_health_compute(
     component_weights = {k: weights[k] for k in formulas.COMPONENTS}
     now = clock.now()
     facts = customer_health_facts(customer_ids=customer_ids)
+    previous = {}
+    for cid, stage in (
+        CustomerHealthSnapshot.objects.filter(customer_id__in=customer_ids)
+        .order_by("customer_id", "-computed_at", "-id")
+        .values_list("customer_id", "stage")
+    ):
+        previous.setdefault(cid, stage)  # the newest per customer (one query; history rows are few per chunk)
     snapshots = []
+    changes = []
     for cid, customer_facts in facts.items():
         components = health_components(customer_facts, (effort_scores or {}).get(cid, []))
+        score = formulas.combine(components, component_weights).score
+        stage = formulas.journey_stage(
+            tenure_days=customer_facts["tenure_days"],
+            live_subscriptions=customer_facts["live_subscriptions"],
+            ever_subscribed=customer_facts["ever_subscribed"],
+            entitlements_not_active=customer_facts["entitlements_not_active"],
+            seats_grew_90_days=customer_facts["seats_grew_90_days"],
+            past_due=customer_facts["subscription_past_due"] or customer_facts["overdue_invoices"] > 0,
+            score=score,
+            at_risk_below=weights["at_risk_below"],
+            seat_adoption=components["seat_adoption"],
+        )
+        if previous.get(cid, "") != stage:
+            changes.append(
+                JourneyStageChange(customer_id=cid, from_stage=previous.get(cid, ""), to_stage=stage, changed_at=now)
+            )
         snapshots.append(
             CustomerHealthSnapshot(
                 customer_id=cid,
                 computed_at=now,
-                score=formulas.combine(components, component_weights).score,
+                score=score,
+                stage=stage,
                 components=components,
                 facts=customer_facts,
                 weights=weights,
@@ -192,4 +255,5 @@ def customer_health_compute(
             )
         )
     with transaction.atomic():
+        JourneyStageChange.objects.bulk_create(changes)
         return CustomerHealthSnapshot.objects.bulk_create(snapshots)

@@ -51,7 +51,7 @@ def build_customer():
 
 def test_customer_health_compute_scores_each_component_from_facts(django_assert_max_num_queries):
     customer = build_customer()
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(20):
         [snapshot] = customer_health_compute(customer_ids=[customer.pk], effort_scores={customer.pk: [7, 6, 5]})
     assert snapshot.components == {
         "seat_adoption": 80,  # 8 / 10
@@ -82,7 +82,27 @@ def test_customer_health_compute_uses_the_newest_weights_and_keeps_history():
 def test_customer_health_compute_query_count_does_not_grow_with_the_chunk(django_assert_max_num_queries):
     few = [build_customer().pk]
     many = few + [CustomerFactory().pk for _ in range(30)]
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(20):
         customer_health_compute(customer_ids=many)
     with pytest.raises(ValueError):
         customer_health_compute(customer_ids=list(range(1, CHUNK_SIZE + 2)))
+
+
+def test_customer_health_compute_derives_the_stage_and_records_changes_once():
+    from billing.models import JourneyStageChange
+
+    customer = build_customer()
+    # given an overdue invoice, the customer is at risk whatever the score
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    assert snapshot.stage == "at_risk"
+    customer_health_compute(customer_ids=[customer.pk])
+    # when the invoice is paid, the customer (created today) is back in onboarding: one more change, dated now
+    Invoice.objects.filter(customer=customer, status=InvoiceStatus.OPEN).update(
+        status=InvoiceStatus.PAID, paid_at=clock.now()
+    )
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    assert snapshot.stage == "onboarding"
+    assert list(
+        JourneyStageChange.objects.filter(customer=customer).order_by("id").values_list("from_stage", "to_stage")
+    ) == [("", "at_risk"), ("at_risk", "onboarding")]
+    assert JourneyStageChange.objects.filter(customer=customer).latest("id").changed_at == clock.now()

@@ -78,3 +78,39 @@ def test_combine_stays_between_the_lowest_and_highest_weighted_component(compone
         assert score is None
     else:
         assert min(used) <= score <= max(used)
+
+
+STAGE_BASE = {
+    "tenure_days": 200,
+    "live_subscriptions": 1,
+    "ever_subscribed": True,
+    "entitlements_not_active": 0,
+    "seats_grew_90_days": False,
+    "past_due": False,
+    "score": 80,
+    "at_risk_below": 50,
+    "seat_adoption": 80,
+}
+
+
+def test_journey_stage_rules_in_order():
+    assert f.journey_stage(**STAGE_BASE) == "established"
+    assert f.journey_stage(**{**STAGE_BASE, "live_subscriptions": 0}) == "churned"
+    assert f.journey_stage(**{**STAGE_BASE, "past_due": True}) == "at_risk"
+    assert f.journey_stage(**{**STAGE_BASE, "score": 49}) == "at_risk"
+    assert f.journey_stage(**{**STAGE_BASE, "score": 50}) == "established"
+    assert f.journey_stage(**{**STAGE_BASE, "tenure_days": 29}) == "onboarding"
+    assert f.journey_stage(**{**STAGE_BASE, "entitlements_not_active": 1}) == "onboarding"
+    assert f.journey_stage(**{**STAGE_BASE, "seats_grew_90_days": True}) == "expanding"
+    assert f.journey_stage(**{**STAGE_BASE, "seat_adoption": 40}) == "adopting"
+    assert f.journey_stage(**{**STAGE_BASE, "tenure_days": 60}) == "adopting"
+
+
+@given(tenure=st.integers(0, 3650), score=st.one_of(st.none(), st.integers(0, 100)), past_due=st.booleans())
+def test_journey_stage_onboarding_exactly_in_the_first_30_days_unless_at_risk(tenure, score, past_due):
+    stage = f.journey_stage(**{**STAGE_BASE, "tenure_days": tenure, "score": score, "past_due": past_due})
+    at_risk = past_due or (score is not None and score < 50)
+    assert stage in f.STAGES
+    assert (stage == "at_risk") == at_risk
+    if not at_risk:
+        assert (stage == "onboarding") == (tenure < 30)
