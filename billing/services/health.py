@@ -11,6 +11,7 @@ from datetime import timedelta
 from django.db import models, transaction
 from django.db.models import Count, Min, Q, Sum
 
+from billing.exceptions import HealthWeightsInvalid
 from billing.health import formulas
 from billing.models import (
     CreditNote,
@@ -257,3 +258,36 @@ def customer_health_compute(
     with transaction.atomic():
         JourneyStageChange.objects.bulk_create(changes)
         return CustomerHealthSnapshot.objects.bulk_create(snapshots)
+
+
+def health_weights_preview(*, weights: dict[str, int], at_risk_below: int) -> dict[str, list[int]]:
+    """How the at-risk list would change under `weights` (no writes): rescoring each customer's newest snapshot's
+    components. Returns {"joining": [customer ids], "leaving": [...], "at_risk": [...]} under the new weights.
+    Raises HealthWeightsInvalid for weights formulas.weights_problems refuses."""
+    problems = formulas.weights_problems(weights)
+    if problems:
+        raise HealthWeightsInvalid(" ".join(problems))
+    current = health_weights_current()
+    latest = {}
+    for snapshot in CustomerHealthSnapshot.objects.order_by("customer_id", "-computed_at", "-id").only(
+        "customer_id", "score", "components"
+    ):
+        latest.setdefault(snapshot.customer_id, snapshot)
+    before, after = set(), set()
+    for cid, snapshot in latest.items():
+        if snapshot.score is not None and snapshot.score < current["at_risk_below"]:
+            before.add(cid)
+        score = formulas.combine(snapshot.components, weights).score
+        if score is not None and score < at_risk_below:
+            after.add(cid)
+    return {"joining": sorted(after - before), "leaving": sorted(before - after), "at_risk": sorted(after)}
+
+
+def health_weights_save(*, weights: dict[str, int], at_risk_below: int, actor) -> HealthWeights:
+    """Store a new weight set (in force from the next computation). Raises HealthWeightsInvalid."""
+    problems = formulas.weights_problems(weights)
+    if not 0 <= at_risk_below <= 100:
+        problems.append("The at-risk threshold is a score from 0 to 100.")
+    if problems:
+        raise HealthWeightsInvalid(" ".join(problems))
+    return HealthWeights.objects.create(**weights, at_risk_below=at_risk_below, created_by=actor)

@@ -106,3 +106,24 @@ def test_customer_health_compute_derives_the_stage_and_records_changes_once():
         JourneyStageChange.objects.filter(customer=customer).order_by("id").values_list("from_stage", "to_stage")
     ) == [("", "at_risk"), ("at_risk", "onboarding")]
     assert JourneyStageChange.objects.filter(customer=customer).latest("id").changed_at == clock.now()
+
+
+def test_health_weights_preview_shows_who_joins_the_at_risk_list_without_saving():
+    from billing.exceptions import HealthWeightsInvalid
+    from billing.services.health import health_weights_preview, health_weights_save
+
+    customer = build_customer()
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    # no effort answers: (2000 + 1000 + 1575 + 800 + 700) / 90 = 67.5 → 68, not at risk under the default 50
+    assert snapshot.score == 68
+    # weighing only payment (63) with a threshold of 70 puts the customer on the list
+    only_payment = {"seat_adoption": 0, "activity": 0, "payment": 1, "enablement": 0, "friction": 0, "effort": 0}
+    preview = health_weights_preview(weights=only_payment, at_risk_below=70)
+    assert preview == {"joining": [customer.pk], "leaving": [], "at_risk": [customer.pk]}
+    assert not HealthWeights.objects.exists()
+    with pytest.raises(HealthWeightsInvalid):
+        health_weights_preview(weights={**only_payment, "payment": 0}, at_risk_below=70)
+    with pytest.raises(HealthWeightsInvalid):
+        health_weights_save(weights=only_payment, at_risk_below=101, actor=None)
+    health_weights_save(weights=only_payment, at_risk_below=70, actor=None)
+    assert HealthWeights.objects.get().payment == 1
