@@ -161,3 +161,8 @@ class PromotionCodeLimitReached(PromotionCodeError):
 
 class PromotionCodeThrottled(PromotionCodeError):
     code = "promotion_code_throttled"
+
+
+class HealthWeightsInvalid(BillingError):
+    code = "health_weights_invalid"
+    field = "weights"

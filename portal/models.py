@@ -51,6 +51,7 @@ class ServiceToken(models.Model):
 
     class Scope(models.TextChoices):
         ENTITLEMENTS_READ = "entitlements:read", "Read entitlements"
+        USAGE_WRITE = "usage:write", "Report product usage"
 
     name = models.CharField(max_length=100)
     scopes = models.JSONField(default=list, help_text='e.g. ["entitlements:read"]')

@@ -310,6 +310,10 @@ CELERY_BEAT_SCHEDULE["billing-run-hourly"] = {
     "task": "billing.billing_run",
     "schedule": crontab(minute=BILLING_RUN_MINUTE),
 }
+CELERY_BEAT_SCHEDULE["customer-health-nightly"] = {
+    "task": "portal.customer_health_recompute",
+    "schedule": crontab(hour=2, minute=30),  # after the midnight runs, before European mornings (docs/metrics.md)
+}
 CELERY_BEAT_SCHEDULE["billing-tax-exemptions-daily"] = {
     "task": "billing.tax_exemptions_daily",
     "schedule": crontab(hour=0, minute=15),  # after midnight UTC: yesterday was the last valid day of some

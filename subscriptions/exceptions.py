@@ -160,3 +160,9 @@ class WebhookUrlRefused(WebhookError):
 class WebhookEventTypesInvalid(WebhookError):
     code = "webhook_event_types_invalid"
     field = "event_types"
+
+
+class UsageInvalid(SubscriptionError):
+    """A usage report that cannot be accepted; nothing of the request is stored."""
+
+    code = "usage_invalid"

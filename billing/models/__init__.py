@@ -3,6 +3,7 @@
 from billing.models.credit_notes import CreditNote, CreditNoteLine
 from billing.models.discounts import Coupon, CouponAmount, CouponDuration, CouponKind, Discount, PromotionCode
 from billing.models.exports import AccountingExport, ExportFormat, ExportStatus
+from billing.models.health import CustomerHealthSnapshot, HealthWeights, JourneyStageChange
 from billing.models.invoices import (
     EDITABLE_STATUSES,
     INVOICE_TRANSITIONS,
@@ -97,4 +98,7 @@ __all__ = [
     "StripeEventStatus",
     "TaxExemption",
     "TaxRate",
+    "CustomerHealthSnapshot",
+    "HealthWeights",
+    "JourneyStageChange",
 ]

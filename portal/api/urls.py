@@ -11,6 +11,7 @@ from portal.api.views import (
     members,
     signup,
     subscriptions,
+    usage,
     webhooks,
 )
 from portal.api.views.errors import not_found
@@ -63,6 +64,7 @@ urlpatterns = [
     ),
     path(f"v1/{C}/entitlements/", entitlements.CustomerEntitlementsApi.as_view(), name="customer-entitlements"),
     path("v1/entitlements/", entitlements.ServiceEntitlementsApi.as_view(), name="entitlements"),
+    path("v1/usage/", usage.UsageSubmitApi.as_view(), name="usage"),
     path("v1/signup/", signup.SignupApi.as_view(), name="signup"),
     path(f"v1/{W}/", webhooks.WebhookEndpointListApi.as_view(), name="webhook-endpoints"),
     path(f"v1/{W}/<int:endpoint_id>/", webhooks.WebhookEndpointDetailApi.as_view(), name="webhook-endpoint"),

@@ -35,6 +35,7 @@ from subscriptions.models.subscriptions import (
     SubscriptionChange,
     SubscriptionStatus,
 )
+from subscriptions.models.usage import UsageKind, UsageRecord
 from subscriptions.models.users import User, UserManager
 from subscriptions.models.webhooks import (
     SUBSCRIBABLE_EVENT_TYPES,
@@ -81,6 +82,8 @@ __all__ = [
     "SubscriptionAddon",
     "SubscriptionChange",
     "SubscriptionStatus",
+    "UsageKind",
+    "UsageRecord",
     "User",
     "UserManager",
     "SUBSCRIBABLE_EVENT_TYPES",

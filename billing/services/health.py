@@ -1,0 +1,293 @@
+"""customer_health_compute: score a chunk of customers and store one snapshot each (docs/metrics.md).
+
+A constant number of queries per chunk whatever its size (one grouped aggregate per fact, one bulk insert), so
+10,000 customers cost 10,000 ÷ chunk × that constant (bench/health.py). Idempotent in the sense that rerunning only
+adds a newer snapshot; the newest snapshot is the current score.
+"""
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.db import models, transaction
+from django.db.models import Count, Min, Q, Sum
+
+from billing.exceptions import HealthWeightsInvalid
+from billing.health import formulas
+from billing.models import (
+    CreditNote,
+    CustomerHealthSnapshot,
+    HealthWeights,
+    Invoice,
+    InvoiceStatus,
+    JourneyStageChange,
+    Payment,
+)
+from billing.models.payments import PaymentStatus
+from subscriptions import clock
+from subscriptions.models import (
+    LIVE_STATUSES,
+    Customer,
+    Entitlement,
+    EntitlementState,
+    Membership,
+    ProvisioningRun,
+    RunOutcome,
+    SeatAssignment,
+    SeatLedgerEntry,
+    StaffNote,
+    Subscription,
+    SubscriptionStatus,
+    UsageRecord,
+)
+
+CHUNK_SIZE = 500
+BILLING_NOTE_WORDS = ("billing", "invoice", "payment", "refund", "credit")
+
+
+def health_weights_current() -> dict[str, int]:
+    """The weights in force (the newest saved set) and the at-risk threshold, or the defaults."""
+    row = HealthWeights.objects.order_by("-id").first()
+    if row is None:
+        return {**formulas.DEFAULT_WEIGHTS, "at_risk_below": 50}
+    return {name: getattr(row, name) for name in (*formulas.COMPONENTS, "at_risk_below")}
+
+
+def _grouped(queryset, key: str, **aggregates) -> dict[int, dict]:
+    return {row[key]: row for row in queryset.values(key).annotate(**aggregates)}
+
+
+def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
+    """The facts behind every component for these customers, in a fixed number of grouped queries."""
+    now = clock.now()
+    today = clock.today()
+    since_30 = now - timedelta(days=30)
+    since_90 = now - timedelta(days=90)
+    ids = list(customer_ids)
+    seats = _grouped(
+        Subscription.objects.filter(customer_id__in=ids),
+        "customer_id",
+        n=Sum("seats", filter=Q(status__in=LIVE_STATUSES)),
+        live=Count("id", filter=Q(status__in=LIVE_STATUSES)),
+        past_due=Count("id", filter=Q(status=SubscriptionStatus.PAST_DUE)),
+        ever=Count("id"),
+    )
+    joined = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "created_at"))
+    not_active = _grouped(
+        Entitlement.objects.filter(customer_id__in=ids).exclude(
+            state__in=(EntitlementState.ACTIVE, EntitlementState.REVOKED)
+        ),
+        "customer_id",
+        n=Count("id"),
+    )
+    grew = set(
+        SeatLedgerEntry.objects.filter(
+            subscription__customer_id__in=ids, effective_at__gte=since_90, seats_to__gt=models.F("seats_from")
+        ).values_list("subscription__customer_id", flat=True)
+    )
+    assigned = _grouped(
+        SeatAssignment.objects.filter(subscription__customer_id__in=ids, subscription__status__in=LIVE_STATUSES),
+        "subscription__customer_id",
+        n=Count("id"),
+    )
+    members = defaultdict(set)
+    active = defaultdict(set)
+    for customer_id, user_id, last_login in Membership.objects.filter(customer_id__in=ids).values_list(
+        "customer_id", "user_id", "user__last_login"
+    ):
+        members[customer_id].add(user_id)
+        if last_login is not None and last_login >= since_30:
+            active[customer_id].add(user_id)
+    for customer_id, user_id in (
+        UsageRecord.objects.filter(customer_id__in=ids, day__gte=today - timedelta(days=30), user__isnull=False)
+        .values_list("customer_id", "user_id")
+        .distinct()
+    ):
+        if user_id in members[customer_id]:
+            active[customer_id].add(user_id)
+    overdue = _grouped(
+        Invoice.objects.filter(customer_id__in=ids, status=InvoiceStatus.OPEN, due_on__lt=today),
+        "customer_id",
+        n=Count("id"),
+        oldest=Min("due_on"),
+    )
+    failed_payments = _grouped(
+        Payment.objects.filter(invoice__customer_id__in=ids, status=PaymentStatus.FAILED, created_at__gte=since_30),
+        "invoice__customer_id",
+        n=Count("id"),
+    )
+    runs = _grouped(
+        ProvisioningRun.objects.filter(customer_id__in=ids, started_at__gte=since_30),
+        "customer_id",
+        failed=Count("id", filter=Q(outcome__in=(RunOutcome.FAILED, RunOutcome.RETRYING))),
+        slow=Count("id", filter=Q(duration_ms__gt=formulas.SLOW_RUN_MS)),
+    )
+    held = _grouped(
+        Invoice.objects.filter(customer_id__in=ids, status=InvoiceStatus.HELD), "customer_id", n=Count("id")
+    )
+    credit_notes = _grouped(
+        CreditNote.objects.filter(customer_id__in=ids, issued_at__gte=since_90), "customer_id", n=Count("id")
+    )
+    note_words = Q()
+    for word in BILLING_NOTE_WORDS:
+        note_words |= Q(body__icontains=word)
+    notes = _grouped(
+        StaffNote.objects.filter(note_words, customer_id__in=ids, created_at__gte=since_90),
+        "customer_id",
+        n=Count("id"),
+    )
+    facts = {}
+    for cid in ids:
+        oldest = overdue.get(cid, {}).get("oldest")
+        row = seats.get(cid) or {}
+        facts[cid] = {
+            "tenure_days": (now - joined[cid]).days if cid in joined else 0,
+            "live_subscriptions": row.get("live") or 0,
+            "ever_subscribed": bool(row.get("ever")),
+            "subscription_past_due": bool(row.get("past_due")),
+            "entitlements_not_active": (not_active.get(cid) or {}).get("n") or 0,
+            "seats_grew_90_days": cid in grew,
+            "seats_purchased": (seats.get(cid) or {}).get("n") or 0,
+            "seats_assigned": (assigned.get(cid) or {}).get("n") or 0,
+            "members": len(members[cid]),
+            "active_members": len(active[cid]),
+            "overdue_invoices": (overdue.get(cid) or {}).get("n") or 0,
+            "days_past_due": (today - oldest).days if oldest else 0,
+            "failed_payments": (failed_payments.get(cid) or {}).get("n") or 0,
+            "failed_runs": (runs.get(cid) or {}).get("failed") or 0,
+            "slow_runs": (runs.get(cid) or {}).get("slow") or 0,
+            "held_invoices": (held.get(cid) or {}).get("n") or 0,
+            "credit_notes": (credit_notes.get(cid) or {}).get("n") or 0,
+            "billing_notes": (notes.get(cid) or {}).get("n") or 0,
+        }
+    return facts
+
+
+def health_components(facts: dict, effort_scores: list[int]) -> dict[str, int | None]:
+    return {
+        "seat_adoption": formulas.seat_adoption(assigned=facts["seats_assigned"], purchased=facts["seats_purchased"]),
+        "activity": formulas.activity(members=facts["members"], active_members=facts["active_members"]),
+        "payment": formulas.payment(
+            overdue_invoices=facts["overdue_invoices"],
+            failed_payments=facts["failed_payments"],
+            days_past_due=facts["days_past_due"],
+        ),
+        "enablement": formulas.enablement(failed_runs=facts["failed_runs"], slow_runs=facts["slow_runs"]),
+        "friction": formulas.friction(
+            held_invoices=facts["held_invoices"],
+            credit_notes=facts["credit_notes"],
+            billing_notes=facts["billing_notes"],
+        ),
+        "effort": formulas.effort(scores=effort_scores),
+    }
+
+
+def health_explanation(facts: dict) -> str:
+    """The facts that cost points, in words ("2 of 10 seats unassigned; 1 invoice overdue, 12 days past due")."""
+    parts = []
+    unassigned = facts["seats_purchased"] - facts["seats_assigned"]
+    if unassigned > 0:
+        parts.append(f"{unassigned} of {facts['seats_purchased']} seats unassigned")
+    inactive = facts["members"] - facts["active_members"]
+    if inactive > 0:
+        parts.append(f"{inactive} of {facts['members']} people not active in 30 days")
+    if facts["overdue_invoices"]:
+        parts.append(f"{facts['overdue_invoices']} invoice(s) overdue, {facts['days_past_due']} days past due")
+    if facts["failed_payments"]:
+        parts.append(f"{facts['failed_payments']} failed payment(s) in 30 days")
+    if facts["failed_runs"] or facts["slow_runs"]:
+        parts.append(f"{facts['failed_runs']} failed and {facts['slow_runs']} slow enablement run(s) in 30 days")
+    if facts["held_invoices"]:
+        parts.append(f"{facts['held_invoices']} invoice(s) held")
+    if facts["credit_notes"]:
+        parts.append(f"{facts['credit_notes']} credit note(s) in 90 days")
+    if facts["billing_notes"]:
+        parts.append(f"{facts['billing_notes']} billing note(s) by staff in 90 days")
+    return "; ".join(parts) if parts else "Nothing stands out."
+
+
+def customer_health_compute(
+    *, customer_ids: list[int], effort_scores: dict[int, list[int]] | None = None
+) -> list[CustomerHealthSnapshot]:
+    """Score `customer_ids` (at most CHUNK_SIZE) and store one snapshot each; effort answers come from the caller
+    (the survey lives in the portal layer, above billing)."""
+    if len(customer_ids) > CHUNK_SIZE:
+        raise ValueError(f"Compute at most {CHUNK_SIZE} customers per chunk.")
+    weights = health_weights_current()
+    component_weights = {k: weights[k] for k in formulas.COMPONENTS}
+    now = clock.now()
+    facts = customer_health_facts(customer_ids=customer_ids)
+    previous = {}
+    for cid, stage in (
+        CustomerHealthSnapshot.objects.filter(customer_id__in=customer_ids)
+        .order_by("customer_id", "-computed_at", "-id")
+        .values_list("customer_id", "stage")
+    ):
+        previous.setdefault(cid, stage)  # the newest per customer (one query; history rows are few per chunk)
+    snapshots = []
+    changes = []
+    for cid, customer_facts in facts.items():
+        components = health_components(customer_facts, (effort_scores or {}).get(cid, []))
+        score = formulas.combine(components, component_weights).score
+        stage = formulas.journey_stage(
+            tenure_days=customer_facts["tenure_days"],
+            live_subscriptions=customer_facts["live_subscriptions"],
+            ever_subscribed=customer_facts["ever_subscribed"],
+            entitlements_not_active=customer_facts["entitlements_not_active"],
+            seats_grew_90_days=customer_facts["seats_grew_90_days"],
+            past_due=customer_facts["subscription_past_due"] or customer_facts["overdue_invoices"] > 0,
+            score=score,
+            at_risk_below=weights["at_risk_below"],
+            seat_adoption=components["seat_adoption"],
+        )
+        if previous.get(cid, "") != stage:
+            changes.append(
+                JourneyStageChange(customer_id=cid, from_stage=previous.get(cid, ""), to_stage=stage, changed_at=now)
+            )
+        snapshots.append(
+            CustomerHealthSnapshot(
+                customer_id=cid,
+                computed_at=now,
+                score=score,
+                stage=stage,
+                components=components,
+                facts=customer_facts,
+                weights=weights,
+                explanation=health_explanation(customer_facts),
+            )
+        )
+    with transaction.atomic():
+        JourneyStageChange.objects.bulk_create(changes)
+        return CustomerHealthSnapshot.objects.bulk_create(snapshots)
+
+
+def health_weights_preview(*, weights: dict[str, int], at_risk_below: int) -> dict[str, list[int]]:
+    """How the at-risk list would change under `weights` (no writes): rescoring each customer's newest snapshot's
+    components. Returns {"joining": [customer ids], "leaving": [...], "at_risk": [...]} under the new weights.
+    Raises HealthWeightsInvalid for weights formulas.weights_problems refuses."""
+    problems = formulas.weights_problems(weights)
+    if problems:
+        raise HealthWeightsInvalid(" ".join(problems))
+    current = health_weights_current()
+    latest = {}
+    for snapshot in CustomerHealthSnapshot.objects.order_by("customer_id", "-computed_at", "-id").only(
+        "customer_id", "score", "components"
+    ):
+        latest.setdefault(snapshot.customer_id, snapshot)
+    before, after = set(), set()
+    for cid, snapshot in latest.items():
+        if snapshot.score is not None and snapshot.score < current["at_risk_below"]:
+            before.add(cid)
+        score = formulas.combine(snapshot.components, weights).score
+        if score is not None and score < at_risk_below:
+            after.add(cid)
+    return {"joining": sorted(after - before), "leaving": sorted(before - after), "at_risk": sorted(after)}
+
+
+def health_weights_save(*, weights: dict[str, int], at_risk_below: int, actor) -> HealthWeights:
+    """Store a new weight set (in force from the next computation). Raises HealthWeightsInvalid."""
+    problems = formulas.weights_problems(weights)
+    if not 0 <= at_risk_below <= 100:
+        problems.append("The at-risk threshold is a score from 0 to 100.")
+    if problems:
+        raise HealthWeightsInvalid(" ".join(problems))
+    return HealthWeights.objects.create(**weights, at_risk_below=at_risk_below, created_by=actor)

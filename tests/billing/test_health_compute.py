@@ -1,0 +1,129 @@
+"""customer_health_compute on a hand-built customer; expected figures computed by hand in the comments."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+
+from billing.models import CustomerHealthSnapshot, HealthWeights, Invoice, InvoiceStatus
+from billing.services.health import CHUNK_SIZE, customer_health_compute
+from subscriptions import clock
+from subscriptions.models import ProvisioningRun, RunOutcome, StaffNote
+from tests.factories import CustomerFactory, MembershipFactory, SeatAssignmentFactory, SubscriptionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def pinned():
+    with time_machine.travel(clock.now(), tick=False):
+        yield
+
+
+def build_customer():
+    sub = SubscriptionFactory(seats=10)
+    customer = sub.customer
+    now = clock.now()
+    # 4 members: 2 signed in within 30 days, 2 not; 8 seats assigned (to the members and 4 others)
+    for index in range(4):
+        m = MembershipFactory(customer=customer)
+        m.user.last_login = now - timedelta(days=3 if index < 2 else 45)
+        m.user.save(update_fields=["last_login"])
+        SeatAssignmentFactory(subscription=sub, user=m.user)
+    for _ in range(4):
+        SeatAssignmentFactory(subscription=sub)
+    # 1 open invoice due 12 days ago; 1 held invoice
+    Invoice.objects.create(
+        customer=customer,
+        currency="USD",
+        status=InvoiceStatus.OPEN,
+        number=f"T-{customer.pk}",
+        issued_at=now - timedelta(days=42),
+        due_on=clock.today() - timedelta(days=12),
+    )
+    Invoice.objects.create(customer=customer, currency="USD", status=InvoiceStatus.HELD)
+    # 1 failed enablement run 5 days ago
+    ProvisioningRun.objects.create(customer=customer, started_at=now - timedelta(days=5), outcome=RunOutcome.FAILED)
+    StaffNote.objects.create(customer=customer, body="Called about a wrong invoice total")
+    StaffNote.objects.create(customer=customer, body="Asked about SSO")
+    return customer
+
+
+def test_customer_health_compute_scores_each_component_from_facts(django_assert_max_num_queries):
+    customer = build_customer()
+    with django_assert_max_num_queries(20):
+        [snapshot] = customer_health_compute(customer_ids=[customer.pk], effort_scores={customer.pk: [7, 6, 5]})
+    assert snapshot.components == {
+        "seat_adoption": 80,  # 8 / 10
+        "activity": 50,  # 2 of 4 members active
+        "payment": 63,  # 100 − 25 (1 overdue) − 12 days past due
+        "enablement": 80,  # 100 − 20 (1 failed run)
+        "friction": 70,  # 100 − 20 (1 held) − 10 (1 billing note; the SSO note does not count)
+        "effort": 83,  # mean 6 → 5/6 × 100
+    }
+    # (80×25 + 50×20 + 63×25 + 80×10 + 70×10 + 83×10) / 100 = (2000+1000+1575+800+700+830)/100 = 69.05 → 69
+    assert snapshot.score == 69
+    assert snapshot.explanation == (
+        "2 of 10 seats unassigned; 2 of 4 people not active in 30 days; 1 invoice(s) overdue, 12 days past due; "
+        "1 failed and 0 slow enablement run(s) in 30 days; 1 invoice(s) held; 1 billing note(s) by staff in 90 days"
+    )
+
+
+def test_customer_health_compute_uses_the_newest_weights_and_keeps_history():
+    customer = build_customer()
+    customer_health_compute(customer_ids=[customer.pk])
+    HealthWeights.objects.create(seat_adoption=1, activity=0, payment=0, enablement=0, friction=0, effort=0)
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    # only seat adoption weighs now: 80
+    assert snapshot.score == 80
+    assert CustomerHealthSnapshot.objects.filter(customer=customer).count() == 2
+
+
+def test_customer_health_compute_query_count_does_not_grow_with_the_chunk(django_assert_max_num_queries):
+    few = [build_customer().pk]
+    many = few + [CustomerFactory().pk for _ in range(30)]
+    with django_assert_max_num_queries(20):
+        customer_health_compute(customer_ids=many)
+    with pytest.raises(ValueError):
+        customer_health_compute(customer_ids=list(range(1, CHUNK_SIZE + 2)))
+
+
+def test_customer_health_compute_derives_the_stage_and_records_changes_once():
+    from billing.models import JourneyStageChange
+
+    customer = build_customer()
+    # given an overdue invoice, the customer is at risk whatever the score
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    assert snapshot.stage == "at_risk"
+    customer_health_compute(customer_ids=[customer.pk])
+    # when the invoice is paid, the customer (created today) is back in onboarding: one more change, dated now
+    Invoice.objects.filter(customer=customer, status=InvoiceStatus.OPEN).update(
+        status=InvoiceStatus.PAID, paid_at=clock.now()
+    )
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    assert snapshot.stage == "onboarding"
+    assert list(
+        JourneyStageChange.objects.filter(customer=customer).order_by("id").values_list("from_stage", "to_stage")
+    ) == [("", "at_risk"), ("at_risk", "onboarding")]
+    assert JourneyStageChange.objects.filter(customer=customer).latest("id").changed_at == clock.now()
+
+
+def test_health_weights_preview_shows_who_joins_the_at_risk_list_without_saving():
+    from billing.exceptions import HealthWeightsInvalid
+    from billing.services.health import health_weights_preview, health_weights_save
+
+    customer = build_customer()
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    # no effort answers: (2000 + 1000 + 1575 + 800 + 700) / 90 = 67.5 → 68, not at risk under the default 50
+    assert snapshot.score == 68
+    # weighing only payment (63) with a threshold of 70 puts the customer on the list
+    only_payment = {"seat_adoption": 0, "activity": 0, "payment": 1, "enablement": 0, "friction": 0, "effort": 0}
+    preview = health_weights_preview(weights=only_payment, at_risk_below=70)
+    assert preview == {"joining": [customer.pk], "leaving": [], "at_risk": [customer.pk]}
+    assert not HealthWeights.objects.exists()
+    with pytest.raises(HealthWeightsInvalid):
+        health_weights_preview(weights={**only_payment, "payment": 0}, at_risk_below=70)
+    with pytest.raises(HealthWeightsInvalid):
+        health_weights_save(weights=only_payment, at_risk_below=101, actor=None)
+    health_weights_save(weights=only_payment, at_risk_below=70, actor=None)
+    assert HealthWeights.objects.get().payment == 1
