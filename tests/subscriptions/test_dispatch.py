@@ -41,20 +41,30 @@ def _closed_port() -> int:
 
 
 @pytest.fixture
-def broker_down():
+def broker_down(monkeypatch):
     """A real Redis broker URL on a local port nobody listens on; eager mode off, so tasks really are published.
 
-    The app's pooled connections and producers are set aside for the test and put back after it."""
+    The app's pooled connections and producers are set aside for the test and put back after it. Celery reads the
+    CELERY_BROKER_URL environment variable before its configuration (CI's second pass sets it to the real Redis), so
+    both are pointed at the closed port; otherwise the test would publish to the real broker and then close kombu's
+    shared pool for it, breaking every later publish in the process ("Acquire on closed pool")."""
     conf = current_app.conf
     saved = {key: conf[key] for key in ("task_always_eager", "broker_url", "task_publish_retry_policy")}
     saved_pools = current_app._pool, current_app.amqp._producer_pool
     current_app._pool = current_app.amqp._producer_pool = None
+    down = f"redis://127.0.0.1:{_closed_port()}/1"
+    monkeypatch.setenv("CELERY_BROKER_URL", down)
     conf.task_always_eager = False
-    conf.broker_url = f"redis://127.0.0.1:{_closed_port()}/1"
+    conf.broker_url = down
     conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0, "interval_step": 0, "interval_max": 0}
     yield
-    if current_app._pool is not None:
-        current_app._pool.force_close_all()
+    test_pool = current_app._pool
+    if (
+        test_pool is not None
+        and test_pool is not saved_pools[0]
+        and str(down).split("//")[1] in str(test_pool.connection.as_uri())
+    ):
+        test_pool.force_close_all()
     current_app._pool, current_app.amqp._producer_pool = saved_pools
     for key, value in saved.items():
         conf[key] = value
