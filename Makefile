@@ -68,8 +68,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(PY) scripts/check-local-imports
 
-# Function-local imports of project modules without a `# local import: <reason>` comment (not in `lint` yet).
+# Function-local imports of project modules without a `# local import: <reason>` comment (part of `lint`).
 check-local-imports: $(STAMP)
 	$(PY) scripts/check-local-imports
 

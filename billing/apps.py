@@ -8,9 +8,9 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here, not at module level: Django loads apps.py before any model, and these modules use models.
-        from billing import checks, tasks  # noqa: F401  (system checks; every task registered by name)
-        from billing.services import changes, dunning, payments
-        from billing.services.billing_run import billing_run_step_register
+        from billing import checks, tasks  # noqa: F401  # local import: in ready(); system checks, tasks by name
+        from billing.services import changes, dunning, payments  # local import: in ready(), after the models
+        from billing.services.billing_run import billing_run_step_register  # local import: in ready()
 
         # The upward calls of the billing layers, wired once here (docs/decisions.md, "Billing layers"): a payment's
         # outcome goes to dunning, and every billing run first bills the mid-period changes.

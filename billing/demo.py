@@ -23,6 +23,7 @@ from billing.models import (
     TaxRate,
 )
 from billing.services.billing_run import billing_run
+from billing.services.documents import html_to_pdf, invoice_render_pdf
 from billing.services.exemptions import tax_exemption_submit
 from billing.services.invoices import invoice_apply_payment, invoice_approve_and_issue
 from billing.services.profiles import billing_profile_update
@@ -92,7 +93,6 @@ def _globex_certificate_expiry(today: date) -> date:
 
 
 def _certificate_pdf(expires_on: date) -> bytes:
-    from billing.services.documents import html_to_pdf
 
     return html_to_pdf(
         "<h1>New York State — Resale Certificate (ST-120)</h1><p>Purchaser: Globex Corporation</p>"
@@ -143,7 +143,6 @@ def _series_of(issued_at: datetime) -> str:
 
 def _rerender_pdfs(invoice_ids: list[int]) -> None:
     """A PDF rendered before the demo backdated (and renumbered) its invoice shows the wrong number and date."""
-    from billing.services.documents import invoice_render_pdf
 
     for invoice in Invoice.objects.filter(pk__in=invoice_ids).exclude(pdf_sha256=""):
         if invoice.pdf_file:

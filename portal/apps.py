@@ -7,4 +7,4 @@ class PortalConfig(AppConfig):
 
     def ready(self):
         # Staff sign-ins, failures and sign-outs are audited whichever form or backend handled them.
-        from portal import receivers  # noqa: F401
+        from portal import receivers  # noqa: F401  # local import: in ready(), after the models

@@ -17,6 +17,9 @@ portal/__init__.py), so a scrape of any web process adds up the web processes, t
 
 Access: a bearer token (METRICS_TOKEN) or, without one, only the addresses in METRICS_ALLOWED_IPS (loopback by
 default; nobody in production unless configured). Metrics name no customer, e-mail or secret.
+
+Models are imported inside the collectors ("local import: pre-setup"): portal.celery loads this module before
+Django's app registry is ready, so a module-level model import would fail.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def _task_finished(task_id=None, task=None, retval=None, state=None, **kwargs) -
 
 
 def _observe_provisioning_lag(*, run_id: int) -> None:
-    from subscriptions.models import ProvisioningRun, RunOutcome
+    from subscriptions.models import ProvisioningRun, RunOutcome  # local import: pre-setup, see top
 
     run = (
         ProvisioningRun.objects.filter(pk=run_id, outcome=RunOutcome.APPLIED).values("queued_at", "finished_at").first()
@@ -96,7 +99,7 @@ class StateCollector:
         yield self._queue_depth()
 
     def _invoices_held(self) -> GaugeMetricFamily:
-        from billing.models import Invoice, InvoiceStatus
+        from billing.models import Invoice, InvoiceStatus  # local import: pre-setup, see top
 
         family = GaugeMetricFamily(
             "continuum_invoices_held",
@@ -115,7 +118,7 @@ class StateCollector:
     def _webhook_events(self) -> GaugeMetricFamily:
         from django.db.models import Count
 
-        from billing.models import StripeEvent, StripeEventStatus
+        from billing.models import StripeEvent, StripeEventStatus  # local import: pre-setup, see top
 
         family = GaugeMetricFamily(
             "continuum_stripe_webhook_events",
@@ -128,7 +131,7 @@ class StateCollector:
         return family
 
     def _queue_depth(self) -> GaugeMetricFamily:
-        from portal.celery import app
+        from portal.celery import app  # local import: portal.celery imports this module
 
         family = GaugeMetricFamily(
             "continuum_celery_queue_depth", "Messages waiting in each Celery queue of the broker.", labels=["queue"]

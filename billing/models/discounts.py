@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
 
+from billing.exceptions import CouponImmutable
 from subscriptions.models import Customer, Package, Subscription
 
 
@@ -82,8 +83,6 @@ class Coupon(models.Model):
             stored = Coupon.objects.filter(pk=self.pk, times_redeemed__gt=0).values(*self.FROZEN_WHEN_REDEEMED).first()
             changed = [name for name, value in (stored or {}).items() if getattr(self, name) != value]
             if changed:
-                from billing.exceptions import CouponImmutable
-
                 raise CouponImmutable(
                     f"Coupon “{stored['name']}” has been redeemed and cannot change ({', '.join(changed)}); "
                     "create a new coupon instead."
@@ -111,8 +110,6 @@ class CouponAmount(models.Model):
 
     def save(self, *args, **kwargs):
         if self.coupon_id and Coupon.objects.filter(pk=self.coupon_id, times_redeemed__gt=0).exists():
-            from billing.exceptions import CouponImmutable
-
             raise CouponImmutable("This coupon has been redeemed; its amounts cannot change.")
         super().save(*args, **kwargs)
 

@@ -7,6 +7,7 @@ lines, amounts or tax: the services refuse it, and the guards below refuse it ev
 from django.conf import settings
 from django.db import models
 
+from billing.exceptions import InvoiceImmutable
 from billing.storage import private_storage
 from subscriptions.models import Customer, Subscription, SubscriptionChange
 
@@ -209,8 +210,6 @@ class Invoice(models.Model):
         if loaded and loaded.get("status") in ISSUED_STATUSES:
             changed = [name for name, value in loaded.items() if name != "status" and getattr(self, name) != value]
             if changed:
-                from billing.exceptions import InvoiceImmutable
-
                 raise InvoiceImmutable(
                     f"Invoice {loaded.get('number')} is issued and cannot change ({', '.join(changed)}); "
                     "issue a credit note instead."
@@ -232,8 +231,6 @@ def _assert_invoice_editable(invoice_id: int | None) -> None:
     if invoice_id is None:
         return
     if Invoice.objects.filter(pk=invoice_id, status__in=ISSUED_STATUSES).exists():
-        from billing.exceptions import InvoiceImmutable
-
         raise InvoiceImmutable("This invoice is issued and its lines cannot change; issue a credit note instead.")
 
 

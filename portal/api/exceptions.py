@@ -14,7 +14,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from billing.exceptions import BillingError
 from portal.logging import request_id_var
+from subscriptions.exceptions import SubscriptionError
 from subscriptions.transient import is_transient
 
 logger = logging.getLogger(__name__)
@@ -45,17 +47,7 @@ STATUS_CODES = {
 
 
 def domain_error_classes() -> tuple[type[Exception], ...]:
-    classes: list[type[Exception]] = []
-    from subscriptions.exceptions import SubscriptionError
-
-    classes.append(SubscriptionError)
-    try:
-        from billing.exceptions import BillingError
-    except ImportError:  # billing's exceptions land separately
-        pass
-    else:
-        classes.append(BillingError)
-    return tuple(classes)
+    return (SubscriptionError, BillingError)
 
 
 def error_body(code: str, message: str, field: str | None = None, details: dict | None = None) -> dict:

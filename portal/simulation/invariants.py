@@ -26,6 +26,7 @@ from billing.models import (
     TaxExemption,
 )
 from billing.services.tax import EU_MEMBER_STATES
+from portal.simulation.year import invoice_snapshot
 from subscriptions.models import Entitlement, SeatLedgerEntry, Subscription
 
 CURRENCY_DIGITS = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0}
@@ -66,7 +67,6 @@ def boundaries(anchor: datetime, interval: str, until: datetime) -> list[datetim
 
 
 def check_all(*, issued_snapshots: dict[int, tuple]) -> list[Violation]:
-    from portal.simulation.year import invoice_snapshot
 
     violations: list[Violation] = []
     invoices = list(

@@ -33,6 +33,7 @@ from billing.exceptions import BillingError
 from billing.models import ExemptionStatus, Invoice, InvoiceStatus, TaxExemption
 from billing.services.changes import change_apply, change_preview
 from billing.services.credit_notes import credit_note_create
+from billing.services.documents import html_to_pdf
 from billing.services.exemptions import tax_exemption_approve, tax_exemption_reject, tax_exemption_submit
 from billing.services.invoices import (
     invoice_apply_payment,
@@ -46,6 +47,7 @@ from portal.services.signup import ExemptionDeclaration, signup_create
 from portal.simulation.world import CITIES, TAXED_STATES, UNTAXED_STATES, SimCustomer, german_vat_id
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import LIVE_STATUSES, Package, Subscription, SubscriptionStatus, User
+from subscriptions.periods import add_months
 from subscriptions.tasks import entitlements_drift_check_task
 
 PASSWORD = "sim-password-1234"
@@ -69,7 +71,6 @@ EXTERNAL_ROOT_CAUSES = ("goodwill", "service_issue", "tax_exemption_missed")
 def _stub_pdf():
     """One real one-page PDF per variant, rendered once and returned for every document (e-invoices embed their XML
     into it as usual)."""
-    from billing.services.documents import html_to_pdf
 
     rendered: dict[str | None, bytes] = {}
 
@@ -82,7 +83,6 @@ def _stub_pdf():
 
 
 def _certificate_pdf() -> bytes:
-    from billing.services.documents import html_to_pdf
 
     return html_to_pdf("<h1>Resale certificate</h1><p>Simulated purchaser</p>")
 
@@ -470,7 +470,6 @@ def invoice_snapshot(invoice: Invoice) -> tuple:
 
 
 def sim_dates(start: date, months: int) -> tuple[datetime, datetime]:
-    from subscriptions.periods import add_months
 
     begin = datetime(start.year, start.month, start.day, tzinfo=UTC)
     return begin, add_months(begin, months)

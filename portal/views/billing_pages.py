@@ -5,9 +5,20 @@ from datetime import date
 from django.contrib import messages
 from django.shortcuts import redirect, render
 
-from billing.exceptions import BillingError
-from billing.models import ExemptionStatus, ExemptionType
-from billing.services.profiles import CUSTOMER_EDITABLE_FIELDS
+from billing.exceptions import BillingError, NotFound
+from billing.models import ChangeBillingMode, ExemptionStatus, ExemptionType
+from billing.selectors import (
+    tax_exemption_certificate_for_customer,
+    tax_exemption_current_for_customer,
+    tax_exemption_list_for_customer,
+)
+from billing.services.exemptions import tax_exemption_submit
+from billing.services.profiles import (
+    CUSTOMER_EDITABLE_FIELDS,
+    billing_address_problems,
+    billing_profile_get_or_create,
+    billing_profile_update,
+)
 from portal.downloads import attachment_response
 from portal.permissions import BILLING, TAX, customer_view
 from subscriptions import clock
@@ -26,11 +37,6 @@ def _profile_form(profile) -> dict:
 
 @customer_view(BILLING)
 def billing_details(request):
-    from billing.services.profiles import (
-        billing_address_problems,
-        billing_profile_get_or_create,
-        billing_profile_update,
-    )
 
     customer = request.customer
     profile = billing_profile_get_or_create(customer=customer)
@@ -50,7 +56,6 @@ def billing_details(request):
                 request, "Billing details saved. Invoices already issued keep the details they were issued with."
             )
             return redirect("portal:billing_details", customer_id=customer.pk)
-    from billing.models import ChangeBillingMode
 
     return render(
         request,
@@ -77,7 +82,6 @@ def _parse_date(raw: str) -> date | None:
 
 def exemption_submit_from_post(request, customer):
     """Shared by the tax page and sign-up: validate the form fields, then call billing's submit service."""
-    from billing.services.exemptions import tax_exemption_submit
 
     expires_on = _parse_date(request.POST.get("expires_on", ""))
     if expires_on is None:
@@ -99,7 +103,6 @@ def exemption_submit_from_post(request, customer):
 
 @customer_view(TAX)
 def tax_exemption(request):
-    from billing.selectors import tax_exemption_current_for_customer, tax_exemption_list_for_customer
 
     customer = request.customer
     errors, form, status = {}, {}, 200
@@ -145,9 +148,6 @@ def tax_exemption(request):
 @customer_view(Action.TAX_VIEW)
 def tax_certificate(request, exemption_id: int):
     from django.http import Http404
-
-    from billing.exceptions import NotFound
-    from billing.selectors import tax_exemption_certificate_for_customer
 
     try:
         data, content_type, name = tax_exemption_certificate_for_customer(

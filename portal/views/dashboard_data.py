@@ -32,6 +32,7 @@ from subscriptions.models import (
     SubscriptionAddon,
     SubscriptionStatus,
 )
+from subscriptions.selectors import enablement_status
 from subscriptions.services.terms import sku_tax_category_subquery
 
 # The statuses the billing run invoices (billing.services.billing_run.BILLABLE_STATUSES).
@@ -82,10 +83,6 @@ def _attr(obj, *names, default=None):
 
 def enablement_for(*, customer) -> Enablement:
     """Adapts `subscriptions.selectors.enablement_status` (the provisioning work) to what the panel shows."""
-    try:
-        from subscriptions.selectors import enablement_status
-    except ImportError:
-        return Enablement(known=False)
     raw = enablement_status(customer=customer)
     rows = _attr(raw, "items", "entitlements", "features", default=raw)
     items = []

@@ -6,6 +6,7 @@ from django.shortcuts import redirect, render
 
 from portal.inputs import id_from_request
 from portal.permissions import INVITE, MEMBERS, SEATS, customer_view, get_for_customer
+from portal.views.seats import seats_page_context
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import LIVE_STATUSES, Invitation, Membership, Role, Subscription
 from subscriptions.services.members import (
@@ -67,8 +68,6 @@ def invite(request):
     try:
         invitation = invitation_create(customer=request.customer, email=email, role=role, invited_by=request.user)
     except SubscriptionError as e:
-        from portal.views.seats import seats_page_context
-
         context = seats_page_context(request)
         context.update(
             {"invite_form": {"email": email, "role": role}, "invite_errors": {e.field or "email": e.message}}

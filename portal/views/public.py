@@ -3,7 +3,14 @@
 from django.conf import settings
 from django.shortcuts import render
 
+from billing.exceptions import BillingError
+from billing.models import ExemptionType
+from portal.services.signup import ExemptionDeclaration, signup_create, signup_default_seats
+from portal.throttle import client_ip
+from portal.views.account import SIGNUP_SURVEY_SESSION_KEY
+from portal.views.billing_pages import _parse_date
 from portal.views.offers import offers_for
+from subscriptions.exceptions import SubscriptionError
 from subscriptions.selectors import packages_public
 
 CURRENCY_COUNTRIES = {"USD": "US", "EUR": "DE", "GBP": "GB"}
@@ -97,14 +104,6 @@ def signup(request):
     from django.contrib import messages
     from django.contrib.auth import login
     from django.shortcuts import redirect
-
-    from billing.exceptions import BillingError
-    from billing.models import ExemptionType
-    from portal.services.signup import ExemptionDeclaration, signup_create, signup_default_seats
-    from portal.throttle import client_ip
-    from portal.views.account import SIGNUP_SURVEY_SESSION_KEY
-    from portal.views.billing_pages import _parse_date
-    from subscriptions.exceptions import SubscriptionError
 
     currency = _currency(request)
     source = request.POST if request.method == "POST" else request.GET

@@ -9,7 +9,7 @@ from django.shortcuts import render
 
 from portal.permissions import OWN_SEAT, customer_view
 from portal.views.package import live_subscription
-from subscriptions.models import Membership, Role, SeatAssignment
+from subscriptions.models import Invitation, Membership, Role, SeatAssignment
 
 
 @customer_view(OWN_SEAT)
@@ -52,8 +52,6 @@ def seats_page_context(request) -> dict:
 
 def _pending_invitations(customer):
     from django.utils import timezone
-
-    from subscriptions.models import Invitation
 
     return list(
         Invitation.objects.filter(

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from billing.demo import seed_billing
 from subscriptions.models import (
     LIVE_STATUSES,
     Customer,
@@ -282,7 +283,6 @@ class Command(BaseCommand):
             created = self._customers()
         # Billing history runs the real billing run month by month; outside the block above so that each service
         # commits (and queues its PDFs/e-mails) on its own.
-        from billing.demo import seed_billing
 
         seed_billing(history_start=_history_start(), stdout=self.stdout)
         now = timezone.now()
