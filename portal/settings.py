@@ -331,6 +331,8 @@ DUNNING_FINAL_ACTION = env("DUNNING_FINAL_ACTION", "uncollectible")  # uncollect
 CELERY_BEAT_SCHEDULE["billing.dunning_run"] = {"task": "billing.dunning_run", "schedule": 3600.0}
 # Webhook events whose processing task was never published (a broker outage) or was lost are queued again.
 CELERY_BEAT_SCHEDULE["billing.stripe_events_sweep"] = {"task": "billing.stripe_events_sweep", "schedule": 300.0}
+# Invoices and credit notes whose after-issue hand-off (PDF, e-mail, collection) a broker outage lost are queued again.
+CELERY_BEAT_SCHEDULE["billing.issued_documents_sweep"] = {"task": "billing.issued_documents_sweep", "schedule": 300.0}
 
 # --- Security
 SESSION_COOKIE_SAMESITE = "Lax"

@@ -12,7 +12,12 @@ from billing.tasks.dunning import dunning_run_task
 from billing.tasks.events import invoices_overdue_record_task
 from billing.tasks.exemptions import tax_exemptions_daily_task
 from billing.tasks.exports import accounting_export_build_task
-from billing.tasks.invoices import credit_note_render_pdf_task, invoice_after_issue_task, invoice_render_pdf_task
+from billing.tasks.invoices import (
+    credit_note_render_pdf_task,
+    invoice_after_issue_task,
+    invoice_render_pdf_task,
+    issued_documents_sweep_task,
+)
 from billing.tasks.payments import credit_note_refund_task, invoice_collect_task, stripe_customer_sync_task
 from billing.tasks.stripe_events import stripe_event_process_task, stripe_events_sweep_task
 
@@ -24,6 +29,7 @@ __all__ = [
     "dunning_run_task",
     "finalize_drafts_chunk_task",
     "invoice_after_issue_task",
+    "issued_documents_sweep_task",
     "invoice_collect_task",
     "invoice_render_pdf_task",
     "invoices_overdue_record_task",

@@ -5,6 +5,7 @@ import logging
 from celery import shared_task
 
 from billing.services import documents, payments
+from billing.services.delivery_sweep import issued_documents_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -29,3 +30,10 @@ def invoice_render_pdf_task(invoice_id: int) -> None:
 @shared_task(name="billing.credit_note_render_pdf")
 def credit_note_render_pdf_task(credit_note_id: int) -> None:
     documents.credit_note_render_pdf(credit_note_id=credit_note_id)
+
+
+@shared_task(name="billing.issued_documents_sweep")
+def issued_documents_sweep_task() -> dict:
+    """Queue again the after-issue work a broker outage lost (billing/services/delivery_sweep.py)."""
+    result = issued_documents_sweep()
+    return {"invoices": len(result.invoices), "credit_notes": len(result.credit_notes)}
