@@ -4,8 +4,9 @@ A signing secret cannot be stored as a hash like an API key: every delivery need
 stored encrypted under a key that lives outside the database (``WEBHOOK_SECRET_KEYS``), and a database dump or a
 backup alone reveals no secret.
 
-The `cryptography` package (Fernet) is not available in this project's environment, so the box is built from the
-standard library only, as encrypt-then-MAC with HMAC-SHA256 as the PRF (docs/decisions.md "Webhook secrets at rest"):
+The `cryptography` package (Fernet) is not pinned yet (it is installable; moving to MultiFernet is an open
+follow-up), so the box is built from the standard library only, as encrypt-then-MAC with HMAC-SHA256 as the PRF
+(docs/decisions.md "Webhook secrets at rest"):
 
 - per key, two sub-keys are derived with HMAC-SHA256 (one to encrypt, one to authenticate);
 - the plaintext is XORed with an HMAC-SHA256 counter-mode keystream under a fresh 16-byte random nonce;
@@ -37,7 +38,7 @@ class SecretBoxError(ValueError):
 def _keys() -> list[bytes]:
     configured = list(getattr(settings, "WEBHOOK_SECRET_KEYS", None) or [])
     if not configured:
-        # Zero-setup default: derived from SECRET_KEY (production warns to set its own keys; see portal checks).
+        # Zero-setup default: derived from SECRET_KEY (set WEBHOOK_SECRET_KEYS in production: docs/webhooks.md).
         configured = ["derived:" + settings.SECRET_KEY]
     return [key.encode() for key in configured]
 
