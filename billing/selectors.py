@@ -310,52 +310,7 @@ def invoices_overdue(*, today: date) -> QuerySet[Invoice]:
     ).order_by("due_on", "pk")
 
 
-def overdue_invoice_annotations(*, customer_ref: str, today: date) -> dict:
-    """Annotations for any query with a customer id in `customer_ref` (e.g. "customer_id" on subscriptions, "pk" on
-    customers): its oldest overdue invoice (`overdue_invoice`) and how many are overdue (`overdue_count`), computed
-    in that same query — so a page that lists one customer's things can warn about an unpaid invoice without a query
-    of its own. Read them back with `overdue_invoice_from`."""
-    overdue = invoices_overdue(today=today).filter(customer_id=OuterRef(customer_ref))
-    oldest = overdue.annotate(
-        summary=JSONObject(
-            invoice_id="pk", number="number", amount_due_minor="amount_due_minor", currency="currency", due_on="due_on"
-        )
-    ).values("summary")[:1]
-    count = overdue.order_by().values("customer_id").annotate(n=Count("pk")).values("n")
-    return {
-        "overdue_invoice": Subquery(oldest, output_field=JSONField()),
-        "overdue_count": Coalesce(Subquery(count), 0),
-    }
-
-
-def overdue_invoice_from(row) -> OverdueInvoice | None:
-    """The `OverdueInvoice` a row annotated with `overdue_invoice_annotations` carries, or None."""
-    summary = row.overdue_invoice
-    if not summary:
-        return None
-    if isinstance(summary, str):  # a JSON text, on a backend that does not decode it
-        import json
-
-        summary = json.loads(summary)
-    due_on = summary["due_on"]
-    return OverdueInvoice(
-        invoice_id=int(summary["invoice_id"]),
-        number=summary["number"],
-        amount_due_minor=int(summary["amount_due_minor"]),
-        currency=summary["currency"],
-        due_on=due_on if isinstance(due_on, date) else date.fromisoformat(str(due_on)[:10]),
-        others=max(0, int(row.overdue_count) - 1),
-    )
-
-
-def overdue_invoice_for_customer(*, customer_id: int, today: date) -> OverdueInvoice | None:
-    """The customer's oldest overdue invoice (one query), for pages that have no row of the customer's to annotate."""
-    annotations = overdue_invoice_annotations(customer_ref="pk", today=today)
-    row = Customer.objects.filter(pk=customer_id).annotate(**annotations).first()
-    return overdue_invoice_from(row) if row is not None else None
-
-
-# --- dashboard nudges (issue 20, customer-facing) ---------------------------------------------------------------------
+# --- dashboard nudges (customer-facing) -------------------------------------------------------------------------------
 
 # A certificate this close to its expiry date gets the customer a nudge to upload the next one.
 EXEMPTION_EXPIRY_NOTICE_DAYS = 30
@@ -377,8 +332,8 @@ def billing_nudge_annotations(*, customer_ref: str, today: date) -> dict:
     same query (no query of their own):
 
     - `oldest_unpaid`: the customer's issued invoice with money due and the earliest due date, whether overdue or
-      not, and `overdue_count` (as `overdue_invoice_annotations`). One subquery serves both the overdue banner and
-      the "unpaid invoice" nudge: when the earliest-due one is not overdue, none is. Read back with
+      not, and `overdue_count` (as `invoices_overdue` defines overdue). One subquery serves both the overdue banner
+      and the "unpaid invoice" nudge: when the earliest-due one is not overdue, none is. Read back with
       `overdue_from_nudges` and `unpaid_invoice_from`.
     - `exemption_expiring_on`: the expiry date of an approved tax-exemption certificate that runs out within
       EXEMPTION_EXPIRY_NOTICE_DAYS, unless a replacement is already submitted (`exemption_expiring_from`).
@@ -441,7 +396,7 @@ def _oldest_unpaid(row) -> UnpaidInvoice | None:
 
 
 def overdue_from_nudges(row, *, today: date) -> OverdueInvoice | None:
-    """The `OverdueInvoice` (as `overdue_invoice_from`) of a row annotated with `billing_nudge_annotations`."""
+    """The `OverdueInvoice` of a row annotated with `billing_nudge_annotations`."""
     oldest = _oldest_unpaid(row)
     if oldest is None or oldest.due_on >= today:
         return None
