@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
+from playwright.sync_api import expect
 
 from portal.models import EffortSurveyResponse
 from subscriptions.models import Customer, Subscription
@@ -64,13 +65,13 @@ def test_sign_up_from_pricing_ends_on_the_dashboard_with_enablement(live_server,
     screenshot(page, "signup")
     page.get_by_role("button", name="Create my account").click()
     page.wait_for_url(f"{live_server.url}/c/**")
-    assert page.get_by_text("Welcome to Continuum, Hooli").is_visible()
-    assert page.get_by_text("days left in your trial").is_visible()
+    expect(page.get_by_text("Welcome to Continuum, Hooli")).to_be_visible()
+    expect(page.get_by_text("days left in your trial")).to_be_visible()
     page.locator("#enablement").wait_for()
     assert Subscription.objects.get(customer__name="Hooli").seats == 6
     # The dashboard asks how easy signing up was; one click answers it and it is not asked again.
     survey = page.get_by_role("region", name="How easy was that?")
-    assert survey.get_by_text("Signing up for Continuum").is_visible()
+    expect(survey.get_by_text("Signing up for Continuum")).to_be_visible()
     screenshot(page, "signup-survey")
     survey.get_by_label("7").check()
     survey.get_by_role("button", name="Send").click()
@@ -91,7 +92,7 @@ def test_change_seats_with_live_preview_and_confirm(live_server, page, demo, scr
     page.get_by_role("link", name="Seats").first.click()
     page.fill("#seat-count", "12")  # htmx previews while typing
     page.get_by_text("Total due now").wait_for()
-    assert page.get_by_text("$304.00 per month").is_visible()  # 199.00 + 7 extra seats × 15.00
+    expect(page.get_by_text("$304.00 per month")).to_be_visible()  # 199.00 + 7 extra seats × 15.00
     screenshot(page, "seats-preview")
     page.get_by_role("button", name="Confirm seats").click()
     page.get_by_role("heading", name="How easy was that?").wait_for()
@@ -99,7 +100,7 @@ def test_change_seats_with_live_preview_and_confirm(live_server, page, demo, scr
     page.get_by_role("button", name="Send").click()
     page.get_by_text("Thank you").wait_for()
     assert Subscription.objects.get(customer__name="Acme Inc").seats == 12
-    assert page.get_by_text("of 12 in use").is_visible()
+    expect(page.get_by_text("of 12 in use")).to_be_visible()
 
 
 def test_package_page_previews_an_upgrade(live_server, page, demo, screenshot):
@@ -129,7 +130,7 @@ def test_enablement_panel_turns_active_while_watching(live_server, page, monkeyp
     monkeypatch.setattr(dashboard_data, "enablement_for", slowly_enabled)
     account = make_account()
     sign_in(page, live_server, account.member.email)
-    assert page.get_by_text("Setting things up").is_visible()
+    expect(page.get_by_text("Setting things up")).to_be_visible()
     page.get_by_text("Everything is active.").wait_for(timeout=15_000)
     assert page.locator("#enablement[hx-trigger]").count() == 0  # polling stopped
 
@@ -146,7 +147,7 @@ def test_submit_a_tax_certificate(live_server, page, tmp_path, demo, screenshot)
     page.set_input_files("#f-certificate", str(certificate))
     page.get_by_role("button", name="Send for review").click()
     page.get_by_text("Certificate received").wait_for()
-    assert page.get_by_text("Submitted, awaiting review").is_visible()
+    expect(page.get_by_text("Submitted, awaiting review")).to_be_visible()
     screenshot(page, "tax-exemption")
 
 
@@ -155,7 +156,7 @@ def test_download_an_invoice_pdf(live_server, page, screenshot):
     invoice = make_invoice(account.customer, total=123_450, pdf=b"%PDF-1.4 invoice")
     sign_in(page, live_server, account.billing_admin.email)
     page.get_by_role("link", name="Invoices").click()
-    assert page.get_by_text("$1,234.50").first.is_visible()
+    expect(page.get_by_text("$1,234.50").first).to_be_visible()
     screenshot(page, "invoices")
     with page.expect_download() as download_info:
         page.get_by_role("link", name=f"PDF of {invoice.number}").click()
@@ -172,7 +173,7 @@ def test_a_member_is_denied_billing_pages(live_server, page, demo, screenshot):
     assert nav.get_by_role("link", name="Billing details").count() == 0
     response = page.goto(f"{live_server.url}/c/{customer_id}/invoices/")
     assert response.status == 403
-    assert page.get_by_role("heading", name="This page is for other roles").is_visible()
+    expect(page.get_by_role("heading", name="This page is for other roles")).to_be_visible()
     screenshot(page, "member-denied")
 
 
