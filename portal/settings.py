@@ -333,6 +333,8 @@ CELERY_BEAT_SCHEDULE["billing.dunning_run"] = {"task": "billing.dunning_run", "s
 CELERY_BEAT_SCHEDULE["billing.stripe_events_sweep"] = {"task": "billing.stripe_events_sweep", "schedule": 300.0}
 # Invoices and credit notes whose after-issue hand-off (PDF, e-mail, collection) a broker outage lost are queued again.
 CELERY_BEAT_SCHEDULE["billing.issued_documents_sweep"] = {"task": "billing.issued_documents_sweep", "schedule": 300.0}
+# Card refunds, Stripe customer syncs and accounting exports whose hand-off a broker outage lost are queued again.
+CELERY_BEAT_SCHEDULE["billing.lost_handoffs_sweep"] = {"task": "billing.lost_handoffs_sweep", "schedule": 300.0}
 
 # --- Security
 SESSION_COOKIE_SAMESITE = "Lax"

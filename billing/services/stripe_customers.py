@@ -91,6 +91,9 @@ def stripe_customer_sync(*, customer_id: int) -> bool:
     link = StripeCustomer.objects.select_related("customer").filter(customer_id=customer_id).first()
     if link is None:
         return False
+    # The details are read now: a profile saved after this moment is newer than `synced_at`, so the sweep
+    # (billing/services/handoff_sweep.py) still pushes it if that save's own sync is lost.
+    read_at = timezone.now()
     details = _customer_details(link.customer)
     try:
         stripe_client.customer_update(
@@ -102,7 +105,7 @@ def stripe_customer_sync(*, customer_id: int) -> bool:
         )
     except stripe_client.StripeClientError as error:
         raise PaymentProviderUnavailable(f"Could not update the customer at Stripe: {error.message}")
-    StripeCustomer.objects.filter(pk=link.pk).update(synced_at=timezone.now())
+    StripeCustomer.objects.filter(pk=link.pk).update(synced_at=read_at)
     return True
 
 

@@ -46,6 +46,7 @@ from billing.services.payments.collection import (
 )
 from billing.services.payments.refunds import (
     credit_note_refund,
+    credit_note_refund_awaits_card,
     credit_note_refund_enqueue,
     credit_note_refund_record_manual,
     refund_sync_from_charge,
@@ -70,6 +71,7 @@ __all__ = [
     "STRIPE_UNREACHABLE_CARD_SAVE",
     "_start_attempt",
     "credit_note_refund",
+    "credit_note_refund_awaits_card",
     "credit_note_refund_enqueue",
     "credit_note_refund_record_manual",
     "default_payment_method",

@@ -138,6 +138,18 @@ def credit_note_refund(*, credit_note_id: int, actor: User | None = None) -> Ref
     return refund
 
 
+def credit_note_refund_awaits_card(*, credit_note: CreditNote) -> bool:
+    """True when the credit note's refund is the card refund task's to make and it has not started: something is
+    due back, no Refund row exists, the invoice has a card payment still holding money, and Stripe is the backend
+    (exactly when `credit_note_refund_enqueue` queues the task instead of recording `refund.owed`)."""
+    if credit_note.refund_due_minor <= 0 or payment_backend() != BACKEND_STRIPE:
+        return False
+    if Refund.objects.filter(credit_note=credit_note).exists():
+        return False
+    target, _ = _card_refund_target(credit_note.invoice_id)
+    return target is not None
+
+
 def credit_note_refund_enqueue(*, credit_note_id: int, actor: User | None = None) -> None:
     """For billing's credit-note service, inside its issuing transaction, when a credit note gives money back
     (`refund_due_minor` > 0): start the refund the way the invoice was paid.
