@@ -314,6 +314,15 @@ CELERY_BEAT_SCHEDULE["customer-health-nightly"] = {
     "task": "portal.customer_health_recompute",
     "schedule": crontab(hour=2, minute=30),  # after the midnight runs, before European mornings (docs/metrics.md)
 }
+# Event-driven recompute (docs/metrics.md, "Recompute on events"): an event marks the customer; one recompute runs
+# this many seconds after the first event (later ones in the meantime add nothing); a mark older than the re-arm
+# time queues again; the sweep recomputes marks whose message a broker outage lost.
+HEALTH_RECOMPUTE_DELAY_SECONDS = env_int("HEALTH_RECOMPUTE_DELAY_SECONDS", 60)
+HEALTH_RECOMPUTE_REARM_SECONDS = env_int("HEALTH_RECOMPUTE_REARM_SECONDS", 600)
+CELERY_BEAT_SCHEDULE["customer-health-marks-sweep"] = {
+    "task": "portal.customer_health_recompute_marked",
+    "schedule": 600.0,
+}
 CELERY_BEAT_SCHEDULE["billing-tax-exemptions-daily"] = {
     "task": "billing.tax_exemptions_daily",
     "schedule": crontab(hour=0, minute=15),  # after midnight UTC: yesterday was the last valid day of some

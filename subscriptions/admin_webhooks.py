@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from subscriptions.exceptions import SubscriptionError
-from subscriptions.models import SUBSCRIBABLE_EVENT_TYPES, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from subscriptions.models import STAFF_SUBSCRIBABLE_EVENT_TYPES, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from subscriptions.services.webhooks import (
     _validate_event_types,
     webhook_delivery_resend,
@@ -17,7 +17,9 @@ from subscriptions.services.webhooks import (
     webhook_url_check,
 )
 
-TYPE_CHOICES = [("*", "All event types"), *((value, value) for value in SUBSCRIBABLE_EVENT_TYPES)]
+# Staff may pick the internal types (customer.stage_changed) for an internal endpoint; the service refuses them for
+# a customer's endpoint.
+TYPE_CHOICES = [("*", "All event types"), *((value, value) for value in STAFF_SUBSCRIBABLE_EVENT_TYPES)]
 
 
 class WebhookEndpointForm(forms.ModelForm):
@@ -31,7 +33,7 @@ class WebhookEndpointForm(forms.ModelForm):
         cleaned = super().clean()
         try:
             webhook_url_check(cleaned.get("url"))
-            _validate_event_types(cleaned.get("event_types") or [])
+            _validate_event_types(cleaned.get("event_types") or [], staff_endpoint=not cleaned.get("customer"))
         except SubscriptionError as error:
             self.add_error(error.field if error.field in self.fields else None, f"{error.message} ({error.code})")
         return cleaned

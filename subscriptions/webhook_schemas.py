@@ -126,6 +126,17 @@ _EXEMPTION_FIELDS = {
 TAX_EXEMPTION = _object("tax_exemption", _EXEMPTION_FIELDS)
 TAX_EXEMPTION_EXPIRING = _object("tax_exemption", {**_EXEMPTION_FIELDS, "days_left": INT})
 MEMBER = _object("member", {"user_id": INT, "email": STR, "role": {"enum": ["owner", "billing_admin", "member"]}})
+# The journey stages of billing/health/formulas.py STAGES (a test keeps the two lists equal; this layer cannot import
+# billing). Internal: only staff endpoints receive customer.stage_changed.
+JOURNEY_STAGES = ["onboarding", "adopting", "established", "expanding", "at_risk", "churned"]
+CUSTOMER_STAGE = _object(
+    "customer",
+    {
+        "previous_stage": {"enum": [*JOURNEY_STAGES, None], "description": "null at the customer's first scoring."},
+        "stage": {"enum": JOURNEY_STAGES},
+        "changed_at": {"type": "string", "format": "date-time"},
+    },
+)
 ENDPOINT_TEST = _object("webhook_endpoint", {"url": STR, "message": STR})
 
 DATA_SCHEMAS: dict[str, dict] = {
@@ -146,6 +157,7 @@ DATA_SCHEMAS: dict[str, dict] = {
     EventType.TAX_EXEMPTION_EXPIRING: TAX_EXEMPTION_EXPIRING,
     EventType.MEMBER_ADDED: MEMBER,
     EventType.MEMBER_REMOVED: MEMBER,
+    EventType.CUSTOMER_STAGE_CHANGED: CUSTOMER_STAGE,
     EventType.WEBHOOK_TEST: ENDPOINT_TEST,
 }
 

@@ -61,6 +61,29 @@ def effort(*, scores: list[int]) -> int | None:
     return _points((mean - 1) / 6 * 100)
 
 
+def package_list_amount(*, flat_amount_minor: int, seat_amount_minor: int, included_seats: int, seats: int) -> int:
+    """A package's list price for one period at `seats` (flat fee plus seats above the included ones), the measure
+    the package-change service ranks packages by ("compare what a period costs"; subscriptions/services/changes)."""
+    return flat_amount_minor + max(0, seats - included_seats) * seat_amount_minor
+
+
+def package_grew(*, from_amount: int | None, to_amount: int | None) -> bool:
+    """A package move is growth when the new package's list price is higher than the old one's (same currency,
+    interval and seats); a downgrade, a sideways move or an unknown price is not."""
+    return from_amount is not None and to_amount is not None and to_amount > from_amount
+
+
+TREND_NOTABLE_POINTS = 10  # a component that fell this much (or more) over a trend window is named in the explanation
+TREND_WINDOWS = (30, 90)
+
+
+def trend(*, now: int | None, then: int | None) -> int | None:
+    """Points gained (positive) or lost over a window: now − then; None unless both are known."""
+    if now is None or then is None:
+        return None
+    return now - then
+
+
 def weights_problems(weights: dict[str, int]) -> list[str]:
     """Why a weight set is refused: unknown or missing components, negative weights, or all zero."""
     problems = []
@@ -102,21 +125,23 @@ def journey_stage(
     ever_subscribed: bool,
     entitlements_not_active: int,
     seats_grew_90_days: bool,
+    package_grew_90_days: bool = False,
     past_due: bool,
     score: int | None,
     at_risk_below: int,
     seat_adoption: int | None,
 ) -> str:
     """The first rule that holds, in this order: churned (no live subscription left, had one); at risk (past due, or
-    the score below the threshold); onboarding (first 30 days, or entitlements not all active); expanding (seats grew
-    in 90 days); established (past 90 days and seat adoption ≥ 60); otherwise adopting."""
+    the score below the threshold); onboarding (first 30 days, or entitlements not all active); expanding (seats or
+    the package grew in 90 days; a downgrade does not count); established (past 90 days and seat adoption ≥ 60);
+    otherwise adopting."""
     if live_subscriptions == 0 and ever_subscribed:
         return "churned"
     if past_due or (score is not None and score < at_risk_below):
         return "at_risk"
     if tenure_days < ONBOARDING_DAYS or entitlements_not_active > 0:
         return "onboarding"
-    if seats_grew_90_days:
+    if seats_grew_90_days or package_grew_90_days:
         return "expanding"
     if tenure_days >= ESTABLISHED_AFTER_DAYS and (seat_adoption is None or seat_adoption >= ADOPTED_SEAT_SHARE):
         return "established"

@@ -8,7 +8,15 @@ from django.db.models import BigIntegerField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from billing.models import CreditNote, Invoice, InvoiceStatus, Payment, PaymentStatus, TaxExemption
+from billing.models import (
+    CreditNote,
+    Invoice,
+    InvoiceStatus,
+    JourneyStageChange,
+    Payment,
+    PaymentStatus,
+    TaxExemption,
+)
 from subscriptions.models import Event
 from subscriptions.services.events import EventDraft, event_record, events_record_many, iso
 
@@ -170,3 +178,16 @@ def tax_exemption_transition_event_record(exemption: TaxExemption) -> None:
     """One-line hook for the exemption transition service: approved and rejected are `tax_exemption.decided`."""
     if exemption.status in ("approved", "rejected"):
         tax_exemption_event_record(exemption, type="tax_exemption.decided")
+
+
+def stage_change_event(change: JourneyStageChange) -> EventDraft:
+    """`customer.stage_changed` (internal: staff endpoints only, docs/decisions.md "Journey stages are internal"):
+    the previous and the new journey stage and when; never the score."""
+    data = {
+        "object": "customer",
+        "id": change.customer_id,
+        "previous_stage": change.from_stage or None,
+        "stage": change.to_stage,
+        "changed_at": iso(change.changed_at),
+    }
+    return EventDraft("customer.stage_changed", change.customer_id, "customer", str(change.customer_id), data)

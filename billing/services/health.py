@@ -23,15 +23,19 @@ from billing.models import (
     Payment,
 )
 from billing.models.payments import PaymentStatus
+from billing.services.events import stage_change_event
 from subscriptions import clock
 from subscriptions.models import (
     LIVE_STATUSES,
+    AuditEvent,
     Customer,
     Entitlement,
     EntitlementState,
     Membership,
+    Price,
     ProvisioningRun,
     RunOutcome,
+    ScheduledChange,
     SeatAssignment,
     SeatLedgerEntry,
     StaffNote,
@@ -39,6 +43,7 @@ from subscriptions.models import (
     SubscriptionStatus,
     UsageRecord,
 )
+from subscriptions.services.events import events_record_many
 
 CHUNK_SIZE = 500
 BILLING_NOTE_WORDS = ("billing", "invoice", "payment", "refund", "credit")
@@ -71,7 +76,11 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
         past_due=Count("id", filter=Q(status=SubscriptionStatus.PAST_DUE)),
         ever=Count("id"),
     )
-    joined = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "created_at"))
+    joined, currency = {}, {}
+    for pk, created_at, customer_currency in Customer.objects.filter(pk__in=ids).values_list(
+        "pk", "created_at", "currency"
+    ):
+        joined[pk], currency[pk] = created_at, customer_currency
     not_active = _grouped(
         Entitlement.objects.filter(customer_id__in=ids).exclude(
             state__in=(EntitlementState.ACTIVE, EntitlementState.REVOKED)
@@ -84,6 +93,8 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
             subscription__customer_id__in=ids, effective_at__gte=since_90, seats_to__gt=models.F("seats_from")
         ).values_list("subscription__customer_id", flat=True)
     )
+    package_grew = _package_grew_90_days(ids, currency=currency, since_90=since_90)
+    history = _components_back_then(ids, now=now)
     assigned = _grouped(
         SeatAssignment.objects.filter(subscription__customer_id__in=ids, subscription__status__in=LIVE_STATUSES),
         "subscription__customer_id",
@@ -146,6 +157,7 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
             "subscription_past_due": bool(row.get("past_due")),
             "entitlements_not_active": (not_active.get(cid) or {}).get("n") or 0,
             "seats_grew_90_days": cid in grew,
+            "package_grew_90_days": cid in package_grew,
             "seats_purchased": (seats.get(cid) or {}).get("n") or 0,
             "seats_assigned": (assigned.get(cid) or {}).get("n") or 0,
             "members": len(members[cid]),
@@ -158,8 +170,96 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
             "held_invoices": (held.get(cid) or {}).get("n") or 0,
             "credit_notes": (credit_notes.get(cid) or {}).get("n") or 0,
             "billing_notes": (notes.get(cid) or {}).get("n") or 0,
+            **{
+                f"{component}_{days}_days_ago": history.get((cid, days), {}).get(component)
+                for component in TREND_COMPONENTS
+                for days in formulas.TREND_WINDOWS
+            },
         }
     return facts
+
+
+TREND_COMPONENTS = ("seat_adoption", "activity")
+TREND_TOLERANCE_DAYS = 7  # "30 days ago" is the newest snapshot computed 30 to 37 days ago (nightly: about 30 days)
+PACKAGE_SCHEDULING_LOOKBACK_DAYS = 366  # a scheduled change waits at most one (annual) term before it applies
+
+
+def _components_back_then(ids: list[int], *, now) -> dict[tuple[int, int], dict]:
+    """{(customer, 30 or 90): components} of the newest snapshot computed N to N + 7 days ago, in one query."""
+    windows = Q()
+    for days in formulas.TREND_WINDOWS:
+        end = now - timedelta(days=days)
+        windows |= Q(computed_at__gt=end - timedelta(days=TREND_TOLERANCE_DAYS), computed_at__lte=end)
+    found: dict[tuple[int, int], dict] = {}
+    for cid, computed_at, components in (
+        CustomerHealthSnapshot.objects.filter(windows, customer_id__in=ids)
+        .order_by("customer_id", "-computed_at", "-id")
+        .values_list("customer_id", "computed_at", "components")
+    ):
+        for days in formulas.TREND_WINDOWS:
+            if computed_at <= now - timedelta(days=days):
+                found.setdefault((cid, days), components or {})
+    return found
+
+
+def _package_grew_90_days(ids: list[int], *, currency: dict[int, str], since_90) -> set[int]:
+    """Customers moved to a dearer package in 90 days, in three queries: package changes from the audit trail
+    (immediate ones dated when made; scheduled ones when applied), then the active list prices of the packages
+    involved. Packages are ranked as the change service ranks them: the list price of one period for the seats after
+    the change, at the interval after the change (else the one before), in the customer's currency."""
+    moves = []  # (customer, from slug, to slug, intervals to compare at, seats, scheduled change id or None)
+    for cid, before, after, occurred_at in AuditEvent.objects.filter(
+        customer_id__in=ids,
+        action="subscription.package_changed",
+        occurred_at__gte=since_90 - timedelta(days=PACKAGE_SCHEDULING_LOOKBACK_DAYS),
+    ).values_list("customer_id", "before", "after", "occurred_at"):
+        before, after = before or {}, after or {}
+        if not before.get("package") or not after.get("package") or before["package"] == after["package"]:
+            continue
+        scheduled = None if after.get("immediate") else after.get("scheduled_change_id")
+        if scheduled is None and (not after.get("immediate") or occurred_at < since_90):
+            continue
+        intervals = [i for i in (after.get("interval"), before.get("interval")) if i]
+        moves.append((cid, before["package"], after["package"], intervals, int(after.get("seats") or 0), scheduled))
+    if not moves:
+        return set()
+    scheduled_ids = [move[5] for move in moves if move[5] is not None]
+    applied = set(
+        ScheduledChange.objects.filter(pk__in=scheduled_ids, applied_at__gte=since_90).values_list("pk", flat=True)
+        if scheduled_ids
+        else []
+    )
+    slugs = {slug for move in moves for slug in move[1:3]}
+    prices = {
+        (slug, price_currency, interval): (flat, seat, included)
+        for slug, included, price_currency, interval, flat, seat in Price.objects.filter(
+            package__slug__in=slugs, is_active=True
+        ).values_list(
+            "package__slug", "package__included_seats", "currency", "interval", "flat_amount_minor", "seat_amount_minor"
+        )
+    }
+
+    def amount(slug: str, cur: str, interval: str, seats: int) -> int | None:
+        price = prices.get((slug, cur, interval))
+        if price is None:
+            return None
+        flat, seat, included = price
+        return formulas.package_list_amount(
+            flat_amount_minor=flat, seat_amount_minor=seat, included_seats=included, seats=seats
+        )
+
+    grew = set()
+    for cid, from_slug, to_slug, intervals, seats, scheduled in moves:
+        if scheduled is not None and scheduled not in applied:
+            continue
+        cur = currency.get(cid, "")
+        for interval in intervals:  # the first interval both packages have a list price at
+            from_amount, to_amount = amount(from_slug, cur, interval, seats), amount(to_slug, cur, interval, seats)
+            if from_amount is not None and to_amount is not None:
+                if formulas.package_grew(from_amount=from_amount, to_amount=to_amount):
+                    grew.add(cid)
+                break
+    return grew
 
 
 def health_components(facts: dict, effort_scores: list[int]) -> dict[str, int | None]:
@@ -181,9 +281,32 @@ def health_components(facts: dict, effort_scores: list[int]) -> dict[str, int | 
     }
 
 
+TREND_WORDS = {"seat_adoption": "seat adoption", "activity": "activity"}
+
+
+def _trend_phrase(facts: dict, component: str) -> str | None:
+    """ "seat adoption fell from 80 % to 50 % in 90 days": the window (30 or 90 days) with the bigger notable fall
+    (the shorter on a tie), or None when neither fell by TREND_NOTABLE_POINTS or more."""
+    worst = None
+    for days in formulas.TREND_WINDOWS:
+        change = facts.get(f"{component}_trend_{days}_days")
+        if change is not None and change <= -formulas.TREND_NOTABLE_POINTS and (worst is None or change < worst[0]):
+            worst = (change, days)
+    if worst is None:
+        return None
+    change, days = worst
+    then = facts[f"{component}_{days}_days_ago"]
+    return f"{TREND_WORDS[component]} fell from {then} % to {then + change} % in {days} days"
+
+
 def health_explanation(facts: dict) -> str:
-    """The facts that cost points, in words ("2 of 10 seats unassigned; 1 invoice overdue, 12 days past due")."""
+    """The facts that cost points, in words ("2 of 10 seats unassigned; 1 invoice overdue, 12 days past due"),
+    including a notable fall of seat adoption or activity ("seat adoption fell from 80 % to 50 % in 90 days")."""
     parts = []
+    for component in TREND_COMPONENTS:
+        phrase = _trend_phrase(facts, component)
+        if phrase:
+            parts.append(phrase)
     unassigned = facts["seats_purchased"] - facts["seats_assigned"]
     if unassigned > 0:
         parts.append(f"{unassigned} of {facts['seats_purchased']} seats unassigned")
@@ -216,17 +339,14 @@ def customer_health_compute(
     component_weights = {k: weights[k] for k in formulas.COMPONENTS}
     now = clock.now()
     facts = customer_health_facts(customer_ids=customer_ids)
-    previous = {}
-    for cid, stage in (
-        CustomerHealthSnapshot.objects.filter(customer_id__in=customer_ids)
-        .order_by("customer_id", "-computed_at", "-id")
-        .values_list("customer_id", "stage")
-    ):
-        previous.setdefault(cid, stage)  # the newest per customer (one query; history rows are few per chunk)
     snapshots = []
-    changes = []
     for cid, customer_facts in facts.items():
         components = health_components(customer_facts, (effort_scores or {}).get(cid, []))
+        for component in TREND_COMPONENTS:
+            for days in formulas.TREND_WINDOWS:
+                customer_facts[f"{component}_trend_{days}_days"] = formulas.trend(
+                    now=components[component], then=customer_facts[f"{component}_{days}_days_ago"]
+                )
         score = formulas.combine(components, component_weights).score
         stage = formulas.journey_stage(
             tenure_days=customer_facts["tenure_days"],
@@ -234,15 +354,12 @@ def customer_health_compute(
             ever_subscribed=customer_facts["ever_subscribed"],
             entitlements_not_active=customer_facts["entitlements_not_active"],
             seats_grew_90_days=customer_facts["seats_grew_90_days"],
+            package_grew_90_days=customer_facts["package_grew_90_days"],
             past_due=customer_facts["subscription_past_due"] or customer_facts["overdue_invoices"] > 0,
             score=score,
             at_risk_below=weights["at_risk_below"],
             seat_adoption=components["seat_adoption"],
         )
-        if previous.get(cid, "") != stage:
-            changes.append(
-                JourneyStageChange(customer_id=cid, from_stage=previous.get(cid, ""), to_stage=stage, changed_at=now)
-            )
         snapshots.append(
             CustomerHealthSnapshot(
                 customer_id=cid,
@@ -256,7 +373,28 @@ def customer_health_compute(
             )
         )
     with transaction.atomic():
+        # The customers' rows are locked so two computations of one customer (nightly and event-driven) record a
+        # stage change, and its customer.stage_changed event (outbox, same transaction), once and in order.
+        list(Customer.objects.select_for_update().filter(pk__in=customer_ids).order_by("pk").values_list("pk"))
+        previous = {}
+        for cid, stage in (
+            CustomerHealthSnapshot.objects.filter(customer_id__in=customer_ids)
+            .order_by("customer_id", "-computed_at", "-id")
+            .values_list("customer_id", "stage")
+        ):
+            previous.setdefault(cid, stage)  # the newest per customer (one query; history rows are few per chunk)
+        changes = [
+            JourneyStageChange(
+                customer_id=snapshot.customer_id,
+                from_stage=previous.get(snapshot.customer_id, ""),
+                to_stage=snapshot.stage,
+                changed_at=now,
+            )
+            for snapshot in snapshots
+            if previous.get(snapshot.customer_id, "") != snapshot.stage
+        ]
         JourneyStageChange.objects.bulk_create(changes)
+        events_record_many(stage_change_event(change) for change in changes)
         return CustomerHealthSnapshot.objects.bulk_create(snapshots)
 
 

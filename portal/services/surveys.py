@@ -6,6 +6,7 @@ from portal.models import EffortSurveyResponse
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.inputs import parse_int
 from subscriptions.models import Customer, SubscriptionChange, User
+from subscriptions.services.health_marks import health_marks_record
 
 
 class SurveyInvalid(SubscriptionError):
@@ -44,9 +45,11 @@ def effort_survey_record(
         kind = change.kind
     try:
         with transaction.atomic():
-            return EffortSurveyResponse.objects.create(
+            answer = EffortSurveyResponse.objects.create(
                 customer=customer, user=user, change_kind=kind, subscription_change=change, score=score, comment=comment
             )
+            health_marks_record([customer.pk], reason="effort_survey.answered")
+            return answer
     except IntegrityError:
         if change is not None:
             return EffortSurveyResponse.objects.get(user=user, subscription_change=change)

@@ -12,6 +12,7 @@ from subscriptions.models.catalog import (
     SkuKind,
 )
 from subscriptions.models.customers import Customer, Invitation, Membership, Role
+from subscriptions.models.health import HealthRecomputeMark
 from subscriptions.models.notes import StaffNote
 from subscriptions.models.provisioning import (
     ENTITLEMENT_TRANSITIONS,
@@ -38,6 +39,8 @@ from subscriptions.models.subscriptions import (
 from subscriptions.models.usage import UsageKind, UsageRecord
 from subscriptions.models.users import User, UserManager
 from subscriptions.models.webhooks import (
+    INTERNAL_EVENT_TYPES,
+    STAFF_SUBSCRIBABLE_EVENT_TYPES,
     SUBSCRIBABLE_EVENT_TYPES,
     DeliveryKind,
     DeliveryStatus,
@@ -62,6 +65,7 @@ __all__ = [
     "ActorKind",
     "AuditEvent",
     "Customer",
+    "HealthRecomputeMark",
     "DowngradeTiming",
     "EntitlementValueKind",
     "Interval",
@@ -86,6 +90,8 @@ __all__ = [
     "UsageRecord",
     "User",
     "UserManager",
+    "INTERNAL_EVENT_TYPES",
+    "STAFF_SUBSCRIBABLE_EVENT_TYPES",
     "SUBSCRIBABLE_EVENT_TYPES",
     "DeliveryKind",
     "DeliveryStatus",

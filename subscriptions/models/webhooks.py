@@ -34,11 +34,20 @@ class EventType(models.TextChoices):
     TAX_EXEMPTION_EXPIRING = "tax_exemption.expiring"
     MEMBER_ADDED = "member.added"
     MEMBER_REMOVED = "member.removed"
+    # Internal (staff endpoints only; docs/decisions.md "Journey stages are internal"): never sent to a customer's
+    # own endpoint, never offered to customers.
+    CUSTOMER_STAGE_CHANGED = "customer.stage_changed"
     # Sent only by "send test event", to one endpoint; never fanned out.
     WEBHOOK_TEST = "webhook_endpoint.test"
 
 
-SUBSCRIBABLE_EVENT_TYPES = tuple(value for value in EventType.values if value != EventType.WEBHOOK_TEST)
+# Types only staff (internal, customer-less) endpoints receive; a customer's endpoint never gets one, even with "*".
+INTERNAL_EVENT_TYPES = (EventType.CUSTOMER_STAGE_CHANGED.value,)
+# What a customer's endpoint may subscribe to (portal, API); staff endpoints may also choose the internal types.
+SUBSCRIBABLE_EVENT_TYPES = tuple(
+    value for value in EventType.values if value != EventType.WEBHOOK_TEST and value not in INTERNAL_EVENT_TYPES
+)
+STAFF_SUBSCRIBABLE_EVENT_TYPES = (*SUBSCRIBABLE_EVENT_TYPES, *INTERNAL_EVENT_TYPES)
 
 
 def _event_public_id() -> str:

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from subscriptions.dispatch import send_now
 from subscriptions.models import Entitlement, Event, Membership, Subscription, WebhookEndpoint
+from subscriptions.services.health_marks import health_marks_record, moves_health
 
 API_VERSION = "2026-12-01"
 logger = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def _next_sequences(drafts: list[EventDraft]) -> list[int]:
 
 
 def events_record_many(drafts: Iterable[EventDraft]) -> list[Event]:
-    """Append events to the outbox in one insert and queue their delivery after commit."""
+    """Append events to the outbox in one insert and queue their delivery after commit. Events that move a health
+    score (health_marks.HEALTH_EVENT_TYPES) also mark their customers for a debounced recompute."""
     drafts = list(drafts)
     if not drafts:
         return []
@@ -90,6 +92,9 @@ def events_record_many(drafts: Iterable[EventDraft]) -> list[Event]:
         for draft, sequence in zip(drafts, _next_sequences(drafts), strict=True)
     ]
     Event.objects.bulk_create(events)
+    moving = [draft for draft in drafts if moves_health(draft.type, draft.data)]
+    if moving:  # the customer's health score is recomputed soon (debounced; subscriptions/services/health_marks.py)
+        health_marks_record((draft.customer_id for draft in moving), reason=moving[0].type)
     if wanted:
         public_ids = [event.public_id for event in events]
         transaction.on_commit(lambda: _dispatch_after_commit(public_ids))

@@ -51,6 +51,7 @@ from subscriptions.provisioners import (
 )
 from subscriptions.services.audit import audit_record
 from subscriptions.services.events import entitlement_event, events_record_many
+from subscriptions.services.health_marks import health_marks_record
 
 logger = logging.getLogger(__name__)
 
@@ -490,6 +491,7 @@ def _reconcile_locked(
         [o.run for o in outcomes.values() if early or id(o.run) not in written],
         ["backend", "attempt", "started_at", "finished_at", "duration_ms", "outcome", "diff", "error", "trigger"],
     )
+    health_marks_record((cid for cid, o in outcomes.items() if o.error is not None), reason="provisioning.failed")
     succeeded = [cid for cid, o in outcomes.items() if o.error is None]
     for customer_id in succeeded:
         last = covered.get(customer_id)

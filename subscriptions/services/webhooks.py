@@ -31,6 +31,8 @@ from django.utils import timezone
 from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.exceptions import WebhookError, WebhookEventTypesInvalid, WebhookUrlRefused
 from subscriptions.models import (
+    INTERNAL_EVENT_TYPES,
+    STAFF_SUBSCRIBABLE_EVENT_TYPES,
     SUBSCRIBABLE_EVENT_TYPES,
     Customer,
     DeliveryKind,
@@ -214,8 +216,10 @@ def _post(url: str, address: str, body: bytes, headers: dict[str, str]) -> tuple
 
 
 def _wants(endpoint: WebhookEndpoint, event: Event) -> bool:
-    if endpoint.customer_id is not None and endpoint.customer_id != event.customer_id:
-        return False
+    if endpoint.customer_id is not None and (
+        endpoint.customer_id != event.customer_id or event.type in INTERNAL_EVENT_TYPES
+    ):
+        return False  # another customer's event, or an internal one (staff endpoints only, even with "*")
     return "*" in endpoint.event_types or event.type in endpoint.event_types
 
 
@@ -416,14 +420,17 @@ def _send_disabled_email(endpoint: WebhookEndpoint, recipients: list[str]) -> No
 # --- endpoints (customer owners in the portal and API; staff in the admin) ------------------------------------------
 
 
-def _validate_event_types(event_types) -> list[str]:
+def _validate_event_types(event_types, *, staff_endpoint: bool) -> list[str]:
+    """The types an endpoint may choose: a customer's endpoint the customer-facing catalogue, a staff endpoint (no
+    customer) also the internal types (INTERNAL_EVENT_TYPES), which a customer's endpoint is refused."""
     if not isinstance(event_types, list | tuple) or not event_types:
         raise WebhookEventTypesInvalid('Choose at least one event type (or "*" for all of them).')
+    allowed = STAFF_SUBSCRIBABLE_EVENT_TYPES if staff_endpoint else SUBSCRIBABLE_EVENT_TYPES
     cleaned = set()
     for value in event_types:
         if value == "*":
             return ["*"]
-        if not isinstance(value, str) or value not in SUBSCRIBABLE_EVENT_TYPES:
+        if not isinstance(value, str) or value not in allowed:
             raise WebhookEventTypesInvalid(f"“{value}” is not an event type; see docs/webhooks.md for the catalogue.")
         cleaned.add(value)
     return sorted(cleaned)
@@ -448,7 +455,7 @@ def webhook_endpoint_create(
     secret; callers show it once. Refuses unsafe URLs (coded), unknown event types and more than 16 per customer."""
     url = url.strip() if isinstance(url, str) else url
     webhook_url_check(url)
-    types = _validate_event_types(event_types)
+    types = _validate_event_types(event_types, staff_endpoint=customer is None)
     description = _validate_description(description)
     with transaction.atomic():
         if customer is not None:
@@ -491,13 +498,17 @@ def webhook_endpoint_update(
     if url is not None:
         url = url.strip() if isinstance(url, str) else url
         webhook_url_check(url)
-    types = _validate_event_types(event_types) if event_types is not None else None
     if description is not None:
         description = _validate_description(description)
     if enabled is not None and not isinstance(enabled, bool):
         raise WebhookError("enabled is true or false.", field="enabled")
     with transaction.atomic():
         endpoint = _lock_endpoint(endpoint_id)
+        types = (
+            _validate_event_types(event_types, staff_endpoint=endpoint.customer_id is None)
+            if event_types is not None
+            else None
+        )
         before = {"url": endpoint.url, "event_types": endpoint.event_types, "enabled": endpoint.enabled}
         if url is not None:
             endpoint.url = url
