@@ -256,20 +256,27 @@ class InvoiceEstimate:
 
 
 def invoice_estimates_for_customer(
-    *, customer_id: int, profile: BillingProfile | None, items: dict[object, tuple[str, date, list[tuple[int, str]]]]
+    *,
+    customer_id: int,
+    profile: BillingProfile | None,
+    items: dict[object, tuple[str, date, list[tuple[int, str]]]],
+    has_exemptions: bool = True,
 ) -> dict[object, InvoiceEstimate]:
     """Estimate tax on coming invoices of one customer. `items` maps any key to (currency, tax date, lines as
     (amount_minor, tax_category)); the result maps the same keys to estimates.
 
     Uses billing's own tax determination (`tax_context_for`: location, rates, approved exemption, EU reverse charge)
     and computation (`tax_compute`: per rate, rounded once), so an exempt or reverse-charged customer sees 0 tax.
-    Two queries per distinct tax date (none when the address has no country); no writes.
+    Two queries per distinct tax date (none when the address has no country; one when the caller knows the customer
+    has no tax exemption at all: `has_exemptions=False`); no writes.
     """
     contexts: dict[date, TaxContext] = {}
     estimates = {}
     for key, (currency, tax_date, lines) in items.items():
         if tax_date not in contexts:
-            contexts[tax_date] = tax_context_for(customer_id=customer_id, profile=profile, tax_date=tax_date)
+            contexts[tax_date] = tax_context_for(
+                customer_id=customer_id, profile=profile, tax_date=tax_date, check_exemptions=has_exemptions
+            )
         context = contexts[tax_date]
         result = tax_compute(lines=lines, context=context)
         estimates[key] = InvoiceEstimate(

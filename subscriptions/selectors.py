@@ -26,6 +26,7 @@ from subscriptions.models import (
     SeatAssignment,
     SeatLedgerEntry,
     Sku,
+    SkuKind,
     Subscription,
     SubscriptionChange,
     SubscriptionStatus,
@@ -38,6 +39,32 @@ def memberships_for_user(*, user: User) -> list[Membership]:
 
 
 # --- catalog, subscriptions, seats, people, audit ------------------------------------------------------
+
+
+def sku_tax_categories(*, package_ids) -> dict[int, dict[str, str]]:
+    """{package id: {SKU kind: tax category}} for each of `package_ids`, answering as
+    `subscriptions.services.terms.sku_for(package, kind)[1]` does (a seat line without a per-seat SKU uses the flat
+    fee's; otherwise the package's first component by SKU code; otherwise "saas"), in one plain query."""
+    components: dict[int, list[tuple[str, str, str]]] = {package_id: [] for package_id in package_ids}
+    if not components:
+        return {}
+    for package_id, code, kind, category in (
+        PackageComponent.objects.filter(package_id__in=components)
+        .order_by("package_id", "sku__code")
+        .values_list("package_id", "sku__code", "sku__kind", "sku__tax_category")
+    ):
+        components[package_id].append((code, kind, category))
+    result = {}
+    for package_id, rows in components.items():
+        first = rows[0][2] if rows else "saas"
+        by_kind = {}
+        for _code, kind, category in rows:
+            by_kind.setdefault(kind, category)
+        categories = {kind: by_kind.get(kind, first) for kind in SkuKind.values}
+        if SkuKind.RECURRING_PER_SEAT not in by_kind:
+            categories[SkuKind.RECURRING_PER_SEAT] = by_kind.get(SkuKind.RECURRING_FLAT, first)
+        result[package_id] = categories
+    return result
 
 
 class JourneyStage(models.TextChoices):

@@ -113,13 +113,18 @@ def is_reverse_charge(*, profile: BillingProfile | None) -> bool:
     return country != seller_eu
 
 
-def tax_context_for(*, customer_id: int, profile: BillingProfile | None, tax_date: date) -> TaxContext:
+def tax_context_for(
+    *, customer_id: int, profile: BillingProfile | None, tax_date: date, check_exemptions: bool = True
+) -> TaxContext:
+    """Location, rates, approved exemption and reverse charge for one customer on `tax_date`. `check_exemptions=False`
+    (the caller knows the customer has no exemption at all) saves the exemption query."""
     country = (profile.country if profile else "") or ""
     region = (profile.region if profile else "") or ""
     context = TaxContext(country=country, region=region, tax_date=tax_date)
     if not country:
         return context
-    context.exemption = exemption_active(customer_id=customer_id, country=country, region=region, on=tax_date)
+    if check_exemptions:
+        context.exemption = exemption_active(customer_id=customer_id, country=country, region=region, on=tax_date)
     if context.exemption is None and is_reverse_charge(profile=profile):
         context.reverse_charge = True
         context.vat_id = profile.tax_id

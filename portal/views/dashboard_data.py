@@ -9,12 +9,12 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.estimates import LineSource, exemption_stamp_annotations, next_invoice_estimates
 from billing.models import Invoice, InvoiceKind, InvoiceStatus, PendingInvoiceItem
 from billing.selectors import (
     billing_nudge_annotations,
     billing_nudges_for_customer,
     exemption_expiring_from,
-    invoice_estimates_for_customer,
     overdue_from_nudges,
     unpaid_invoice_from,
 )
@@ -33,7 +33,6 @@ from subscriptions.models import (
     SubscriptionStatus,
 )
 from subscriptions.selectors import enablement_status
-from subscriptions.services.terms import sku_tax_category_subquery
 
 # The statuses the billing run invoices (billing.services.billing_run.BILLABLE_STATUSES).
 BILLABLE_STATUSES = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
@@ -106,9 +105,10 @@ def enablement_for(*, customer) -> Enablement:
     return Enablement(items=items, state=str(state or ""), detail=detail)
 
 
-def next_invoice_lines(sub: Subscription, now: datetime) -> tuple[datetime, date, list[tuple[int, str]], int]:
-    """(when, tax date, lines as (amount_minor, tax category), set-up fee included) of the subscription's next regular
-    invoice, the way the billing run will draft it (billing/services/billing_run.py).
+def next_invoice_lines(sub: Subscription, now: datetime) -> tuple[datetime, date, list[LineSource], int]:
+    """(when, tax date, line sources, set-up fee included) of the subscription's next regular invoice, the way the
+    billing run will draft it (billing/services/billing_run.py). A line source is (amount_minor, package id, SKU
+    kind): its tax category is that package's SKU of that kind (`billing.estimates`).
 
     A billable subscription whose current period has no invoice yet (just subscribed) gets that period's invoice at
     the next billing run; otherwise the next invoice is for the period starting at `current_period_end`. Either way it
@@ -120,15 +120,23 @@ def next_invoice_lines(sub: Subscription, now: datetime) -> tuple[datetime, date
         when, tax_date = now, utc_date(sub.current_period_start)
     else:
         when, tax_date = sub.current_period_end, utc_date(sub.current_period_end)
-    lines = [(sub.flat_amount_minor, sub.flat_tax_category)]
+    lines = [(sub.flat_amount_minor, sub.package_id, SkuKind.RECURRING_FLAT)]
     billed_seats = max(0, sub.seats - sub.included_seats)
     if billed_seats:
-        lines.append((billed_seats * sub.seat_amount_minor, sub.seat_tax_category))
-    lines += [(addon.flat_amount_minor * addon.quantity, addon.tax_category) for addon in sub.live_addons]
+        lines.append((billed_seats * sub.seat_amount_minor, sub.package_id, SkuKind.RECURRING_PER_SEAT))
+    lines += [
+        (addon.flat_amount_minor * addon.quantity, addon.package_id, SkuKind.RECURRING_FLAT)
+        for addon in sub.live_addons
+    ]
     setup = 0 if sub.ever_invoiced else sub.price.setup_amount_minor
     if setup:
-        lines.append((setup, sub.setup_tax_category))
+        lines.append((setup, sub.package_id, SkuKind.ONE_TIME))
     return when, tax_date, lines, setup
+
+
+def _estimate_facts(sub: Subscription) -> tuple:
+    # What else decides this subscription's estimate besides its lines: the estimate is cached per version.
+    return (sub.pk, sub.version, sub.status, sub.price_id, sub.currency)
 
 
 def _trial_days_left(subscription: Subscription, now: datetime) -> int | None:
@@ -149,9 +157,7 @@ def dashboard_context(*, customer, user, can) -> dict:
     today = clock.today()
     live_addons = Prefetch(
         "addons",
-        queryset=SubscriptionAddon.objects.filter(ended_at__isnull=True)
-        .select_related("package")
-        .annotate(tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_FLAT)),
+        queryset=SubscriptionAddon.objects.filter(ended_at__isnull=True).select_related("package"),
         to_attr="live_addons",
     )
     regular_invoices = Invoice.objects.filter(subscription_id=OuterRef("pk"), kind=InvoiceKind.REGULAR)
@@ -175,6 +181,8 @@ def dashboard_context(*, customer, user, can) -> dict:
     # query carries all of it.
     nudges = bool(can.invoices or can.tax)
     nudge_annotations = billing_nudge_annotations(customer_ref="customer_id", today=today) if nudges else {}
+    # The next-invoice estimate (billing roles) is cached; its key needs the customer's exemption stamp.
+    estimate_annotations = exemption_stamp_annotations(customer_ref="customer_id") if can.invoices else {}
     subscriptions = list(
         Subscription.objects.filter(customer=customer, status__in=LIVE_STATUSES)
         .select_related("package", "price", "customer__billing_profile")
@@ -187,11 +195,9 @@ def dashboard_context(*, customer, user, can) -> dict:
             ever_invoiced=Exists(regular_invoices.exclude(status=InvoiceStatus.VOID, issued_at__isnull=True)),
             current_period_invoiced=Exists(regular_invoices.filter(period_start=OuterRef("current_period_start"))),
             pending_minor=Coalesce(Subquery(pending), 0),
-            flat_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_FLAT),
-            seat_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.RECURRING_PER_SEAT),
-            setup_tax_category=sku_tax_category_subquery(package_ref="package_id", kind=SkuKind.ONE_TIME),
             **has_discount_annotation(),
             **nudge_annotations,
+            **estimate_annotations,
         )
         .order_by("created_at")
     )
@@ -205,8 +211,8 @@ def dashboard_context(*, customer, user, can) -> dict:
             upcoming = next_invoice_preview(subscription=sub)
             if upcoming.discount_lines:
                 discount = upcoming
-                lines = lines + [(d.amount_minor, d.tax_category) for d in upcoming.discount_lines]
-        coming[sub.pk] = (sub.currency, tax_date, lines)
+                lines = lines + [(d.amount_minor, None, d.tax_category) for d in upcoming.discount_lines]
+        coming[sub.pk] = (_estimate_facts(sub), sub.currency, tax_date, lines)
         cards.append(
             {
                 "subscription": sub,
@@ -226,7 +232,13 @@ def dashboard_context(*, customer, user, can) -> dict:
             profile = subscriptions[0].customer.billing_profile
         except ObjectDoesNotExist:
             profile = None
-        estimates = invoice_estimates_for_customer(customer_id=customer.pk, profile=profile, items=coming)
+        first = subscriptions[0]
+        estimates = next_invoice_estimates(
+            customer_id=customer.pk,
+            profile=profile,
+            exemption_stamp=(str(first.exemption_changed_at or ""), first.exemption_count or 0),
+            items=coming,
+        )
         for card in cards:
             card["estimate"] = estimates[card["subscription"].pk]
     if subscriptions:
