@@ -151,10 +151,11 @@ class Invoice(models.Model):
             models.Index(fields=["issued_at"], name="invoice_issued_at"),
         ]
         constraints = [
-            # A re-run of the billing run, or a duplicate task, never bills a period twice.
+            # A re-run of the billing run, or a duplicate task, never bills a period twice. A voided invoice does not
+            # count: void and re-bill (billing.services.invoices.rebill) bills its period again.
             models.UniqueConstraint(
                 fields=["subscription", "period_start"],
-                condition=models.Q(kind="regular"),
+                condition=models.Q(kind="regular") & ~models.Q(status="void"),
                 name="invoice_one_regular_per_subscription_period",
             ),
             models.CheckConstraint(

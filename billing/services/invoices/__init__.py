@@ -5,7 +5,7 @@ changes an invoice's status (row locked, table checked, InvoiceStatusChange + au
 commit).
 
 One module per use case, bottom up (each imports only the ones before it, checked by import-linter): `state`,
-`drafts`, `checks`, `numbering`, `issue`, `settlement`. Everything public is re-exported here, so
+`drafts`, `checks`, `numbering`, `issue`, `settlement`, `rebill`. Everything public is re-exported here, so
 `from billing.services.invoices import ...` keeps working.
 """
 
@@ -34,6 +34,9 @@ from billing.services.invoices.issue import (
 )
 from billing.services.invoices.numbering import (
     number_allocate,
+)
+from billing.services.invoices.rebill import (
+    invoice_void_and_rebill,
 )
 from billing.services.invoices.settlement import (
     correction_reason_check,
@@ -68,6 +71,7 @@ __all__ = [
     "invoice_set_po_number",
     "invoice_transition",
     "invoice_void",
+    "invoice_void_and_rebill",
     "invoices_finalize_batch",
     "invoices_recheck_for_customer",
     "number_allocate",
