@@ -8,6 +8,7 @@ Choices are recorded in docs/decisions.md; every variable is listed in docs/oper
 import json
 import os
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -313,6 +314,12 @@ CELERY_BEAT_SCHEDULE["billing-run-hourly"] = {
 CELERY_BEAT_SCHEDULE["customer-health-nightly"] = {
     "task": "portal.customer_health_recompute",
     "schedule": crontab(hour=2, minute=30),  # after the midnight runs, before European mornings (docs/metrics.md)
+}
+# Revenue metrics (docs/metrics.md, "Revenue metrics"): the gross margin the lifetime value assumes (a fraction).
+REVENUE_GROSS_MARGIN = Decimal(env("REVENUE_GROSS_MARGIN", "0.80"))
+CELERY_BEAT_SCHEDULE["billing-revenue-metrics-nightly"] = {
+    "task": "billing.revenue_metrics_update",
+    "schedule": crontab(hour=2, minute=10),  # the current and the previous month, after midnight's renewals
 }
 CELERY_BEAT_SCHEDULE["billing-tax-exemptions-daily"] = {
     "task": "billing.tax_exemptions_daily",
