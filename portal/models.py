@@ -162,3 +162,6 @@ class RevenueMetrics(models.Model):
         managed = False
         default_permissions = ("view",)
         verbose_name_plural = "revenue metrics"
+
+    def __str__(self) -> str:
+        return "Revenue metrics"
