@@ -183,3 +183,10 @@ def test_page_without_any_scores_says_so(support_client):
     response = support_client.get(URL)
     assert response.status_code == 200
     assert b"no scores yet" in response.content and b"No scores yet." in response.content
+
+
+def test_the_admin_index_links_the_reports_each_role_may_open(support_client, billing_client):
+    support = support_client.get("/admin/").content.decode()
+    billing = billing_client.get("/admin/").content.decode()
+    assert URL in support and "/admin/reports/metrics/" not in support
+    assert URL in billing and "/admin/reports/metrics/" in billing
