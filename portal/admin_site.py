@@ -68,3 +68,24 @@ class ContinuumAdminSite(AdminSite):
 
     def has_permission(self, request):
         return super().has_permission(request) and staff_is_verified(request)
+
+    def get_urls(self):
+        # The staff report pages (issue 20): each view checks its policy action; admin_view makes them staff-only.
+        from django.urls import path
+
+        from portal.views import staff_metrics  # local import: this class loads with the apps, before models exist
+
+        def page(view):
+            return self.admin_view(lambda request: view(request, self))
+
+        return [
+            path("reports/health/", page(staff_metrics.health_view), name="staff_health"),
+            path("reports/health/customers.csv", page(staff_metrics.health_csv_view), name="staff_health_csv"),
+            path("reports/metrics/", page(staff_metrics.metrics_view), name="staff_metrics"),
+            path(
+                "reports/metrics/reconciliation/",
+                page(staff_metrics.reconciliation_view),
+                name="staff_metrics_reconciliation",
+            ),
+            *super().get_urls(),
+        ]

@@ -152,3 +152,16 @@ class EffortSurveyResponse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.score}/7 after {self.change_kind}"
+
+
+class RevenueMetrics(models.Model):
+    """No table: the holder of the permission to see the revenue metrics page (`portal.view_revenuemetrics`,
+    subscriptions/policy.py `metrics.view`), which spans every customer and so belongs to no one model."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        verbose_name_plural = "revenue metrics"
+
+    def __str__(self) -> str:
+        return "Revenue metrics"

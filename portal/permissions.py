@@ -83,6 +83,9 @@ ACTION_NAMES = {
     Action.NOTES_ADD: "internal notes",
     Action.PROVISIONING_RETRY: "provisioning",
     Action.WEBHOOKS_MANAGE: "webhooks",
+    Action.HEALTH_VIEW: "customer health",
+    Action.HEALTH_WEIGHTS: "the health score's weights",
+    Action.METRICS_VIEW: "revenue metrics",
 }
 assert set(ACTION_NAMES) == set(Action)
 

@@ -8,6 +8,7 @@ Choices are recorded in docs/decisions.md; every variable is listed in docs/oper
 import json
 import os
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -322,6 +323,12 @@ HEALTH_RECOMPUTE_REARM_SECONDS = env_int("HEALTH_RECOMPUTE_REARM_SECONDS", 600)
 CELERY_BEAT_SCHEDULE["customer-health-marks-sweep"] = {
     "task": "portal.customer_health_recompute_marked",
     "schedule": 600.0,
+}
+# Revenue metrics (docs/metrics.md, "Revenue metrics"): the gross margin the lifetime value assumes (a fraction).
+REVENUE_GROSS_MARGIN = Decimal(env("REVENUE_GROSS_MARGIN", "0.80"))
+CELERY_BEAT_SCHEDULE["billing-revenue-metrics-nightly"] = {
+    "task": "billing.revenue_metrics_update",
+    "schedule": crontab(hour=2, minute=10),  # the current and the previous month, after midnight's renewals
 }
 CELERY_BEAT_SCHEDULE["billing-tax-exemptions-daily"] = {
     "task": "billing.tax_exemptions_daily",

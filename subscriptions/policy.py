@@ -56,6 +56,9 @@ class Action(StrEnum):
     NOTES_ADD = "notes.add"
     PROVISIONING_RETRY = "provisioning.retry"
     WEBHOOKS_MANAGE = "webhooks.manage"
+    HEALTH_VIEW = "health.view"
+    HEALTH_WEIGHTS = "health.weights"
+    METRICS_VIEW = "metrics.view"
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,25 @@ POLICY: dict[Action, Rule] = {
             "Retry provisioning of the customer's entitlements (back office)",
             (),
             "subscriptions.change_entitlement",
+        ),
+        # Staff pages across all customers (issue 20): never a customer's, so no customer role or key has them.
+        _rule(
+            Action.HEALTH_VIEW,
+            "See customer health: scores, the at-risk list and its CSV export (back office)",
+            (),
+            "billing.view_customerhealthsnapshot",
+        ),
+        _rule(
+            Action.HEALTH_WEIGHTS,
+            "Change the health score's weights and at-risk threshold (back office)",
+            (),
+            "billing.add_healthweights",
+        ),
+        _rule(
+            Action.METRICS_VIEW,
+            "See revenue metrics: MRR, retention, LTV, billing quality (back office)",
+            (),
+            "portal.view_revenuemetrics",
         ),
     ]
 }

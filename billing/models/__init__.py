@@ -39,6 +39,7 @@ from billing.models.payments import (
     StripeEventStatus,
 )
 from billing.models.profiles import BillingProfile, ChangeBillingMode
+from billing.models.revenue import BillingQualityMonth, RevenueCustomerMonth, RevenueMonth
 from billing.models.tax import (
     EXEMPTION_TRANSITIONS,
     ExemptionStatus,
@@ -101,4 +102,7 @@ __all__ = [
     "CustomerHealthSnapshot",
     "HealthWeights",
     "JourneyStageChange",
+    "BillingQualityMonth",
+    "RevenueCustomerMonth",
+    "RevenueMonth",
 ]

@@ -44,6 +44,7 @@ from subscriptions.models import (
     UsageRecord,
 )
 from subscriptions.services.events import events_record_many
+from subscriptions.services.audit import audit_record
 
 CHUNK_SIZE = 500
 BILLING_NOTE_WORDS = ("billing", "invoice", "payment", "refund", "credit")
@@ -422,10 +423,26 @@ def health_weights_preview(*, weights: dict[str, int], at_risk_below: int) -> di
 
 
 def health_weights_save(*, weights: dict[str, int], at_risk_below: int, actor) -> HealthWeights:
-    """Store a new weight set (in force from the next computation). Raises HealthWeightsInvalid."""
+    """Store a new weight set (in force from the next computation), audited `health.weights_changed` with the
+    weights before and after. Raises HealthWeightsInvalid (nothing saved)."""
     problems = formulas.weights_problems(weights)
     if not 0 <= at_risk_below <= 100:
         problems.append("The at-risk threshold is a score from 0 to 100.")
     if problems:
         raise HealthWeightsInvalid(" ".join(problems))
-    return HealthWeights.objects.create(**weights, at_risk_below=at_risk_below, created_by=actor)
+    before = health_weights_current()
+    with transaction.atomic():
+        row = HealthWeights.objects.create(
+            **{k: int(v) for k, v in weights.items()}, at_risk_below=at_risk_below, created_by=actor
+        )
+        after = {name: getattr(row, name) for name in (*formulas.COMPONENTS, "at_risk_below")}
+        audit_record(
+            customer=None,
+            action="health.weights_changed",
+            actor=actor,
+            obj=row,
+            summary="Health score weights changed",
+            before=before,
+            after=after,
+        )
+    return row

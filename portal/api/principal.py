@@ -38,6 +38,9 @@ ACTION_WORDS = {
     Action.NOTES_ADD: "add internal notes",
     Action.PROVISIONING_RETRY: "retry provisioning",
     Action.WEBHOOKS_MANAGE: "manage webhook endpoints",
+    Action.HEALTH_VIEW: "view customer health",
+    Action.HEALTH_WEIGHTS: "change the health score's weights",
+    Action.METRICS_VIEW: "view revenue metrics",
 }
 assert set(ACTION_WORDS) == set(Action)
 

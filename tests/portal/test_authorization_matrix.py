@@ -29,7 +29,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from billing.models import BillingProfile, CreditNote, PaymentMethod, TaxExemption
+from billing.health.formulas import DEFAULT_WEIGHTS
+from billing.models import BillingProfile, CreditNote, HealthWeights, PaymentMethod, TaxExemption
 from billing.services.exemptions import tax_exemption_submit
 from portal.models import ApiKey
 from portal.services.api_keys import access_token_create, api_key_create
@@ -342,6 +343,16 @@ def _admin_probe(route, run):
     return Probe("admin", route, run)
 
 
+def _admin_health_weights_save(world, client, actor):
+    """Saving weights (health.weights) is observed by whether a weight set was stored; viewers may only preview."""
+    before = HealthWeights.objects.count()
+    response = client.post(reverse("admin:staff_health"), {**DEFAULT_WEIGHTS, "at_risk_below": 55, "save": "1"})
+    if HealthWeights.objects.count() != before:
+        HealthWeights.objects.order_by("-id").first().delete()
+        return ALLOW
+    return outcome(response) if outcome(response) != ALLOW else FORBIDDEN
+
+
 def _portal(route, run):
     return Probe("portal", route, run)
 
@@ -494,6 +505,15 @@ PROBES: dict[Action, list[Probe]] = {
         post("api", "api:webhook-endpoint-rotate-secret", {}, _endpoint),
         get("api", "api:webhook-deliveries", _endpoint),
         _admin_get("admin:subscriptions_webhookendpoint_changelist"),
+    ],
+    Action.HEALTH_VIEW: [
+        _admin_get("admin:staff_health"),
+        _admin_get("admin:staff_health_csv"),
+    ],
+    Action.HEALTH_WEIGHTS: [_admin_probe("admin:staff_health", _admin_health_weights_save)],
+    Action.METRICS_VIEW: [
+        _admin_get("admin:staff_metrics"),
+        _admin_get("admin:staff_metrics_reconciliation"),
     ],
     Action.API_KEYS_MANAGE: [
         get("portal", "portal:api_keys"),

@@ -1,0 +1,192 @@
+"""The back office's customer health page (/admin/reports/health/): who sees it, the at-risk list by MRR at stake,
+the weights editor (preview, save, bad input) and the CSV export."""
+
+import csv
+import io
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from billing.health import formulas
+from billing.models import CustomerHealthSnapshot, HealthWeights
+from billing.services.revenue_metrics import mrr_by_customer
+from portal.views.staff_metrics import csv_safe
+from subscriptions import clock
+from subscriptions.models import AuditEvent
+from subscriptions.money import minor_to_major
+from tests.admin.helpers import customer_with_subscription
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/reports/health/"
+CSV_URL = "/admin/reports/health/customers.csv"
+WEIGHTS = {**formulas.DEFAULT_WEIGHTS, "at_risk_below": 50}
+
+
+def snapshot(customer, *, score, stage, explanation="", components=None):
+    return CustomerHealthSnapshot.objects.create(
+        customer=customer,
+        computed_at=clock.now(),
+        score=score,
+        stage=stage,
+        components=components or dict.fromkeys(formulas.COMPONENTS, score),
+        facts={},
+        weights=WEIGHTS,
+        explanation=explanation,
+    )
+
+
+@pytest.fixture
+def world():
+    """Three at-risk customers of different size, one healthy one whose only weak spot is payment."""
+    small = customer_with_subscription(name="Small Co", seats=2)
+    big = customer_with_subscription(name="Big Corp", seats=9)
+    mid = customer_with_subscription(name="Mid Ltd", seats=5)
+    fine = customer_with_subscription(name="Fine Inc", seats=3)
+    snapshot(small, score=20, stage="at_risk", explanation="1 invoice(s) overdue, 12 days past due")
+    snapshot(big, score=40, stage="at_risk", explanation="7 of 9 seats unassigned")
+    snapshot(mid, score=45, stage="at_risk")
+    components = dict.fromkeys(formulas.COMPONENTS, 100) | {"payment": 0}
+    snapshot(fine, score=75, stage="established", components=components)
+    return {"small": small, "big": big, "mid": mid, "fine": fine}
+
+
+def test_anonymous_and_customers_are_sent_to_the_staff_sign_in(client, world):
+    for url in (URL, CSV_URL):
+        response = client.get(url)
+        assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    customer_user = UserFactory()
+    member = Client()
+    member.force_login(customer_user)
+    assert "/admin/login/" in member.get(URL)["Location"]
+
+
+def test_staff_without_the_permission_get_403(world):
+    staff = Client()
+    staff.force_login(UserFactory(email="nogroup@continuum.test", is_staff=True))
+    assert staff.get(URL).status_code == 403
+    assert staff.get(CSV_URL).status_code == 403
+    assert staff.post(URL, {**WEIGHTS, "save": "1"}).status_code == 403
+
+
+def test_at_risk_list_sorted_by_mrr_at_stake_with_score_stage_explanation_renewal_and_360_link(support_client, world):
+    mrr = mrr_by_customer(clock.today())
+    response = support_client.get(URL)
+    assert response.status_code == 200
+    at_risk = response.context["overview"].at_risk
+    assert [row.name for row in at_risk] == sorted(
+        ["Small Co", "Big Corp", "Mid Ltd"], key=lambda name: -mrr[world[_key(name)].pk].mrr_minor
+    )
+    assert [row.name for row in at_risk] == ["Big Corp", "Mid Ltd", "Small Co"]  # 9, 5 and 2 seats
+    html = response.content.decode()
+    assert "Fine Inc" not in html.split('id="at-risk-list"')[1].split("</table>")[0]
+    assert "1 invoice(s) overdue, 12 days past due" in html
+    assert reverse("admin:subscriptions_customer_change", args=[world["big"].pk]) in html
+    big = at_risk[0]
+    assert big.mrr_minor == mrr[world["big"].pk].mrr_minor > 0
+    assert big.mrr_display in html
+    assert big.renews_on is not None and f"{big.renews_on:%Y-%m-%d}" in html
+    assert "Seat adoption 40 (weight 25)" in html
+    assert 'role="img"' in html and "Health score distribution" in html  # the histogram
+
+
+def _key(name: str) -> str:
+    return {"Small Co": "small", "Big Corp": "big", "Mid Ltd": "mid"}[name]
+
+
+def test_billing_staff_see_the_page_but_no_save_button(billing_client, world):
+    response = billing_client.get(URL)
+    assert response.status_code == 200
+    assert b'name="save"' not in response.content and b'name="preview"' in response.content
+    assert billing_client.post(URL, {**WEIGHTS, "save": "1"}).status_code == 403
+    assert not HealthWeights.objects.exists()
+
+
+def test_preview_shows_who_would_join_and_leave_and_saves_nothing(support_client, world):
+    # Payment weighs everything: Fine Inc (payment 0) joins, the others' flat components keep them at risk.
+    weights = dict.fromkeys(formulas.COMPONENTS, 0) | {"payment": 100, "at_risk_below": 30}
+    response = support_client.post(URL, {**weights, "preview": "1"})
+    assert response.status_code == 200
+    preview = response.context["preview"]
+    assert [row.name for row in preview["joining"]] == ["Fine Inc"]
+    assert sorted(row.name for row in preview["leaving"]) == ["Big Corp", "Mid Ltd"]  # 40 and 45 ≥ 30
+    assert preview["at_risk_count"] == 2  # Small Co (20) and Fine Inc (0)
+    assert b"Would become at risk" in response.content
+    assert not HealthWeights.objects.exists()
+
+
+def test_save_stores_the_weights_audited_and_redirects(support_client, support_user, world):
+    weights = {**formulas.DEFAULT_WEIGHTS, "payment": 40, "at_risk_below": 60}
+    response = support_client.post(URL, {**weights, "save": "1"})
+    assert response.status_code == 302 and response["Location"] == URL
+    saved = HealthWeights.objects.get()
+    assert (saved.payment, saved.at_risk_below, saved.created_by) == (40, 60, support_user)
+    event = AuditEvent.objects.get(action="health.weights_changed")
+    assert event.actor == support_user
+    assert event.before["payment"] == 25 and event.after["payment"] == 40 and event.after["at_risk_below"] == 60
+    page = support_client.get(URL)
+    assert page.context["form"].initial["payment"] == 40  # the form shows the weights now in force
+    assert b"Weights saved" in page.content
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict.fromkeys(formulas.COMPONENTS, 0), "At least one weight must be above zero."),
+        ({"payment": -5}, "greater than or equal to 0"),
+        ({"payment": "lots"}, "Enter a whole number."),
+        ({"at_risk_below": 101}, "less than or equal to 100"),
+        ({"activity": ""}, "This field is required."),
+        ({"effort": "1e400"}, "Enter a whole number."),
+    ],
+)
+def test_bad_weights_give_form_errors_and_save_nothing(support_client, world, bad, message):
+    for intent in ("save", "preview"):
+        response = support_client.post(URL, {**WEIGHTS, **bad, intent: "1"})
+        assert response.status_code == 400
+        assert message in response.content.decode()
+    assert not HealthWeights.objects.exists()
+    assert not AuditEvent.objects.filter(action="health.weights_changed").exists()
+
+
+def test_csv_lists_every_customer_with_score_stage_mrr_and_renewal(billing_client, world):
+    response = billing_client.get(CSV_URL)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    by_name = {row["customer"]: row for row in rows}
+    assert set(by_name) == {"Small Co", "Big Corp", "Mid Ltd", "Fine Inc"}
+    mrr = mrr_by_customer(clock.today())[world["big"].pk]
+    big = by_name["Big Corp"]
+    assert (big["score"], big["stage"], big["currency"]) == ("40", "At risk", mrr.currency)
+    assert big["mrr"] == str(minor_to_major(mrr.mrr_minor, mrr.currency))
+    assert big["renewal_date"] and big["renewal_date"][:4].isdigit()
+    assert by_name["Fine Inc"]["stage"] == "Established"
+
+
+def test_csv_cells_cannot_run_as_formulas(billing_client, world):
+    world["small"].name = '=HYPERLINK("http://evil.test","click")'
+    world["small"].save(update_fields=["name"])
+    CustomerHealthSnapshot.objects.filter(customer=world["big"]).update(explanation="@SUM(A1:A9)")
+    body = b"".join(billing_client.get(CSV_URL).streaming_content).decode()
+    rows = {row["customer_id"]: row for row in csv.DictReader(io.StringIO(body))}
+    assert rows[str(world["small"].pk)]["customer"] == "'" + '=HYPERLINK("http://evil.test","click")'
+    assert rows[str(world["big"].pk)]["explanation"] == "'@SUM(A1:A9)"
+    assert [csv_safe(v) for v in ("+1", "-1", "a=b", "\tx", None, 7)] == ["'+1", "'-1", "a=b", "'\tx", "", "7"]
+
+
+def test_page_without_any_scores_says_so(support_client):
+    customer_with_subscription(name="Unscored")
+    response = support_client.get(URL)
+    assert response.status_code == 200
+    assert b"no scores yet" in response.content and b"No scores yet." in response.content
+
+
+def test_the_admin_index_links_the_reports_each_role_may_open(support_client, billing_client):
+    support = support_client.get("/admin/").content.decode()
+    billing = billing_client.get("/admin/").content.decode()
+    assert URL in support and "/admin/reports/metrics/" not in support
+    assert URL in billing and "/admin/reports/metrics/" in billing
