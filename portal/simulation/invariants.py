@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import calendar
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -22,24 +21,18 @@ from billing.models import (
     Invoice,
     InvoiceKind,
     InvoiceStatus,
+    LineKind,
     Payment,
     TaxExemption,
 )
 from billing.services.tax import EU_MEMBER_STATES
+from portal.simulation.einvoices import einvoices_check
+from portal.simulation.promotions import discounts_check
+from portal.simulation.violations import Violation
 from portal.simulation.year import invoice_snapshot
 from subscriptions.models import Entitlement, SeatLedgerEntry, Subscription
 
 CURRENCY_DIGITS = {"USD": 2, "EUR": 2, "GBP": 2, "JPY": 0}
-
-
-@dataclass(frozen=True)
-class Violation:
-    invariant: str
-    subject: str
-    facts: str
-
-    def __str__(self) -> str:
-        return f"[{self.invariant}] {self.subject}: {self.facts}"
 
 
 def half_up(value: Decimal) -> int:
@@ -82,6 +75,8 @@ def check_all(*, issued_snapshots: dict[int, tuple]) -> list[Violation]:
     violations += _seats()
     violations += _numbering()
     violations += _money(invoices)
+    violations += einvoices_check(invoices, profiles)  # issue 21
+    violations += discounts_check(invoices)  # issue 22
     for invoice in invoices:
         before = issued_snapshots.get(invoice.pk)
         if before is not None and before != invoice_snapshot(invoice):
@@ -220,6 +215,8 @@ def _periods(invoices) -> list[Violation]:
             for line in invoice.lines.all():
                 if not line.is_proration or not line.period_start or not line.period_end:
                     continue
+                if line.kind == LineKind.DISCOUNT:
+                    continue  # a prorated discount follows the discount rule (promotions.discounts_check)
                 starts = [b for b in expected | {p[0] for p in seen} if b <= line.period_start]
                 if not starts:
                     continue

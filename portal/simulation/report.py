@@ -7,6 +7,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from billing.models import ISSUED_STATUSES, CreditNote, Invoice
+from portal.simulation.extensions import html_sections, text_lines
 from subscriptions.models import ProvisioningRun
 
 
@@ -83,6 +84,7 @@ def text(f: dict) -> str:
             f"time to enablement (simulated clock): {len(values)} runs, p50 {p50:.1f} s, p95 {p95:.1f} s, "
             f"max {values[-1]:.1f} s"
         )
+    lines += text_lines(f)  # issues 20–23
     lines.append(f"invariant violations: {len(f['violations'])}")
     lines += [f"  {v}" for v in f["violations"][:200]]
     return "\n".join(lines)
@@ -121,6 +123,7 @@ def html_page(f: dict) -> str:
         _bars("Holds by reason", list(f["holds_by_reason"].items())),
         _bars("Corrections by root cause", list(f["corrections_by_cause"].items())),
         _bars("Time to enablement", [(b, buckets[b]) for b in order]),
+        *html_sections(f, _bars),
         "</body></html>",
     ]
     return "\n".join(body)

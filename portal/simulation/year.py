@@ -109,8 +109,10 @@ class Simulation:
         seed: int,
         clerk: User,
         render_pdfs: bool = False,
+        extensions: tuple = (),
     ):
         self.render_pdfs = render_pdfs
+        self.extensions = list(extensions)  # later issues' events and checks (portal/simulation/extensions.py)
         self._dirty = True  # something happened that the next billing run may have to bill
         self.customers = customers
         self.start, self.end = start, end
@@ -126,6 +128,18 @@ class Simulation:
         self.issued_snapshots: dict[int, tuple] = {}  # invoice id -> what it said when first seen issued
 
     # -- scheduling ------------------------------------------------------------------------------------------------
+    def hook(self, name: str, *args) -> list:
+        """Call `name` on every extension that has it; their answers, in order."""
+        return [getattr(ext, name)(self, *args) for ext in self.extensions if hasattr(ext, name)]
+
+    def hook_wrap(self, name: str, *args):
+        """`args[-1]` (a service function) wrapped by every extension that has `name` (e.g. adds a promotion code)."""
+        function = args[-1]
+        for ext in self.extensions:
+            if hasattr(ext, name):
+                function = getattr(ext, name)(self, *args[:-1], function)
+        return function
+
     def at(self, when: datetime, action: Callable, *args) -> None:
         heapq.heappush(self._queue, (when, next(self._seq), action, args))
 
@@ -149,6 +163,7 @@ class Simulation:
         for customer in self.customers:
             minute = self.rng.randrange(24 * 60)
             self.at(day0 + timedelta(days=customer.signup_day, minutes=minute), self.signup, customer)
+        self.hook("schedule", day0)
         # Hashing 1,000 passwords with PBKDF2 would be most of the run; nothing here is about passwords.
         # E-mails (invoices with their PDF, reminders) go to an in-memory outbox, emptied every simulated day.
         with (
@@ -161,6 +176,7 @@ class Simulation:
             if not self.render_pdfs:
                 # WeasyPrint would be most of a year's run time; documents are not what the invariants check.
                 stack.enter_context(mock.patch("billing.services.documents.html_to_pdf", side_effect=_stub_pdf()))
+            self.hook("enter", stack)
             with time_machine.travel(self.start, tick=False) as traveller:
                 while self._queue:
                     when, _, action, args = heapq.heappop(self._queue)
@@ -174,6 +190,7 @@ class Simulation:
                 self._dirty = True
                 self.hourly()  # the last run: everything due by the end is billed and enabled
                 self.drift_check()
+                self.hook("finish", traveller)
         self.stats.seconds = time.monotonic() - self.stats.started
         return self.stats
 
@@ -220,7 +237,7 @@ class Simulation:
                 certificate=self._certificate_file(),
                 reason="We resell the seats.",
             )
-        result = signup_create(
+        result = self.hook_wrap("signup_create", c, signup_create)(
             package_slug=c.package,
             interval=c.interval,
             seats=c.seats,
@@ -236,6 +253,7 @@ class Simulation:
             exemption=exemption,
         )
         c.customer_id, c.owner_id, c.subscription_id = result.customer.pk, result.user.pk, result.subscription.pk
+        self.hook("after_signup", c, result)
         if c.requires_po:  # agreed with billing staff at sign-up
             billing_profile_update(
                 customer=result.customer, actor=self.clerk, requires_po=True, standing_po_number=c.standing_po

@@ -9,10 +9,13 @@ import os
 from datetime import date
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
+from django.test import override_settings
 
-from billing.models import BillingProfile, Invoice, InvoiceStatus
+from billing.models import BillingProfile, CustomerHealthSnapshot, Discount, Invoice, InvoiceStatus, LineKind
 from portal.simulation import invariants
+from portal.simulation.webhook_receiver import WebhookReceivers
 from portal.simulation.year import invoice_snapshot
 from subscriptions.models import SeatLedgerEntry
 
@@ -50,6 +53,7 @@ def test_simulate_year_passes_every_invariant_and_the_invariants_catch_planted_d
     issued = Invoice.objects.filter(status__in=(InvoiceStatus.OPEN, InvoiceStatus.PAID)).prefetch_related("lines")
     snapshots = {invoice.pk: invoice_snapshot(invoice) for invoice in issued}
     assert invariants.check_all(issued_snapshots=snapshots) == []
+    _issues_20_to_23_hold_and_catch_their_defects(command, out)
 
     # when an issued invoice is edited behind the services' back, then the tax sums and immutability both fail
     invoice = Invoice.objects.filter(status=InvoiceStatus.PAID, total_minor__gt=0).order_by("id").first()
@@ -74,3 +78,53 @@ def test_simulate_year_passes_every_invariant_and_the_invariants_catch_planted_d
     last = Invoice.objects.exclude(number__isnull=True).order_by("-number").first()
     Invoice.objects.filter(pk=last.pk).update(number=last.number[:-4] + "9999")
     assert "numbering" in _kinds(invariants.check_all(issued_snapshots={}))
+
+
+def _issues_20_to_23_hold_and_catch_their_defects(command, out) -> None:
+    """Issues 20–23 in the simulated year: their events happen, their invariants hold, and each catches its defect
+    (part of the one test above: one simulated year per CI run)."""
+    figures, simulation = command.figures, command.simulation
+    assert figures["violations"] == []
+    # given e-invoiced EU businesses, redeemed and refused promotion codes, integrators' endpoints and nightly scores
+    assert figures["e_invoices"] > 0
+    assert sum(figures["promotion_codes_redeemed"].values()) > 0
+    assert any("promotion_code_expired" in k for k in figures["promotion_codes_refused"])
+    assert figures["webhook_endpoints"] > 0 and figures["webhook_events_received"] > 0
+    assert sum(figures["health_stages"].values()) == CUSTOMERS
+    text = (out / "simulated-year.txt").read_text()
+    assert "journey stages:" in text and "at risk (lowest scores first):" in text and "webhooks:" in text
+    assert "Health score distribution" in (out / "simulated-year.html").read_text()
+    snapshots = {}
+
+    # when the seller's VAT ID goes missing, then every e-invoice fails its rules, named with the rule (BR-…)
+    with override_settings(SELLER={**settings.SELLER, "vat_id": ""}):
+        einvoice_violations = [
+            v for v in invariants.check_all(issued_snapshots=snapshots) if v.invariant == "e-invoices"
+        ]
+    assert einvoice_violations and "BR-" in einvoice_violations[0].facts
+    assert einvoice_violations[0].subject.startswith("invoice INV-")
+
+    # when a discount is made to have expired before the periods it was applied to, then the invariant fails
+    discounted = Invoice.objects.filter(
+        lines__kind=LineKind.DISCOUNT, status__in=(InvoiceStatus.OPEN, InvoiceStatus.PAID)
+    )
+    line = discounted.first().lines.filter(kind=LineKind.DISCOUNT).first()
+    discount = Discount.objects.get(pk=line.discount_id)
+    Discount.objects.filter(pk=discount.pk).update(ends_at=discount.starts_at)
+    assert "discounts" in _kinds(invariants.check_all(issued_snapshots=snapshots))
+    Discount.objects.filter(pk=discount.pk).update(ends_at=discount.ends_at)
+
+    # when the receiver had missed an event, then the webhook invariant names it
+    receivers = next(e for e in simulation.extensions if isinstance(e, WebhookReceivers))
+    ids = [r.event_id for r in receivers.receipts]
+    index = next(i for i, r in enumerate(receivers.receipts) if r.status == 200 and ids.count(r.event_id) == 1)
+    dropped = receivers.receipts.pop(index)
+    assert any(dropped.event_id in v.facts for v in receivers.violations(simulation))
+    receivers.receipts.insert(index, dropped)
+    assert receivers.violations(simulation) == []
+
+    # when a customer's score says nothing of the overdue invoice it has, then the health invariant fails
+    health = next(e for e in simulation.extensions if type(e).__name__ == "CustomerHealth")
+    snapshot = CustomerHealthSnapshot.objects.order_by("-computed_at", "-id").first()
+    CustomerHealthSnapshot.objects.filter(pk=snapshot.pk).update(stage="established", score=250)
+    assert any(v.invariant == "health" for v in health.violations(simulation))

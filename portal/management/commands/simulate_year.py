@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from portal.simulation import invariants, report
+from portal.simulation.extensions import extension_figures, extension_violations, extensions_for
 from portal.simulation.world import customers_generate, world_build
 from portal.simulation.year import Simulation, sim_dates
 from subscriptions.models import Customer
@@ -38,13 +39,24 @@ class Command(BaseCommand):
         mix = customers_generate(
             rng=random.Random(seed), count=customers, signup_days=max(1, min(62, (end - begin).days // 2))
         )
-        simulation = Simulation(customers=mix, start=begin, end=end, seed=seed, clerk=world["clerk"], render_pdfs=pdfs)
+        simulation = Simulation(
+            customers=mix,
+            start=begin,
+            end=end,
+            seed=seed,
+            clerk=world["clerk"],
+            render_pdfs=pdfs,
+            extensions=extensions_for(seed),
+        )
         stats = simulation.run()
         violations = invariants.check_all(issued_snapshots=simulation.issued_snapshots)
+        violations += extension_violations(simulation)
         figures = report.figures(stats=stats, violations=violations, customers=customers, start=begin, end=end)
+        figures.update(extension_figures(simulation))
         text_path, html_path = report.write(figures, out)
         self.stdout.write(report.text(figures))
         self.stdout.write(f"report: {text_path} and {html_path}")
         self.figures = figures
+        self.simulation = simulation
         if violations:
             raise CommandError(f"{len(violations)} invariant violation(s)")

@@ -1,0 +1,150 @@
+"""Customer health in the simulated year (issue 20).
+
+`CustomerHealth`, an extension of the year (year.py `hook`): owners sign in to the portal on some days (Django's
+own `update_last_login`, what a sign-in records; the activity component reads it), the nightly recomputation runs
+at 01:30 through `customer_health_recompute`, as beat runs it, and once more at the end. The report then shows the score
+distribution, the customers per journey stage and the ten most at-risk customers with their explanations.
+
+`violations` checks that the scores are plausible against the year's facts, read from the database here (not from
+the snapshot's own facts), per docs/metrics.md:
+- every customer has a current snapshot, scored 0–100, whose stage is the last recorded stage change;
+- a customer with an open invoice past its due date scores below 100 on payment and is "at risk" (or churned);
+  one with no overdue invoice and no failed payment in 30 days scores 100 on payment;
+- customers with overdue invoices score lower on payment, on average, than those without;
+- a customer with no live subscription left is "churned".
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import timedelta
+from statistics import mean
+
+from django.contrib.auth.models import update_last_login
+
+from billing.models import CustomerHealthSnapshot, Invoice, InvoiceStatus, JourneyStageChange, Payment
+from billing.models.payments import PaymentStatus
+from portal.services.health import customer_health_recompute
+from portal.simulation.violations import Violation
+from subscriptions.models import LIVE_STATUSES, Customer, Subscription, User
+
+BUCKETS = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 101))
+SIGN_IN_DAILY_RATE = 0.25  # per owner per day (an owner who signs in weekly or more counts as active)
+ENGAGED_SHARE = 0.7  # owners who use the portal at all
+
+
+def _current() -> dict[int, CustomerHealthSnapshot]:
+    current = {}
+    for snapshot in CustomerHealthSnapshot.objects.order_by("customer_id", "-computed_at", "-id"):
+        current.setdefault(snapshot.customer_id, snapshot)
+    return current
+
+
+class CustomerHealth:
+    def __init__(self, seed: int):
+        self.rng = random.Random(f"health-{seed}")
+        self.runs = 0
+        self.engaged: set[int] = set()  # owners who sign in now and then
+
+    def schedule(self, sim, day0) -> None:
+        sim._every(day0 + timedelta(hours=1, minutes=30), timedelta(days=1), self.nightly)
+        sim._every(day0 + timedelta(hours=9), timedelta(days=1), lambda: self.sign_ins(sim))
+
+    def after_signup(self, sim, c, result) -> None:
+        if self.rng.random() < ENGAGED_SHARE:
+            self.engaged.add(result.user.pk)
+
+    def sign_ins(self, sim) -> None:
+        for user in User.objects.filter(pk__in=sorted(self.engaged)):
+            if self.rng.random() < SIGN_IN_DAILY_RATE:
+                update_last_login(None, user)
+
+    def nightly(self) -> None:
+        customer_health_recompute()
+        self.runs += 1
+
+    def finish(self, sim, traveller) -> None:
+        self.nightly()
+
+    def violations(self, sim) -> list[Violation]:
+        found = []
+        current = _current()
+        today = sim.now.date()
+        overdue = set(
+            Invoice.objects.filter(status=InvoiceStatus.OPEN, due_on__lt=today).values_list("customer_id", flat=True)
+        )
+        failed = set(
+            Payment.objects.filter(
+                status=PaymentStatus.FAILED, created_at__gte=sim.now - timedelta(days=30)
+            ).values_list("invoice__customer_id", flat=True)
+        )
+        live = set(Subscription.objects.filter(status__in=LIVE_STATUSES).values_list("customer_id", flat=True))
+        last_stage = {}
+        for customer_id, stage in JourneyStageChange.objects.order_by("changed_at", "id").values_list(
+            "customer_id", "to_stage"
+        ):
+            last_stage[customer_id] = stage
+        for customer_id, name in Customer.objects.values_list("pk", "name"):
+            subject = f"customer {name}"
+            snapshot = current.get(customer_id)
+            if snapshot is None:
+                found.append(Violation("health", subject, "no health score"))
+                continue
+            payment = snapshot.components.get("payment")
+            if snapshot.score is not None and not 0 <= snapshot.score <= 100:
+                found.append(Violation("health", subject, f"score {snapshot.score} outside 0–100"))
+            if last_stage.get(customer_id) != snapshot.stage:
+                found.append(
+                    Violation(
+                        "health", subject, f"stage {snapshot.stage}, last change to {last_stage.get(customer_id)}"
+                    )
+                )
+            if customer_id not in live:
+                if snapshot.stage != "churned":
+                    found.append(Violation("health", subject, f"no live subscription but stage {snapshot.stage}"))
+                continue
+            if customer_id in overdue:
+                if payment is None or payment >= 100:
+                    found.append(Violation("health", subject, f"an invoice is overdue but payment scores {payment}"))
+                if snapshot.stage != "at_risk":
+                    found.append(Violation("health", subject, f"an invoice is overdue but stage {snapshot.stage}"))
+            elif customer_id not in failed and payment != 100:
+                found.append(Violation("health", subject, f"nothing overdue or failed, but payment scores {payment}"))
+        late = [current[c].components.get("payment") for c in overdue & live if c in current]
+        on_time = [s.components.get("payment") for c, s in current.items() if c in live and c not in overdue]
+        if late and on_time and not mean(late) < mean(on_time):
+            found.append(
+                Violation(
+                    "health", "payment component", f"overdue customers {mean(late):.1f} ≥ others {mean(on_time):.1f}"
+                )
+            )
+        return found
+
+    def figures(self, sim) -> dict:
+        current = _current()
+        names = dict(Customer.objects.values_list("pk", "name"))
+        distribution = Counter()
+        for snapshot in current.values():
+            if snapshot.score is None:
+                distribution["no score"] += 1
+                continue
+            low, high = next(b for b in BUCKETS if b[0] <= snapshot.score < b[1])
+            distribution[f"{low}–{min(high, 100)}"] += 1
+        at_risk = sorted(
+            (s for s in current.values() if s.stage == "at_risk"),
+            key=lambda s: (s.score if s.score is not None else 101, s.customer_id),
+        )[:10]
+        return {
+            "health_runs": self.runs,
+            "health_distribution": {
+                f"{low}–{min(high, 100)}": distribution[f"{low}–{min(high, 100)}"] for low, high in BUCKETS
+            }
+            | ({"no score": distribution["no score"]} if distribution["no score"] else {}),
+            "health_stages": dict(Counter(s.stage for s in current.values()).most_common()),
+            "health_at_risk": [
+                {"customer": names.get(s.customer_id, s.customer_id), "score": s.score, "why": s.explanation}
+                for s in at_risk
+            ],
+            "health_stage_changes": JourneyStageChange.objects.count(),
+        }
