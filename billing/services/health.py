@@ -43,8 +43,8 @@ from subscriptions.models import (
     SubscriptionStatus,
     UsageRecord,
 )
-from subscriptions.services.events import events_record_many
 from subscriptions.services.audit import audit_record
+from subscriptions.services.events import events_record_many
 
 CHUNK_SIZE = 500
 BILLING_NOTE_WORDS = ("billing", "invoice", "payment", "refund", "credit")
