@@ -28,6 +28,7 @@ import time_machine
 
 from subscriptions import clock
 from subscriptions.models import Customer, Package, PackageComponent, Price, SkuKind, Subscription
+from subscriptions.periods import add_months
 from subscriptions.services.changes import (
     subscription_addon_add_apply,
     subscription_cancel_apply,
@@ -36,7 +37,6 @@ from subscriptions.services.changes import (
 )
 from subscriptions.services.lifecycle import subscription_cancel_now, subscription_renew
 from subscriptions.services.subscriptions import subscription_create
-from subscriptions.periods import add_months
 from tests.clock import month_start
 from tests.factories import CustomerFactory, PackageFactory, SkuFactory
 
@@ -176,7 +176,10 @@ def build_fixture() -> Fixture:
         (
             on(5, 15),
             lambda: subscription_cancel_apply(
-                subscription_id=subs["D"].pk, reason="moving on", expected_version=_version(subs["D"]), actor=None,
+                subscription_id=subs["D"].pk,
+                reason="moving on",
+                expected_version=_version(subs["D"]),
+                actor=None,
                 at=on(5, 15),
             ),
         ),
