@@ -24,7 +24,7 @@ from django.utils.safestring import SafeString, mark_safe
 PALETTE = ("#0072b2", "#009e73", "#56b4e9", "#e69f00", "#d55e00", "#cc79a7", "#f0e442", "#000000")
 WIDTH = 720
 HEIGHT = 260
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 64, 16, 16, 40
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 96, 16, 16, 40  # room for "USD 12,345.67" left of the axis
 
 
 def _safe(markup: str) -> SafeString:

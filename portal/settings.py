@@ -481,6 +481,7 @@ CELERY_TASK_ROUTES = {
     "billing.credit_note_refund": {"queue": "billing"},
     "billing.stripe_customer_sync": {"queue": "billing"},
     "billing.tax_exemptions_daily": {"queue": "billing"},
+    "billing.revenue_metrics_update": {"queue": "billing"},
     # Outbound webhooks (docs/webhooks.md): their own queue, so a slow receiver never delays enablement or billing.
     "subscriptions.webhook_*": {"queue": "webhooks"},
     # billing.stripe_event_process (Stripe's webhooks in) and anything unnamed here: "default".

@@ -66,7 +66,11 @@ class Movements:
     @property
     def net_minor(self) -> int:
         return (
-            self.new_minor + self.expansion_minor + self.contraction_minor + self.churned_minor + self.reactivation_minor
+            self.new_minor
+            + self.expansion_minor
+            + self.contraction_minor
+            + self.churned_minor
+            + self.reactivation_minor
         )
 
 
@@ -196,15 +200,25 @@ def lifetime_value(
     ]
     if arpa is None:
         assumptions.append("no paying customers: no ARPA, no lifetime value")
-        return LifetimeValue(None, None, gross_margin, rate, churned_customers, customer_months, window_months,
-                             tuple(assumptions))
+        return LifetimeValue(
+            None, None, gross_margin, rate, churned_customers, customer_months, window_months, tuple(assumptions)
+        )
     if not rate:
         assumptions.append("no customer churned in the window: the lifetime value is unbounded and not shown")
-        return LifetimeValue(None, arpa, gross_margin, rate, churned_customers, customer_months, window_months,
-                             tuple(assumptions))
+        return LifetimeValue(
+            None, arpa, gross_margin, rate, churned_customers, customer_months, window_months, tuple(assumptions)
+        )
     value = Decimal(arpa) * gross_margin * Decimal(customer_months) / Decimal(churned_customers)
-    return LifetimeValue(round_minor(value), arpa, gross_margin, rate, churned_customers, customer_months,
-                         window_months, tuple(assumptions))
+    return LifetimeValue(
+        round_minor(value),
+        arpa,
+        gross_margin,
+        rate,
+        churned_customers,
+        customer_months,
+        window_months,
+        tuple(assumptions),
+    )
 
 
 @dataclass(frozen=True)

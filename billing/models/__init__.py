@@ -39,7 +39,7 @@ from billing.models.payments import (
     StripeEventStatus,
 )
 from billing.models.profiles import BillingProfile, ChangeBillingMode
-from billing.models.revenue import BillingQualityMonth, RevenueCustomerMonth, RevenueMonth
+from billing.models.revenue import BillingQualityMonth, RevenueCohortMonth, RevenueCustomerMonth, RevenueMonth
 from billing.models.tax import (
     EXEMPTION_TRANSITIONS,
     ExemptionStatus,
@@ -103,6 +103,7 @@ __all__ = [
     "HealthWeights",
     "JourneyStageChange",
     "BillingQualityMonth",
+    "RevenueCohortMonth",
     "RevenueCustomerMonth",
     "RevenueMonth",
 ]

@@ -89,3 +89,23 @@ class BillingQualityMonth(models.Model):
 
     def __str__(self) -> str:
         return f"Billing quality {self.month:%Y-%m}"
+
+
+class RevenueCohortMonth(models.Model):
+    """Cohort retention cell: of the customers who first paid at the end of `cohort`, how many (and how much MRR)
+    pay at the end of `month`. The row with month = cohort is the cohort's size."""
+
+    currency = models.CharField(max_length=3)
+    cohort = models.DateField(help_text="The 1st of the cohort's first paying month.")
+    month = models.DateField(help_text="The 1st of the month measured.")
+    customers = models.PositiveIntegerField(default=0)
+    mrr_minor = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["currency", "cohort", "month"]
+        constraints = [
+            models.UniqueConstraint(fields=["currency", "cohort", "month"], name="revenue_cohort_month_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.currency} cohort {self.cohort:%Y-%m} at {self.month:%Y-%m}: {self.customers}"

@@ -19,6 +19,7 @@ from billing.tasks.invoices import (
     issued_documents_sweep_task,
 )
 from billing.tasks.payments import credit_note_refund_task, invoice_collect_task, stripe_customer_sync_task
+from billing.tasks.revenue_metrics import revenue_metrics_update_task
 from billing.tasks.stripe_events import stripe_event_process_task, stripe_events_sweep_task
 from billing.tasks.sweeps import lost_handoffs_sweep_task
 
@@ -32,6 +33,7 @@ __all__ = [
     "invoice_after_issue_task",
     "issued_documents_sweep_task",
     "invoice_collect_task",
+    "revenue_metrics_update_task",
     "invoice_render_pdf_task",
     "lost_handoffs_sweep_task",
     "invoices_overdue_record_task",

@@ -41,12 +41,12 @@ def snapshot(customer, *, score, stage, explanation="", components=None):
 @pytest.fixture
 def world():
     """Three at-risk customers of different size, one healthy one whose only weak spot is payment."""
-    small = customer_with_subscription(name="Small Co", seats=2)
-    big = customer_with_subscription(name="Big Corp", seats=9)
-    mid = customer_with_subscription(name="Mid Ltd", seats=5)
+    small = customer_with_subscription(name="Small Co", seats=6)
+    big = customer_with_subscription(name="Big Corp", seats=12)
+    mid = customer_with_subscription(name="Mid Ltd", seats=8)
     fine = customer_with_subscription(name="Fine Inc", seats=3)
     snapshot(small, score=20, stage="at_risk", explanation="1 invoice(s) overdue, 12 days past due")
-    snapshot(big, score=40, stage="at_risk", explanation="7 of 9 seats unassigned")
+    snapshot(big, score=40, stage="at_risk", explanation="7 of 12 seats unassigned")
     snapshot(mid, score=45, stage="at_risk")
     components = dict.fromkeys(formulas.COMPONENTS, 100) | {"payment": 0}
     snapshot(fine, score=75, stage="established", components=components)
@@ -79,7 +79,7 @@ def test_at_risk_list_sorted_by_mrr_at_stake_with_score_stage_explanation_renewa
     assert [row.name for row in at_risk] == sorted(
         ["Small Co", "Big Corp", "Mid Ltd"], key=lambda name: -mrr[world[_key(name)].pk].mrr_minor
     )
-    assert [row.name for row in at_risk] == ["Big Corp", "Mid Ltd", "Small Co"]  # 9, 5 and 2 seats
+    assert [row.name for row in at_risk] == ["Big Corp", "Mid Ltd", "Small Co"]  # 12, 8 and 6 seats
     html = response.content.decode()
     assert "Fine Inc" not in html.split('id="at-risk-list"')[1].split("</table>")[0]
     assert "1 invoice(s) overdue, 12 days past due" in html
