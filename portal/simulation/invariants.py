@@ -26,6 +26,8 @@ from billing.models import (
     TaxExemption,
 )
 from billing.services.tax import EU_MEMBER_STATES
+from portal.simulation.cards import card_violations
+from portal.simulation.clerk import rebill_violations
 from portal.simulation.year import invoice_snapshot
 from subscriptions.models import Entitlement, SeatLedgerEntry, Subscription
 
@@ -66,7 +68,7 @@ def boundaries(anchor: datetime, interval: str, until: datetime) -> list[datetim
         k += 1
 
 
-def check_all(*, issued_snapshots: dict[int, tuple]) -> list[Violation]:
+def check_all(*, issued_snapshots: dict[int, tuple], stripe=None) -> list[Violation]:
 
     violations: list[Violation] = []
     invoices = list(
@@ -82,6 +84,8 @@ def check_all(*, issued_snapshots: dict[int, tuple]) -> list[Violation]:
     violations += _seats()
     violations += _numbering()
     violations += _money(invoices)
+    violations += rebill_violations(Violation)  # void and re-bill by the clerk (clerk.py)
+    violations += card_violations(Violation, stripe)  # card payments, refunds and webhooks (cards.py)
     for invoice in invoices:
         before = issued_snapshots.get(invoice.pk)
         if before is not None and before != invoice_snapshot(invoice):
