@@ -26,6 +26,8 @@ from billing.models import (
     TaxExemption,
 )
 from billing.services.tax import EU_MEMBER_STATES
+from portal.simulation.cards import card_violations
+from portal.simulation.clerk import rebill_violations
 from portal.simulation.einvoices import einvoices_check
 from portal.simulation.promotions import discounts_check
 from portal.simulation.violations import Violation
@@ -59,7 +61,7 @@ def boundaries(anchor: datetime, interval: str, until: datetime) -> list[datetim
         k += 1
 
 
-def check_all(*, issued_snapshots: dict[int, tuple]) -> list[Violation]:
+def check_all(*, issued_snapshots: dict[int, tuple], stripe=None) -> list[Violation]:
 
     violations: list[Violation] = []
     invoices = list(
@@ -77,6 +79,8 @@ def check_all(*, issued_snapshots: dict[int, tuple]) -> list[Violation]:
     violations += _money(invoices)
     violations += einvoices_check(invoices, profiles)  # issue 21
     violations += discounts_check(invoices)  # issue 22
+    violations += rebill_violations(Violation)  # void and re-bill by the clerk (clerk.py)
+    violations += card_violations(Violation, stripe)  # card payments, refunds and webhooks (cards.py)
     for invoice in invoices:
         before = issued_snapshots.get(invoice.pk)
         if before is not None and before != invoice_snapshot(invoice):

@@ -7,12 +7,17 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from billing.models import ISSUED_STATUSES, CreditNote, Invoice
+from portal.simulation.clerk import CUSTOMER_REPORTED
 from portal.simulation.extensions import html_sections, text_lines
 from subscriptions.models import ProvisioningRun
 
 
 def figures(*, stats, violations, customers: int, start, end) -> dict:
-    issued = list(Invoice.objects.filter(status__in=ISSUED_STATUSES).values("id", "issued_at", "status"))
+    issued = list(
+        Invoice.objects.filter(status__in=ISSUED_STATUSES, issued_at__isnull=False).values(
+            "id", "issued_at", "status", "void_reason_code", "void_reason"
+        )
+    )
     corrected = set(CreditNote.objects.values_list("invoice_id", flat=True)) | {
         i["id"] for i in issued if i["status"] == "void"
     }
@@ -25,7 +30,14 @@ def figures(*, stats, violations, customers: int, start, end) -> dict:
     causes = Counter(CreditNote.objects.values_list("reason_code", flat=True))
     internal_corrections = {
         note.invoice_id for note in CreditNote.objects.exclude(reason_code__in=external).only("invoice_id")
+    } | {
+        i["id"]
+        for i in issued
+        if i["status"] == "void"
+        and i["void_reason_code"] not in external
+        and not i["void_reason"].startswith(CUSTOMER_REPORTED)  # the customer's own details were wrong (clerk.py)
     }
+    causes.update(f"void: {i['void_reason_code']}" for i in issued if i["status"] == "void")
     holds_by_reason = Counter()
     for reason_list in Invoice.objects.filter(status_changes__to_status="held").values_list("hold_reasons", flat=True):
         for reason in reason_list or []:
@@ -85,6 +97,11 @@ def text(f: dict) -> str:
             f"max {values[-1]:.1f} s"
         )
     lines += text_lines(f)  # issues 20–23
+    cards = f.get("cards") or {"customers": 0}
+    lines.append(
+        f"card customers on localstripe: {cards['customers']}"
+        + "".join(f", {k} {v}" for k, v in cards.items() if k not in ("customers", "url"))
+    )
     lines.append(f"invariant violations: {len(f['violations'])}")
     lines += [f"  {v}" for v in f["violations"][:200]]
     return "\n".join(lines)

@@ -44,6 +44,7 @@ from billing.services.invoices import (
 from billing.services.profiles import billing_profile_update
 from billing.tasks import billing_run_task, dunning_run_task, tax_exemptions_daily_task
 from portal.services.signup import ExemptionDeclaration, signup_create
+from portal.simulation.clerk import ClerkRebills
 from portal.simulation.world import CITIES, TAXED_STATES, UNTAXED_STATES, SimCustomer, german_vat_id
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import LIVE_STATUSES, Package, Subscription, SubscriptionStatus, User
@@ -126,6 +127,8 @@ class Simulation:
         self._address_fixes: dict[int, datetime] = {}  # customer id -> when the customer completes the address
         self._certificate = None
         self.issued_snapshots: dict[int, tuple] = {}  # invoice id -> what it said when first seen issued
+        self.rebills = ClerkRebills(self)  # customer-reported wrong details: void and re-bill (clerk.py)
+        self.cards = None  # CardDesk (cards.py) when the run has card customers on localstripe
 
     # -- scheduling ------------------------------------------------------------------------------------------------
     def hook(self, name: str, *args) -> list:
@@ -199,6 +202,8 @@ class Simulation:
         """The billing run, as beat runs it every hour; skipped (as a no-op would be) when nothing happened since
         the last run and no period has ended, to keep a year's run short."""
         self.stats.hours += 1
+        if self.cards:
+            self.cards.deliver()  # Stripe's webhooks of the last hour, twice and out of order
         period_ended = Subscription.objects.filter(status__in=LIVE_STATUSES, current_period_end__lte=self.now).exists()
         if not (self._dirty or period_ended):
             return
@@ -217,6 +222,8 @@ class Simulation:
 
     def daily_dunning(self) -> None:
         dunning_run_task()
+        if self.cards:
+            self.cards.scan()
 
     # -- customers -------------------------------------------------------------------------------------------------
     def signup(self, c: SimCustomer) -> None:
@@ -258,6 +265,8 @@ class Simulation:
             billing_profile_update(
                 customer=result.customer, actor=self.clerk, requires_po=True, standing_po_number=c.standing_po
             )
+        if self.cards:
+            self.cards.after_signup(c)  # a card customer saves their card on the payment-methods page
         if c.kind == "us_incomplete":
             self._address_fixes[c.customer_id] = self.now + timedelta(days=self.rng.randint(1, 4))
         self.stats.events["signup"] += 1
@@ -423,6 +432,7 @@ class Simulation:
             invoice_approve_and_issue(invoice_id=invoice.pk, actor=self.clerk, note="Simulated review")
             for code in codes:
                 self.stats.reviews[f"approved after hold: {code}"] += 1
+        self.rebills.review()
         self._after_issue_scan()
 
     # -- payments and corrections ----------------------------------------------------------------------------------
@@ -435,7 +445,8 @@ class Simulation:
         )
         for invoice in fresh:
             self.issued_snapshots[invoice.pk] = invoice_snapshot(invoice)
-            if invoice.status == InvoiceStatus.OPEN and invoice.amount_due_minor > 0:
+            by_card = self.cards is not None and self.cards.after_issue(invoice)
+            if invoice.status == InvoiceStatus.OPEN and invoice.amount_due_minor > 0 and not by_card:
                 due = datetime.combine(invoice.due_on, datetime.min.time(), tzinfo=UTC)
                 if self.rng.random() < LATE_PAYER_RATE:
                     when = due + timedelta(days=self.rng.randint(1, 40), hours=self.rng.randint(9, 17))
@@ -444,8 +455,11 @@ class Simulation:
                         days=self.rng.randint(0, max(0, (due - invoice.issued_at).days)), hours=self.rng.randint(1, 8)
                     )
                 self.at(max(when, self.now + timedelta(minutes=1)), self.pay, invoice.pk)
+            self.rebills.after_issue(invoice)
             if self.rng.random() < CUSTOMER_REPORTED_ERROR_RATE and invoice.total_minor > 0:
                 self.at(self.now + timedelta(days=self.rng.randint(2, 20)), self.customer_reports_error, invoice.pk)
+        if self.cards:
+            self.cards.scan()
 
     def pay(self, invoice_id: int) -> None:
         invoice = Invoice.objects.get(pk=invoice_id)

@@ -13,11 +13,11 @@ from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 
-from billing.models import BillingProfile, CustomerHealthSnapshot, Discount, Invoice, InvoiceStatus, LineKind
+from billing.models import BillingProfile, CustomerHealthSnapshot, Discount, Invoice, InvoiceStatus, LineKind, Payment
 from portal.simulation import invariants
 from portal.simulation.webhook_receiver import WebhookReceivers
 from portal.simulation.year import invoice_snapshot
-from subscriptions.models import SeatLedgerEntry
+from subscriptions.models import AuditEvent, SeatLedgerEntry
 
 CUSTOMERS = int(os.environ.get("CONTINUUM_SIMULATION_CUSTOMERS", "100"))
 MONTHS = int(os.environ.get("CONTINUUM_SIMULATION_MONTHS", "3"))
@@ -28,7 +28,10 @@ def simulated(tmp_path):
     from portal.management.commands.simulate_year import Command
 
     command = Command()
-    call_command(command, customers=CUSTOMERS, months=MONTHS, start=date(2027, 6, 15), seed=7, out=tmp_path)
+    # A higher re-bill rate than the default so that the CI size exercises the clerk's void and re-bill.
+    call_command(
+        command, customers=CUSTOMERS, months=MONTHS, start=date(2027, 6, 15), seed=7, out=tmp_path, rebill_rate=0.02
+    )
     return command, tmp_path
 
 
@@ -45,6 +48,14 @@ def test_simulate_year_passes_every_invariant_and_the_invariants_catch_planted_d
     for kind in ("seats_up", "seats_down", "payment"):
         assert figures["events"].get(kind, 0) > 0, kind
     assert figures["issued"] >= CUSTOMERS  # at least each customer's first invoice
+    # card customers paid through localstripe, some cards were declined, and Stripe's webhooks came twice
+    cards = figures["cards"]
+    assert 0 < cards["customers"] <= 20
+    assert cards.get("card payment succeeded", 0) > 0
+    assert cards.get("card payment failed", 0) > 0
+    assert cards.get("webhook duplicates ignored", 0) > 0
+    # and the clerk voided and re-billed what customers reported wrong
+    assert figures["reviews"].get("voided and re-billed", 0) > 0
     # then every invariant holds, and bills were right first time (corrections only for outside causes)
     assert figures["violations"] == []
     assert figures["right_first_time_inside"] >= 0.995
@@ -73,6 +84,18 @@ def test_simulate_year_passes_every_invariant_and_the_invariants_catch_planted_d
     BillingProfile.objects.filter(customer_id=no_po.customer_id).update(requires_po=True)
     assert "holds" in _kinds(invariants.check_all(issued_snapshots=snapshots))
     BillingProfile.objects.filter(customer_id=no_po.customer_id).update(requires_po=False)
+
+    # when a re-billed invoice's replacement is voided behind the services' back, then the periods invariant fails
+    rebilled = AuditEvent.objects.filter(action="invoice.rebilled").first()
+    replacement = Invoice.objects.get(pk=rebilled.after["invoice_id"])
+    Invoice.objects.filter(pk=replacement.pk).update(status=InvoiceStatus.VOID)
+    assert "periods" in _kinds(invariants.check_all(issued_snapshots=snapshots))
+    Invoice.objects.filter(pk=replacement.pk).update(status=replacement.status)
+
+    # when an invoice paid by card is recorded as paid twice, then the money invariant fails
+    card = Payment.objects.filter(kind="card", status="succeeded").first()
+    Invoice.objects.filter(pk=card.invoice_id).update(amount_paid_minor=2 * card.amount_minor)
+    assert "money" in _kinds(invariants.check_all(issued_snapshots={}))
 
     # when a number goes missing from a series, then the numbering invariant fails
     last = Invoice.objects.exclude(number__isnull=True).order_by("-number").first()

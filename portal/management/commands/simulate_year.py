@@ -1,9 +1,12 @@
 """`manage.py simulate_year`: drive the real services through a simulated year and check every invariant.
 
     manage.py simulate_year [--customers 1000] [--months 12] [--start 2027-06-15] [--seed 1] [--out var/simulation]
+        [--card-customers N] [--localstripe URL] [--rebill-rate 0.002]
 
 Run it on an empty database (it refuses one that has customers: the invariants read the whole database). Exits
 non-zero when an invariant is violated. docs/simulation.md describes the mix, the rates and the clerk's rules.
+Card customers pay through the real Stripe path against localstripe, which the command starts on 127.0.0.1 (or
+`--localstripe URL`); when it cannot, the command stops and says so (`--card-customers 0` runs without cards).
 """
 
 import random
@@ -12,8 +15,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.test import override_settings
 
 from portal.simulation import invariants, report
+from portal.simulation.cards import CARD_SHARE, CardDesk, LocalStripeUnavailable, localstripe_start, stripe_settings
+from portal.simulation.clerk import WRONG_DETAILS_RATE
 from portal.simulation.extensions import extension_figures, extension_violations, extensions_for
 from portal.simulation.world import customers_generate, world_build
 from portal.simulation.year import Simulation, sim_dates
@@ -30,8 +36,20 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--pdfs", action="store_true", help="render every PDF with WeasyPrint (slow)")
         parser.add_argument("--out", type=Path, default=Path(settings.VAR_DIR) / "simulation")
+        parser.add_argument(
+            "--card-customers", type=int, default=None, help=f"customers paying by card (default {CARD_SHARE:.0%})"
+        )
+        parser.add_argument("--localstripe", default="", help="URL of a running localstripe (default: start one)")
+        parser.add_argument(
+            "--rebill-rate",
+            type=float,
+            default=WRONG_DETAILS_RATE,
+            help="share of issued invoices whose customer reports wrong details (void and re-bill)",
+        )
 
-    def handle(self, *args, customers, months, start, seed, out, pdfs, **options):
+    def handle(
+        self, *args, customers, months, start, seed, out, pdfs, card_customers, localstripe, rebill_rate, **options
+    ):
         if Customer.objects.exists():
             raise CommandError("simulate_year needs an empty database (the invariants read all of it).")
         begin, end = sim_dates(start, months)
@@ -48,11 +66,29 @@ class Command(BaseCommand):
             render_pdfs=pdfs,
             extensions=extensions_for(seed),
         )
-        stats = simulation.run()
-        violations = invariants.check_all(issued_snapshots=simulation.issued_snapshots)
-        violations += extension_violations(simulation)
+        simulation.rebills.rate = rebill_rate
+        card_customers = round(customers * CARD_SHARE) if card_customers is None else card_customers
+        server = None
+        if card_customers > 0:
+            try:
+                server = localstripe_start(localstripe)
+            except LocalStripeUnavailable as error:
+                raise CommandError(
+                    f"{card_customers} card customers need localstripe, which is unavailable: {error}. "
+                    "Install it (requirements-dev.txt), pass --localstripe URL, or run with --card-customers 0."
+                ) from error
+            simulation.cards = CardDesk(simulation, server=server, card_customers=card_customers)
+        try:
+            with override_settings(**(stripe_settings(server) if server else {"STRIPE_SECRET_KEY": ""})):
+                stats = simulation.run()
+                violations = invariants.check_all(issued_snapshots=simulation.issued_snapshots, stripe=server)
+                violations += extension_violations(simulation)
+        finally:
+            if server is not None:
+                server.stop()
         figures = report.figures(stats=stats, violations=violations, customers=customers, start=begin, end=end)
         figures.update(extension_figures(simulation))
+        figures["cards"] = simulation.cards.summary() if simulation.cards else {"customers": 0}
         text_path, html_path = report.write(figures, out)
         self.stdout.write(report.text(figures))
         self.stdout.write(f"report: {text_path} and {html_path}")
