@@ -166,3 +166,22 @@ def test_backfill_command_and_nightly_task_recompute_the_months(fixture):
     ]
     assert revenue_metrics_update_task() == [month(13).date().isoformat(), month(14).date().isoformat()]
     assert settings.CELERY_BEAT_SCHEDULE["billing-revenue-metrics-nightly"]["task"] == "billing.revenue_metrics_update"
+
+
+def test_reconciliation_lists_what_no_invoice_bills(fixture):
+    # The fixture's history was built without the billing run: nothing is invoiced, so every customer paying at
+    # M13's end is a difference of its whole MRR, "not_invoiced"; H's trial month (M3) is 0 on both sides.
+    differences = revenue_metrics.mrr_reconciliation(month(13).date())
+    by_customer = {d.customer_id: d for d in differences}
+    ids = {name: customer.pk for name, customer in fixture.customers.items()}
+    paying = {name for name, series in EXPECTED_MRR.items() if series[13]}
+    assert set(by_customer) == {ids[name] for name in paying} | {ids["K"]}
+    for name in paying:
+        d = by_customer[ids[name]]
+        assert (d.fact_mrr_minor, d.invoiced_mrr_minor, d.difference_minor) == (
+            EXPECTED_MRR[name][13],
+            0,
+            EXPECTED_MRR[name][13],
+        )
+        assert d.reasons == ("not_invoiced",)
+    assert ids["H"] not in {d.customer_id for d in revenue_metrics.mrr_reconciliation(month(3).date())}
