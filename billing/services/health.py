@@ -198,7 +198,8 @@ def _components_back_then(ids: list[int], *, now) -> dict[tuple[int, int], dict]
         .values_list("customer_id", "computed_at", "components")
     ):
         for days in formulas.TREND_WINDOWS:
-            if computed_at <= now - timedelta(days=days):
+            end = now - timedelta(days=days)
+            if end - timedelta(days=TREND_TOLERANCE_DAYS) < computed_at <= end:
                 found.setdefault((cid, days), components or {})
     return found
 

@@ -135,3 +135,18 @@ def test_health_weights_preview_shows_who_joins_the_at_risk_list_without_saving(
         health_weights_save(weights=only_payment, at_risk_below=101, actor=None)
     health_weights_save(weights=only_payment, at_risk_below=70, actor=None)
     assert HealthWeights.objects.get().payment == 1
+
+
+def test_the_adoption_trend_comes_from_the_snapshot_of_90_days_ago_and_shows_in_the_explanation():
+    customer = build_customer()  # 8 of 10 seats assigned today: 80
+    CustomerHealthSnapshot.objects.create(
+        customer=customer, computed_at=clock.now() - timedelta(days=91), components={"seat_adoption": 100}
+    )
+    CustomerHealthSnapshot.objects.create(  # too old for either window
+        customer=customer, computed_at=clock.now() - timedelta(days=200), components={"seat_adoption": 10}
+    )
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    assert snapshot.facts["seat_adoption_90_days_ago"] == 100
+    assert snapshot.facts["seat_adoption_trend_90_days"] == -20
+    assert snapshot.facts["seat_adoption_30_days_ago"] is None
+    assert snapshot.explanation.startswith("seat adoption fell from 100 % to 80 % in 90 days; 2 of 10 seats unassigned")

@@ -114,3 +114,49 @@ def test_journey_stage_onboarding_exactly_in_the_first_30_days_unless_at_risk(te
     assert (stage == "at_risk") == at_risk
     if not at_risk:
         assert (stage == "onboarding") == (tenure < 30)
+
+
+def test_package_growth_is_a_move_to_a_dearer_list_price_and_a_downgrade_is_not():
+    from billing.health import formulas as f
+
+    # Team: 49.00 flat with 5 seats included, 9.00 a seat above; Business: 99.00 flat, 10 included
+    team = f.package_list_amount(flat_amount_minor=4900, seat_amount_minor=900, included_seats=5, seats=8)
+    business = f.package_list_amount(flat_amount_minor=9900, seat_amount_minor=900, included_seats=10, seats=8)
+    assert (team, business) == (4900 + 3 * 900, 9900)
+    assert f.package_grew(from_amount=team, to_amount=business)  # upgrade
+    assert not f.package_grew(from_amount=business, to_amount=team)  # downgrade
+    assert not f.package_grew(from_amount=team, to_amount=team)  # sideways
+    assert not f.package_grew(from_amount=None, to_amount=business)  # unknown price
+    common = {
+        "tenure_days": 200,
+        "live_subscriptions": 1,
+        "ever_subscribed": True,
+        "entitlements_not_active": 0,
+        "seats_grew_90_days": False,
+        "past_due": False,
+        "score": 80,
+        "at_risk_below": 50,
+        "seat_adoption": 90,
+    }
+    assert f.journey_stage(**common, package_grew_90_days=True) == "expanding"
+    assert f.journey_stage(**common, package_grew_90_days=False) == "established"
+
+
+def test_adoption_trend_is_named_in_the_explanation_when_it_fell_notably():
+    from billing.health import formulas as f
+    from billing.services.health import _trend_phrase
+
+    assert f.trend(now=50, then=80) == -30
+    assert f.trend(now=50, then=None) is None
+    facts = {
+        "seat_adoption_30_days_ago": 55,
+        "seat_adoption_90_days_ago": 80,
+        "seat_adoption_trend_30_days": -5,
+        "seat_adoption_trend_90_days": -30,
+        "activity_30_days_ago": 60,
+        "activity_90_days_ago": 50,
+        "activity_trend_30_days": -9,  # under the 10 points that count as notable
+        "activity_trend_90_days": 1,
+    }
+    assert _trend_phrase(facts, "seat_adoption") == "seat adoption fell from 80 % to 50 % in 90 days"
+    assert _trend_phrase(facts, "activity") is None
