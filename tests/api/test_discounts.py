@@ -147,3 +147,19 @@ def test_signup_with_a_bad_code_creates_nothing(client, packages, launch):
     response = client.post("/api/v1/signup/", payload(promotion_code="NOPE"), format="json")
     assert_error(response, 422, "promotion_code_invalid", "promotion_code")
     assert not Customer.objects.exists() and not User.objects.filter(email="bill@initech.test").exists()
+
+
+def test_signup_with_a_promotion_code_discounts_the_first_invoice(
+    client, packages, launch, django_capture_on_commit_callbacks
+):
+    """Found by the simulated year (issue 22): a code entered at sign-up must discount the first period's invoice."""
+    from billing.services.billing_run import billing_run
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/v1/signup/", payload(promotion_code="Launch20"), format="json")
+    assert response.status_code == 201, response.content
+    with django_capture_on_commit_callbacks(execute=True):
+        billing_run()
+    invoice = Invoice.objects.get()
+    kinds = [line.kind for line in invoice.lines.order_by("position")]
+    assert "discount" in kinds, [(line.description, line.amount_minor) for line in invoice.lines.all()]
