@@ -1,13 +1,15 @@
 """Webhook signing secrets are encrypted at rest (subscriptions/secretbox.py): no row holds one in clear, a tampered or
 orphaned token is refused, keys rotate through `webhook_secrets_reencrypt`, and migration 0008 encrypts old rows."""
 
+import base64
+
 import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from subscriptions.models import Membership, Role, WebhookEndpoint
-from subscriptions.secretbox import SecretBoxError, secret_decrypt, secret_encrypt
+from subscriptions.secretbox import SecretBoxError, secret_decrypt, secret_encrypt, secret_needs_reencrypt
 from subscriptions.services.webhooks import (
     webhook_endpoint_create,
     webhook_endpoint_rotate_secret,
@@ -66,13 +68,41 @@ def test_webhook_endpoint_rotate_secret_keeps_both_secrets_encrypted(owner_and_c
 
 def test_secret_decrypt_refuses_a_tampered_token():
     token = secret_encrypt("whsec_abc")
-    version, key_id, body = token.split(".", 2)
-    flipped = body[:-3] + ("A" if body[-3] != "A" else "B") + body[-2:]
+    # flip one byte of the decoded token (a flipped base64 character may only touch unused padding bits)
+    raw = bytearray(base64.urlsafe_b64decode(token))
+    raw[len(raw) // 2] ^= 0x01
     with pytest.raises(SecretBoxError):
-        secret_decrypt(f"{version}.{key_id}.{flipped}")
+        secret_decrypt(base64.urlsafe_b64encode(bytes(raw)).decode())
     with pytest.raises(SecretBoxError):
         secret_decrypt("whsec_plain_text_secret")
-    assert secret_encrypt("whsec_abc") != token  # a fresh nonce every time
+    assert secret_encrypt("whsec_abc") != token  # a fresh IV every time
+
+
+# Written by the earlier hand-built box (v1: HMAC-SHA256 keystream and tag) under "old-key-0123456789abcdef".
+V1_TOKEN = (
+    "v1.3ec4d34f.5qy9iSPkbi7EcA41LzdMx8rb5C3cEFNpdoeqEKg4ZL6R_1XBYP2aobqPWbpWNpaZ8ZwPGyuGAJSzRa8L4jjkzmJnSe4-B3Kp"
+)
+
+
+def test_a_secret_written_by_the_old_box_still_decrypts_and_is_rewritten_as_fernet(owner_and_customer, settings):
+    customer, owner = owner_and_customer
+    settings.WEBHOOK_SECRET_KEYS = ["old-key-0123456789abcdef"]
+    endpoint = _create(customer, owner)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(secret_encrypted=V1_TOKEN)
+    # given: a row still holding the old format, under the current key
+    assert secret_decrypt(V1_TOKEN) == "whsec_made_by_the_v1_box"
+    assert secret_needs_reencrypt(V1_TOKEN)
+    # when
+    assert webhook_secrets_reencrypt() == 1
+    # then: the same secret, now a Fernet token that needs nothing more
+    token = WebhookEndpoint.objects.get(pk=endpoint.pk).secret_encrypted
+    assert not token.startswith("v1.") and not secret_needs_reencrypt(token)
+    assert base64.urlsafe_b64decode(token)[0] == 0x80  # cryptography's Fernet format, version byte 0x80
+    assert WebhookEndpoint.objects.get(pk=endpoint.pk).secret == "whsec_made_by_the_v1_box"
+    assert webhook_secrets_reencrypt() == 0
+    tampered = V1_TOKEN[:-6] + ("A" if V1_TOKEN[-6] != "A" else "B") + V1_TOKEN[-5:]
+    with pytest.raises(SecretBoxError):
+        secret_decrypt(tampered)
 
 
 def test_webhook_secrets_reencrypt_moves_every_secret_to_the_new_key(owner_and_customer, settings):
