@@ -14,7 +14,8 @@ the year reached the customers who asked for them.
 - at the end the receiver recovers and the clock moves on until no delivery is pending.
 
 `violations` then checks, per endpoint: every outbox event of its customer recorded after the endpoint was made was
-received (none missing), nothing else was (no other customer's event, no test event), every request was correctly
+received (none missing) except the internal types (INTERNAL_EVENT_TYPES, staff endpoints only), nothing else was
+(no other customer's event, no test event, no internal one), every request was correctly
 signed, an event was received again only after an answer that was not 2xx (at-least-once redelivery, not
 duplication), each received event is the outbox's (same type, object, sequence and data), and the receiver's
 newest snapshot per object is the outbox's last. Duplicates and late (stale) arrivals are counted for the report.
@@ -36,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from django.db.models import Max, Min
 
 from portal.simulation.violations import Violation
-from subscriptions.models import DeliveryStatus, Event, EventType, User, WebhookDelivery
+from subscriptions.models import INTERNAL_EVENT_TYPES, DeliveryStatus, Event, EventType, User, WebhookDelivery
 from subscriptions.services.webhooks import SIGNATURE_HEADER, webhook_endpoint_create
 from subscriptions.tasks import webhook_outbox_rescan_task
 
@@ -199,6 +200,7 @@ class WebhookReceivers:
                 event.public_id: event
                 for event in Event.objects.filter(customer_id=customer_id, pk__gte=self.first_event_pk[endpoint_id])
                 .exclude(type=EventType.WEBHOOK_TEST)
+                .exclude(type__in=INTERNAL_EVENT_TYPES)  # staff endpoints only: one arriving here counts as foreign
                 .order_by("pk")
             }
             receipts = by_endpoint.get(endpoint_id, [])
