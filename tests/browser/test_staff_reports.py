@@ -3,7 +3,10 @@ strict CSP, for billing staff signed in to the back office, on the demo data (se
 history, then the nightly health and revenue tasks' work done once). Saves the `staff-metrics` screenshot the README
 shows (`make screenshots`)."""
 
+import importlib
+
 import pytest
+from django.contrib.auth.models import Group, Permission
 from django.core.cache import cache
 from django.core.management import call_command
 from playwright.sync_api import expect
@@ -13,6 +16,21 @@ from portal.services.health import customer_health_recompute
 from subscriptions import clock
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def _report_grants() -> None:
+    """The report permissions come from a data migration (portal 0011); an earlier transactional test's flush empties
+    the groups, so grant them again from the migration's own table (the same rows a fresh database has)."""
+    grants = importlib.import_module("portal.migrations.0011_health_and_revenue_metrics_groups").GRANTS
+    for group_name, group_grants in grants.items():
+        group, _ = Group.objects.get_or_create(name=group_name)
+        for app_label, model, action in group_grants:
+            group.permissions.add(
+                Permission.objects.get(
+                    content_type__app_label=app_label, content_type__model=model, codename=f"{action}_{model}"
+                )
+            )
+
 
 PASSWORD = "continuum-demo"
 
@@ -31,6 +49,7 @@ def _no_csp_violations(page):
 
 
 def test_billing_staff_see_health_and_revenue_charts(live_server, page, screenshot):
+    _report_grants()
     call_command("seed_demo", verbosity=0)
     this_month = month_first(clock.today())
     for back in range(4, -1, -1):  # the demo's history months, oldest first, as the nightly task would have
