@@ -9,7 +9,7 @@ from pathlib import Path
 from billing.models import ISSUED_STATUSES, CreditNote, Invoice
 from portal.simulation.clerk import CUSTOMER_REPORTED
 from portal.simulation.extensions import html_sections, text_lines
-from subscriptions.models import ProvisioningRun
+from subscriptions.models import ProvisioningRun, RunOutcome
 
 
 def figures(*, stats, violations, customers: int, start, end) -> dict:
@@ -45,7 +45,7 @@ def figures(*, stats, violations, customers: int, start, end) -> dict:
     enablement = [
         (run.finished_at - run.queued_at).total_seconds()
         for run in ProvisioningRun.objects.filter(
-            outcome="succeeded", queued_at__isnull=False, finished_at__isnull=False
+            outcome=RunOutcome.APPLIED, queued_at__isnull=False, finished_at__isnull=False
         )
     ]
     total = len(issued)

@@ -46,6 +46,8 @@ def test_simulate_year_passes_every_invariant_and_the_invariants_catch_planted_d
     for kind in ("seats_up", "seats_down", "payment"):
         assert figures["events"].get(kind, 0) > 0, kind
     assert figures["issued"] >= CUSTOMERS  # at least each customer's first invoice
+    # every sign-up's enablement was timed (runs that applied a change, queued → finished)
+    assert len(figures["enablement_seconds"]) >= CUSTOMERS and min(figures["enablement_seconds"]) >= 0
     # card customers paid through localstripe, some cards were declined, and Stripe's webhooks came twice
     cards = figures["cards"]
     assert 0 < cards["customers"] <= 20
