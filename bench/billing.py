@@ -315,7 +315,7 @@ def finalize_floor(*, invoice_ids: list[int], chunk: int) -> float:
     from django.db import transaction
 
     from billing.models import Invoice, InvoiceLine, InvoiceStatusChange, InvoiceTaxLine
-    from billing.services.invoices import _FINALIZE_FIELDS
+    from billing.services.invoices.issue import _FINALIZE_FIELDS
     from subscriptions.bulk import bulk_insert, bulk_update
     from subscriptions.models import AuditEvent
 
@@ -437,6 +437,9 @@ def main() -> None:
     import django
 
     django.setup()
+    from portal.celery import app as celery_app
+
+    celery_app.loader.import_default_modules()  # register the tasks, as a worker does, so on-commit hand-offs find them
     from datetime import UTC, datetime
 
     from django.core.management import call_command

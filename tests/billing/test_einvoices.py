@@ -4,7 +4,6 @@ are the invoice's stored ones; a failing rule holds the invoice ("e-invoice inva
 batch finalize path alike."""
 
 import io
-from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -39,6 +38,7 @@ from billing.services.documents import (
 from billing.services.invoices import DraftLine, invoice_draft_create, invoice_finalize, invoices_finalize_batch
 from billing.services.profiles import billing_profile_update
 from tests.billing.conftest import established
+from tests.clock import in_years
 from tests.factories import BillingProfileFactory, CustomerFactory, MembershipFactory, TaxRateFactory, UserFactory, utc
 
 pytestmark = pytest.mark.django_db
@@ -205,7 +205,7 @@ def test_einvoice_exempt_states_the_exemption_wording(settings, staff):
         jurisdictions=["DE"],
         exemption_type="nonprofit",
         certificate_number="DE-GEM-2026-17",
-        expires_on=date(2028, 12, 31),
+        expires_on=in_years(2),
         certificate="exemptions/test.pdf",
         certificate_content_type="application/pdf",
         certificate_size=100,

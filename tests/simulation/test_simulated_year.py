@@ -2,20 +2,22 @@
 the invariants must catch the defects they exist for (planted afterwards, one at a time).
 
 Size: CONTINUUM_SIMULATION_CUSTOMERS × CONTINUUM_SIMULATION_MONTHS (default 100 × 3, what CI runs). The run starts on
-its own pinned date (2027-06-15, crossing month ends of 30 and 31 days), never on today's.
+15 June of the year after the (pinned) now — the command's default, crossing month ends of 30 and 31 days — and pins
+its own clock from there, so it never reads today's date.
 """
 
 import os
-from datetime import date
 
 import pytest
 from django.core.management import call_command
 
 from billing.models import BillingProfile, CustomerHealthSnapshot, Discount, Invoice, InvoiceStatus, LineKind, Payment
+from portal.management.commands.simulate_year import default_start
 from portal.simulation import invariants
 from portal.simulation.webhook_receiver import WebhookReceivers
 from portal.simulation.year import invoice_snapshot
 from subscriptions.models import AuditEvent, SeatLedgerEntry
+from tests.clock import today
 
 CUSTOMERS = int(os.environ.get("CONTINUUM_SIMULATION_CUSTOMERS", "100"))
 MONTHS = int(os.environ.get("CONTINUUM_SIMULATION_MONTHS", "3"))
@@ -28,7 +30,13 @@ def simulated(tmp_path):
     command = Command()
     # A higher re-bill rate than the default so that the CI size exercises the clerk's void and re-bill.
     call_command(
-        command, customers=CUSTOMERS, months=MONTHS, start=date(2027, 6, 15), seed=7, out=tmp_path, rebill_rate=0.02
+        command,
+        customers=CUSTOMERS,
+        months=MONTHS,
+        start=default_start(today()),
+        seed=7,
+        out=tmp_path,
+        rebill_rate=0.02,
     )
     return command, tmp_path
 

@@ -1,12 +1,13 @@
 """`manage.py simulate_year`: drive the real services through a simulated year and check every invariant.
 
-    manage.py simulate_year [--customers 1000] [--months 12] [--start 2027-06-15] [--seed 1] [--out var/simulation]
+    manage.py simulate_year [--customers 1000] [--months 12] [--start YYYY-MM-DD] [--seed 1] [--out var/simulation]
         [--card-customers N] [--localstripe URL] [--rebill-rate 0.002]
 
-Run it on an empty database (it refuses one that has customers: the invariants read the whole database). Exits
-non-zero when an invariant is violated. docs/simulation.md describes the mix, the rates and the clerk's rules.
-Card customers pay through the real Stripe path against localstripe, which the command starts on 127.0.0.1 (or
-`--localstripe URL`); when it cannot, the command stops and says so (`--card-customers 0` runs without cards).
+--start defaults to 15 June of next year. Run it on an empty database (it refuses one that has customers: the
+invariants read the whole database). Exits non-zero when an invariant is violated. docs/simulation.md describes the
+mix, the rates and the clerk's rules. Card customers pay through the real Stripe path against localstripe, which the
+command starts on 127.0.0.1 (or `--localstripe URL`); when it cannot, the command stops and says so (`--card-customers
+0` runs without cards).
 """
 
 import random
@@ -23,7 +24,14 @@ from portal.simulation.clerk import WRONG_DETAILS_RATE
 from portal.simulation.extensions import extension_figures, extension_violations, extensions_for
 from portal.simulation.world import customers_generate, world_build
 from portal.simulation.year import Simulation, sim_dates
+from subscriptions import clock
 from subscriptions.models import Customer
+
+
+def default_start(today: date | None = None) -> date:
+    """15 June of the year after today's: a start that is never in the past, and whose first months cross month ends of
+    30 and 31 days (June, July, August). The simulation pins its own clock from there, so it never reads today's."""
+    return date((today or clock.today()).year + 1, 6, 15)
 
 
 class Command(BaseCommand):
@@ -32,7 +40,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--customers", type=int, default=1000)
         parser.add_argument("--months", type=int, default=12)
-        parser.add_argument("--start", type=date.fromisoformat, default=date(2027, 6, 15))
+        parser.add_argument(
+            "--start", type=date.fromisoformat, default=None, help="first simulated day (default: 15 June next year)"
+        )
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--pdfs", action="store_true", help="render every PDF with WeasyPrint (slow)")
         parser.add_argument("--out", type=Path, default=Path(settings.VAR_DIR) / "simulation")
@@ -52,7 +62,7 @@ class Command(BaseCommand):
     ):
         if Customer.objects.exists():
             raise CommandError("simulate_year needs an empty database (the invariants read all of it).")
-        begin, end = sim_dates(start, months)
+        begin, end = sim_dates(start or default_start(), months)
         world = world_build()
         mix = customers_generate(
             rng=random.Random(seed), count=customers, signup_days=max(1, min(62, (end - begin).days // 2))
