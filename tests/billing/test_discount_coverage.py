@@ -232,3 +232,32 @@ def test_property_a_seat_increase_at_any_instant_is_invoiced_as_previewed(
         else:  # nothing due (a change in the last minutes rounds to zero)
             assert billed.total_minor == 0 and result.invoice is None
         transaction.set_rollback(True)
+
+
+def test_migration_moves_older_discounts_to_the_start_of_the_period_they_were_applied_to(
+    customer,
+    catalog,  # noqa: F811
+    ca_tax,
+):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("billing.migrations.0010_discount_starts_at_first_covered_period")
+    coupon = make_coupon()
+    with time_machine.travel(NOW, tick=False):
+        invoiced = SubscriptionFactory(customer=customer, package=catalog.team, seats=10)
+        pending = SubscriptionFactory(customer=customer, package=catalog.team, seats=10)
+        applied = discount_redeem(customer=customer, subscription=invoiced, coupon_id=coupon.pk)
+        billing_run(as_of=NOW)
+    assert Invoice.objects.get(subscription=invoiced).lines.filter(discount=applied).exists()
+    later = Discount.objects.create(coupon=coupon, customer=customer, subscription=pending, starts_at=MID)
+    # given rows as the earlier rule wrote them: starting at the redemption instant, after their period's start
+    Discount.objects.filter(pk=applied.pk).update(starts_at=NOW + timedelta(minutes=1))
+    Invoice.objects.filter(subscription=pending).delete()  # its November is not invoiced yet
+    # when the migration runs, then each starts at the start of the period it was applied to (or will be)
+    migration.forwards(apps, None)
+    applied.refresh_from_db()
+    later.refresh_from_db()
+    assert applied.starts_at == invoiced.current_period_start
+    assert later.starts_at == pending.current_period_start
