@@ -137,8 +137,10 @@ class PromotionCode(models.Model):
 class Discount(models.Model):
     """A coupon applied to a customer (every subscription) or to one subscription.
 
-    It covers a billing period [s, e) when `starts_at < e` and (`ends_at` is empty or `s < ends_at`); `ends_at` is
-    always a period boundary of the subscription, so a discount that ends mid-period runs to the next boundary."""
+    It is active from `starts_at` until `ends_at` (empty: forever) and applies to a line when it is active at the
+    instant the line's charge begins (`discount_active_at`): a period's start for the period's own lines, the change
+    instant for a mid-period change's lines. `ends_at` is always a period boundary of the subscription, so a discount
+    that ends mid-period runs to the next boundary. docs/billing-rules.md, "Discounts"."""
 
     coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="discounts")
     promotion_code = models.ForeignKey(
@@ -163,5 +165,15 @@ class Discount(models.Model):
     def __str__(self) -> str:
         return f"{self.coupon} for {self.customer_id}"
 
-    def covers(self, period_start, period_end) -> bool:
-        return self.starts_at < period_end and (self.ends_at is None or period_start < self.ends_at)
+    def active_at(self, instant) -> bool:
+        return discount_active_at(self.starts_at, self.ends_at, instant)
+
+    def covers(self, period_start, period_end=None) -> bool:
+        """Whether it applies to the lines of a period (or a change) beginning at `period_start`."""
+        return self.active_at(period_start)
+
+
+def discount_active_at(starts_at, ends_at, instant) -> bool:
+    """The one coverage rule (preview, immediate billing, the billing run): a discount applies to a line when it is
+    active at the instant the line's charge begins — `starts_at <= instant < ends_at` (no end: forever)."""
+    return starts_at <= instant and (ends_at is None or instant < ends_at)

@@ -171,16 +171,28 @@ def _eligible_before(subscription: Subscription, terms: DiscountTerms | None) ->
 
 
 def _change_discount_terms(subscription: Subscription, at: datetime) -> DiscountTerms | None:
-    """The discount covering a change made at `at` (the rest of the current period)."""
+    """The discount applying to a change made at `at`: the one active at that instant (the one coverage rule)."""
     if subscription.__dict__.get(discounts.HAS_DISCOUNT) is False:  # annotated: no discount at all, no query
         return None
-    return discounts.DiscountsFor([subscription]).terms(subscription, at, subscription.current_period_end)
+    return discounts.DiscountsFor([subscription]).terms(subscription, at)
+
+
+def _new_term(preview) -> tuple[datetime, datetime] | None:
+    """The new term an immediate change of billing interval starts (monthly → annual), as its lines bill it: the
+    subscription after the change is in that term, not yet invoiced by a regular invoice (its proration invoice
+    bills it). None for every other change."""
+    if not preview.immediate or not preview.current_interval or preview.recurring_interval == preview.current_interval:
+        return None
+    for line in preview.lines:
+        if not line.proration and line.amount_minor > 0:
+            return line.period_start, line.period_end
+    return None
 
 
 def _next_recurring_discount(terms: DiscountTerms | None, amount_minor: int, next_start: datetime) -> int:
     # Estimated on the whole recurring amount: exact for coupons on everything (the usual case); a coupon limited to
     # some packages is shown on the next invoice's own preview (dashboard, discounts preview) line by line.
-    if terms is None or not terms.applies_to_all or (terms.ends_at is not None and terms.ends_at <= next_start):
+    if terms is None or not terms.applies_to_all or not terms.active_at(next_start):
         return 0
     lines = discounts.discount_lines_compute(lines=[ChargeLine(amount_minor, amount_minor)], terms=terms)
     return sum(line.amount_minor for line in lines)
@@ -203,6 +215,8 @@ def change_preview_billed(
     profile = _profile_of(subscription)
     if discount_terms is False:
         discount_terms = _change_discount_terms(subscription, preview.effective_at) if preview.lines else None
+    elif discount_terms is not None and not discount_terms.active_at(preview.effective_at):
+        discount_terms = None  # a previewed code is held to the same rule as a redeemed one
     charge_lines = _charge_lines(preview.lines)
     if eligible_before_minor is None:
         eligible_before_minor = _eligible_before(subscription, discount_terms) if preview.lines else 0
@@ -216,9 +230,9 @@ def change_preview_billed(
         context=context,
     )
     categories = {line.tax_category for line in preview.lines} or {"saas"}
-    next_discount = _next_recurring_discount(
-        discount_terms, preview.next_recurring_amount_minor, subscription.current_period_end
-    )
+    new_term = _new_term(preview)
+    next_start = new_term[1] if new_term else subscription.current_period_end
+    next_discount = _next_recurring_discount(discount_terms, preview.next_recurring_amount_minor, next_start)
     # The next recurring amount's tax, estimated with the category of this change's lines (the recurring SKUs).
     recurring = tax_compute(
         lines=[(preview.next_recurring_amount_minor + next_discount, sorted(categories)[0])], context=context
@@ -304,6 +318,7 @@ def change_preview(
             seats=seats,
             package_ids=package_ids,
             interval=interval,
+            new_period_start=(_new_term(preview) or (None,))[0],
         )
         return change_preview_billed(
             preview=preview,
@@ -396,7 +411,7 @@ def _store_discount_lines(change: SubscriptionChange, subscription: Subscription
     lines = (change.result or {}).get("lines", [])
     terms = None
     if lines:
-        terms = discounts.DiscountsFor([subscription]).terms(subscription, change.effective_at, _period_end(change))
+        terms = discounts.DiscountsFor([subscription]).terms(subscription, change.effective_at)
     if terms is None and not always:
         return
     charge_lines = _charge_lines(lines)
@@ -415,11 +430,6 @@ def _store_discount_lines(change: SubscriptionChange, subscription: Subscription
     )
     change.result = {**(change.result or {}), "discount_lines": [line.to_dict() for line in discount_lines]}
     SubscriptionChange.objects.filter(pk=change.pk).update(result=change.result)
-
-
-def _period_end(change: SubscriptionChange) -> datetime:
-    ends = [_parse(line.get("period_end")) for line in (change.result or {}).get("lines", []) if line.get("period_end")]
-    return max(ends) if ends else change.subscription.current_period_end
 
 
 def _parse(value):

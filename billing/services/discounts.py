@@ -48,6 +48,7 @@ from billing.models import (
     PendingInvoiceItem,
     PromotionCode,
 )
+from billing.models.discounts import discount_active_at
 from billing.services.tax import tax_compute, tax_context_for
 from subscriptions.models import (
     LIVE_STATUSES,
@@ -80,6 +81,11 @@ class DiscountTerms:
     discount_id: int | None = None
     coupon_id: int | None = None
     promotion_code: str = ""
+    starts_at: datetime | None = None  # None: a coupon not placed in time (the computation alone)
+
+    def active_at(self, instant: datetime) -> bool:
+        """The one coverage rule (`billing.models.discounts.discount_active_at`)."""
+        return self.starts_at is None or discount_active_at(self.starts_at, self.ends_at, instant)
 
     def applies_to(self, sku_code: str) -> bool:
         return self.applies_to_all or (bool(sku_code) and sku_code in self.sku_codes)
@@ -213,6 +219,7 @@ def discount_terms_for(discount_or_coupon, *, currency: str, promotion_code: str
         applies_to_all=coupon.applies_to_all,
         sku_codes=frozenset() if coupon.applies_to_all else _sku_codes(coupon),
         ends_at=discount.ends_at if discount else None,
+        starts_at=discount.starts_at if discount else None,
         discount_id=discount.pk if discount else None,
         coupon_id=coupon.pk,
         promotion_code=(discount.promotion_code.code if discount and discount.promotion_code_id else promotion_code),
@@ -241,9 +248,13 @@ class DiscountsFor:
             else:
                 self._customer.setdefault(discount.customer_id, []).append(discount)
 
-    def covering(self, subscription: Subscription, period_start: datetime, period_end: datetime) -> Discount | None:
+    def covering(
+        self, subscription: Subscription, period_start: datetime, period_end: datetime | None = None
+    ) -> Discount | None:
+        """The discount applying to lines beginning at `period_start` (a period's start, or a change's instant):
+        the one active then (`Discount.active_at`). `period_end` is not part of the rule."""
         for discounts in (self._own.get(subscription.pk, []), self._customer.get(subscription.customer_id, [])):
-            found = [d for d in discounts if d.covers(period_start, period_end)]
+            found = [d for d in discounts if d.active_at(period_start)]
             if found:
                 return found[-1]
         return None
@@ -256,7 +267,9 @@ class DiscountsFor:
                 return found[-1]
         return None
 
-    def terms(self, subscription: Subscription, period_start: datetime, period_end: datetime) -> DiscountTerms | None:
+    def terms(
+        self, subscription: Subscription, period_start: datetime, period_end: datetime | None = None
+    ) -> DiscountTerms | None:
         discount = self.covering(subscription, period_start, period_end)
         return discount_terms_for(discount, currency=subscription.currency) if discount else None
 
@@ -451,10 +464,12 @@ def promotion_code_validate(
     interval: str | None = None,
     currency: str | None = None,
     lock: bool = False,
+    new_period_start: datetime | None = None,
 ) -> DiscountCandidate:
-    """Check `code` for `customer`/`subscription` without redeeming it (previews). `seats`, `package_ids` and
-    `interval`: the subscription after the change being previewed (default: as it is). Raises a PromotionCodeError
-    subclass with the customer-readable reason."""
+    """Check `code` for `customer`/`subscription` without redeeming it (previews). `seats`, `package_ids`,
+    `interval` and `new_period_start` (the start of a new term the change begins): the subscription after the change
+    being previewed (default: as it is), so the candidate's span is the one redeeming it with the change gives.
+    Raises a PromotionCodeError subclass with the customer-readable reason."""
     at = at or timezone.now()
     promotion_code = promotion_code_find(code=code, customer_key=customer_key or str(customer.pk), ip=ip, lock=lock)
     coupon = promotion_code.coupon
@@ -476,9 +491,11 @@ def promotion_code_validate(
     if terms is None:
         raise PromotionCodeNotApplicable(f"This offer is not available for prices in {currency}.")
     starts_at, ends_at, periods = (
-        _span(coupon, subscription, at, interval=interval) if subscription is not None else (at, None, None)
+        _span(coupon, subscription, at, interval=interval, new_period_start=new_period_start)
+        if subscription is not None
+        else (at, None, None)
     )
-    terms = DiscountTerms(**{**terms.__dict__, "ends_at": ends_at})
+    terms = DiscountTerms(**{**terms.__dict__, "starts_at": starts_at, "ends_at": ends_at})
     return DiscountCandidate(coupon, promotion_code, terms, starts_at, ends_at, periods)
 
 
@@ -486,9 +503,13 @@ def _months(interval: str) -> int:
     return 12 if interval == Interval.YEAR else 1
 
 
-def _first_covered_period_start(subscription: Subscription) -> datetime:
-    """The start of the first period a new discount covers: the current one while it has not been invoiced yet
-    (sign-up, catch-up), else the next one; after a trial, the first paid period."""
+def _first_covered_period_start(subscription: Subscription, new_period_start: datetime | None = None) -> datetime:
+    """The start of the first period a new discount covers in full: the current one while it has not been invoiced
+    yet (sign-up, catch-up, a new term the change being redeemed with starts: `new_period_start`, or the
+    subscription's current period when that change already started it), else the next one; after a trial, the first
+    paid period."""
+    if new_period_start is not None:
+        return new_period_start
     if subscription.status == SubscriptionStatus.TRIALING:
         return subscription.current_period_end
     invoiced = Invoice.objects.filter(
@@ -498,17 +519,26 @@ def _first_covered_period_start(subscription: Subscription) -> datetime:
 
 
 def _span(
-    coupon: Coupon, subscription: Subscription, at: datetime, *, interval: str | None = None
+    coupon: Coupon,
+    subscription: Subscription,
+    at: datetime,
+    *,
+    interval: str | None = None,
+    new_period_start: datetime | None = None,
 ) -> tuple[datetime, datetime | None, int | None]:
-    """(starts_at, ends_at, periods) of a discount from `coupon` on `subscription` redeemed at `at`. `ends_at` is a
-    period boundary counted from the first covered period's start (calendar months from the anchor, never from the
+    """(starts_at, ends_at, periods) of a discount from `coupon` on `subscription` redeemed at `at`.
+
+    `starts_at` is `at`, or the first covered period's start when that period has begun and is not invoiced yet
+    (the discount is active for all of it: docs/billing-rules.md, "Discounts", the one coverage rule). `ends_at` is
+    a period boundary counted from the first covered period's start (calendar months from the anchor, never from the
     previous boundary)."""
+    first = _first_covered_period_start(subscription, new_period_start)
+    starts_at = min(at, first)
     if coupon.duration == CouponDuration.FOREVER:
-        return at, None, None
+        return starts_at, None, None
     periods = 1 if coupon.duration == CouponDuration.ONCE else int(coupon.duration_periods)
-    first = _first_covered_period_start(subscription)
     months = _months(interval or subscription.interval)
-    return at, add_months(first, periods * months), periods
+    return starts_at, add_months(first, periods * months), periods
 
 
 # --- redeeming ------------------------------------------------------------------------------------------------------
@@ -695,7 +725,7 @@ def next_invoice_preview(
     lines = terms_lines(terms, period_start=start, period_end=end)
     if discount_terms is False:
         discount_terms = DiscountsFor([subscription]).terms(subscription, start, end)
-    elif discount_terms is not None and discount_terms.ends_at is not None and discount_terms.ends_at <= start:
+    elif discount_terms is not None and not discount_terms.active_at(start):
         discount_terms = None
     discount_lines = discount_lines_compute(
         lines=[ChargeLine(line.amount_minor, line.amount_minor, line.sku_code, line.tax_category) for line in lines],
@@ -768,6 +798,6 @@ def discount_preview(
         currency=subscription.currency,
     )
     terms = discount_terms_for(coupon, currency=subscription.currency)
-    _, ends_at, _ = _span(coupon, subscription, at)
-    terms = DiscountTerms(**{**terms.__dict__, "ends_at": ends_at}) if terms else None
+    starts_at, ends_at, _ = _span(coupon, subscription, at)
+    terms = DiscountTerms(**{**terms.__dict__, "starts_at": starts_at, "ends_at": ends_at}) if terms else None
     return next_invoice_preview(subscription=subscription, discount_terms=terms)

@@ -53,8 +53,8 @@ def text_lines(f: dict) -> list[str]:
         "promotion codes redeemed: " + _pairs(f["promotion_codes_redeemed"]),
         "promotion codes refused: " + _pairs(f["promotion_codes_refused"]),
         f"forever discounts ended by staff: {f['discounts_ended_by_staff']}",
-        f"seat increases with a code whose invoice's amount due differed from the preview (to compare line by line): "
-        f"{len(f['promotion_preview_differences'])}",
+        f"seat increases with a code billed at once: {f.get('promotion_previews_compared', 0)}, invoiced differently "
+        f"from their preview (each a violation): {len(f['promotion_preview_differences'])}",
         *(f"  {row}" for row in f["promotion_preview_differences"][:20]),
         f"webhooks: {f['webhook_endpoints']} endpoints, {f['webhook_requests']} requests, "
         f"{f['webhook_events_received']} events received, {f['webhook_duplicates']} duplicates (redelivered after a "

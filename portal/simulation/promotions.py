@@ -8,17 +8,18 @@ expire after their periods by themselves.
 
 `discounts_check`, an invariant (called by invariants.check_all), written from docs/billing-rules.md "Discounts",
 not by calling the computation:
-- every discount line follows the line it discounts, and its discount covered that line's period (an expired
-  discount never applies); every period invoice whose period a discount covers carries its discount lines;
+- every discount line follows the line it discounts, and its discount was active when that line's charge began — the
+  period's start for a period's lines, the change instant for a change's lines (the one coverage rule; an expired
+  discount never applies); every period invoice whose start a discount was active at carries its discount lines;
 - a percentage line is −(percent × line amount) rounded half-up once per line; a fixed amount takes, line by line,
   the change of min(amount, eligible amount so far), so a line never goes below zero and the excess is lost;
 - a mid-period change's discount is of the same sign rule and never exceeds the line;
 - discounts never stack: no two discounts of one subscription overlap in time, and no line carries two;
 - coupon and code counters equal their redemptions and never exceed their limits;
 - a credit note never credits a line beyond what was charged for it (its amount plus its discount lines).
-`Promotions.violations` adds what only the run saw: a refused code wrote nothing. Seat increases with a code whose
-invoice's amount due differed from the preview are listed in the report (not yet an invariant: the invoice may also
-bill earlier pending items; to be compared line by line).
+`Promotions.violations` adds what only the run saw: a refused code wrote nothing, and a seat increase with a code
+billed at once is invoiced exactly as previewed — subtotal, tax, total and each discount line, to the minor unit
+(the billed preview's figures: the subscriptions preview's `amount_due_now_minor` is before discount and tax).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from billing.services.changes import change_apply, change_preview
 from billing.services.discounts import discount_end
 from portal.simulation.violations import Violation
 from subscriptions.exceptions import SubscriptionError
-from subscriptions.models import LIVE_STATUSES, Package, Subscription, User
+from subscriptions.models import LIVE_STATUSES, Package, Subscription, SubscriptionChange, User
 
 SIGNUP_CODE_RATE = 0.15  # of sign-ups: a code is entered
 SIGNUP_CODE_RATE_EU_BUSINESS = 0.5  # German businesses (e-invoices: their allowances are checked too)
@@ -83,6 +84,7 @@ class Promotions:
         self.ended_by_staff = 0
         self.found: list[Violation] = []
         self.preview_differences: list[str] = []
+        self.previews_compared = 0
 
     # -- staff define the offers before the year -------------------------------------------------------------------
     def schedule(self, sim, day0) -> None:
@@ -181,13 +183,21 @@ class Promotions:
             return
         self._redeemed(sim, c, subscription, code)
         invoice = getattr(billed, "invoice", None)
-        if invoice is not None and invoice.amount_due_minor != preview.preview.amount_due_now_minor:
-            # Not yet an invariant: the invoice may also bill earlier pending items, so its amount due is not the
-            # preview's alone. Counted and listed in the report until it is compared line by line (STATUS, hsim2).
-            self.preview_differences.append(
-                f"{invoice.number or invoice.pk} {code}: preview {preview.preview.amount_due_now_minor}, invoice "
-                f"{invoice.amount_due_minor} ({invoice.kind}, mode {getattr(billed, 'billing_mode', '?')})"
+        if invoice is None:
+            return
+        # A change's invoice bills the change's lines only: it must be the billed preview, to the minor unit.
+        self.previews_compared += 1
+        want = (preview.subtotal_minor, preview.tax_minor, preview.total_minor)
+        want_discounts = [line.amount_minor for line in preview.discount_lines]
+        got = (invoice.subtotal_minor, invoice.tax_minor, invoice.total_minor)
+        got_discounts = [line.amount_minor for line in invoice.lines.all() if line.kind == LineKind.DISCOUNT]
+        if got != want or got_discounts != want_discounts:
+            difference = (
+                f"{invoice.number or invoice.pk} {code}: preview subtotal/tax/total {want} discounts {want_discounts}, "
+                f"invoice {got} discounts {got_discounts}"
             )
+            self.preview_differences.append(difference)
+            self.found.append(Violation("discounts", f"subscription {subscription.pk}", difference))
 
     def _staff_end(self, sim, discount_id: int) -> None:
         discount_end(discount_id=discount_id, actor=sim.clerk)
@@ -204,12 +214,14 @@ class Promotions:
             "promotion_codes_refused": dict(self.refused.most_common()),
             "discounts_ended_by_staff": self.ended_by_staff,
             "promotion_preview_differences": self.preview_differences,
+            "promotion_previews_compared": self.previews_compared,
         }
 
 
 # -- the invariant -----------------------------------------------------------------------------------------------------
-def _covers(discount: Discount, start, end) -> bool:
-    return discount.starts_at < end and (discount.ends_at is None or start < discount.ends_at)
+def _covers(discount: Discount, start) -> bool:
+    """The one coverage rule: active at the instant the line's charge begins."""
+    return discount.starts_at <= start and (discount.ends_at is None or start < discount.ends_at)
 
 
 def _sku_codes(coupon: Coupon) -> set[str]:
@@ -251,6 +263,11 @@ def discounts_check(invoices) -> list[Violation]:  # noqa: C901 - one pass over 
                 found.append(
                     Violation("discounts", f"subscription {key}", f"discounts {first.pk} and {second.pk} overlap")
                 )
+    invoices = list(invoices)
+    change_ids = {
+        line.subscription_change_id for i in invoices for line in i.lines.all() if line.subscription_change_id
+    }
+    change_instants = dict(SubscriptionChange.objects.filter(pk__in=change_ids).values_list("pk", "effective_at"))
     for invoice in invoices:
         lines = sorted(invoice.lines.all(), key=lambda line: (line.position, line.pk))
         subject = f"invoice {invoice.number} ({invoice.customer.name})"
@@ -267,9 +284,12 @@ def discounts_check(invoices) -> list[Violation]:  # noqa: C901 - one pass over 
             if previous.pk in discounted:
                 found.append(Violation("discounts", subject, f"line '{previous.description}' discounted twice"))
             discounted.add(previous.pk)
-            start = previous.period_start or invoice.period_start
+            # a change's lines begin at the change instant; a period's lines at their period's start
+            start = (
+                change_instants.get(previous.subscription_change_id) or previous.period_start or invoice.period_start
+            )
             end = previous.period_end or invoice.period_end
-            if start and end and not _covers(discount, start, end):
+            if start and end and not _covers(discount, start):
                 found.append(
                     Violation(
                         "discounts",
@@ -310,16 +330,10 @@ def _period_invoice_check(invoice, lines, subject, by_subscription, skus) -> lis
     found = []
     own = _own_lines(invoice, lines)
     charges = [line for line in own if line.kind != LineKind.DISCOUNT]
-    # The first period a discount covers is the current one while it has not been invoiced, else the next one
-    # (docs/billing-rules.md): a period invoice made before the discount existed never carries it.
-    covering = [
-        d
-        for d in by_subscription.get(invoice.subscription_id, [])
-        if _covers(d, invoice.period_start, invoice.period_end) and d.created_at <= invoice.created_at
-    ] or [
-        d
-        for d in by_subscription.get(("customer", invoice.customer_id), [])
-        if _covers(d, invoice.period_start, invoice.period_end) and d.created_at <= invoice.created_at
+    # By dates alone: a discount redeemed after its period was invoiced starts at the redemption, after the period's
+    # start, so that period invoice never carries it (docs/billing-rules.md, "Discounts").
+    covering = [d for d in by_subscription.get(invoice.subscription_id, []) if _covers(d, invoice.period_start)] or [
+        d for d in by_subscription.get(("customer", invoice.customer_id), []) if _covers(d, invoice.period_start)
     ]
     discount = covering[-1] if covering else None
     given = {line.pk: line for line in own if line.kind == LineKind.DISCOUNT}

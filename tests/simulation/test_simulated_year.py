@@ -7,11 +7,21 @@ its own clock from there, so it never reads today's date.
 """
 
 import os
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 
-from billing.models import BillingProfile, CustomerHealthSnapshot, Discount, Invoice, InvoiceStatus, LineKind, Payment
+from billing.models import (
+    BillingProfile,
+    CustomerHealthSnapshot,
+    Discount,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    LineKind,
+    Payment,
+)
 from portal.management.commands.simulate_year import default_start
 from portal.simulation import invariants
 from portal.simulation.webhook_receiver import WebhookReceivers
@@ -145,6 +155,19 @@ def _issues_20_to_23_hold_and_catch_their_defects(command, out) -> None:
     Discount.objects.filter(pk=discount.pk).update(ends_at=discount.starts_at)
     assert "discounts" in _kinds(invariants.check_all(issued_snapshots=snapshots))
     Discount.objects.filter(pk=discount.pk).update(ends_at=discount.ends_at)
+
+    # when a change's discount is made to start after the change it discounted, then the invariant fails (the one
+    # coverage rule: a change's lines are discounted only by a discount active at the change instant)
+    change_line = InvoiceLine.objects.filter(
+        kind=LineKind.DISCOUNT,
+        subscription_change__isnull=False,
+        invoice__status__in=(InvoiceStatus.OPEN, InvoiceStatus.PAID),
+    ).first()
+    discount = Discount.objects.get(pk=change_line.discount_id)
+    later = change_line.subscription_change.effective_at + timedelta(minutes=1)
+    Discount.objects.filter(pk=discount.pk).update(starts_at=later)
+    assert "discounts" in _kinds(invariants.check_all(issued_snapshots=snapshots))
+    Discount.objects.filter(pk=discount.pk).update(starts_at=discount.starts_at)
 
     # when the receiver had missed an event, then the webhook invariant names it
     receivers = next(e for e in simulation.extensions if isinstance(e, WebhookReceivers))
