@@ -39,42 +39,10 @@ def audit_record(
 
     `occurred_at`: when it happened, if not now (see `audit_occurred_at`); the row also keeps when it was recorded.
     """
-    event = audit_event_build(
-        customer_id=customer.pk if customer is not None else None,
-        action=action,
-        actor=actor,
-        actor_kind=actor_kind,
-        obj=obj,
-        summary=summary,
-        before=before,
-        after=after,
-        reason=reason,
-        occurred_at=occurred_at,
-    )
-    if customer is not None:
-        event.customer = customer
-    event.save(force_insert=True)
-    return event
-
-
-def audit_event_build(
-    *,
-    customer_id: int | None,
-    action: str,
-    actor: User | None = None,
-    actor_kind: str | None = None,
-    obj: models.Model | None = None,
-    summary: str = "",
-    before: dict | None = None,
-    after: dict | None = None,
-    reason: str = "",
-    occurred_at: datetime | None = None,
-) -> AuditEvent:
-    """The row `audit_record` writes, unsaved: for batch paths that insert many at once (bulk.bulk_insert)."""
     if actor_kind is None:
         actor_kind = ActorKind.SYSTEM if actor is None else (ActorKind.STAFF if actor.is_staff else ActorKind.CUSTOMER)
-    return AuditEvent(
-        customer_id=customer_id,
+    return AuditEvent.objects.create(
+        customer=customer,
         actor=actor,
         actor_kind=actor_kind,
         action=action,

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from subscriptions.models import AuditEvent, Interval, Subscription, SubscriptionStatus
+from subscriptions.models import ActorKind, AuditEvent, Interval, Subscription, SubscriptionStatus
 from subscriptions.periods import next_boundary
-from subscriptions.services.audit import audit_event_build
 from subscriptions.services.terms import PreviewLine, Terms, format_day, terms_lines
 
 MAX_PERIODS_PER_RENEWAL = 120  # a safety stop: ten years of monthly periods in one catch-up
@@ -125,17 +124,22 @@ def renewal_close(
     audit = None
     if rollover.periods:
         subscription.version += 1
-        audit = audit_event_build(
+        # Built, not recorded (audit_record): the batch inserts a chunk's rows with one statement.
+        audit = AuditEvent(
             customer_id=subscription.customer_id,
+            actor=None,
+            actor_kind=ActorKind.SYSTEM,
             action="subscription.renewed",
-            obj=subscription,
-            summary=f"Renewed until {format_day(subscription.current_period_end)}",
+            object_type=subscription._meta.model_name,
+            object_id=str(subscription.pk),
+            summary=f"Renewed until {format_day(subscription.current_period_end)}"[:300],
             before={"version": start_version},
             after={
                 "periods": [[p.period_start.isoformat(), p.period_end.isoformat()] for p in rollover.periods],
                 "applied_scheduled_change_ids": rollover.applied,
                 "version": subscription.version,
             },
+            reason="",
         )
     result = RenewalResult(
         subscription_id=subscription.pk,
