@@ -2,7 +2,6 @@
 
 import logging
 import random
-import time
 
 from celery import shared_task
 from django.conf import settings
@@ -30,7 +29,11 @@ def retry_backoff(retries: int) -> float:
     max_retries=None,  # bounded below by settings.PROVISIONING_MAX_RETRIES, read at run time
 )
 def entitlements_reconcile_task(self, customer_id: int, trigger: str = "", run_id: int | None = None):
-    """Reconcile one customer's entitlements; retry transient backend errors with backoff, then give up visibly."""
+    """Reconcile one customer's entitlements; retry transient backend errors with backoff, then give up visibly.
+
+    One way through, worker or eager: a retry is Celery's `self.retry`. Run eagerly, Celery re-applies the retry
+    itself only when eager errors do not propagate (`task_eager_propagates` off; the retry tests switch it off the
+    way a worker behaves); with it on, the Retry reaches the caller like any other error."""
     max_retries = int(getattr(settings, "PROVISIONING_MAX_RETRIES", 6))
     retries = self.request.retries or 0
     try:
@@ -50,11 +53,6 @@ def entitlements_reconcile_task(self, customer_id: int, trigger: str = "", run_i
             countdown,
             exc,
         )
-        if self.request.is_eager:
-            # Eager mode with CELERY_TASK_EAGER_PROPAGATES raises Celery's Retry instead of re-running; re-run inline.
-            # (Test-only switch, still to remove: issue 16.)
-            time.sleep(countdown)
-            return entitlements_reconcile_task.apply(args=(customer_id, trigger, None), retries=retries + 1).result
         # A retry is a new attempt with its own run row, so run_id is not carried over.
         raise self.retry(
             args=(customer_id, trigger, None), kwargs={}, exc=exc, countdown=countdown, max_retries=max_retries

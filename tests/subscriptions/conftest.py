@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from portal.celery import app
 from subscriptions.models import Package, PackageComponent, Price, SkuKind
 from tests.factories import CustomerFactory, PackageFactory, SkuFactory, SubscriptionFactory, utc
 
@@ -75,3 +76,16 @@ def subscription(catalog):
 
 
 NOV_12 = utc(2026, 11, 12, 15, 30)
+
+
+@pytest.fixture
+def celery_retries_like_a_worker():
+    """Run eager tasks' retries the way a worker does: `self.retry` schedules the next attempt and the caller sees
+    none of it. With `task_eager_propagates` off, Celery's eager `apply` re-runs the retry itself (countdowns are not
+    waited for); with it on (the test settings), the Retry would reach the caller like any other error."""
+    saved = app.conf.task_eager_propagates
+    app.conf.task_eager_propagates = False
+    try:
+        yield
+    finally:
+        app.conf.task_eager_propagates = saved

@@ -2,9 +2,13 @@
 called on each subscription in turn: the same results, periods and lines, row changes, audit rows, seat ledger,
 scheduled changes, add-ons and queued reconciles."""
 
+from datetime import date, timedelta
+
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from subscriptions.models import (
     AuditEvent,
@@ -191,3 +195,75 @@ def test_subscription_renew_batch_is_idempotent(catalog):
     after_first = _state()
     assert subscription_renew_batch(subscription_ids=ids, as_of=AS_OF) == []
     assert _state() == after_first
+
+
+_KINDS = ("plain", "past_due", "addon", "annual", "seat_decrease", "downgrade", "canceling", "canceled_now", "trial")
+_spec = st.tuples(
+    st.sampled_from(_KINDS),
+    st.dates(min_value=date(2026, 1, 1), max_value=date(2026, 11, 30)),  # the period start, and so the anchor day
+    st.integers(min_value=1, max_value=30),  # seats (a plain kind) or seats assigned (a seat decrease)
+)
+
+
+def _build(catalog, specs: list[tuple[str, date, int]]) -> list[int]:
+    owner = UserFactory()
+    ids = []
+    for kind, start_day, number in specs:
+        start = utc(start_day.year, start_day.month, start_day.day)
+        fields = {"current_period_start": start} if kind in ("plain", "past_due", "annual") else {}
+        if kind == "annual":
+            fields["interval"] = "year"
+        if kind == "trial":
+            fields = {
+                "status": SubscriptionStatus.TRIALING,
+                "current_period_start": utc(2026, 11, 1),
+                "current_period_end": start + timedelta(days=400),
+                "trial_end": start + timedelta(days=400),
+            }
+        if kind in ("plain", "past_due", "annual"):
+            fields["seats"] = max(number, 5)
+        subscription = SubscriptionFactory(customer=CustomerFactory(), package=catalog.team, **fields)
+        pk, apply = subscription.pk, {"expected_version": 1, "actor": owner, "at": NOV_12}
+        if kind == "past_due":
+            subscription_mark_past_due(subscription_id=pk, reason="card declined", at=NOV_12)
+        elif kind == "addon":
+            subscription_addon_add_apply(subscription_id=pk, addon_slug="premium-support", **apply)
+        elif kind == "seat_decrease":
+            subscription_change_seats_apply(subscription_id=pk, seats=6, **apply)
+            for _ in range(number // 4):  # sometimes more members than the 6 seats: never drop below them
+                SeatAssignmentFactory(subscription=subscription)
+        elif kind == "downgrade":
+            subscription_change_package_apply(subscription_id=pk, package_slug="starter", **apply)
+        elif kind == "canceling":
+            subscription_cancel_apply(subscription_id=pk, reason="Switching tools", **apply)
+        elif kind == "canceled_now":
+            subscription_cancel_now(subscription_id=pk, actor=None, reason="fraud", at=NOV_12)
+        ids.append(pk)
+    return ids
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),  # shrinking rebuilds the database rows: minutes
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(specs=st.lists(_spec, min_size=1, max_size=6), days_after=st.integers(min_value=0, max_value=200))
+def test_subscription_renew_batch_and_one_by_one_leave_the_same_rows_on_any_mix(catalog, specs, days_after):
+    as_of = NOV_12 + timedelta(days=days_after)
+    with transaction.atomic():
+        # given a mix of subscriptions with varied anchors, seats, scheduled changes and statuses
+        ids = _build(catalog, specs)
+        with transaction.atomic():
+            # when they are renewed one by one (then rolled back) ...
+            one_by_one = [r for r in (subscription_renew(subscription_id=i, as_of=as_of) for i in ids) if r]
+            expected = _state()
+            transaction.set_rollback(True)
+        # ... and by the batch
+        batch = subscription_renew_batch(subscription_ids=ids, as_of=as_of)
+
+        # then the results (periods, lines, status, version) and every row field (subscriptions' periods, seats,
+        # status; audit rows, seat ledger, scheduled changes, add-ons, queued reconciles) are the same
+        assert batch == one_by_one
+        assert _state() == expected
+        transaction.set_rollback(True)

@@ -392,6 +392,7 @@ def test_webhook_provisioner_pushes_a_signed_diff_the_receiver_verifies(team, re
     assert receiver.rejected == 0
 
 
+@pytest.mark.usefixtures("celery_retries_like_a_worker")
 def test_webhook_provisioner_retries_a_failing_receiver_until_it_succeeds(
     team, receiver, django_capture_on_commit_callbacks
 ):
@@ -415,6 +416,7 @@ def test_webhook_provisioner_retries_a_failing_receiver_until_it_succeeds(
     assert mail.outbox == []
 
 
+@pytest.mark.usefixtures("celery_retries_like_a_worker")
 def test_webhook_provisioner_permanent_failure_marks_failed_and_emails_support_once(
     team, receiver, django_capture_on_commit_callbacks
 ):
