@@ -59,6 +59,7 @@ from subscriptions.services.terms import (
     Terms,
     format_day,
     format_period,
+    full_period_line,
     seats_phrase,
     sku_for,
 )
@@ -290,16 +291,15 @@ def _package_lines(move: _PackageMove, at: datetime) -> list[PreviewLine]:
         )
         return lines
     new_start, new_end = move.new_period
+    new_period = format_period(new_start, new_end)
     lines.append(
-        _line(
-            description=f"{new_label}, {_interval_label(move.interval)}, {format_period(new_start, new_end)}",
-            start=new_start,
-            end=new_end,
-            quantity=1,
-            unit_amount_minor=new_terms.base_amount_minor,
-            amount_minor=new_terms.base_amount_minor,
-            proration=False,
-            sku=new_sku,
+        full_period_line(
+            f"{new_label}, {_interval_label(move.interval)}, {new_period}",
+            new_start,
+            new_end,
+            1,
+            new_terms.base_amount_minor,
+            new_sku,
         )
     )
     for old_addon, new_addon in zip(current_terms.addons, new_terms.addons, strict=True):
@@ -307,15 +307,13 @@ def _package_lines(move: _PackageMove, at: datetime) -> list[PreviewLine]:
             _unused_time_line(old_addon.package.name, old_addon.amount_minor, at, period_end, factor, old_addon.package)
         )
         lines.append(
-            _line(
-                description=f"{new_addon.package.name}, {format_period(new_start, new_end)}",
-                start=new_start,
-                end=new_end,
-                quantity=new_addon.quantity,
-                unit_amount_minor=new_addon.flat_amount_minor,
-                amount_minor=new_addon.amount_minor,
-                proration=False,
-                sku=sku_for(old_addon.package, SkuKind.RECURRING_FLAT),
+            full_period_line(
+                f"{new_addon.package.name}, {new_period}",
+                new_start,
+                new_end,
+                new_addon.quantity,
+                new_addon.flat_amount_minor,
+                sku_for(old_addon.package, SkuKind.RECURRING_FLAT),
             )
         )
     return lines
