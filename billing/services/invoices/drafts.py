@@ -208,6 +208,14 @@ def _edit(invoice_id: int, expected_version: int | None) -> Invoice:
     return invoice
 
 
+def _after_edit(invoice: Invoice, actor: User | None, action: str, summary: str, **changes: dict) -> None:
+    """After a staff edit of a draft's lines (under its lock): bump the version, recompute tax, audit the edit
+    (`changes`: its `before` and/or `after`)."""
+    invoice.version += 1
+    _recompute(invoice)
+    audit_record(customer=invoice.customer, actor=actor, action=action, obj=invoice, summary=summary, **changes)
+
+
 def invoice_line_add(
     *, invoice_id: int, line: DraftLine, actor: User | None = None, expected_version: int | None = None
 ) -> InvoiceLine:
@@ -216,14 +224,11 @@ def invoice_line_add(
         invoice = _edit(invoice_id, expected_version)
         position = (invoice.lines.order_by("-position").values_list("position", flat=True).first() or 0) + 1
         _add_lines(invoice, [line], start_position=position)
-        invoice.version += 1
-        _recompute(invoice)
-        audit_record(
-            customer=invoice.customer,
-            actor=actor,
-            action="invoice.line_added",
-            obj=invoice,
-            summary=f"Line added to draft invoice #{invoice.pk}: {line.description}",
+        _after_edit(
+            invoice,
+            actor,
+            "invoice.line_added",
+            f"Line added to draft invoice #{invoice.pk}: {line.description}",
             after={"description": line.description, "amount_minor": line.amount},
         )
     return invoice.lines.order_by("-position", "-id").first()
@@ -255,14 +260,11 @@ def invoice_line_update(
         elif quantity is not None or unit_amount_minor is not None:
             line.amount_minor = line.quantity * line.unit_amount_minor
         line.save()
-        invoice.version += 1
-        _recompute(invoice)
-        audit_record(
-            customer=invoice.customer,
-            actor=actor,
-            action="invoice.line_updated",
-            obj=invoice,
-            summary=f"Line edited on draft invoice #{invoice.pk}: {line.description}",
+        _after_edit(
+            invoice,
+            actor,
+            "invoice.line_updated",
+            f"Line edited on draft invoice #{invoice.pk}: {line.description}",
             before=before,
             after={"description": line.description, "quantity": line.quantity, "amount_minor": line.amount_minor},
         )
@@ -274,14 +276,11 @@ def invoice_line_remove(*, line_id: int, actor: User | None = None, expected_ver
         line = InvoiceLine.objects.get(pk=line_id)
         invoice = _edit(line.invoice_id, expected_version)
         line.delete()
-        invoice.version += 1
-        _recompute(invoice)
-        audit_record(
-            customer=invoice.customer,
-            actor=actor,
-            action="invoice.line_removed",
-            obj=invoice,
-            summary=f"Line removed from draft invoice #{invoice.pk}: {line.description}",
+        _after_edit(
+            invoice,
+            actor,
+            "invoice.line_removed",
+            f"Line removed from draft invoice #{invoice.pk}: {line.description}",
             before={"description": line.description, "amount_minor": line.amount_minor},
         )
 
