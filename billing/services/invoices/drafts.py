@@ -58,6 +58,28 @@ class DraftLine:
         return self.amount_minor if self.amount_minor is not None else self.quantity * self.unit_amount_minor
 
 
+# What a line carries from one form to the next (a draft line, an invoice line, a pending item) under the same name.
+_LINE_FIELDS = (
+    "description",
+    "sku_code",
+    "period_start",
+    "period_end",
+    "quantity",
+    "unit_amount_minor",
+    "amount_minor",
+    "is_proration",
+    "tax_category",
+    "subscription_change_id",
+    "discount_id",
+)
+
+
+def line_fields(line) -> dict:
+    """The fields of `line` (a DraftLine, InvoiceLine or PendingInvoiceItem) that every form of a line shares, by
+    name: `InvoiceLine(kind=..., **line_fields(item))`. The kind and the position are the caller's."""
+    return {name: getattr(line, name) for name in _LINE_FIELDS}
+
+
 def _profile(customer_id: int) -> BillingProfile | None:
     return BillingProfile.objects.filter(customer_id=customer_id).first()
 
@@ -151,17 +173,7 @@ def _add_lines(invoice: Invoice, lines: list[DraftLine], start_position: int = 0
             invoice=invoice,
             position=start_position + index,
             kind=line.kind,
-            description=line.description[:300],
-            sku_code=line.sku_code,
-            period_start=line.period_start,
-            period_end=line.period_end,
-            quantity=line.quantity,
-            unit_amount_minor=line.unit_amount_minor,
-            amount_minor=line.amount,
-            is_proration=line.is_proration,
-            tax_category=line.tax_category,
-            subscription_change_id=line.subscription_change_id,
-            discount_id=line.discount_id,
+            **{**line_fields(line), "description": line.description[:300], "amount_minor": line.amount},
         )
         for index, line in enumerate(lines)
     )
