@@ -1,16 +1,12 @@
-"""Billing errors a customer (or billing staff) can read. Same shape as subscriptions.exceptions.SubscriptionError:
-a stable `code` the API maps to 4xx JSON, a human `message`, and the `field` it concerns when there is one."""
+"""Billing errors a customer (or billing staff) can read. Like subscriptions.exceptions.SubscriptionError they extend
+`CustomerError`: a stable `code` the API maps to 4xx JSON, a human `message`, and the `field` it concerns when there
+is one."""
+
+from subscriptions.exceptions import CustomerError
 
 
-class BillingError(Exception):
+class BillingError(CustomerError):
     code = "billing_error"
-    field: str | None = None
-
-    def __init__(self, message: str, *, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        if field is not None:
-            self.field = field
 
 
 class BillingProfileInvalid(BillingError):

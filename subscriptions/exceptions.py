@@ -1,8 +1,12 @@
 """Errors a customer can read. Each carries a stable `code` (used by the API) and a human message."""
 
 
-class SubscriptionError(Exception):
-    code = "subscription_error"
+class CustomerError(Exception):
+    """The base of every error a customer can read, in any app (`SubscriptionError` here, `billing.exceptions.
+    BillingError`): a stable `code` the API maps to 4xx JSON, a human `message`, and the `field` it concerns when
+    there is one."""
+
+    code = "error"
     field: str | None = None
 
     def __init__(self, message: str, *, field: str | None = None):
@@ -10,6 +14,10 @@ class SubscriptionError(Exception):
         self.message = message
         if field is not None:
             self.field = field
+
+
+class SubscriptionError(CustomerError):
+    code = "subscription_error"
 
 
 class InvalidTransition(SubscriptionError):

@@ -7,7 +7,8 @@ module is the only one that turns them into decimals or text:
   number of minor digits taken from Babel's CLDR data (`get_currency_precision`), not from a hand-kept table;
 - `format_money(123450, "EUR", "DE")` → "1.234,50 €" for a customer, through `babel.numbers.format_currency`;
 - `format_money_staff(123450, "USD")` → "USD 1,234.50" for the back office (ISO code first, no locale guessing);
-- `format_date(day, "DE")` for dates a customer reads, through `babel.dates`.
+- `format_date(day, "DE")` and `format_moment(when, "DE")` (day and time) for dates a customer reads, through
+  `babel.dates`.
 
 Where a customer's locale is asked for, a Babel locale ("de_CH") or the customer's ISO country ("CH") may be passed.
 The portal is written in English, so a country means English as written there (`en_CH`), falling back to `en_US` for a
@@ -15,12 +16,13 @@ country CLDR has no English locale for. It lives in `subscriptions` because that
 both billing and the portal need it.
 """
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date as babel_format_date
+from babel.dates import format_time as babel_format_time
 from babel.numbers import format_currency, get_currency_precision, get_currency_symbol
 
 from subscriptions.clock import utc_date
@@ -102,3 +104,11 @@ def format_date(value: date | datetime, locale: str | Locale | None = DEFAULT_LO
     if isinstance(value, datetime):
         value = utc_date(value)
     return babel_format_date(value, format=format, locale=customer_locale(locale))
+
+
+def format_moment(value: datetime, locale: str | Locale | None = DEFAULT_LOCALE) -> str:
+    """A moment (UTC) as the customer's locale writes it, to the minute: "Mar 31, 2026, 2:05 PM" in the US,
+    "31 Mar 2026, 14:05" in Germany."""
+    where = customer_locale(locale)
+    value = value.astimezone(UTC)
+    return f"{format_date(value, where)}, {babel_format_time(value, format='short', locale=where)}"

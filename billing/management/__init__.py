@@ -1,0 +1,1 @@
+"""Billing management commands live in `commands/`."""

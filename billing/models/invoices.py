@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 
 from billing.exceptions import InvoiceImmutable
+from billing.models.status_changes import StatusChange
 from billing.storage import private_storage
 from subscriptions.models import Customer, Subscription, SubscriptionChange
 
@@ -326,19 +327,8 @@ class InvoiceNumberSequence(models.Model):
         return f"{self.series}: {self.last_value}"
 
 
-class InvoiceStatusChange(models.Model):
+class InvoiceStatusChange(StatusChange):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="status_changes")
-    from_status = models.CharField(max_length=20, blank=True)
-    to_status = models.CharField(max_length=20)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.from_status or '∅'} → {self.to_status}"
 
 
 class PendingInvoiceItem(models.Model):

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 
+from billing.models.status_changes import StatusChange
 from billing.storage import private_storage
 from subscriptions.models import Customer
 
@@ -125,16 +126,5 @@ class TaxExemption(models.Model):
         return any(str(j).upper() in wanted for j in self.jurisdictions)
 
 
-class ExemptionStatusChange(models.Model):
+class ExemptionStatusChange(StatusChange):
     exemption = models.ForeignKey(TaxExemption, on_delete=models.CASCADE, related_name="status_changes")
-    from_status = models.CharField(max_length=20, blank=True)
-    to_status = models.CharField(max_length=20)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    reason = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["created_at", "id"]
-
-    def __str__(self) -> str:
-        return f"{self.from_status or '∅'} → {self.to_status}"

@@ -29,7 +29,7 @@ from billing.models import (
     PendingInvoiceItem,
 )
 from billing.services.discounts import ChargeLine, DiscountsFor, discount_lines_compute
-from billing.services.invoices import apply_tax_result, invoice_finalize, invoices_finalize_batch
+from billing.services.invoices import apply_tax_result, invoice_finalize, invoices_finalize_batch, line_fields
 from billing.services.tax import TaxData, tax_compute
 from subscriptions import bulk
 from subscriptions.clock import utc_date
@@ -168,20 +168,7 @@ def _period_lines(
     lines = _with_discount_lines(lines, discount)
     for item in pending:
         lines.append(
-            InvoiceLine(
-                kind=LineKind.DISCOUNT if item.discount_id else LineKind.PRORATION,
-                description=item.description,
-                sku_code=item.sku_code,
-                period_start=item.period_start,
-                period_end=item.period_end,
-                quantity=item.quantity,
-                unit_amount_minor=item.unit_amount_minor,
-                amount_minor=item.amount_minor,
-                is_proration=item.is_proration,
-                tax_category=item.tax_category,
-                subscription_change_id=item.subscription_change_id,
-                discount_id=item.discount_id,
-            )
+            InvoiceLine(kind=LineKind.DISCOUNT if item.discount_id else LineKind.PRORATION, **line_fields(item))
         )
     for position, line in enumerate(lines):
         line.position = position

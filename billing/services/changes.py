@@ -25,7 +25,7 @@ from billing.models import BillingProfile, ChangeBillingMode, Invoice, InvoiceKi
 from billing.services import discounts
 from billing.services.billing_run import finalize_drafts, renew_chunk
 from billing.services.discounts import ChargeLine, DiscountLine, DiscountTerms
-from billing.services.invoices import DraftLine, invoice_draft_create, invoice_finalize
+from billing.services.invoices import DraftLine, invoice_draft_create, invoice_finalize, line_fields
 from billing.services.tax import AppliedRate, tax_compute, tax_context_for
 from subscriptions import clock
 from subscriptions.models import Package, Subscription, SubscriptionChange, SubscriptionStatus, User
@@ -542,18 +542,8 @@ def change_bill(*, subscription_change_id: int, actor: User | None = None) -> Bi
             PendingInvoiceItem(
                 customer_id=subscription.customer_id,
                 subscription=subscription,
-                subscription_change=change,
-                description=line.description,
-                sku_code=line.sku_code,
-                period_start=line.period_start,
-                period_end=line.period_end,
-                quantity=line.quantity,
-                unit_amount_minor=line.unit_amount_minor,
-                amount_minor=line.amount,
                 currency=change.currency,
-                is_proration=line.is_proration,
-                tax_category=line.tax_category,
-                discount_id=line.discount_id,
+                **{**line_fields(line), "amount_minor": line.amount, "subscription_change_id": change.pk},
             )
             for line in lines
         )

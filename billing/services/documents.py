@@ -46,6 +46,7 @@ def invoice_document_context(*, invoice: Invoice) -> dict:
         "tax_lines": list(invoice.tax_lines.all()),
         "period_end_inclusive": (invoice.period_end - timedelta(days=1)) if invoice.period_end else None,
         "page_size": _page_size(invoice),
+        "where": invoice.billing_country or "US",  # the customer reads dates as written in their country
     }
 
 
@@ -65,6 +66,7 @@ def credit_note_render_html(*, credit_note: CreditNote) -> str:
             "seller": invoice.seller_details or dict(settings.SELLER),
             "lines": list(credit_note.lines.all()),
             "page_size": _page_size(invoice),
+            "where": invoice.billing_country or "US",
         },
     )
 

@@ -594,23 +594,29 @@ def _billing_quality(month: date, start: datetime, end: datetime, computed_at: d
 LTV_WINDOW_MONTHS = 12
 
 
+# The figures a RevenueMonth row stores under the same name; the ratios are worked out from it on reading.
+_STORED_FIGURES = (
+    "mrr_minor",
+    "arr_minor",
+    "new_minor",
+    "expansion_minor",
+    "contraction_minor",
+    "churned_minor",
+    "reactivation_minor",
+    "customers_start",
+    "customers_end",
+    "new_customers",
+    "churned_customers",
+    "reactivated_customers",
+)
+
+
 def _month_figures(month: date, row: RevenueMonth | None) -> MonthFigures:
     if row is None:
         return MonthFigures(month, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None, None, None)
     return MonthFigures(
         month=month,
-        mrr_minor=row.mrr_minor,
-        arr_minor=row.arr_minor,
-        new_minor=row.new_minor,
-        expansion_minor=row.expansion_minor,
-        contraction_minor=row.contraction_minor,
-        churned_minor=row.churned_minor,
-        reactivation_minor=row.reactivation_minor,
-        customers_start=row.customers_start,
-        customers_end=row.customers_end,
-        new_customers=row.new_customers,
-        churned_customers=row.churned_customers,
-        reactivated_customers=row.reactivated_customers,
+        **{name: getattr(row, name) for name in _STORED_FIGURES},
         nrr=formulas.ratio(row.retention_net_minor, row.retention_start_minor),
         grr=formulas.ratio(row.retention_gross_minor, row.retention_start_minor),
         logo_churn=formulas.logo_churn_rate(row.churned_customers, row.customers_start),

@@ -1,0 +1,1 @@
+"""Portal management commands live in `commands/`."""

@@ -7,7 +7,8 @@ only, never reads or writes the pickle, and reports the port it got through a fi
     python -m portal.simulation.localstripe_server --port 0 --port-file var/localstripe.port
 
 `manage.py simulate_year` starts it for its card customers (portal/simulation/cards.py) and waits until it answers;
-the tests start their own copy (tests/support/localstripe_server.py, the `localstripe_server` fixture).
+the tests' `localstripe_server` fixture (tests/support/plugin.py) runs this same file as a script
+(`python portal/simulation/localstripe_server.py ...`), so it imports nothing of the project.
 """
 
 from __future__ import annotations

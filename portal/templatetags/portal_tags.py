@@ -2,7 +2,7 @@
 
 from django import template
 
-from subscriptions.money import format_money
+from subscriptions.money import format_date, format_moment, format_money
 
 register = template.Library()
 
@@ -16,6 +16,27 @@ def money(context, amount_minor, currency=None, country=None):
     if country is None:
         country = getattr(customer, "country", "") or "US"
     return format_money(amount_minor, currency, country)
+
+
+@register.simple_tag(takes_context=True)
+def day(context, value, empty="", country=None):
+    """`{% day invoice.due_on empty="—" %}`: a date (a datetime gives its UTC day) as the locale of the page's customer
+    writes it ("Mar 31, 2026" in the US, "31 Mar 2026" in Germany), like `{% money %}`; `empty` when there is none."""
+    if not value:
+        return empty
+    if country is None:
+        country = getattr(context.get("customer"), "country", "") or "US"
+    return format_date(value, country)
+
+
+@register.simple_tag(takes_context=True)
+def moment(context, value, empty="", country=None):
+    """`{% moment event.occurred_at %}`: a day and time (UTC) in the locale of the page's customer, like `{% day %}`."""
+    if not value:
+        return empty
+    if country is None:
+        country = getattr(context.get("customer"), "country", "") or "US"
+    return format_moment(value, country)
 
 
 @register.filter(name="money")

@@ -1,0 +1,1 @@
+"""Subscriptions management commands live in `commands/`."""

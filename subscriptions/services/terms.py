@@ -292,59 +292,66 @@ def sku_remember(package: Package, row, *, kinds: tuple[str, ...]) -> None:
             known[kind] = (code, row.__dict__[f"sku_{kind}_tax"])
 
 
+def full_period_line(
+    description: str, period_start: datetime, period_end: datetime, quantity: int, unit_amount_minor: int, sku
+) -> PreviewLine:
+    """A line charged in full for its period (no proration): `quantity` × `unit_amount_minor`; `sku` is the
+    (code, tax category) pair `sku_for` returns."""
+    code, tax = sku
+    return PreviewLine(
+        description=description,
+        period_start=period_start,
+        period_end=period_end,
+        quantity=quantity,
+        unit_amount_minor=unit_amount_minor,
+        amount_minor=quantity * unit_amount_minor,
+        proration=False,
+        sku_code=code,
+        tax_category=tax,
+    )
+
+
 def terms_lines(terms: Terms, *, period_start: datetime, period_end: datetime) -> list[PreviewLine]:
     """The full-period recurring lines for `terms`: flat fee, billed seats (if any), each add-on.
 
     Billing uses these to invoice a period (renewal); amounts are exact (no proration).
     """
     period = format_period(period_start, period_end)
-    lines = []
-    code, tax = sku_for(terms.package, SkuKind.RECURRING_FLAT)
+    package = terms.package
     included = f" (includes {seats_phrase(terms.included_seats)})" if terms.included_seats else ""
-    lines.append(
-        PreviewLine(
-            description=f"{terms.package.name} plan{included}, {period}",
-            period_start=period_start,
-            period_end=period_end,
-            quantity=1,
-            unit_amount_minor=terms.flat_amount_minor,
-            amount_minor=terms.flat_amount_minor,
-            proration=False,
-            sku_code=code,
-            tax_category=tax,
+    lines = [
+        full_period_line(
+            f"{package.name} plan{included}, {period}",
+            period_start,
+            period_end,
+            1,
+            terms.flat_amount_minor,
+            sku_for(package, SkuKind.RECURRING_FLAT),
         )
-    )
+    ]
     if terms.billed_seats:
-        code, tax = sku_for(terms.package, SkuKind.RECURRING_PER_SEAT)
+        seats = seats_phrase(terms.billed_seats, adjective="additional")
         lines.append(
-            PreviewLine(
-                description=f"{terms.package.name} — {seats_phrase(terms.billed_seats, adjective='additional')}, "
-                f"{period}",
-                period_start=period_start,
-                period_end=period_end,
-                quantity=terms.billed_seats,
-                unit_amount_minor=terms.seat_amount_minor,
-                amount_minor=terms.billed_seats * terms.seat_amount_minor,
-                proration=False,
-                sku_code=code,
-                tax_category=tax,
+            full_period_line(
+                f"{package.name} — {seats}, {period}",
+                period_start,
+                period_end,
+                terms.billed_seats,
+                terms.seat_amount_minor,
+                sku_for(package, SkuKind.RECURRING_PER_SEAT),
             )
         )
-    for addon in terms.addons:
-        code, tax = sku_for(addon.package, SkuKind.RECURRING_FLAT)
-        lines.append(
-            PreviewLine(
-                description=f"{addon.package.name}, {period}",
-                period_start=period_start,
-                period_end=period_end,
-                quantity=addon.quantity,
-                unit_amount_minor=addon.flat_amount_minor,
-                amount_minor=addon.amount_minor,
-                proration=False,
-                sku_code=code,
-                tax_category=tax,
-            )
+    lines.extend(
+        full_period_line(
+            f"{addon.package.name}, {period}",
+            period_start,
+            period_end,
+            addon.quantity,
+            addon.flat_amount_minor,
+            sku_for(addon.package, SkuKind.RECURRING_FLAT),
         )
+        for addon in terms.addons
+    )
     return lines
 
 

@@ -83,7 +83,7 @@ def test_dashboard_shows_package_seats_next_invoice_and_hints_to_an_owner(accoun
     assert "8 seats on Team unassigned" in text
     # 100.00 flat + 5 seats above the 5 included at 10.00 + 25.00 add-on
     assert "$175.00" in text and "Before tax (add a billing address to see tax)" in text  # no billing profile yet
-    assert account.subscription.current_period_end.strftime("%-d %b %Y") in text
+    assert account.subscription.current_period_end.strftime("%b %-d, %Y") in text
     assert "Subscribed to Team" in text  # recent activity
 
 
@@ -120,7 +120,11 @@ def test_dashboard_in_euros_for_a_german_customer_uses_german_formatting(client_
     package = priced_package(slug="team", name="Team")
     PriceFactory  # noqa: B018 - prices come from priced_package in both currencies
     account = make_account("Initech GmbH", package=package, country="DE", currency="EUR")
-    assert "150,00\u00a0€" in _dashboard(client_for(account.owner), account).text
+    text = _dashboard(client_for(account.owner), account).text
+    assert "150,00\u00a0€" in text
+    # and dates day first, as English is written in Germany (a US customer reads "Mar 31, 2026")
+    next_invoice = re.search(r"<dt>Next invoice</dt><dd>([^<]*)</dd>", text)[1]
+    assert re.fullmatch(r"\d{1,2} [A-Z][a-z]{2} 20\d\d", next_invoice), next_invoice
 
 
 def test_dashboard_query_count_is_constant_in_members_invoices_and_activity(
@@ -192,7 +196,7 @@ def test_dashboard_estimate_includes_california_sales_tax(account, client_for):
     assert "Estimated total" in text
     assert "$160.88" in text and "Incl. $10.88 CA sales tax" in text
     assert "This is an estimate from today" in text
-    assert account.subscription.current_period_end.strftime("%-d %b %Y") in text
+    assert account.subscription.current_period_end.strftime("%b %-d, %Y") in text
 
 
 def test_dashboard_estimate_taxes_each_line_by_its_own_category(account, client_for):
@@ -256,7 +260,7 @@ def test_dashboard_estimate_just_subscribed_is_this_periods_first_invoice_with_s
     TaxRateFactory()
     Price.objects.filter(pk=account.subscription.price_id).update(setup_amount_minor=50_000)
     text = _dashboard(client_for(account.owner), account).text
-    assert f"<dt>Next invoice</dt><dd>{timezone.now():%-d %b %Y}</dd>" in text
+    assert f"<dt>Next invoice</dt><dd>{timezone.now():%b %-d, %Y}</dd>" in text
     # 150.00 + 500.00 set-up (its SKU falls back to the plan's SaaS category): tax 7.25 % of 650.00 = 47.13
     assert "$697.13" in text and "Includes the one-time set-up fee of $500.00" in text
 
@@ -317,8 +321,9 @@ def test_recent_activity_shows_a_late_recorded_payment_on_the_day_it_was_paid_in
     text = re.sub(r"\s+", " ", _dashboard(client_for(account.owner), account).text)
     # then the payment reads in dollars, dated the day it was paid, after today's change
     recent = text[text.index("Recent activity") :]
-    paid_day = timezone.localtime(paid_at).strftime("%-d %b %Y")
-    assert f"{paid_day}, {timezone.localtime(paid_at):%H:%M}</time> — Payment of $119.00 on {invoice.number}" in recent
+    paid_day = timezone.localtime(paid_at).strftime("%b %-d, %Y")
+    paid_time = f"{timezone.localtime(paid_at):%-I:%M %p}"  # "2:05 PM", as the customer's (US) locale writes it
+    assert f"{paid_day}, {paid_time}</time> — Payment of $119.00 on {invoice.number}" in recent
     assert "USD" not in recent
     assert recent.index("Change from 10 to 12 seats") < recent.index("Payment of $119.00")
     # and the activity log says when it was recorded
@@ -361,7 +366,7 @@ def test_dashboard_warns_billing_roles_of_an_overdue_invoice_with_links(account,
     # when an owner or a billing admin opens the dashboard
     response = _dashboard(client_for(account.user(role)), account)
     # then they read which invoice, how much and since when, with a link to it and to the bank details to pay it
-    due = invoice.due_on.strftime("%-d %b %Y")
+    due = invoice.due_on.strftime("%b %-d, %Y")
     assert f"Invoice {invoice.number} of $119.00 was due on {due}." in _text(response)
     assert "Please pay it by bank transfer." in _text(response)
     html = response.text
@@ -398,7 +403,7 @@ def test_dashboard_names_the_oldest_overdue_invoice_and_counts_the_others(accoun
     make_invoice(account.customer, status="paid", issued_at=timezone.now() - timedelta(days=90))  # paid
     response = _dashboard(client_for(account.owner), account)
     text = _text(response)
-    assert f"Invoice {oldest.number} of $50.00 was due on {oldest.due_on:%-d %b %Y}." in text
+    assert f"Invoice {oldest.number} of $50.00 was due on {oldest.due_on:%b %-d, %Y}." in text
     assert "2 more invoices are overdue too." in text
     assert f'href="{reverse("portal:invoices", args=[account.customer.pk])}?status=open"' in response.text
 
@@ -476,6 +481,6 @@ def test_demo_umbrella_owner_is_warned_of_the_overdue_invoice(client_for):
     owner = Membership.objects.get(customer=umbrella, role=Role.OWNER).user
     response = client_for(owner).get(reverse("portal:customer_dashboard", args=[umbrella.pk]))
     text = _text(response)
-    assert f"Invoice {late.number} of $" in text and f"was due on {late.due_on:%-d %b %Y}." in text
+    assert f"Invoice {late.number} of $" in text and f"was due on {late.due_on:%b %-d, %Y}." in text
     # no dunning on bank transfer: the subscription stayed active, and the warning is still there
     assert umbrella.subscriptions.get().status == SubscriptionStatus.ACTIVE

@@ -23,7 +23,7 @@ def test_invoice_list_shows_issued_invoices_with_status_amounts_and_due_dates(ac
     assert page.status_code == 200
     assert invoice.number in page.text
     assert "$1,234.50" in page.text
-    assert invoice.due_on.strftime("%-d %b %Y") in page.text
+    assert invoice.due_on.strftime("%b %-d, %Y") in page.text
     assert "Draft" not in page.text
 
 

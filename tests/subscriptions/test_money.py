@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from subscriptions.money import (
     format_date,
+    format_moment,
     format_money,
     format_money_staff,
     major_to_minor,
@@ -92,3 +93,9 @@ def test_format_date_in_the_customer_s_locale():
     assert format_date(date(2026, 3, 31), "US") == "Mar 31, 2026"
     assert format_date(date(2026, 3, 31), "DE") == "31 Mar 2026"
     assert format_date(datetime(2026, 3, 31, 23, 30, tzinfo=UTC), "US") == "Mar 31, 2026"
+
+
+def test_format_moment_writes_day_and_time_in_the_customer_s_locale():
+    at = datetime(2026, 3, 31, 14, 5, tzinfo=UTC)
+    assert format_moment(at, "US") == "Mar 31, 2026, 2:05\u202fPM"
+    assert format_moment(at, "DE") == "31 Mar 2026, 14:05"

@@ -154,7 +154,8 @@ def localstripe_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     workdir = tmp_path_factory.mktemp("localstripe")
     port_file = workdir / "port"
     log_path = workdir / "localstripe.log"
-    script = Path(__file__).with_name("localstripe_server.py")
+    # The same wrapper `manage.py simulate_year` starts, run as a plain script so it does not import the project.
+    script = Path(__file__).resolve().parents[2] / "portal" / "simulation" / "localstripe_server.py"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, str(script), "--port", "0", "--port-file", str(port_file)],

@@ -23,6 +23,7 @@ from billing.services.invoices.drafts import (
     invoice_line_remove,
     invoice_line_update,
     invoice_recompute,
+    line_fields,
 )
 from billing.services.invoices.issue import (
     invoice_approve_and_issue,
@@ -74,5 +75,6 @@ __all__ = [
     "invoice_void_and_rebill",
     "invoices_finalize_batch",
     "invoices_recheck_for_customer",
+    "line_fields",
     "number_allocate",
 ]

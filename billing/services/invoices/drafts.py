@@ -58,6 +58,28 @@ class DraftLine:
         return self.amount_minor if self.amount_minor is not None else self.quantity * self.unit_amount_minor
 
 
+# What a line carries from one form to the next (a draft line, an invoice line, a pending item) under the same name.
+_LINE_FIELDS = (
+    "description",
+    "sku_code",
+    "period_start",
+    "period_end",
+    "quantity",
+    "unit_amount_minor",
+    "amount_minor",
+    "is_proration",
+    "tax_category",
+    "subscription_change_id",
+    "discount_id",
+)
+
+
+def line_fields(line) -> dict:
+    """The fields of `line` (a DraftLine, InvoiceLine or PendingInvoiceItem) that every form of a line shares, by
+    name: `InvoiceLine(kind=..., **line_fields(item))`. The kind and the position are the caller's."""
+    return {name: getattr(line, name) for name in _LINE_FIELDS}
+
+
 def _profile(customer_id: int) -> BillingProfile | None:
     return BillingProfile.objects.filter(customer_id=customer_id).first()
 
@@ -151,17 +173,7 @@ def _add_lines(invoice: Invoice, lines: list[DraftLine], start_position: int = 0
             invoice=invoice,
             position=start_position + index,
             kind=line.kind,
-            description=line.description[:300],
-            sku_code=line.sku_code,
-            period_start=line.period_start,
-            period_end=line.period_end,
-            quantity=line.quantity,
-            unit_amount_minor=line.unit_amount_minor,
-            amount_minor=line.amount,
-            is_proration=line.is_proration,
-            tax_category=line.tax_category,
-            subscription_change_id=line.subscription_change_id,
-            discount_id=line.discount_id,
+            **{**line_fields(line), "description": line.description[:300], "amount_minor": line.amount},
         )
         for index, line in enumerate(lines)
     )
@@ -208,6 +220,14 @@ def _edit(invoice_id: int, expected_version: int | None) -> Invoice:
     return invoice
 
 
+def _after_edit(invoice: Invoice, actor: User | None, action: str, summary: str, **changes: dict) -> None:
+    """After a staff edit of a draft's lines (under its lock): bump the version, recompute tax, audit the edit
+    (`changes`: its `before` and/or `after`)."""
+    invoice.version += 1
+    _recompute(invoice)
+    audit_record(customer=invoice.customer, actor=actor, action=action, obj=invoice, summary=summary, **changes)
+
+
 def invoice_line_add(
     *, invoice_id: int, line: DraftLine, actor: User | None = None, expected_version: int | None = None
 ) -> InvoiceLine:
@@ -216,14 +236,11 @@ def invoice_line_add(
         invoice = _edit(invoice_id, expected_version)
         position = (invoice.lines.order_by("-position").values_list("position", flat=True).first() or 0) + 1
         _add_lines(invoice, [line], start_position=position)
-        invoice.version += 1
-        _recompute(invoice)
-        audit_record(
-            customer=invoice.customer,
-            actor=actor,
-            action="invoice.line_added",
-            obj=invoice,
-            summary=f"Line added to draft invoice #{invoice.pk}: {line.description}",
+        _after_edit(
+            invoice,
+            actor,
+            "invoice.line_added",
+            f"Line added to draft invoice #{invoice.pk}: {line.description}",
             after={"description": line.description, "amount_minor": line.amount},
         )
     return invoice.lines.order_by("-position", "-id").first()
@@ -255,14 +272,11 @@ def invoice_line_update(
         elif quantity is not None or unit_amount_minor is not None:
             line.amount_minor = line.quantity * line.unit_amount_minor
         line.save()
-        invoice.version += 1
-        _recompute(invoice)
-        audit_record(
-            customer=invoice.customer,
-            actor=actor,
-            action="invoice.line_updated",
-            obj=invoice,
-            summary=f"Line edited on draft invoice #{invoice.pk}: {line.description}",
+        _after_edit(
+            invoice,
+            actor,
+            "invoice.line_updated",
+            f"Line edited on draft invoice #{invoice.pk}: {line.description}",
             before=before,
             after={"description": line.description, "quantity": line.quantity, "amount_minor": line.amount_minor},
         )
@@ -274,14 +288,11 @@ def invoice_line_remove(*, line_id: int, actor: User | None = None, expected_ver
         line = InvoiceLine.objects.get(pk=line_id)
         invoice = _edit(line.invoice_id, expected_version)
         line.delete()
-        invoice.version += 1
-        _recompute(invoice)
-        audit_record(
-            customer=invoice.customer,
-            actor=actor,
-            action="invoice.line_removed",
-            obj=invoice,
-            summary=f"Line removed from draft invoice #{invoice.pk}: {line.description}",
+        _after_edit(
+            invoice,
+            actor,
+            "invoice.line_removed",
+            f"Line removed from draft invoice #{invoice.pk}: {line.description}",
             before={"description": line.description, "amount_minor": line.amount_minor},
         )
 

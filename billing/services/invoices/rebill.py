@@ -12,7 +12,7 @@ from django.db import transaction
 
 from billing.exceptions import InvalidTransition
 from billing.models import Invoice, InvoiceStatus, PendingInvoiceItem
-from billing.services.invoices.drafts import DraftLine, invoice_draft_create
+from billing.services.invoices.drafts import DraftLine, invoice_draft_create, line_fields
 from billing.services.invoices.issue import invoice_finalize
 from billing.services.invoices.settlement import correction_reason_check, invoice_void
 from billing.services.invoices.state import invoice_lock
@@ -42,23 +42,7 @@ def invoice_void_and_rebill(
             raise InvalidTransition(
                 f"Invoice {old.number or old.pk} has payments or credits; issue a credit note instead of re-billing."
             )
-        lines = [
-            DraftLine(
-                description=line.description,
-                unit_amount_minor=line.unit_amount_minor,
-                quantity=line.quantity,
-                amount_minor=line.amount_minor,
-                kind=line.kind,
-                sku_code=line.sku_code,
-                tax_category=line.tax_category,
-                period_start=line.period_start,
-                period_end=line.period_end,
-                is_proration=line.is_proration,
-                subscription_change_id=line.subscription_change_id,
-                discount_id=line.discount_id,
-            )
-            for line in old.lines.order_by("position", "pk")
-        ]
+        lines = [DraftLine(kind=line.kind, **line_fields(line)) for line in old.lines.order_by("position", "pk")]
         collected = list(PendingInvoiceItem.objects.filter(invoice=old).values_list("pk", flat=True))
         invoice_void(invoice_id=old.pk, reason_code=reason_code, reason=reason, actor=actor)
         new = invoice_draft_create(

@@ -33,6 +33,7 @@ from billing.models import (
     PaymentKind,
     PaymentMethod,
     PaymentStatus,
+    Refund,
 )
 from billing.money import format_money
 from billing.services import invoices as invoice_services
@@ -185,19 +186,31 @@ def payment_record_manual(*, invoice_id: int, amount_minor: int, reference: str,
             reference=reference,
             recorded_by=actor,
         )
-        audit_record(
-            customer=invoice.customer,
-            actor=actor,
-            action="payment.recorded",
-            obj=payment,
-            summary=f"Bank transfer of {money(amount_minor, invoice.currency, invoice.customer.country)} recorded for "
+        bank_transfer_audit(
+            payment,
+            invoice.customer,
+            actor,
+            "payment.recorded",
+            f"Bank transfer of {money(amount_minor, invoice.currency, invoice.customer.country)} recorded for "
             f"{invoice} ({reference})",
-            after={"amount_minor": amount_minor, "reference": reference},
         )
         payment_event_record(payment)
         _apply_to_invoice(payment.pk)
     payment.refresh_from_db()
     return payment
+
+
+def bank_transfer_audit(record: Payment | Refund, customer, actor: User | None, action: str, summary: str) -> None:
+    """The audit entry for a bank transfer staff recorded — money in (a `Payment`) or out (a `Refund`): its amount
+    and bank reference."""
+    audit_record(
+        customer=customer,
+        actor=actor,
+        action=action,
+        obj=record,
+        summary=summary,
+        after={"amount_minor": record.amount_minor, "reference": record.reference},
+    )
 
 
 # --- Card collection ------------------------------------------------------------------------------------------------

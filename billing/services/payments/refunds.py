@@ -25,7 +25,7 @@ from billing.models import (
     Refund,
     RefundStatus,
 )
-from billing.services.payments.collection import money
+from billing.services.payments.collection import bank_transfer_audit, money
 from billing.services.stripe_customers import (
     BACKEND_STRIPE,
     payment_backend,
@@ -216,14 +216,13 @@ def credit_note_refund_record_manual(*, credit_note_id: int, reference: str, act
             reference=reference,
             recorded_by=actor,
         )
-        audit_record(
-            customer=credit_note.customer,
-            actor=actor,
-            action="refund.recorded",
-            obj=refund,
-            summary=f"Refund of {money(refund.amount_minor, refund.currency)} for {credit_note} paid by bank "
-            f"transfer ({reference})",
-            after={"amount_minor": refund.amount_minor, "reference": reference},
+        bank_transfer_audit(
+            refund,
+            credit_note.customer,
+            actor,
+            "refund.recorded",
+            f"Refund of {money(refund.amount_minor, refund.currency)} for {credit_note} paid by bank transfer "
+            f"({reference})",
         )
     return refund
 

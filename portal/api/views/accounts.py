@@ -35,8 +35,7 @@ class TokenObtainApi(PublicApiView):
 
     @extend_schema(operation_id="auth_token_create", request=Input, responses={201: Output}, auth=[])
     def post(self, request):
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.valid_input()
         user = authenticate(
             request._request, username=data.validated_data["email"], password=data.validated_data["password"]
         )

@@ -31,6 +31,12 @@ class ApiView(APIView):
     def access(self, action: Action = Action.ACCOUNT_VIEW):
         return customer_access(self.request, self.kwargs["customer_id"], action)
 
+    def valid_input(self):
+        """The view's `Input` serializer over the request body, validated (a coded 400 when it is not valid)."""
+        data = self.Input(data=self.request.data)
+        data.is_valid(raise_exception=True)
+        return data
+
     def paginate(self, queryset, serializer_class, **context):
         paginator = ApiPagination()
         page = paginator.paginate_queryset(queryset, self.request, view=self)

@@ -389,8 +389,7 @@ class TaxExemptionListApi(ApiView):
     @idempotent
     def post(self, request, customer_id):
         access = self.access(Action.TAX_SUBMIT)
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.valid_input()
         values = data.validated_data
         certificate = values.get("certificate")
         if certificate is None:

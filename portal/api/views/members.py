@@ -63,8 +63,7 @@ class MemberListApi(ApiView):
     @idempotent
     def post(self, request, customer_id):
         access = self.access(Action.MEMBERS_INVITE)
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.valid_input()
         if data.validated_data["role"] == Role.OWNER:
             access.require(Action.MEMBERS_INVITE_OWNER)
         principal = self.principal()
@@ -118,8 +117,7 @@ class SeatAssignmentListApi(ApiView):
         access = self.access(Action.ACCOUNT_VIEW)
         subscription = subscription_for_access(access, subscription_id)
         access.require(Action.SEATS_CHANGE)
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.valid_input()
         principal = self.principal()
         assignment = seat_assign(
             subscription_id=subscription.pk,

@@ -80,8 +80,7 @@ class SignupApi(PublicApiView):
     )
     @idempotent
     def post(self, request):
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.valid_input()
         values = data.validated_data
         address = values["billing_address"]
         billing = {

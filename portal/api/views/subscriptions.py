@@ -140,8 +140,7 @@ class ChangeApiBase(ApiView):
 class ChangePreviewApiBase(ChangeApiBase):
     def post(self, request, customer_id, subscription_id):
         _, subscription = self.subscription()
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.valid_input()
         result = change_preview(
             subscription_id=subscription.pk,
             kind=self.kind,
@@ -157,8 +156,7 @@ class ChangeApplyApiBase(ChangeApiBase):
     @idempotent
     def post(self, request, customer_id, subscription_id):
         _, subscription = self.subscription()
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.valid_input()
         version = data.validated_data.get("version") or subscription.version
         principal = self.principal()
         result = change_apply(

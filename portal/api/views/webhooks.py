@@ -102,8 +102,7 @@ class WebhookEndpointListApi(ApiView):
     @idempotent
     def post(self, request, customer_id):
         access = self.access(Action.WEBHOOKS_MANAGE)
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.valid_input()
         principal = self.principal()
         endpoint = webhook_endpoint_create(
             customer=access.customer,
@@ -137,8 +136,7 @@ class WebhookEndpointDetailApi(ApiView):
     def patch(self, request, customer_id, endpoint_id):
         access = self.access(Action.WEBHOOKS_MANAGE)
         endpoint = _endpoint_for(access, endpoint_id)
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.valid_input()
         principal = self.principal()
         endpoint = webhook_endpoint_update(
             endpoint_id=endpoint.pk, actor=principal.actor, actor_kind=principal.actor_kind, **data.validated_data
@@ -168,8 +166,7 @@ class WebhookEndpointRotateSecretApi(ApiView):
     def post(self, request, customer_id, endpoint_id):
         access = self.access(Action.WEBHOOKS_MANAGE)
         endpoint = _endpoint_for(access, endpoint_id)
-        data = self.Input(data=request.data)
-        data.is_valid(raise_exception=True)
+        data = self.valid_input()
         principal = self.principal()
         endpoint = webhook_endpoint_rotate_secret(
             endpoint_id=endpoint.pk,

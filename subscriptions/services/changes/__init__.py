@@ -18,6 +18,7 @@ trialing. Bad input raises a `SubscriptionError` subclass and writes nothing.
 Where things are (one use case per module; import the public API from this package, the modules are its inside):
 - `kinds.py`: THE registry of change kinds (which preview/apply pair and which parameters);
 - `seats.py`, `package.py`, `addons.py`, `cancellation.py`: one use case each — its plan, `*_preview`, `*_apply`;
+  `package_move.py`: a decided package move and how it is written (scheduled, or made now);
 - `apply.py`: the apply engine they share (lock, idempotency, version check, write, audit, reconcile);
 - `plan.py`: `ChangePreview`, `_Plan` and the building blocks of a plan; `catalog.py`: what a change reads from the
   catalog; `loading.py`: what it reads about the subscription, loaded once.

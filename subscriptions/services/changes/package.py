@@ -1,8 +1,7 @@
 """Moving to another package and/or billing interval: upgrades (and monthly → annual) now, downgrades at the period end.
 The plan is built in named steps: resolve the target, carry the add-ons over, decide the timing, price the lines,
-describe it, and write it."""
+describe it, and write it (the decided move and its write are in `package_move.py`)."""
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from functools import partial
 from typing import Unpack
@@ -17,11 +16,9 @@ from subscriptions.models import (
     Interval,
     Package,
     Price,
-    ScheduledChange,
     ScheduledChangeKind,
     SkuKind,
     Subscription,
-    SubscriptionAddon,
     SubscriptionChange,
 )
 from subscriptions.periods import period_end as compute_period_end
@@ -35,9 +32,9 @@ from subscriptions.services.changes.catalog import (
     _resolve_package,
 )
 from subscriptions.services.changes.loading import _apply_scheduled, _current, _load, _now, _pending
+from subscriptions.services.changes.package_move import _PackageMove, _write
 from subscriptions.services.changes.plan import (
     ChangePreview,
-    _cancel_pending,
     _chargeable,
     _factor,
     _line,
@@ -46,7 +43,6 @@ from subscriptions.services.changes.plan import (
     _require_changeable,
 )
 from subscriptions.services.changes.seats import (
-    _ledger,
     _validate_commitment,
     _validate_not_below_assigned,
     _validate_seat_bounds,
@@ -59,36 +55,12 @@ from subscriptions.services.terms import (
     Terms,
     format_day,
     format_period,
+    full_period_line,
     seats_phrase,
     sku_for,
 )
 
 Kind = SubscriptionChange.Kind
-
-
-@dataclass(frozen=True)
-class _PackageMove:
-    """One package/interval move as `_plan_package` decides it, step by step."""
-
-    subscription: Subscription
-    current_terms: Terms
-    target: Package
-    price: Price
-    interval: str
-    new_seats: int
-    seats_chosen: bool  # seats given explicitly (a scheduled move keeps them), or None: keep the count at renewal
-    addon_prices: dict[str, dict]  # add-on package id → its price for the new interval (when the interval changes)
-    new_terms: Terms
-    immediate: bool
-    new_period: tuple[datetime, datetime] | None  # a new annual term starting on the change date, if any
-
-    @property
-    def package_changed(self) -> bool:
-        return self.target.pk != self.subscription.package.pk
-
-    @property
-    def interval_changed(self) -> bool:
-        return self.interval != self.subscription.interval
 
 
 def _plan_package(subscription: Subscription, at: datetime, package_slug, interval, seats) -> _Plan:
@@ -290,16 +262,15 @@ def _package_lines(move: _PackageMove, at: datetime) -> list[PreviewLine]:
         )
         return lines
     new_start, new_end = move.new_period
+    new_period = format_period(new_start, new_end)
     lines.append(
-        _line(
-            description=f"{new_label}, {_interval_label(move.interval)}, {format_period(new_start, new_end)}",
-            start=new_start,
-            end=new_end,
-            quantity=1,
-            unit_amount_minor=new_terms.base_amount_minor,
-            amount_minor=new_terms.base_amount_minor,
-            proration=False,
-            sku=new_sku,
+        full_period_line(
+            f"{new_label}, {_interval_label(move.interval)}, {new_period}",
+            new_start,
+            new_end,
+            1,
+            new_terms.base_amount_minor,
+            new_sku,
         )
     )
     for old_addon, new_addon in zip(current_terms.addons, new_terms.addons, strict=True):
@@ -307,15 +278,13 @@ def _package_lines(move: _PackageMove, at: datetime) -> list[PreviewLine]:
             _unused_time_line(old_addon.package.name, old_addon.amount_minor, at, period_end, factor, old_addon.package)
         )
         lines.append(
-            _line(
-                description=f"{new_addon.package.name}, {format_period(new_start, new_end)}",
-                start=new_start,
-                end=new_end,
-                quantity=new_addon.quantity,
-                unit_amount_minor=new_addon.flat_amount_minor,
-                amount_minor=new_addon.amount_minor,
-                proration=False,
-                sku=sku_for(old_addon.package, SkuKind.RECURRING_FLAT),
+            full_period_line(
+                f"{new_addon.package.name}, {new_period}",
+                new_start,
+                new_end,
+                new_addon.quantity,
+                new_addon.flat_amount_minor,
+                sku_for(old_addon.package, SkuKind.RECURRING_FLAT),
             )
         )
     return lines
@@ -362,70 +331,6 @@ def _describe(move: _PackageMove) -> tuple[str, list[str]]:
     if move.immediate:
         return f"Move to {what}, starting now", notes
     return f"Move to {what} on {format_day(subscription.current_period_end)}", notes
-
-
-def _write(move: _PackageMove, sub: Subscription, when: datetime, actor) -> dict:
-    """Step 7, under the subscription lock: replace scheduled seat and package changes, then schedule the move for
-    the period end or make it now."""
-    _cancel_pending(sub, (ScheduledChangeKind.SEATS, ScheduledChangeKind.PACKAGE), when)
-    if not move.immediate:
-        return _schedule(move, sub, actor)
-    _move_now(move, sub, when, actor)
-    return {}
-
-
-def _schedule(move: _PackageMove, sub: Subscription, actor) -> dict:
-    target, price = move.target, move.price
-    scheduled = ScheduledChange.objects.create(
-        subscription=sub,
-        kind=ScheduledChangeKind.PACKAGE,
-        payload={
-            "package_id": target.pk,
-            "package": target.slug,
-            "price_id": price.pk,
-            "interval": move.interval,
-            "flat_amount_minor": price.flat_amount_minor,
-            "seat_amount_minor": price.seat_amount_minor,
-            "included_seats": target.included_seats,
-            # Explicitly chosen seats, or None to keep the count at renewal (raised to the minimum).
-            "seats": move.new_seats if move.seats_chosen else None,
-            "min_seats": target.min_seats,
-            "addon_prices": move.addon_prices,
-        },
-        effective_at=sub.current_period_end,
-        created_by=actor,
-    )
-    return {"scheduled_change_id": scheduled.pk}
-
-
-def _move_now(move: _PackageMove, sub: Subscription, when: datetime, actor) -> None:
-    target, price, new_seats, interval = move.target, move.price, move.new_seats, move.interval
-    _ledger(sub, seats_from=sub.seats, seats_to=new_seats, reason="package change", actor=actor, at=when)
-    sub.package = target
-    sub.price = price
-    sub.flat_amount_minor = price.flat_amount_minor
-    sub.seat_amount_minor = price.seat_amount_minor
-    sub.included_seats = target.included_seats
-    sub.seats = new_seats
-    interval_changed = sub.interval != interval
-    sub.interval = interval
-    if move.new_period is not None:
-        sub.current_period_start, sub.current_period_end = move.new_period
-        sub.billing_anchor = move.new_period[0]  # a new term: its boundaries count from its first day
-    if interval_changed:
-        sub.committed_seats = new_seats if interval == Interval.YEAR else 0
-        for old_addon, new_addon in zip(move.current_terms.addons, move.new_terms.addons, strict=True):
-            SubscriptionAddon.objects.filter(pk=old_addon.addon_id).update(ended_at=when)
-            SubscriptionAddon.objects.create(
-                subscription=sub,
-                package=new_addon.package,
-                price_id=new_addon.price_id,
-                flat_amount_minor=new_addon.flat_amount_minor,
-                quantity=new_addon.quantity,
-                started_at=when,
-            )
-    elif sub.interval == Interval.YEAR:
-        sub.committed_seats = max(sub.committed_seats, new_seats)
 
 
 def subscription_change_package_preview(
