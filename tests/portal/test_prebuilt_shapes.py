@@ -1,0 +1,80 @@
+"""Query shapes built once per process (portal/prebuilt.py, issue 18): the shape is shared, the rows never are.
+A page built on a shared shape shows the state of the moment it is asked, for each day and each user."""
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.urls import reverse
+
+from portal.prebuilt import prebuilt
+from subscriptions.models import SeatAssignment, Subscription
+from subscriptions.services.changes import subscription_change_seats_apply
+from tests.portal.conftest import make_account, make_invoice
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)  # pinned: every date below is relative to it
+
+
+@pytest.fixture
+def account(db, time_machine):
+    time_machine.move_to(NOW, tick=False)
+    return make_account()
+
+
+def _text(response) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.text))
+
+
+def test_a_prebuilt_shape_is_built_once_and_never_holds_rows(account):
+    builds = []
+
+    @prebuilt
+    def shape(status):
+        builds.append(status)
+        return Subscription.objects.filter(status=status)
+
+    first = list(shape("active"))
+    Subscription.objects.filter(pk=account.subscription.pk).update(status="canceled")
+    assert [s.pk for s in first] == [account.subscription.pk]
+    assert list(shape("active")) == []  # a fresh clone each time: no cached rows
+    assert [s.pk for s in shape("canceled")] == [account.subscription.pk]
+    assert builds == ["active", "canceled"]  # once per variant
+
+
+def test_seat_preview_shows_the_current_seats_after_a_change_between_two_previews(account, client_for):
+    client = client_for(account.owner)
+    url = reverse("portal:change_preview_seats", args=[account.customer.pk])
+    payload = {"subscription_id": account.subscription.pk, "seats": "12"}
+    before = client.post(url, payload, headers={"HX-Request": "true"})
+    assert before.status_code == 200 and "$170.00" in before.text  # 10 → 12 seats: 100.00 + 7 × 10.00
+    subscription_change_seats_apply(
+        subscription_id=account.subscription.pk, seats=15, expected_version=account.subscription.version, actor=None
+    )
+    after = client.post(url, payload, headers={"HX-Request": "true"})
+    assert after.status_code == 200
+    version = re.search(r'name="version" value="(\d+)"', after.text).group(1)
+    assert int(version) == Subscription.objects.get(pk=account.subscription.pk).version
+    # 15 → 12 seats is a decrease now: the recurring amount of 12 seats stays, due now is no longer the increase's.
+    assert re.search(r'name="amount_due_now_minor" value="(-?\d+)"', after.text).group(1) != re.search(
+        r'name="amount_due_now_minor" value="(-?\d+)"', before.text
+    ).group(1)
+
+
+def test_dashboard_shape_follows_the_day_and_the_user(account, client_for, time_machine):
+    # Due in 2 days: a nudge today; the day after it is due, the overdue banner instead.
+    invoice = make_invoice(account.customer, issued_at=NOW - timedelta(days=28))
+    client = client_for(account.owner)
+    url = reverse("portal:customer_dashboard", args=[account.customer.pk])
+    today = client.get(url)
+    assert f"Invoice {invoice.number} is unpaid" in _text(today)
+    assert 'data-testid="overdue-invoice"' not in today.text
+    time_machine.move_to(NOW + timedelta(days=3), tick=False)
+    later = client.get(url)
+    assert 'data-testid="overdue-invoice"' in later.text
+    assert "nudge-unpaid-invoice" not in later.text
+    # "Holds a seat" is the signed-in user's own: the member without a seat is told so, the owner is not.
+    SeatAssignment.objects.filter(subscription=account.subscription, user=account.member).delete()
+    assert "You hold a seat." in _text(client.get(url))
+    assert "You do not hold a seat on this package." in _text(client_for(account.member).get(url))
