@@ -1,5 +1,6 @@
-"""Query shapes built once per process (portal/prebuilt.py, issue 18): the shape is shared, the rows never are.
-A page built on a shared shape shows the state of the moment it is asked, for each day and each user."""
+"""The pages' cheaper read paths (issue 18) show the same as before. Query shapes built once per process
+(portal/prebuilt.py): the shape is shared, the rows never are — a page shows the state of the moment it is asked, for
+each day and each user. The seats page takes the signed-in user's own seat from the people list it shows."""
 
 import re
 from datetime import UTC, datetime, timedelta
@@ -78,3 +79,23 @@ def test_dashboard_shape_follows_the_day_and_the_user(account, client_for, time_
     SeatAssignment.objects.filter(subscription=account.subscription, user=account.member).delete()
     assert "You hold a seat." in _text(client.get(url))
     assert "You do not hold a seat on this package." in _text(client_for(account.member).get(url))
+
+
+@pytest.mark.parametrize("role", ["owner", "billing_admin"])
+def test_seats_page_tells_a_manager_whether_they_hold_a_seat(account, client_for, role):
+    user = account.user(role)
+    client = client_for(user)
+    url = reverse("portal:seats", args=[account.customer.pk])
+    SeatAssignment.objects.get_or_create(subscription=account.subscription, user=user)
+    assert "You hold a seat." in _text(client.get(url))
+    SeatAssignment.objects.filter(subscription=account.subscription, user=user).delete()
+    text = _text(client.get(url))
+    assert "You hold a seat." not in text and "You do not hold a seat yet." in text
+
+
+def test_seats_page_tells_a_member_whether_they_hold_a_seat(account, client_for):
+    client = client_for(account.member)
+    url = reverse("portal:seats", args=[account.customer.pk])
+    assert "You hold a seat." in _text(client.get(url))
+    SeatAssignment.objects.filter(subscription=account.subscription, user=account.member).delete()
+    assert "You do not hold a seat yet; ask an owner" in _text(client.get(url))
