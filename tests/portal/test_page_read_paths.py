@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.urls import reverse
 
+from billing.models import CreditNote
 from portal.prebuilt import prebuilt
 from subscriptions.models import SeatAssignment, Subscription
 from subscriptions.services.changes import subscription_change_seats_apply
@@ -99,3 +100,40 @@ def test_seats_page_tells_a_member_whether_they_hold_a_seat(account, client_for)
     assert "You hold a seat." in _text(client.get(url))
     SeatAssignment.objects.filter(subscription=account.subscription, user=account.member).delete()
     assert "You do not hold a seat yet; ask an owner" in _text(client.get(url))
+
+
+def _credit_note(account, invoice, n, *, refund_due_minor=0):
+    return CreditNote.objects.create(
+        invoice=invoice,
+        customer=account.customer,
+        number=f"CN-2026-{n:06d}",
+        series="CN-2026",
+        currency="USD",
+        reason_code="wrong_seat_count",
+        subtotal_minor=1_000,
+        tax_minor=0,
+        total_minor=1_000,
+        refund_due_minor=refund_due_minor,
+        issued_at=NOW,
+    )
+
+
+def test_invoice_list_reads_only_what_it_shows_and_stays_constant_in_credit_notes(
+    account, client_for, django_assert_max_num_queries
+):
+    invoice = make_invoice(account.customer, issued_at=NOW - timedelta(days=3))
+    _credit_note(account, invoice, 1)
+    _credit_note(account, invoice, 2, refund_due_minor=1_000)
+    client = client_for(account.owner)
+    url = reverse("portal:invoices", args=[account.customer.pk])
+    with django_assert_max_num_queries(10) as captured:
+        page = client.get(url)
+    text = _text(page)
+    assert invoice.number in text and "CN-2026-000001" in text and "Wrong seat count" in text
+    assert "Credited against the amount due" in text  # nothing due back
+    assert "$10.00 to be refunded" in text  # due back, no refund recorded yet
+    assert text.count(invoice.number) >= 3  # its own row and each note's "for invoice" link
+    for n in range(3, 8):
+        _credit_note(account, invoice, n)
+    with django_assert_max_num_queries(len(captured.captured_queries)):
+        assert "CN-2026-000007" in client.get(url).text
