@@ -8,6 +8,10 @@ model. A read path whose *shape* never changes can build it once and hand out cl
 Only for shapes that depend on nothing but the code and the (hashable) arguments that pick a variant, e.g. a role
 flag: no `timezone.now()`, no setting, no per-request value inside the template. Narrow or extend the clone instead:
 `shape(...).filter(customer=...)`, `.annotate(<what depends on the request>)`.
+
+A shared `Prefetch` is what Django's module-level prefetch objects are too: evaluating a clone filters a copy of its
+queryset; the one thing Django writes on the shared queryset is a router hint (the last instance), and Continuum has
+no database routers.
 """
 
 from collections.abc import Callable
