@@ -10,6 +10,7 @@ from billing.models import ChangeBillingMode, ExemptionStatus, ExemptionType
 from billing.selectors import (
     tax_exemption_certificate_for_customer,
     tax_exemption_current_for_customer,
+    tax_exemption_current_in,
     tax_exemption_list_for_customer,
 )
 from billing.services.exemptions import tax_exemption_submit
@@ -101,6 +102,9 @@ def exemption_submit_from_post(request, customer):
     )
 
 
+HISTORY_ROWS = 20  # the tax page's certificate history
+
+
 @customer_view(TAX)
 def tax_exemption(request):
 
@@ -123,8 +127,13 @@ def tax_exemption(request):
                 "invoices wait for the decision so they are right the first time.",
             )
             return redirect("portal:tax", customer_id=customer.pk)
-    current = tax_exemption_current_for_customer(customer=customer)
-    history = list(tax_exemption_list_for_customer(customer=customer)[:20])
+    # One query: the history (newest first) holds the current exemption too, unless there are more than it shows.
+    history = list(tax_exemption_list_for_customer(customer=customer)[: HISTORY_ROWS + 1])
+    if len(history) <= HISTORY_ROWS:
+        current = tax_exemption_current_in(history)
+    else:
+        history = history[:HISTORY_ROWS]
+        current = tax_exemption_current_for_customer(customer=customer)
     today = clock.today()
     days_left = (current.expires_on - today).days if current and current.status == ExemptionStatus.APPROVED else None
     return render(

@@ -26,6 +26,7 @@ from billing.services import changes as billing_changes
 from billing.services.discounts import interleave
 from portal.inputs import id_from_request
 from portal.permissions import PACKAGE, SEATS, customer_view, get_for_customer
+from portal.prebuilt import prebuilt
 from portal.throttle import client_ip
 from subscriptions.exceptions import StalePreview, SubscriptionError
 from subscriptions.inputs import MAX_AMOUNT, MAX_SEATS, MAX_VERSION, parse_int
@@ -223,12 +224,18 @@ def _parse(kind: ChangeKind, data) -> dict:
     return values
 
 
+@prebuilt
+def _live_for_preview():
+    # Built once per process (portal/prebuilt.py): building this shape's annotations and prefetches cost ~9 ms of
+    # CPU per preview, i.e. per keystroke of the seat field.
+    return billing_changes.subscriptions_for_billed_change().filter(status__in=LIVE_STATUSES)
+
+
 def _subscription(request, *, for_preview: bool) -> Subscription:
     """The live subscription the form names (404 for another customer's), loaded for a preview with everything it
     reads; for a confirm only its id matters (the service loads and locks it)."""
     raw = request.POST.get("subscription_id") or request.GET.get("subscription_id") or ""
-    base = billing_changes.subscriptions_for_billed_change() if for_preview else Subscription.objects.only("pk")
-    qs = base.filter(status__in=LIVE_STATUSES)
+    qs = _live_for_preview() if for_preview else Subscription.objects.only("pk").filter(status__in=LIVE_STATUSES)
     pk = id_from_request(raw)
     if pk is not None:
         return get_for_customer(qs, request.customer, pk=pk)

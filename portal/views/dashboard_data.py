@@ -20,6 +20,7 @@ from billing.selectors import (
 )
 from billing.services.discounts import HAS_DISCOUNT, has_discount_annotation, next_invoice_preview
 from billing.services.payments import BACKEND_STRIPE, payment_backend
+from portal.prebuilt import prebuilt
 from subscriptions import clock
 from subscriptions.clock import utc_date
 from subscriptions.models import (
@@ -145,16 +146,10 @@ def _trial_days_left(subscription: Subscription, now: datetime) -> int | None:
     return max(0, (subscription.trial_end - now).days + (1 if (subscription.trial_end - now).seconds else 0))
 
 
-def dashboard_context(*, customer, user, can) -> dict:
-    """Everything the dashboard shows, in a constant number of queries: 1 for the live subscriptions (seat counts,
-    member count, next-invoice facts and — for billing roles — the oldest overdue invoice, as annotations), 1 for
-    their add-ons, the owners' recent activity (1), enablement (2), and — for billing roles — the tax determination
-    of the next-invoice estimate (2); a subscription with a discount adds the queries of its next invoice's
-    discount lines (`next_invoice_preview`), one without costs none (annotated). Without a live subscription: the
-    member count (1) and the overdue invoice (1)
-    instead of the subscription, add-on and tax queries."""
-    now = timezone.now()
-    today = clock.today()
+@prebuilt
+def _dashboard_subscriptions(nudges: bool, estimate: bool, today: date | None):
+    """The dashboard's live-subscription query for one role's variant (nudges, estimate) on `today`, built once per
+    process (portal/prebuilt.py); the caller narrows it to the customer and adds what depends on the user."""
     live_addons = Prefetch(
         "addons",
         queryset=SubscriptionAddon.objects.filter(ended_at__isnull=True).select_related("package"),
@@ -175,21 +170,24 @@ def dashboard_context(*, customer, user, can) -> dict:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    # Billing roles are told about an unpaid invoice past its due date (members are not: it is not theirs to pay, and
-    # their service is not affected unless the subscription itself is past due — that banner they do see), and
-    # nudged about one coming due; tax roles about a certificate about to expire. One set of annotations on the same
-    # query carries all of it.
-    nudges = bool(can.invoices or can.tax)
+    seats_assigned = (
+        SeatAssignment.objects.filter(subscription_id=OuterRef("pk"))
+        .order_by()
+        .values("subscription_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     nudge_annotations = billing_nudge_annotations(customer_ref="customer_id", today=today) if nudges else {}
     # The next-invoice estimate (billing roles) is cached; its key needs the customer's exemption stamp.
-    estimate_annotations = exemption_stamp_annotations(customer_ref="customer_id") if can.invoices else {}
-    subscriptions = list(
-        Subscription.objects.filter(customer=customer, status__in=LIVE_STATUSES)
+    estimate_annotations = exemption_stamp_annotations(customer_ref="customer_id") if estimate else {}
+    return (
+        Subscription.objects.filter(status__in=LIVE_STATUSES)
         .select_related("package", "price", "customer__billing_profile")
         .prefetch_related(live_addons)
         .annotate(
-            assigned=Count("seat_assignments", distinct=True),
-            holds_seat=Exists(SeatAssignment.objects.filter(subscription=OuterRef("pk"), user=user)),
+            # A correlated count, not Count("seat_assignments"): no GROUP BY over every selected column of the five
+            # joined tables (compiling that was a large part of the page's CPU).
+            assigned=Coalesce(Subquery(seats_assigned), 0),
             members_total=Subquery(members_total),
             # Voided drafts do not count, as in the billing run: the first real invoice still carries the set-up fee.
             ever_invoiced=Exists(regular_invoices.exclude(status=InvoiceStatus.VOID, issued_at__isnull=True)),
@@ -200,6 +198,28 @@ def dashboard_context(*, customer, user, can) -> dict:
             **estimate_annotations,
         )
         .order_by("created_at")
+    )
+
+
+def dashboard_context(*, customer, user, can) -> dict:
+    """Everything the dashboard shows, in a constant number of queries: 1 for the live subscriptions (seat counts,
+    member count, next-invoice facts and — for billing roles — the oldest overdue invoice, as annotations), 1 for
+    their add-ons, the owners' recent activity (1), enablement (2), and — for billing roles — the tax determination
+    of the next-invoice estimate (2); a subscription with a discount adds the queries of its next invoice's
+    discount lines (`next_invoice_preview`), one without costs none (annotated). Without a live subscription: the
+    member count (1) and the overdue invoice (1)
+    instead of the subscription, add-on and tax queries."""
+    now = timezone.now()
+    today = clock.today()
+    # Billing roles are told about an unpaid invoice past its due date (members are not: it is not theirs to pay, and
+    # their service is not affected unless the subscription itself is past due — that banner they do see), and
+    # nudged about one coming due; tax roles about a certificate about to expire. One set of annotations on the same
+    # query carries all of it.
+    nudges = bool(can.invoices or can.tax)
+    subscriptions = list(
+        _dashboard_subscriptions(nudges, bool(can.invoices), today if nudges else None)
+        .filter(customer=customer)
+        .annotate(holds_seat=Exists(SeatAssignment.objects.filter(subscription=OuterRef("pk"), user=user)))
     )
     cards = []
     coming: dict[int, tuple] = {}

@@ -19,6 +19,26 @@ from subscriptions.inputs import parse_int
 
 STATUS_FILTERS = [(s, InvoiceStatus(s).label) for s in ISSUED_STATUSES]
 
+# What the list shows of each row (portal/invoices/list.html): an invoice has 50 columns, 8 of them JSON.
+LIST_INVOICE_FIELDS = ("customer_id", "number", "issued_at", "status", "due_on", "total_minor", "amount_due_minor")
+LIST_INVOICE_FIELDS += ("currency",)
+LIST_CREDIT_NOTE_FIELDS = (
+    "customer_id",
+    "number",
+    "issued_at",
+    "invoice__number",
+    "reason_code",
+    "total_minor",
+    "currency",
+    "refund_due_minor",
+    # credit_note_refund_summary
+    "refund__amount_minor",
+    "refund__currency",
+    "refund__status",
+    "refund__reference",
+    "refund__credit_note_id",
+)
+
 
 def _issued_invoices(customer):
     return Invoice.objects.filter(customer=customer, status__in=ISSUED_STATUSES, issued_at__isnull=False)
@@ -33,7 +53,7 @@ def invoice_list(request):
     customer = request.customer
     status = request.GET.get("status", "")
     year = _year(request.GET.get("year", ""))
-    invoices = _issued_invoices(customer).order_by("-issued_at", "-id")
+    invoices = _issued_invoices(customer).only(*LIST_INVOICE_FIELDS).order_by("-issued_at", "-id")
     errors = {}
     if status:
         if status in dict(STATUS_FILTERS):
@@ -42,7 +62,7 @@ def invoice_list(request):
             errors["status"] = "Choose one of the listed statuses."
     if request.GET.get("year") and year is None:
         errors["year"] = "Choose one of the listed years."
-    credit_notes = credit_note_list_for_customer(customer=customer)
+    credit_notes = credit_note_list_for_customer(customer=customer).only(*LIST_CREDIT_NOTE_FIELDS)
     if year:
         invoices = invoices.filter(issued_at__year=year)
         credit_notes = credit_notes.filter(issued_at__year=year)

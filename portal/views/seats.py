@@ -34,15 +34,18 @@ def seats_page_context(request) -> dict:
                 .order_by("user__email")
             )
             assigned = sum(1 for p in people if p.holds_seat)
+            # The signed-in user is one of the people (a member of the customer): no query of its own.
+            holds_seat = any(p.holds_seat for p in people if p.user_id == request.user.pk)
         else:
             people = []
             assigned = SeatAssignment.objects.filter(subscription=subscription).count()
+            holds_seat = SeatAssignment.objects.filter(subscription=subscription, user=request.user).exists()
         context.update(
             {
                 "people": people,
                 "assigned": assigned,
                 "free": max(0, subscription.seats - assigned),
-                "holds_seat": SeatAssignment.objects.filter(subscription=subscription, user=request.user).exists(),
+                "holds_seat": holds_seat,
                 "invitations": _pending_invitations(customer) if request.can.invite else [],
                 "roles": Role.choices,
             }
