@@ -1,5 +1,5 @@
 """Accounting exports in the back office: billing staff (permission `billing.run_accountingexport`) ask for a range,
-watch its progress and download the file. Registered from billing/admin.py."""
+watch its progress and download the file."""
 
 from django import forms
 from django.contrib import admin, messages

@@ -10,7 +10,7 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from billing.admin import ReadOnlyAdmin, ReadOnlyInline, money
+from billing.admin.base import ReadOnlyAdmin, ReadOnlyInline, money
 from billing.exceptions import BillingError
 from billing.models import Coupon, CouponAmount, Discount, PromotionCode
 from billing.services.discounts import discount_end, discount_preview, discount_redeem, interleave
