@@ -54,7 +54,7 @@ ADMIN_ACTIONS: tuple[AdminAction, ...] = (
         "approve_and_issue_selected",
         None,
         "billing.services.invoices.invoice_approve_and_issue",
-        permission="billing.change_invoice",
+        policy.Action.INVOICES_REVIEW,
     ),
     *button_rows("billing.invoice", "billing_invoice_action", INVOICE_ACTIONS.values()),
     *button_rows("billing.creditnote", "billing_creditnote_refund", REFUND_ACTIONS.values()),
@@ -64,7 +64,7 @@ ADMIN_ACTIONS: tuple[AdminAction, ...] = (
         "billing_taxexemption_certificate",
         None,
         None,  # streams the certificate file; writes nothing
-        permission="billing.view_taxexemption",
+        policy.Action.TAX_VIEW,
     ),
     AdminAction(
         "billing.billingprofile",
@@ -78,35 +78,35 @@ ADMIN_ACTIONS: tuple[AdminAction, ...] = (
         "retry_selected",
         None,
         "billing.services.stripe_events.stripe_event_retry",
-        permission="billing.change_stripeevent",
+        policy.Action.STRIPE_EVENTS_RETRY,
     ),
     AdminAction(
         "billing.discount",
         "billing_discount_attach",
         AttachForm,
         "billing.services.discounts.discount_redeem",
-        permission="billing.add_discount",
+        policy.Action.DISCOUNTS_ATTACH,
     ),
     AdminAction(
         "billing.discount",
         "end_at_period_end",
         None,
         "billing.services.discounts.discount_end",
-        permission="billing.add_discount",
+        policy.Action.DISCOUNTS_ATTACH,
     ),
     AdminAction(
         "billing.accountingexport",
         "add_view",
         ExportForm,
         "billing.services.exports.accounting_export_request",
-        permission="billing.run_accountingexport",
+        policy.Action.EXPORTS_RUN,
     ),
     AdminAction(
         "billing.accountingexport",
         "billing_accountingexport_download",
         None,
         "billing.services.exports.accounting_export_downloaded",
-        permission="billing.run_accountingexport",
+        policy.Action.EXPORTS_RUN,
     ),
 )
 

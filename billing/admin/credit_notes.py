@@ -10,9 +10,10 @@ from billing.admin.base import ReadOnlyAdmin, ReadOnlyInline, einvoice_validatio
 from billing.exceptions import BillingError
 from billing.models import CreditNote, CreditNoteLine, Refund, RefundStatus
 from billing.services.payments import credit_note_refund, credit_note_refund_record_manual
+from subscriptions import policy
 from subscriptions.admin import Button, run_button
 
-REFUND_PERMISSION = "billing.add_refund"
+REFUNDS = policy.Action.REFUNDS_RECORD
 
 
 class RefundTransferForm(forms.Form):
@@ -39,14 +40,14 @@ REFUND_ACTIONS = {
             form=RefundTransferForm,
             run=_record_transfer,
             service="billing.services.payments.credit_note_refund_record_manual",
-            permission=REFUND_PERMISSION,
+            policy=REFUNDS,
         ),
         Button(
             name="card",
             form=None,
             run=_resend_card_refund,
             service="billing.services.payments.credit_note_refund",
-            permission=REFUND_PERMISSION,
+            policy=REFUNDS,
         ),
     ]
 }
@@ -98,7 +99,7 @@ class CreditNoteAdmin(ReadOnlyAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         note = self.get_object(request, object_id)
         extra_context = dict(extra_context or {})
-        if note is not None and request.user.has_perm("billing.add_refund") and note.refund_due_minor > 0:
+        if note is not None and policy.staff_allows(request.user, REFUNDS, in_admin=True) and note.refund_due_minor > 0:
             refund = Refund.objects.filter(credit_note=note).first()
             if refund is None:
                 extra_context["refund_transfer_form"] = RefundTransferForm()
@@ -111,7 +112,7 @@ class CreditNoteAdmin(ReadOnlyAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def refund_view(self, request, credit_note_id: int, how: str):
-        """POST only, `billing.add_refund` (billing staff): record the refund transfer, or resend a pending card
+        """POST only, policy `refunds.record` (billing staff): record the refund transfer, or resend a pending card
         refund (same Stripe idempotency key, so never a second refund)."""
         return run_button(
             request,

@@ -173,8 +173,7 @@ class InvoiceAction(Button):
 _INVOICES = "billing.services.invoices"
 CORRECTABLE = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE)
 
-CHANGE, LINES = "billing.change_invoice", "billing.%s_invoiceline"
-RESEND = policy.Action.INVOICES_RESEND
+REVIEW, LINES = policy.Action.INVOICES_REVIEW, "billing.%s_invoiceline"
 VOIDABLE = (InvoiceStatus.DRAFT, InvoiceStatus.HELD, InvoiceStatus.OPEN)
 PAYABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
 CREDIT_NOTE = "billing.services.credit_notes.credit_note_create"
@@ -182,41 +181,43 @@ MANUAL_PAYMENT = "billing.services.payments.payment_record_manual"
 EMAIL = "billing.services.documents.invoice_send_issued_email"
 
 
-def _action(name, label, form, run, service, permission, statuses, policy_action=None) -> InvoiceAction:
+def _action(name, label, form, run, service, allowed_by, statuses) -> InvoiceAction:
+    """`allowed_by`: a policy action, or a model permission ("app.codename") where the policy has none."""
+    by_policy = allowed_by in policy.POLICY
     return InvoiceAction(
         name=name,
         label=label,
         form=form,
         run=run,
         service=service if "." in service else f"{_INVOICES}.{service}",
-        permission=permission,
-        policy=policy_action,
+        policy=allowed_by if by_policy else None,
+        permission=None if by_policy else allowed_by,
         statuses=statuses,
     )
 
 
-# name, label, form, run, service (in billing.services.invoices unless dotted), permission, statuses (, policy)
+# name, label, form, run, service (in billing.services.invoices unless dotted), policy action or permission, statuses
 INVOICE_ACTIONS: dict[str, InvoiceAction] = {
     action.name: action
     for action in [
-        _action("recheck", "Re-run checks", None, _recheck, "invoice_finalize", CHANGE, EDITABLE_STATUSES),
+        _action("recheck", "Re-run checks", None, _recheck, "invoice_finalize", REVIEW, EDITABLE_STATUSES),
         _action(
             "approve",
             "Approve and issue",
             ApproveForm,
             _approve,
             "invoice_approve_and_issue",
-            CHANGE,
+            REVIEW,
             EDITABLE_STATUSES,
         ),
-        _action("void", "Void", VoidForm, _void, "invoice_void", CHANGE, VOIDABLE),
+        _action("void", "Void", VoidForm, _void, "invoice_void", REVIEW, VOIDABLE),
         _action(
             "credit_note",
             "Create a credit note",
             CreditNoteForm,
             _credit_note,
             CREDIT_NOTE,
-            "billing.add_creditnote",
+            policy.Action.CREDIT_NOTES_ISSUE,
             CORRECTABLE,
         ),
         _action(
@@ -225,7 +226,7 @@ INVOICE_ACTIONS: dict[str, InvoiceAction] = {
             MarkPaidForm,
             _mark_paid,
             MANUAL_PAYMENT,
-            "billing.add_payment",
+            policy.Action.PAYMENTS_RECORD,
             PAYABLE,
         ),
         _action(
@@ -234,7 +235,7 @@ INVOICE_ACTIONS: dict[str, InvoiceAction] = {
             WriteOffForm,
             _write_off,
             "invoice_mark_uncollectible",
-            CHANGE,
+            REVIEW,
             (InvoiceStatus.OPEN,),
         ),
         _action(
@@ -243,9 +244,8 @@ INVOICE_ACTIONS: dict[str, InvoiceAction] = {
             None,
             _resend_email,
             EMAIL,
-            policy.rule_for(RESEND).staff_permission,
+            policy.Action.INVOICES_RESEND,
             CORRECTABLE,
-            RESEND,
         ),
         _action("line_add", "Add a line", LineForm, _line_add, "invoice_line_add", LINES % "add", EDITABLE_STATUSES),
         _action(
@@ -274,5 +274,5 @@ def invoice_actions_for(user, invoice: Invoice) -> dict[str, InvoiceAction]:
     return {
         name: action
         for name, action in INVOICE_ACTIONS.items()
-        if invoice.status in action.statuses and user.has_perm(action.permission)
+        if invoice.status in action.statuses and action.allowed(user)
     }

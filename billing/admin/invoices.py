@@ -32,6 +32,7 @@ from billing.models import (
 )
 from billing.selectors import invoice_diff_against_previous
 from billing.services.invoices import invoice_approve_and_issue
+from subscriptions import policy
 from subscriptions.admin import run_button
 from subscriptions.money import minor_to_major
 
@@ -174,7 +175,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
         )
 
     def has_approve_permission(self, request) -> bool:
-        return request.user.has_perm("billing.change_invoice")
+        return policy.staff_allows(request.user, policy.Action.INVOICES_REVIEW, in_admin=True)
 
     @admin.action(description="Approve and issue the selected held invoices", permissions=["approve"])
     def approve_and_issue_selected(self, request, queryset):

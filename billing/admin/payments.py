@@ -7,6 +7,7 @@ from billing.admin.base import ReadOnlyAdmin, ReadOnlyInline, money
 from billing.exceptions import BillingError
 from billing.models import DunningCase, Payment, PaymentMethod, Refund, StripeCustomer, StripeEvent, StripeEventStatus
 from billing.services.stripe_events import stripe_event_retry
+from subscriptions import policy
 
 
 class RefundInline(ReadOnlyInline):
@@ -74,7 +75,7 @@ class StripeEventAdmin(ReadOnlyAdmin):
     actions = ["retry_selected"]
 
     def has_retry_permission(self, request) -> bool:
-        return request.user.has_perm("billing.change_stripeevent")
+        return policy.staff_allows(request.user, policy.Action.STRIPE_EVENTS_RETRY, in_admin=True)
 
     @admin.action(description="Retry the selected failed events", permissions=["retry"])
     def retry_selected(self, request, queryset):

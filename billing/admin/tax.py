@@ -11,10 +11,11 @@ from billing.admin.base import ReadOnlyAdmin, ReadOnlyInline
 from billing.exceptions import BillingError
 from billing.models import ExemptionStatus, ExemptionStatusChange, TaxExemption, TaxRate
 from billing.services.exemptions import tax_exemption_approve, tax_exemption_reject
+from subscriptions import policy
 from subscriptions.admin import Button, run_button
 
 INLINE_CERTIFICATE_TYPES = ("application/pdf", "image/png", "image/jpeg")
-REVIEW_PERMISSION = "billing.change_taxexemption"
+REVIEW = policy.Action.TAX_REVIEW
 
 
 class ExemptionApproveForm(forms.Form):
@@ -46,14 +47,14 @@ EXEMPTION_DECISIONS = {
             form=ExemptionApproveForm,
             run=_approve,
             service="billing.services.exemptions.tax_exemption_approve",
-            permission=REVIEW_PERMISSION,
+            policy=REVIEW,
         ),
         Button(
             name="reject",
             form=ExemptionRejectForm,
             run=_reject,
             service="billing.services.exemptions.tax_exemption_reject",
-            permission=REVIEW_PERMISSION,
+            policy=REVIEW,
         ),
     ]
 }
@@ -128,7 +129,7 @@ class TaxExemptionAdmin(ReadOnlyAdmin):
     def certificate_view(self, request, exemption_id: int):
         """The certificate file, only for those allowed to review exemptions (support agents are not)."""
         exemption = get_object_or_404(TaxExemption, pk=exemption_id)
-        if not self.has_view_permission(request, exemption):
+        if not policy.staff_allows(request.user, policy.Action.TAX_VIEW, in_admin=True):
             raise PermissionDenied
         try:
             handle = exemption.certificate.open("rb")
@@ -155,7 +156,9 @@ class TaxExemptionAdmin(ReadOnlyAdmin):
             extra_context["exemption"] = exemption
             extra_context["certificate_is_image"] = exemption.certificate_content_type.startswith("image/")
             extra_context["certificate_inline"] = exemption.certificate_content_type in INLINE_CERTIFICATE_TYPES
-            if exemption.status == ExemptionStatus.SUBMITTED and request.user.has_perm("billing.change_taxexemption"):
+            if exemption.status == ExemptionStatus.SUBMITTED and policy.staff_allows(
+                request.user, REVIEW, in_admin=True
+            ):
                 extra_context["approve_form"] = ExemptionApproveForm(initial={"expires_on": exemption.expires_on})
                 extra_context["reject_form"] = ExemptionRejectForm()
         return super().change_view(request, object_id, form_url, extra_context)

@@ -58,7 +58,7 @@ ADMIN_ACTIONS: tuple[AdminAction, ...] = (
         "subscriptions_subscription_extend_trial",
         ExtendTrialForm,
         f"{_SERVICES}.trials.subscription_extend_trial",
-        permission="subscriptions.change_subscription",
+        policy.Action.TRIALS_EXTEND,
     ),
     AdminAction(
         "subscriptions.entitlement",

@@ -17,6 +17,8 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 
+from subscriptions import policy
+
 
 @dataclass(frozen=True)
 class AdminAction:
@@ -38,8 +40,13 @@ class Button:
     form: type[forms.BaseForm] | None
     run: Callable[..., str]
     service: str
-    permission: str
-    policy: str | None = None
+    policy: str | None = None  # the policy action that lets staff press it …
+    permission: str | None = None  # … or, where the policy has none, the model permission
+
+    def allowed(self, user) -> bool:
+        if self.policy is not None:
+            return policy.staff_allows(user, self.policy, in_admin=True)
+        return user.has_perm(self.permission)
 
 
 def button_rows(model: str, url_name: str, buttons) -> tuple[AdminAction, ...]:
@@ -51,7 +58,7 @@ def button_rows(model: str, url_name: str, buttons) -> tuple[AdminAction, ...]:
             button.form,
             button.service,
             button.policy,
-            None if button.policy else button.permission,
+            button.permission,
             button.run,
         )
         for button in buttons
@@ -66,7 +73,7 @@ def run_button(request, buttons: dict, name: str, *, load: Callable, redirect_to
     button = buttons.get(name)
     if button is None:
         raise Http404("No such action.")
-    if not request.user.has_perm(button.permission):
+    if not button.allowed(request.user):
         raise PermissionDenied
     obj = load()
     return run_posted(

@@ -155,7 +155,7 @@ class ExtendTrialForm(StaffReasonForm):
 
 
 def _extend_trial_view(model_admin, request, subscription_id: int):
-    if not request.user.has_perm("subscriptions.change_subscription"):
+    if not policy.staff_allows(request.user, policy.Action.TRIALS_EXTEND, in_admin=True):
         raise PermissionDenied
     subscription = get_object_or_404(Subscription.objects.select_related("customer", "package"), pk=subscription_id)
     form = ExtendTrialForm(request.POST or None)
