@@ -86,8 +86,7 @@ class InvoiceLineInline(ReadOnlyInline):
             return ""
         return f"{line.period_start:%Y-%m-%d} → {line.period_end:%Y-%m-%d}" if line.period_end else ""
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("invoice")
+    select_related = ("invoice",)
 
 
 class InvoiceStatusChangeInline(ReadOnlyInline):
@@ -95,8 +94,7 @@ class InvoiceStatusChangeInline(ReadOnlyInline):
     fields = ["created_at", "from_status", "to_status", "actor", "reason"]
     readonly_fields = fields
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("actor")
+    select_related = ("actor",)
 
 
 @admin.register(Invoice)

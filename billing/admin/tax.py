@@ -78,8 +78,7 @@ class ExemptionStatusChangeInline(ReadOnlyInline):
     fields = ["created_at", "from_status", "to_status", "actor", "reason"]
     readonly_fields = fields
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("actor")
+    select_related = ("actor",)
 
 
 @admin.register(TaxExemption)

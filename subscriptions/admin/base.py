@@ -25,6 +25,11 @@ class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+    select_related: tuple[str, ...] = ()  # what each row shows from other tables, fetched with the inline's query
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        return queryset.select_related(*self.select_related) if self.select_related else queryset
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

@@ -31,8 +31,7 @@ class SeatLedgerInline(ReadOnlyInline):
     readonly_fields = fields
     show_change_link = False
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("actor")
+    select_related = ("actor",)
 
 
 class AddonInline(ReadOnlyInline):
@@ -41,8 +40,7 @@ class AddonInline(ReadOnlyInline):
     readonly_fields = fields
     show_change_link = False
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("package")
+    select_related = ("package",)
 
 
 class ScheduledChangeInline(ReadOnlyInline):
@@ -51,8 +49,7 @@ class ScheduledChangeInline(ReadOnlyInline):
     readonly_fields = fields
     show_change_link = False
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("created_by")
+    select_related = ("created_by",)
 
 
 class SeatAssignmentInline(ReadOnlyInline):
@@ -61,8 +58,7 @@ class SeatAssignmentInline(ReadOnlyInline):
     readonly_fields = fields
     show_change_link = False
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("user", "assigned_by")
+    select_related = ("user", "assigned_by")
 
 
 class SubscriptionChangeInline(ReadOnlyInline):
@@ -71,8 +67,7 @@ class SubscriptionChangeInline(ReadOnlyInline):
     readonly_fields = fields
     show_change_link = False
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("actor")
+    select_related = ("actor",)
 
 
 @admin.register(Subscription)
