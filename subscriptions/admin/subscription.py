@@ -1,5 +1,6 @@
 """Subscriptions (read-only) and the staff actions on one, made on the customer's behalf with a reason through the
-same services the portal runs: extending a trial here; the billed seat and package changes in portal/admin.py."""
+same services the portal runs: extending a trial here; the billed seat and package changes in
+portal/admin/subscription_changes.py."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -115,8 +116,9 @@ class SubscriptionAdmin(ReadOnlyAdmin):
 def subscription_staff_actions(subscription: Subscription) -> list[tuple[str, str]]:
     """(label, url) of the staff actions that apply to this subscription now; the caller checks the permission.
 
-    Changing seats or the package is billed at once, so those two views live in portal/admin.py (they call billing's
-    billed change service, which this app may not import); they keep these URL names."""
+    Changing seats or the package is billed at once, so those two views live in
+    portal/admin/subscription_changes.py (they call billing's billed change service, which this app may not import);
+    they keep these URL names."""
     if subscription.status not in LIVE_STATUSES:
         return []
     actions = [
