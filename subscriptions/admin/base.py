@@ -8,8 +8,8 @@ admin.site.site_title = "Continuum back office"
 admin.site.index_title = "Customers, subscriptions and billing"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """View-only for everyone, superusers included: these rows change only through services."""
+class NoWrites:
+    """Nobody adds, changes or deletes these rows here, superusers included: they change only through services."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -21,7 +21,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyAdmin(NoWrites, admin.ModelAdmin):
+    """View-only for everyone, superusers included: these rows change only through services."""
+
+
+class ReadOnlyInline(NoWrites, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
@@ -30,12 +34,3 @@ class ReadOnlyInline(admin.TabularInline):
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         return queryset.select_related(*self.select_related) if self.select_related else queryset
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
