@@ -86,6 +86,15 @@ ACTION_NAMES = {
     Action.HEALTH_VIEW: "customer health",
     Action.HEALTH_WEIGHTS: "the health score's weights",
     Action.METRICS_VIEW: "revenue metrics",
+    Action.TRIALS_EXTEND: "trials",
+    Action.INVOICES_REVIEW: "invoice review",
+    Action.CREDIT_NOTES_ISSUE: "credit notes",
+    Action.PAYMENTS_RECORD: "recording payments",
+    Action.REFUNDS_RECORD: "refunds",
+    Action.TAX_REVIEW: "tax exemption review",
+    Action.STRIPE_EVENTS_RETRY: "Stripe events",
+    Action.DISCOUNTS_ATTACH: "discounts",
+    Action.EXPORTS_RUN: "accounting exports",
 }
 assert set(ACTION_NAMES) == set(Action)
 

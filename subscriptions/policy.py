@@ -55,6 +55,15 @@ class Action(StrEnum):
     API_KEYS_MANAGE = "api_keys.manage"
     NOTES_ADD = "notes.add"
     PROVISIONING_RETRY = "provisioning.retry"
+    TRIALS_EXTEND = "trials.extend"
+    INVOICES_REVIEW = "invoices.review"
+    CREDIT_NOTES_ISSUE = "credit_notes.issue"
+    PAYMENTS_RECORD = "payments.record"
+    REFUNDS_RECORD = "refunds.record"
+    TAX_REVIEW = "tax.review"
+    STRIPE_EVENTS_RETRY = "stripe_events.retry"
+    DISCOUNTS_ATTACH = "discounts.attach"
+    EXPORTS_RUN = "exports.run"
     WEBHOOKS_MANAGE = "webhooks.manage"
     HEALTH_VIEW = "health.view"
     HEALTH_WEIGHTS = "health.weights"
@@ -163,6 +172,55 @@ POLICY: dict[Action, Rule] = {
             "Retry provisioning of the customer's entitlements (back office)",
             (),
             "subscriptions.change_entitlement",
+        ),
+        # Staff actions of the back office (billing/admin, subscriptions/admin: their ADMIN_ACTIONS name these).
+        _rule(
+            Action.TRIALS_EXTEND,
+            "Extend a customer's trial, with a reason (back office)",
+            (),
+            "subscriptions.change_subscription",
+        ),
+        _rule(
+            Action.INVOICES_REVIEW,
+            "Re-run an invoice's checks, approve and issue, void or write off (back office)",
+            (),
+            "billing.change_invoice",
+        ),
+        _rule(
+            Action.CREDIT_NOTES_ISSUE, "Issue a credit note on an invoice (back office)", (), "billing.add_creditnote"
+        ),
+        _rule(
+            Action.PAYMENTS_RECORD,
+            "Record a bank transfer received for an invoice (back office)",
+            (),
+            "billing.add_payment",
+        ),
+        _rule(
+            Action.REFUNDS_RECORD,
+            "Record a refund paid by transfer, resend a pending card refund (back office)",
+            (),
+            "billing.add_refund",
+        ),
+        _rule(
+            Action.TAX_REVIEW,
+            "Approve or reject a tax exemption certificate (back office)",
+            (),
+            "billing.change_taxexemption",
+        ),
+        _rule(
+            Action.STRIPE_EVENTS_RETRY, "Retry a failed Stripe event (back office)", (), "billing.change_stripeevent"
+        ),
+        _rule(
+            Action.DISCOUNTS_ATTACH,
+            "Attach a coupon to a customer, end a discount at its period boundary (back office)",
+            (),
+            "billing.add_discount",
+        ),
+        _rule(
+            Action.EXPORTS_RUN,
+            "Build and download accounting exports (back office)",
+            (),
+            "billing.run_accountingexport",
         ),
         # Staff pages across all customers (issue 20): never a customer's, so no customer role or key has them.
         _rule(

@@ -41,6 +41,15 @@ ACTION_WORDS = {
     Action.HEALTH_VIEW: "view customer health",
     Action.HEALTH_WEIGHTS: "change the health score's weights",
     Action.METRICS_VIEW: "view revenue metrics",
+    Action.TRIALS_EXTEND: "extend trials",
+    Action.INVOICES_REVIEW: "review, void or write off invoices",
+    Action.CREDIT_NOTES_ISSUE: "issue credit notes",
+    Action.PAYMENTS_RECORD: "record payments",
+    Action.REFUNDS_RECORD: "record refunds",
+    Action.TAX_REVIEW: "review tax exemptions",
+    Action.STRIPE_EVENTS_RETRY: "retry Stripe events",
+    Action.DISCOUNTS_ATTACH: "attach or end discounts",
+    Action.EXPORTS_RUN: "run accounting exports",
 }
 assert set(ACTION_WORDS) == set(Action)
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+import subscriptions.tasks  # noqa: F401 - registers the delivery task a test event enqueues (a worker autodiscovers it)
 from billing.models import AccountingExport, ExportStatus
 from subscriptions.models import AuditEvent, DeliveryKind, WebhookDelivery, WebhookEndpoint
 from tests.support.http_receiver import HttpReceiver

@@ -381,6 +381,30 @@ def _api_unassign(world, client, actor):
     return client.delete(_url(world, "api:seat-assignment", world.sid, world.account.owner.pk))
 
 
+def _admin_stripe_retry(world, client, actor):
+    """Retrying a failed Stripe event (a changelist bulk action) is observed by the service's audit row."""
+    from billing.models import StripeEvent, StripeEventStatus
+    from subscriptions.models import AuditEvent
+
+    event = StripeEvent.objects.create(
+        stripe_event_id=f"evt_matrix_{actor}",
+        type="matrix.unknown",
+        stripe_created=1_700_000_000,
+        payload={"id": f"evt_matrix_{actor}", "type": "matrix.unknown", "data": {"object": {}}},
+        status=StripeEventStatus.FAILED,
+    )
+    response = client.post(
+        reverse("admin:billing_stripeevent_changelist"), {"action": "retry_selected", "_selected_action": [event.pk]}
+    )
+    if AuditEvent.objects.filter(action="stripe_event.retried", object_id=str(event.pk)).exists():
+        return ALLOW
+    return outcome(response) if outcome(response) != ALLOW else FORBIDDEN
+
+
+def _invoice_button(name):
+    return post("admin", "admin:billing_invoice_action", {}, lambda w: w.invoice.pk, name)
+
+
 PROBES: dict[Action, list[Probe]] = {
     Action.ACCOUNT_VIEW: [
         get("portal", "portal:customer_dashboard"),
@@ -439,6 +463,7 @@ PROBES: dict[Action, list[Probe]] = {
         get("api", "api:tax-exemptions"),
         get("api", "api:tax-exemption", lambda w: w.exemption.pk),
         _admin_get("admin:billing_taxexemption_changelist"),
+        _admin_get("admin:billing_taxexemption_certificate", lambda w: w.exemption.pk),
     ],
     Action.TAX_SUBMIT: [
         get("portal", "portal:tax"),
@@ -515,6 +540,18 @@ PROBES: dict[Action, list[Probe]] = {
         _admin_get("admin:staff_metrics"),
         _admin_get("admin:staff_metrics_reconciliation"),
     ],
+    Action.TRIALS_EXTEND: [_admin_get("admin:subscriptions_subscription_extend_trial", _sub)],
+    # The back office's billing buttons, posted without their form (a refusal must come from the rule, not the input).
+    Action.INVOICES_REVIEW: [_invoice_button("recheck"), _invoice_button("write_off")],
+    Action.CREDIT_NOTES_ISSUE: [_invoice_button("credit_note")],
+    Action.PAYMENTS_RECORD: [_invoice_button("mark_paid")],
+    Action.REFUNDS_RECORD: [
+        post("admin", "admin:billing_creditnote_refund", {}, lambda w: w.credit_note.pk, "transfer"),
+    ],
+    Action.TAX_REVIEW: [post("admin", "admin:billing_taxexemption_decide", {}, lambda w: w.exemption.pk, "reject")],
+    Action.STRIPE_EVENTS_RETRY: [_admin_probe("admin:billing_stripeevent_changelist", _admin_stripe_retry)],
+    Action.DISCOUNTS_ATTACH: [_admin_get("admin:billing_discount_attach")],
+    Action.EXPORTS_RUN: [_admin_get("admin:billing_accountingexport_add")],
     Action.API_KEYS_MANAGE: [
         get("portal", "portal:api_keys"),
         get("portal", "portal:api_key_revoke", lambda w: w.spare_key.pk),  # GET shows nothing, revokes nothing

@@ -1,5 +1,5 @@
 """Accounting exports in the back office: billing staff (permission `billing.run_accountingexport`) ask for a range,
-watch its progress and download the file. Registered from billing/admin.py."""
+watch its progress and download the file."""
 
 from django import forms
 from django.contrib import admin, messages
@@ -13,8 +13,13 @@ from django.utils.html import format_html
 from billing.exceptions import BillingError
 from billing.models import AccountingExport, ExportFormat, ExportStatus
 from billing.services.exports import accounting_export_downloaded, accounting_export_request
+from subscriptions import policy
 
-PERMISSION = "billing.run_accountingexport"
+PERMISSION = policy.rule_for(policy.Action.EXPORTS_RUN).staff_permission
+
+
+def _allowed(request) -> bool:
+    return policy.staff_allows(request.user, policy.Action.EXPORTS_RUN, in_admin=True)
 
 
 class ExportForm(forms.Form):
@@ -34,13 +39,13 @@ class AccountingExportAdmin(admin.ModelAdmin):
     exclude = ("file",)
 
     def has_module_permission(self, request) -> bool:
-        return request.user.has_perm(PERMISSION)
+        return _allowed(request)
 
     def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm(PERMISSION)
+        return _allowed(request)
 
     def has_add_permission(self, request) -> bool:
-        return request.user.has_perm(PERMISSION)
+        return _allowed(request)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
@@ -83,7 +88,7 @@ class AccountingExportAdmin(admin.ModelAdmin):
         return super().changelist_view(request, {**(extra_context or {}), "refresh": running})
 
     def download_view(self, request, export_id: int):
-        if not request.user.has_perm(PERMISSION):
+        if not _allowed(request):
             raise PermissionDenied
         export = get_object_or_404(AccountingExport, pk=export_id, status=ExportStatus.DONE)
         accounting_export_downloaded(export=export, actor=request.user)

@@ -1,6 +1,6 @@
 """Webhook endpoints and their delivery log in the back office. Staff register internal endpoints (no customer:
 every customer's events) or look after customers' ones; every write goes through subscriptions.services.webhooks.
-Registered from subscriptions/admin.py."""
+Registered from subscriptions/admin/__init__.py."""
 
 from django import forms
 from django.contrib import admin, messages

@@ -10,10 +10,11 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from billing.admin import ReadOnlyAdmin, ReadOnlyInline, money
+from billing.admin.base import ReadOnlyAdmin, ReadOnlyInline, money
 from billing.exceptions import BillingError
 from billing.models import Coupon, CouponAmount, Discount, PromotionCode
 from billing.services.discounts import discount_end, discount_preview, discount_redeem, interleave
+from subscriptions import policy
 from subscriptions.models import LIVE_STATUSES, Customer, Subscription
 
 
@@ -130,7 +131,7 @@ class DiscountAdmin(ReadOnlyAdmin):
         ] + super().get_urls()
 
     def has_attach_permission(self, request) -> bool:
-        return request.user.has_perm("billing.add_discount")
+        return policy.staff_allows(request.user, policy.Action.DISCOUNTS_ATTACH, in_admin=True)
 
     def attach_view(self, request):
         """Step 1: choose customer, subscription and coupon → the next invoice with the discount (every check
@@ -189,4 +190,4 @@ class DiscountAdmin(ReadOnlyAdmin):
         messages.success(request, f"{queryset.count()} discount(s) end at their next period boundary.")
 
     def has_end_permission(self, request) -> bool:
-        return request.user.has_perm("billing.add_discount")
+        return self.has_attach_permission(request)
