@@ -314,7 +314,9 @@ def change_preview(
             subscription=subscription,
             customer_key=customer_key,
             ip=ip,
-            at=params.get("at"),
+            # the change's own instant: a clock that ticks between the preview and this check must not put the
+            # code's start after the change it is previewed with (the coverage rule compares the two)
+            at=params.get("at") or (preview.effective_at if preview.immediate else None),
             seats=seats,
             package_ids=package_ids,
             interval=interval,
@@ -378,7 +380,9 @@ def change_apply(
                     actor=actor,
                     customer_key=customer_key,
                     ip=ip,
-                    at=params.get("at"),
+                    # redeemed as of the change's own instant when it has begun (the clock ticked since it was
+                    # taken): a discount starting after the change would not apply to its lines (the coverage rule)
+                    at=params.get("at") or min(change.effective_at, clock.now()),
                 )
             _store_discount_lines(change, subscription, always=bool(code))
         if not _draft_lines(change):

@@ -61,8 +61,8 @@ def invoiced_team(customer, catalog, ca_tax, staff):  # noqa: F811
     return subscription
 
 
-def _preview_then_apply(subscription, owner, kind, params, *, code=None, at=MID, key="k1"):
-    with time_machine.travel(at, tick=False):
+def _preview_then_apply(subscription, owner, kind, params, *, code=None, at=MID, key="k1", tick=False):
+    with time_machine.travel(at, tick=tick):
         billed = change_preview(subscription_id=subscription.pk, kind=kind, promotion_code=code, **params)
         result = change_apply(
             subscription_id=subscription.pk,
@@ -116,6 +116,18 @@ def test_a_change_with_a_discount_is_invoiced_exactly_as_previewed_and_until_the
     # and the preview said until when the discount runs: the end of the discount the customer now has
     discount = Discount.objects.get(subscription=invoiced_team)
     assert billed.discount_ends_at == discount.ends_at
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_code_on_a_change_is_previewed_and_billed_on_a_clock_that_ticks(customer, invoiced_team, owner, change):
+    # given a real, ticking clock (the pinned one above stands still): the code is checked, and redeemed, a little
+    # after the change's own instant was taken — found in a real browser, where the preview showed no discount
+    make_code(make_coupon(percent="20"))
+    kind, params = CHANGES[change]
+    billed, result = _preview_then_apply(invoiced_team, owner, kind, params, code="launch20", tick=True)
+    # then the preview carries the discount, and the invoice bills it exactly as previewed
+    assert billed.discount_lines and billed.discount_description.startswith("Launch 20")
+    _assert_billed_as_previewed(billed, result)
 
 
 @pytest.mark.parametrize(
