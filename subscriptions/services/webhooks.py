@@ -237,7 +237,14 @@ def webhook_events_dispatch(*, public_ids: list[str]) -> list[int]:
             .order_by("pk")
         )
         if events:
-            endpoints = list(WebhookEndpoint.objects.filter(enabled=True))
+            # Only endpoints that can want one of these events: staff's (no customer) and those of the events'
+            # customers — not every customer's endpoint for every event (`_wants` decides the rest).
+            customer_ids = {event.customer_id for event in events if event.customer_id is not None}
+            endpoints = list(
+                WebhookEndpoint.objects.filter(enabled=True).filter(
+                    Q(customer__isnull=True) | Q(customer_id__in=customer_ids)
+                )
+            )
             now = timezone.now()
             deliveries = [
                 WebhookDelivery(endpoint=endpoint, event=event, kind=DeliveryKind.EVENT, created_at=now)
