@@ -266,10 +266,12 @@ def webhook_outbox_rescan(*, now: datetime | None = None, limit: int = 1000) -> 
     deliveries nobody is sending (never tried, retry time reached, or claimed by a worker that died)."""
     now = now or timezone.now()
     grace = timedelta(seconds=float(_setting("WEBHOOK_RESCAN_GRACE_SECONDS", 30)))
+    # Oldest first by created_at (the partial index event_undispatched's order): ordered by pk, SQLite walked the
+    # whole outbox in rowid order instead, a cost that grew with every event ever recorded.
     stale = list(
         Event.objects.filter(dispatched_at__isnull=True, created_at__lte=now - grace)
         .exclude(type=EventType.WEBHOOK_TEST)
-        .order_by("pk")
+        .order_by("created_at", "pk")
         .values_list("public_id", flat=True)[:limit]
     )
     if stale:
