@@ -145,12 +145,17 @@ def seats_provisioned_for_subscriptions(*, subscription_ids) -> dict[int, SeatsP
     the seats of several subscriptions, or a subscription feeds several seat entitlements, its own share is not
     knowable and it is left out (callers fall back to the seat ledger). Two queries.
     """
-    purchased = dict(Subscription.objects.filter(pk__in=set(subscription_ids)).values_list("pk", "seats"))
+    purchased, customer_ids = {}, set()
+    for pk, seats, customer_id in Subscription.objects.filter(pk__in=set(subscription_ids)).values_list(
+        "pk", "seats", "customer_id"
+    ):
+        purchased[pk] = seats
+        customer_ids.add(customer_id)
     found: dict[int, list[int]] = {}
+    # The customers' ids as values, not a subquery: with a subquery SQLite walks the user_id index for "user IS
+    # NULL" (every customer's customer-level rows, growing with the base) instead of the (customer, feature) one.
     rows = Entitlement.objects.filter(
-        user__isnull=True,
-        value_kind=EntitlementKind.SEATS,
-        customer_id__in=Subscription.objects.filter(pk__in=purchased).values("customer_id"),
+        user__isnull=True, value_kind=EntitlementKind.SEATS, customer_id__in=customer_ids
     ).values_list("granted_by", "applied_value")
     for granted_by, applied in rows:
         sources = {

@@ -30,7 +30,7 @@ from django.core.files.base import ContentFile
 from django.test import override_settings
 
 from billing.exceptions import BillingError
-from billing.models import ExemptionStatus, Invoice, InvoiceStatus, TaxExemption
+from billing.models import ExemptionStatus, Invoice, InvoiceStatus, InvoiceStatusChange, TaxExemption
 from billing.services.changes import change_apply, change_preview
 from billing.services.credit_notes import credit_note_create
 from billing.services.documents import html_to_pdf
@@ -127,6 +127,7 @@ class Simulation:
         self._address_fixes: dict[int, datetime] = {}  # customer id -> when the customer completes the address
         self._certificate = None
         self.issued_snapshots: dict[int, tuple] = {}  # invoice id -> what it said when first seen issued
+        self._status_change_seen = 0  # InvoiceStatusChange id up to which issued invoices were looked at
         self.rebills = ClerkRebills(self)  # customer-reported wrong details: void and re-bill (clerk.py)
         self.cards = None  # CardDesk (cards.py) when the run has card customers on localstripe
 
@@ -438,10 +439,22 @@ class Simulation:
     # -- payments and corrections ----------------------------------------------------------------------------------
     def _after_issue_scan(self) -> None:
         """Newly issued invoices: remember what they said, and schedule the customer's bank transfer."""
+        # Only invoices that entered open or paid since the last look (every status change writes its row): a
+        # year's scans no longer send every issued invoice's id with each query (which grew with the base).
+        entered = list(
+            InvoiceStatusChange.objects.filter(
+                pk__gt=self._status_change_seen, to_status__in=(InvoiceStatus.OPEN, InvoiceStatus.PAID)
+            ).values_list("pk", "invoice_id")
+        )
+        if entered:
+            self._status_change_seen = max(pk for pk, _ in entered)
+        unseen = {invoice_id for _, invoice_id in entered} - self.issued_snapshots.keys()
         fresh = (
-            Invoice.objects.filter(status__in=(InvoiceStatus.OPEN, InvoiceStatus.PAID))
-            .exclude(pk__in=self.issued_snapshots.keys())
-            .prefetch_related("lines")
+            Invoice.objects.filter(pk__in=unseen, status__in=(InvoiceStatus.OPEN, InvoiceStatus.PAID)).prefetch_related(
+                "lines"
+            )
+            if unseen
+            else ()
         )
         for invoice in fresh:
             self.issued_snapshots[invoice.pk] = invoice_snapshot(invoice)

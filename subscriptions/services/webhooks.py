@@ -237,7 +237,14 @@ def webhook_events_dispatch(*, public_ids: list[str]) -> list[int]:
             .order_by("pk")
         )
         if events:
-            endpoints = list(WebhookEndpoint.objects.filter(enabled=True))
+            # Only endpoints that can want one of these events: staff's (no customer) and those of the events'
+            # customers — not every customer's endpoint for every event (`_wants` decides the rest).
+            customer_ids = {event.customer_id for event in events if event.customer_id is not None}
+            endpoints = list(
+                WebhookEndpoint.objects.filter(enabled=True).filter(
+                    Q(customer__isnull=True) | Q(customer_id__in=customer_ids)
+                )
+            )
             now = timezone.now()
             deliveries = [
                 WebhookDelivery(endpoint=endpoint, event=event, kind=DeliveryKind.EVENT, created_at=now)
@@ -259,10 +266,12 @@ def webhook_outbox_rescan(*, now: datetime | None = None, limit: int = 1000) -> 
     deliveries nobody is sending (never tried, retry time reached, or claimed by a worker that died)."""
     now = now or timezone.now()
     grace = timedelta(seconds=float(_setting("WEBHOOK_RESCAN_GRACE_SECONDS", 30)))
+    # Oldest first by created_at (the partial index event_undispatched's order): ordered by pk, SQLite walked the
+    # whole outbox in rowid order instead, a cost that grew with every event ever recorded.
     stale = list(
         Event.objects.filter(dispatched_at__isnull=True, created_at__lte=now - grace)
         .exclude(type=EventType.WEBHOOK_TEST)
-        .order_by("pk")
+        .order_by("created_at", "pk")
         .values_list("public_id", flat=True)[:limit]
     )
     if stale:
