@@ -382,13 +382,16 @@ def _mrr_at(moment: datetime, subs: list[_SubscriptionFacts] | None = None) -> d
     return {key: value for key, value in totals.items() if value > 0}
 
 
-def mrr_by_customer(on: date) -> dict[int, CustomerMRR]:
+def mrr_by_customer(on: date, *, customer_ids=None) -> dict[int, CustomerMRR]:
     """Each paying customer's MRR at the end of day `on` (UTC), from subscription facts; customers with 0 left out.
+    `customer_ids` (ids, or a queryset of them, read as a subquery) limits the reads to those customers.
 
     A customer paying in two currencies (rare: the currency changed between subscriptions) is shown in the one with
     the larger amount; the stored monthly aggregates keep every currency apart."""
     result: dict[int, CustomerMRR] = {}
-    for (customer_id, currency), mrr in sorted(_mrr_at(end_of_day(on)).items()):
+    moment = end_of_day(on)
+    subs = _subscription_facts(before=moment, customer_ids=customer_ids)
+    for (customer_id, currency), mrr in sorted(_mrr_at(moment, subs).items()):
         known = result.get(customer_id)
         if known is None or mrr > known.mrr_minor:
             result[customer_id] = CustomerMRR(customer_id=customer_id, currency=currency, mrr_minor=mrr)
