@@ -4,13 +4,17 @@ Every customer's newest health snapshot (billing.services.health stores them), t
 facts (`billing.services.revenue_metrics.mrr_by_customer`) and the next renewal of their live subscriptions, in a
 fixed number of queries whatever the number of customers. The at-risk list is sorted by MRR at stake: what would be
 lost if the customer left (grouped by currency, largest first; no exchange rates are applied).
+
+The page (`health_overview`) never loads every customer: the stage counts and the score distribution are counted
+by the database, MRR is computed only for the customers at risk, and the snapshot details and renewals are read only
+for the rows shown (AT_RISK_SHOWN). The CSV (`health_rows`) streams every customer.
 """
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from django.db.models import Count, Min, OuterRef, Q, Subquery
+from django.db.models import Count, F, Min, OuterRef, Q, QuerySet, Subquery
 from django.urls import reverse
 
 from billing.health import formulas
@@ -22,6 +26,7 @@ from subscriptions.models import LIVE_STATUSES, Customer, Subscription
 from subscriptions.money import format_money_staff
 
 AT_RISK_SHOWN = 100  # rows on the page; the CSV has every customer
+SCORE_BANDS = 10  # the distribution's bands of ten points (the last one includes 100)
 COMPONENT_LABELS = {
     "seat_adoption": "Seat adoption",
     "activity": "Activity",
@@ -78,13 +83,13 @@ class HealthRow:
 
 @dataclass
 class HealthOverview:
-    rows: list[HealthRow]  # every customer with a snapshot
     weights: dict[str, int]
     scored: int = 0
     at_risk: list[HealthRow] = field(default_factory=list)  # sorted by MRR at stake, at most AT_RISK_SHOWN
     at_risk_total: int = 0
     at_risk_mrr: dict[str, int] = field(default_factory=dict)  # currency → MRR of every at-risk customer
-    stage_counts: dict[str, int] = field(default_factory=dict)
+    stage_counts: dict[str, int] = field(default_factory=dict)  # customers by the stage of their newest snapshot
+    score_bands: list[int] = field(default_factory=lambda: [0] * SCORE_BANDS)  # customers per 10 points, 0–9 … 90–100
 
     @property
     def at_risk_mrr_display(self) -> list[str]:
@@ -97,17 +102,25 @@ def is_at_risk(*, score: int | None, stage: str, at_risk_below: int) -> bool:
     return stage == "at_risk" or (score is not None and score < at_risk_below)
 
 
-def at_risk_order(row: HealthRow) -> tuple:
-    """MRR at stake first (within a currency), then the lowest score, then the name."""
-    return (row.currency, -row.mrr_minor, row.score if row.score is not None else 101, row.name.lower())
-
-
 def _components(snapshot) -> list[Component]:
     weights = snapshot.weights or {}
     return [
         Component(name, COMPONENT_LABELS[name], (snapshot.components or {}).get(name), weights.get(name, 0))
         for name in formulas.COMPONENTS
     ]
+
+
+def _renewals(customer_ids=None) -> dict[int, dict]:
+    """{customer id: {"renews": the next period end of a live subscription, "cancelling": how many cancel then}}."""
+    live = Subscription.objects.filter(status__in=LIVE_STATUSES)
+    if customer_ids is not None:
+        live = live.filter(customer_id__in=customer_ids)
+    return {
+        row["customer_id"]: row
+        for row in live.values("customer_id").annotate(
+            renews=Min("current_period_end"), cancelling=Count("id", filter=Q(cancel_at_period_end=True))
+        )
+    }
 
 
 def health_rows(
@@ -125,12 +138,7 @@ def health_rows(
         customers = customers.filter(snapshot_id__isnull=False)
     customers = list(customers.values_list("pk", "name", "currency", "snapshot_id"))
     snapshots = CustomerHealthSnapshot.objects.in_bulk([sid for *_, sid in customers if sid is not None])
-    renewals = {
-        row["customer_id"]: row
-        for row in Subscription.objects.filter(status__in=LIVE_STATUSES)
-        .values("customer_id")
-        .annotate(renews=Min("current_period_end"), cancelling=Count("id", filter=Q(cancel_at_period_end=True)))
-    }
+    renewals = _renewals()
     for pk, name, currency, snapshot_id in customers:
         snapshot = snapshots.get(snapshot_id)
         renewal = renewals.get(pk) or {}
@@ -154,15 +162,88 @@ def health_rows(
         )
 
 
-def health_overview(*, on: date | None = None, mrr: dict[int, CustomerMRR] | None = None) -> HealthOverview:
-    rows = list(health_rows(on=on, mrr=mrr))
-    view = HealthOverview(rows=rows, weights=health_weights_current())
-    view.scored = sum(1 for row in rows if row.score is not None)
-    at_risk = sorted((row for row in rows if row.at_risk), key=at_risk_order)
-    view.at_risk_total = len(at_risk)
-    view.at_risk = at_risk[:AT_RISK_SHOWN]
-    for row in at_risk:
-        view.at_risk_mrr[row.currency] = view.at_risk_mrr.get(row.currency, 0) + row.mrr_minor
-    for row in rows:
-        view.stage_counts[row.stage] = view.stage_counts.get(row.stage, 0) + 1
+def newest_snapshots() -> QuerySet:
+    """Each customer's newest snapshot (one row per scored customer), as a queryset to count or filter in SQL."""
+    newest = CustomerHealthSnapshot.objects.filter(customer_id=OuterRef("customer_id")).order_by("-computed_at", "-id")
+    return CustomerHealthSnapshot.objects.filter(pk=Subquery(newest.values("id")[:1]))
+
+
+@dataclass(frozen=True)
+class CustomerLink:
+    customer_id: int
+    name: str
+
+    @property
+    def url(self) -> str:
+        return reverse("admin:subscriptions_customer_change", args=[self.customer_id])
+
+
+def customer_links(ids) -> dict[int, CustomerLink]:
+    """Name and 360-view link of the given customers (one query), e.g. for the weights preview."""
+    return {pk: CustomerLink(pk, name) for pk, name in Customer.objects.filter(pk__in=ids).values_list("pk", "name")}
+
+
+def health_overview(*, on: date | None = None) -> HealthOverview:
+    """The health page's figures in a fixed number of queries whatever the number of customers (eight, plus
+    mrr_by_customer's for the at-risk customers): the weights, the stage counts, the score bands, the at-risk
+    customers, their MRR, then the snapshots and renewals of the AT_RISK_SHOWN rows shown."""
+    on = on or clock.today()
+    weights = health_weights_current()
+    view = HealthOverview(weights=weights)
+    latest = newest_snapshots()
+    for stage, customers, scored in (
+        latest.order_by()
+        .values_list("stage")
+        .annotate(n=Count("id"), scored=Count("score"))
+        .values_list("stage", "n", "scored")
+    ):
+        view.stage_counts[stage] = customers
+        view.scored += scored
+    for band, customers in (
+        latest.filter(score__isnull=False)
+        .order_by()
+        .annotate(band=F("score") / 10)  # integer division on an integer column (SQLite and PostgreSQL)
+        .values_list("band")
+        .annotate(n=Count("id"))
+        .values_list("band", "n")
+    ):
+        view.score_bands[min(max(int(band), 0), SCORE_BANDS - 1)] += customers
+    at_risk_q = Q(stage="at_risk") | Q(score__lt=weights["at_risk_below"])
+    at_risk = list(
+        latest.filter(at_risk_q).values_list("id", "customer_id", "customer__name", "customer__currency", "score")
+    )
+    mrr = mrr_by_customer(on, customer_ids=latest.filter(at_risk_q).values("customer_id"))
+    ranked = []
+    for snapshot_id, customer_id, name, currency, score in at_risk:
+        customer_mrr = mrr.get(customer_id)
+        amount = customer_mrr.mrr_minor if customer_mrr else 0
+        currency = customer_mrr.currency if customer_mrr else currency
+        view.at_risk_mrr[currency] = view.at_risk_mrr.get(currency, 0) + amount
+        # MRR at stake first (within a currency), then the lowest score, then the name.
+        order = (currency, -amount, score if score is not None else 101, name.lower())
+        ranked.append((order, snapshot_id, customer_id, name, currency, amount))
+    ranked.sort(key=lambda item: item[0])
+    view.at_risk_total = len(ranked)
+    shown = ranked[:AT_RISK_SHOWN]
+    snapshots = {s.pk: s for s in CustomerHealthSnapshot.objects.filter(pk__in=[item[1] for item in shown])}
+    renewals = _renewals([item[2] for item in shown])
+    for _, snapshot_id, customer_id, name, currency, amount in shown:
+        snapshot = snapshots[snapshot_id]
+        renewal = renewals.get(customer_id) or {}
+        view.at_risk.append(
+            HealthRow(
+                customer_id=customer_id,
+                name=name,
+                score=snapshot.score,
+                stage=snapshot.stage,
+                explanation=snapshot.explanation,
+                computed_at=snapshot.computed_at,
+                components=_components(snapshot),
+                mrr_minor=amount,
+                currency=currency,
+                renews_on=clock.utc_date(renewal["renews"]) if renewal.get("renews") else None,
+                cancels=bool(renewal.get("cancelling")),
+                at_risk=True,
+            )
+        )
     return view

@@ -211,17 +211,24 @@ def bar_chart(
 def histogram(
     *,
     title: str,
-    values: Sequence[int | None],
+    values: Sequence[int | None] = (),
     low: int = 0,
     high: int = 100,
     bins: int = 10,
     series_name: str = "Customers",
     description: str = "",
     empty_message: str = "No scores yet.",
+    counts: Sequence[int] | None = None,
 ) -> Chart:
-    """Counts of `values` in `bins` equal bins from `low` to `high` (the last bin includes `high`); None is skipped."""
+    """Counts of `values` in `bins` equal bins from `low` to `high` (the last bin includes `high`); None is skipped.
+    A caller that counted in the database passes `counts` (one per bin) instead of the values."""
     step = Decimal(high - low) / bins
-    counts = [0] * bins
+    if counts is not None:
+        if len(counts) != bins:
+            raise ValueError(f"histogram: {len(counts)} counts for {bins} bins")
+        values, counts = (), list(counts)
+    else:
+        counts = [0] * bins
     for value in values:
         if value is None:
             continue

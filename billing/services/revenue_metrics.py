@@ -382,13 +382,16 @@ def _mrr_at(moment: datetime, subs: list[_SubscriptionFacts] | None = None) -> d
     return {key: value for key, value in totals.items() if value > 0}
 
 
-def mrr_by_customer(on: date) -> dict[int, CustomerMRR]:
+def mrr_by_customer(on: date, *, customer_ids=None) -> dict[int, CustomerMRR]:
     """Each paying customer's MRR at the end of day `on` (UTC), from subscription facts; customers with 0 left out.
+    `customer_ids` (ids, or a queryset of them, read as a subquery) limits the reads to those customers.
 
     A customer paying in two currencies (rare: the currency changed between subscriptions) is shown in the one with
     the larger amount; the stored monthly aggregates keep every currency apart."""
     result: dict[int, CustomerMRR] = {}
-    for (customer_id, currency), mrr in sorted(_mrr_at(end_of_day(on)).items()):
+    moment = end_of_day(on)
+    subs = _subscription_facts(before=moment, customer_ids=customer_ids)
+    for (customer_id, currency), mrr in sorted(_mrr_at(moment, subs).items()):
         known = result.get(customer_id)
         if known is None or mrr > known.mrr_minor:
             result[customer_id] = CustomerMRR(customer_id=customer_id, currency=currency, mrr_minor=mrr)
@@ -517,6 +520,10 @@ def revenue_months_nightly(*, today: date | None = None) -> list[date]:
 SUCCEEDED_RUNS = (RunOutcome.APPLIED, RunOutcome.NOOP)
 
 
+def _hold_codes(reasons) -> set[str]:
+    return {reason["code"] for reason in reasons or [] if isinstance(reason, dict) and reason.get("code")}
+
+
 def _billing_quality(month: date, start: datetime, end: datetime, computed_at: datetime) -> BillingQualityMonth:
     """Right first time (the simulation report's definition: an issued invoice never credited nor voided), the
     root causes of the corrections, holds by pre-issue check, hold → release time, and time to enablement."""
@@ -544,9 +551,19 @@ def _billing_quality(month: date, start: datetime, end: datetime, computed_at: d
     held = list(
         created.filter(status_changes__to_status=InvoiceStatus.HELD).distinct().values_list("pk", "hold_reasons")
     )
+    # Every check that held the invoice while it was held: its reasons now, those its "held" audit row recorded and
+    # those a re-check while held recorded (a release clears the invoice's own list; a re-check may drop one).
+    codes: dict[int, set[str]] = {pk: _hold_codes(reasons) for pk, reasons in held}
+    for object_id, after in AuditEvent.objects.filter(
+        action__in=("invoice.held", "invoice.hold_reasons_changed"),
+        object_type="invoice",
+        object_id__in=[str(pk) for pk in codes],
+        created_at__gte=start,
+    ).values_list("object_id", "after"):
+        codes[int(object_id)] |= _hold_codes((after or {}).get("hold_reasons"))
     by_check = Counter()
-    for _, reasons in held:
-        by_check.update({reason.get("code", "") for reason in reasons or [] if isinstance(reason, dict)})
+    for invoice_codes in codes.values():
+        by_check.update(invoice_codes)
     # Hold → release: each hold that began in the month, to the invoice's next status change.
     waits = []
     held_at: dict[int, datetime] = {}

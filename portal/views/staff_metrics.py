@@ -21,7 +21,7 @@ from billing.exceptions import HealthWeightsInvalid
 from billing.health import formulas
 from billing.services.health import health_weights_current, health_weights_preview, health_weights_save
 from portal import charts
-from portal.backoffice_health import COMPONENT_LABELS, STAGE_LABELS, health_overview, health_rows
+from portal.backoffice_health import COMPONENT_LABELS, STAGE_LABELS, customer_links, health_overview, health_rows
 from portal.backoffice_metrics import metrics_page_data, reconciliation_rows
 from subscriptions import clock, policy
 from subscriptions.money import minor_to_major
@@ -89,8 +89,8 @@ def health_view(request, site):
     else:
         form = HealthWeightsForm(initial=health_weights_current())
     overview = health_overview()
-    names = {row.customer_id: row for row in overview.rows}
     if preview is not None:
+        names = customer_links([*preview["joining"], *preview["leaving"]])
         preview = {
             "joining": [names[cid] for cid in preview["joining"] if cid in names],
             "leaving": [names[cid] for cid in preview["leaving"] if cid in names],
@@ -98,7 +98,7 @@ def health_view(request, site):
         }
     distribution = charts.histogram(
         title="Health score distribution",
-        values=[row.score for row in overview.rows],
+        counts=overview.score_bands,
         description="How many customers have a health score in each band of ten points.",
     )
     return TemplateResponse(

@@ -5,12 +5,15 @@ import csv
 import io
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from billing.health import formulas
 from billing.models import CustomerHealthSnapshot, HealthWeights
 from billing.services.revenue_metrics import mrr_by_customer
+from portal import backoffice_health
 from portal.views.staff_metrics import csv_safe
 from subscriptions import clock
 from subscriptions.models import AuditEvent
@@ -190,3 +193,53 @@ def test_the_admin_index_links_the_reports_each_role_may_open(support_client, bi
     billing = billing_client.get("/admin/").content.decode()
     assert URL in support and "/admin/reports/metrics/" not in support
     assert URL in billing and "/admin/reports/metrics/" in billing
+
+
+def _scored_customers(count: int, first: int = 0) -> None:
+    """`count` customers with a subscription, a third of them at risk, scores spread over the bands."""
+    for i in range(first, first + count):
+        customer = customer_with_subscription(name=f"Customer {i:03d}", seats=2 + i % 7)
+        snapshot(customer, score=10 + (i * 7) % 90, stage="at_risk" if i % 3 == 0 else "established")
+
+
+def test_the_page_runs_the_same_queries_for_3_and_30_customers_and_at_most_15(support_client):
+    def page_queries() -> tuple[int, object]:
+        support_client.get(URL)  # warm the session and permission caches
+        with CaptureQueriesContext(connection) as queries:
+            response = support_client.get(URL)
+        assert response.status_code == 200
+        return len(queries), response
+
+    _scored_customers(3)
+    few, _ = page_queries()
+    _scored_customers(27, first=3)
+    many, response = page_queries()
+    assert few == many <= 15
+    overview = response.context["overview"]
+    # Counted by the database, not from every customer's row: 30 scored, the stages and bands add up.
+    assert overview.scored == 30 and sum(overview.score_bands) == 30
+    assert overview.stage_counts == {"at_risk": 10, "established": 20}
+    # At risk: stage at_risk (10) or a score under the threshold (50).
+    at_risk_names = {
+        f"Customer {i:03d}" for i in range(30) if i % 3 == 0 or 10 + (i * 7) % 90 < WEIGHTS["at_risk_below"]
+    }
+    assert overview.at_risk_total == len(at_risk_names) == len(overview.at_risk)
+    assert {row.name for row in overview.at_risk} == at_risk_names
+    mrr = mrr_by_customer(clock.today())
+    amounts = [row.mrr_minor for row in overview.at_risk]
+    assert amounts == sorted(amounts, reverse=True) and all(amount > 0 for amount in amounts)
+    assert sum(amounts) == sum(mrr[row.customer_id].mrr_minor for row in overview.at_risk)
+    assert overview.at_risk_mrr == {"USD": sum(amounts)}
+
+
+def test_the_at_risk_list_shows_the_most_mrr_at_stake_first_and_counts_everyone(support_client, monkeypatch):
+    monkeypatch.setattr(backoffice_health, "AT_RISK_SHOWN", 4)
+    _scored_customers(9)  # customers 0, 3 and 6 are at risk by stage; those scoring under 50 too
+    overview = support_client.get(URL).context["overview"]
+    assert len(overview.at_risk) == 4 < overview.at_risk_total
+    shown = [row.mrr_minor for row in overview.at_risk]
+    assert min(shown) >= max(  # nobody left out has more at stake than a row shown
+        row.mrr_minor
+        for row in backoffice_health.health_rows()
+        if row.at_risk and row.name not in {r.name for r in overview.at_risk}
+    )

@@ -3,7 +3,9 @@
 of queries whatever the number of customers, bad input as a 400, and the reconciliation list."""
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils.html import escape
 
 from billing.services.revenue_metrics import metrics_summary, month_add, month_first, revenue_months_update
@@ -72,6 +74,21 @@ def test_the_page_runs_at_most_15_queries_whatever_the_number_of_customers(
     with django_assert_max_num_queries(15):
         response = billing_client.get(URL)
     assert response.status_code == 200
+
+
+def test_the_page_runs_the_same_queries_for_3_and_30_customers(billing_client):
+    def page_queries() -> int:
+        billing_client.get(URL)  # warm the session and permission caches
+        with CaptureQueriesContext(connection) as queries:
+            assert billing_client.get(URL).status_code == 200
+        return len(queries)
+
+    _customers(3)
+    few = page_queries()
+    for i in range(27):
+        customer_with_subscription(name=f"More {i:03d}")
+    revenue_months_update(month_first(clock.today()))
+    assert page_queries() == few <= 15
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,9 @@ def _transition_rows(
         "after": {"status": to_status},
         "reason": reason,
     }
+    if to_status == InvoiceStatus.HELD:
+        # The checks that held it, kept here: a release clears the invoice's own hold_reasons (billing quality).
+        audit["after"]["hold_reasons"] = list(invoice.hold_reasons or [])
     return change, audit
 
 
