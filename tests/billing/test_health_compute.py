@@ -9,7 +9,14 @@ from billing.models import CustomerHealthSnapshot, HealthWeights, Invoice, Invoi
 from billing.services.health import CHUNK_SIZE, customer_health_compute
 from subscriptions import clock
 from subscriptions.models import ProvisioningRun, RunOutcome, StaffNote
-from tests.factories import CustomerFactory, MembershipFactory, SeatAssignmentFactory, SubscriptionFactory
+from tests.factories import (
+    BillingProfileFactory,
+    CustomerFactory,
+    MembershipFactory,
+    SeatAssignmentFactory,
+    SubscriptionFactory,
+)
+from tests.subscriptions.conftest import catalog  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -150,3 +157,39 @@ def test_the_adoption_trend_comes_from_the_snapshot_of_90_days_ago_and_shows_in_
     assert snapshot.facts["seat_adoption_trend_90_days"] == -20
     assert snapshot.facts["seat_adoption_30_days_ago"] is None
     assert snapshot.explanation.startswith("seat adoption fell from 100 % to 80 % in 90 days; 2 of 10 seats unassigned")
+
+
+def test_a_real_upgrade_moves_an_adopting_customer_to_expanding_and_records_the_stage_change(catalog):  # noqa: F811
+    from billing.models import JourneyStageChange
+    from billing.services.changes import change_apply, change_preview
+    from subscriptions.models import Event
+
+    # given a customer of 50 days on Team (10 seats, 8 assigned, members signing in), with nothing overdue
+    joined = clock.now() - timedelta(days=50)
+    with time_machine.travel(joined, tick=False):
+        customer = CustomerFactory(country="US", region="CA")
+        BillingProfileFactory(customer=customer)
+        sub = SubscriptionFactory(customer=customer, package=catalog.team, seats=10)
+    owner = MembershipFactory(customer=customer, role="owner").user
+    for _ in range(8):
+        member = MembershipFactory(customer=customer)
+        member.user.last_login = clock.now() - timedelta(days=2)
+        member.user.save(update_fields=["last_login"])
+        SeatAssignmentFactory(subscription=sub, user=member.user)
+    [before] = customer_health_compute(customer_ids=[customer.pk])
+    assert before.stage not in ("expanding", "at_risk", "onboarding")
+    # when the owner upgrades to Business through the billed change service (preview, then apply)
+    params = {"package_slug": "business", "interval": "month", "seats": 12}
+    preview = change_preview(subscription_id=sub.pk, kind="package", **params)
+    change_apply(subscription_id=sub.pk, kind="package", expected_version=preview.version, actor=owner, **params)
+    # then the next computation finds the customer expanding, records the change once and queues its event
+    [after] = customer_health_compute(customer_ids=[customer.pk])
+    assert after.stage == "expanding" and after.facts["package_grew_90_days"] is True
+    assert list(
+        JourneyStageChange.objects.filter(customer=customer).order_by("id").values_list("from_stage", "to_stage")
+    ) == [("", before.stage), (before.stage, "expanding")]
+    stage_events = Event.objects.filter(customer=customer, type="customer.stage_changed").order_by("id")
+    assert [(e.data["previous_stage"], e.data["stage"]) for e in stage_events] == [
+        (None, before.stage),
+        (before.stage, "expanding"),
+    ]
