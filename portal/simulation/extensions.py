@@ -66,6 +66,13 @@ def text_lines(f: dict) -> list[str]:
         "at risk (lowest scores first):",
     ]
     lines += [f"  {row['customer']}: {row['score']} — {row['why']}" for row in f["health_at_risk"]] or ["  none"]
+    for r in f.get("revenue", []):
+        lines += [
+            f"revenue metrics ({r['currency']}, minor units, month ends): MRR " + _pairs(r["mrr_by_month"]),
+            f"  last month: MRR {r['mrr_minor']}, ARR {r['arr_minor']}, ARPA {r['arpa_minor']}, customers "
+            f"{r['customers']}, logo churn {r['logo_churn']}, NRR {r['nrr']}, GRR {r['grr']} (NRR/GRR need 12 months)",
+            "  MRR ↔ invoice differences by reason: " + _pairs(r["reconciliation_reasons"]),
+        ]
     return lines
 
 
@@ -80,6 +87,7 @@ def html_sections(f: dict, bars) -> list[str]:
     return [
         bars("Health score distribution", list(f["health_distribution"].items())),
         bars("Journey stages", list(f["health_stages"].items())),
+        *(bars(f"MRR by month ({r['currency']}, minor units)", list(r["mrr_by_month"].items())) for r in f["revenue"]),
         "<h2>At risk: top 10</h2><table><tr><th>Customer</th><th>Score</th><th>Why</th></tr>" + rows + "</table>",
         bars("Promotion codes redeemed", list(f["promotion_codes_redeemed"].items())),
         bars("Webhook events received by type", list(f["webhook_event_types"].items())),

@@ -3,7 +3,10 @@
 `CustomerHealth`, an extension of the year (year.py `hook`): owners sign in to the portal on some days (Django's
 own `update_last_login`, what a sign-in records; the activity component reads it), the nightly recomputation runs
 at 01:30 through `customer_health_recompute`, as beat runs it, and once more at the end. The report then shows the score
-distribution, the customers per journey stage and the ten most at-risk customers with their explanations.
+distribution, the customers per journey stage and the ten most at-risk customers with their explanations; and the
+revenue metrics of every complete simulated month (`revenue_months_update`, what the nightly task stores, then
+`metrics_summary`, what the staff metrics page reads): MRR, ARR, ARPA, logo churn, NRR/GRR once twelve months exist,
+and the MRR ↔ invoice reconciliation of the last month by reason.
 
 `violations` checks that the scores are plausible against the year's facts, read from the database here (not from
 the snapshot's own facts), per docs/metrics.md:
@@ -11,7 +14,10 @@ the snapshot's own facts), per docs/metrics.md:
 - a customer with an open invoice past its due date scores below 100 on payment and is "at risk" (or churned);
   one with no overdue invoice and no failed payment in 30 days scores 100 on payment;
 - customers with overdue invoices score lower on payment, on average, than those without;
-- a customer with no live subscription left is "churned".
+- a customer with no live subscription left is "churned";
+- each month's stored MRR is the previous month's plus its movements (new, expansion, contraction, churn,
+  reactivation), and equals the sum of the customers' MRR from the subscription facts at the month's end; every
+  MRR ↔ invoice difference of the last month has a reason the records show (none "unexplained").
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from statistics import mean
 
 from django.contrib.auth.models import update_last_login
 
-from billing.models import CustomerHealthSnapshot, Invoice, InvoiceStatus, JourneyStageChange, Payment
+from billing.models import CustomerHealthSnapshot, Invoice, InvoiceStatus, JourneyStageChange, Payment, RevenueMonth
 from billing.models.payments import PaymentStatus
+from billing.services import revenue_metrics
 from portal.services.health import customer_health_recompute
 from portal.simulation.violations import Violation
 from subscriptions.models import LIVE_STATUSES, Customer, Subscription, User
@@ -46,6 +53,7 @@ class CustomerHealth:
         self.rng = random.Random(f"health-{seed}")
         self.runs = 0
         self.engaged: set[int] = set()  # owners who sign in now and then
+        self.revenue_months: list = []  # the complete simulated months, computed at the end
 
     def schedule(self, sim, day0) -> None:
         sim._every(day0 + timedelta(hours=1, minutes=30), timedelta(days=1), self.nightly)
@@ -66,6 +74,58 @@ class CustomerHealth:
 
     def finish(self, sim, traveller) -> None:
         self.nightly()
+        # the complete months of the run, stored as the nightly revenue task stores them (each on its own)
+        month = revenue_metrics.month_first(sim.start.date())
+        while revenue_metrics.month_add(month, 1) <= sim.now.date():
+            revenue_metrics.revenue_months_update(month)
+            self.revenue_months.append(month)
+            month = revenue_metrics.month_add(month, 1)
+
+    def _summaries(self) -> list:
+        if not self.revenue_months:
+            return []
+        currencies = RevenueMonth.objects.order_by("currency").values_list("currency", flat=True).distinct()
+        return [
+            revenue_metrics.metrics_summary(
+                end_month=self.revenue_months[-1], currency=currency, months=len(self.revenue_months)
+            )
+            for currency in currencies
+        ]
+
+    def revenue_violations(self) -> list[Violation]:
+        found = []
+        for summary in self._summaries():
+            previous_mrr = 0  # the run starts on an empty database
+            for m in summary.months:
+                subject = f"revenue {summary.currency} {m.month:%Y-%m}"
+                if m.mrr_minor != previous_mrr + m.net_movement_minor:
+                    found.append(
+                        Violation(
+                            "revenue",
+                            subject,
+                            f"MRR {m.mrr_minor} ≠ previous {previous_mrr} + movements {m.net_movement_minor}",
+                        )
+                    )
+                last_day = revenue_metrics.month_add(m.month, 1) - timedelta(days=1)
+                facts = sum(
+                    row.mrr_minor
+                    for row in revenue_metrics.mrr_by_customer(last_day).values()
+                    if row.currency == summary.currency
+                )
+                if facts != m.mrr_minor:
+                    found.append(Violation("revenue", subject, f"stored MRR {m.mrr_minor} ≠ facts {facts}"))
+                previous_mrr = m.mrr_minor
+            for difference in revenue_metrics.mrr_reconciliation(summary.end_month):
+                if difference.currency == summary.currency and "unexplained" in difference.reasons:
+                    found.append(
+                        Violation(
+                            "revenue",
+                            f"customer {difference.customer_id}",
+                            f"MRR {difference.fact_mrr_minor} vs invoiced {difference.invoiced_mrr_minor} at "
+                            f"{summary.end_month:%Y-%m}'s end, no record explains it",
+                        )
+                    )
+        return found
 
     def violations(self, sim) -> list[Violation]:
         found = []
@@ -119,7 +179,7 @@ class CustomerHealth:
                     "health", "payment component", f"overdue customers {mean(late):.1f} ≥ others {mean(on_time):.1f}"
                 )
             )
-        return found
+        return found + self.revenue_violations()
 
     def figures(self, sim) -> dict:
         current = _current()
@@ -147,4 +207,27 @@ class CustomerHealth:
                 for s in at_risk
             ],
             "health_stage_changes": JourneyStageChange.objects.count(),
+            "revenue": [_revenue_figures(summary) for summary in self._summaries()],
         }
+
+
+def _revenue_figures(summary) -> dict:
+    last = summary.months[-1]
+    reasons = Counter(
+        reason
+        for difference in revenue_metrics.mrr_reconciliation(summary.end_month)
+        if difference.currency == summary.currency
+        for reason in difference.reasons
+    )
+    return {
+        "currency": summary.currency,
+        "mrr_by_month": {f"{m.month:%Y-%m}": m.mrr_minor for m in summary.months},
+        "mrr_minor": summary.mrr_minor,
+        "arr_minor": summary.arr_minor,
+        "arpa_minor": summary.arpa_minor,
+        "customers": last.customers_end,
+        "logo_churn": str(summary.logo_churn) if summary.logo_churn is not None else None,
+        "nrr": str(summary.nrr) if summary.nrr is not None else None,
+        "grr": str(summary.grr) if summary.grr is not None else None,
+        "reconciliation_reasons": dict(reasons.most_common()),
+    }

@@ -21,6 +21,7 @@ from billing.models import (
     InvoiceStatus,
     LineKind,
     Payment,
+    RevenueMonth,
 )
 from portal.management.commands.simulate_year import default_start
 from portal.simulation import invariants
@@ -135,6 +136,11 @@ def _issues_20_to_23_hold_and_catch_their_defects(command, out) -> None:
     text = (out / "simulated-year.txt").read_text()
     assert "journey stages:" in text and "at risk (lowest scores first):" in text and "webhooks:" in text
     assert "Health score distribution" in (out / "simulated-year.html").read_text()
+    # and the revenue metrics of every complete month, from the aggregates the staff metrics page reads
+    [usd] = [r for r in figures["revenue"] if r["currency"] == "USD"]
+    assert len(usd["mrr_by_month"]) == MONTHS  # every month whose end the run reached (it starts on the 15th)
+    assert usd["mrr_minor"] > 0 and usd["arr_minor"] == 12 * usd["mrr_minor"] and usd["customers"] > 0
+    assert "revenue metrics (USD" in text and "MRR by month (USD" in (out / "simulated-year.html").read_text()
     snapshots = {}
 
     # when an issued e-invoice's frozen seller details lose the VAT ID, then it fails the rules, named with the rule
@@ -183,3 +189,9 @@ def _issues_20_to_23_hold_and_catch_their_defects(command, out) -> None:
     snapshot = CustomerHealthSnapshot.objects.order_by("-computed_at", "-id").first()
     CustomerHealthSnapshot.objects.filter(pk=snapshot.pk).update(stage="established", score=250)
     assert any(v.invariant == "health" for v in health.violations(simulation))
+
+    # when a stored month's MRR no longer follows from its movements and the facts, then the revenue invariant fails
+    stored = RevenueMonth.objects.filter(currency="USD").order_by("month").first()
+    RevenueMonth.objects.filter(pk=stored.pk).update(mrr_minor=stored.mrr_minor + 1)
+    found = [v for v in health.revenue_violations() if v.subject == f"revenue USD {stored.month:%Y-%m}"]
+    assert {v.facts.split(" ≠ ")[0].split(" ")[0] for v in found} == {"MRR", "stored"}
