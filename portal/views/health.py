@@ -16,6 +16,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from kombu import Connection
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +42,30 @@ def check_database() -> str:
     return "ok"
 
 
+def _declare_default_queue() -> None:
+    with Connection(
+        settings.CELERY_BROKER_URL,
+        connect_timeout=BROKER_TIMEOUT_SECONDS,
+        transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+    ) as connection:
+        connection.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0.2, interval_max=0.2, timeout=BROKER_TIMEOUT_SECONDS
+        )
+        # Some transports (kombu's SQLAlchemy one) connect lazily, so ensure_connection() alone proves nothing:
+        # make one real round trip. Declaring Celery's default queue is what every worker does anyway.
+        connection.default_channel.queue_declare(queue=getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery"))
+
+
 def check_broker() -> str:
     try:
-        with Connection(
-            settings.CELERY_BROKER_URL,
-            connect_timeout=BROKER_TIMEOUT_SECONDS,
-            transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
-        ) as connection:
-            connection.ensure_connection(
-                max_retries=1, interval_start=0, interval_step=0.2, interval_max=0.2, timeout=BROKER_TIMEOUT_SECONDS
-            )
-            # Some transports (kombu's SQLAlchemy one) connect lazily, so ensure_connection() alone proves nothing:
-            # make one real round trip. Declaring Celery's default queue is what every worker does anyway.
-            connection.default_channel.queue_declare(queue=getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery"))
+        try:
+            _declare_default_queue()
+        except SqlIntegrityError:
+            # The embedded broker's first declaration of a queue is a look-up then an insert, serialised only within
+            # one process: when another process (a second web worker, the Celery worker) inserts the same queue in
+            # between, the insert fails on the unique name. The broker answered and the queue exists now, so declare
+            # once more on a fresh connection (the failed one's session is unusable).
+            _declare_default_queue()
     except Exception as exc:
         logger.warning("healthz: broker unreachable", exc_info=True)
         return _describe(exc)

@@ -2,6 +2,8 @@
 
 import pytest
 from django.urls import reverse
+from kombu import Connection
+from kombu.transport.sqlalchemy import Channel as SqlaChannel
 
 from tests.support.processes import free_port
 
@@ -38,6 +40,34 @@ def test_healthz_reports_503_when_the_embedded_broker_file_cannot_be_opened(clie
 
     assert response.status_code == 503
     assert response.json()["broker"].startswith("error: OperationalError")
+
+
+def test_healthz_stays_ok_when_another_process_declares_the_embedded_brokers_queue_at_the_same_moment(
+    client, settings, tmp_path, monkeypatch
+):
+    # Two gunicorn workers (or a worker and the web process) starting together both declare the default queue on a
+    # fresh embedded broker; kombu serialises its look-up-then-insert within a process only, so one of them loses.
+    settings.CELERY_BROKER_URL = f"sqla+sqlite:///{tmp_path}/broker.sqlite"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    with Connection(settings.CELERY_BROKER_URL) as other_process:  # the other process wins the insert
+        other_process.default_channel.queue_declare(queue=settings.CELERY_TASK_DEFAULT_QUEUE)
+    original = SqlaChannel._get_or_create
+    declarations = []
+
+    def lost_the_race_once(channel, queue):
+        declarations.append(queue)
+        if len(declarations) == 1:  # this process's look-up ran before the other's insert, so it inserts too
+            channel.session.add(channel.queue_cls(queue))
+            channel.session.commit()
+        return original(channel, queue)
+
+    monkeypatch.setattr(SqlaChannel, "_get_or_create", lost_the_race_once)
+
+    response = client.get(reverse("healthz"))
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["broker"] == "ok"
+    assert len(declarations) > 1  # the lost race happened, and a later declaration found the queue
 
 
 def test_healthz_refuses_other_methods(client):
