@@ -208,6 +208,7 @@ def main() -> None:
                 seat_amount_minor=price.seat_amount_minor,
                 included_seats=1,
                 seats=1 + i % 50,
+                billing_anchor=start,
                 current_period_start=start,
                 current_period_end=period_end(start, "month"),
             )

@@ -12,7 +12,7 @@ def customer_health_recompute_task(customer_ids: list[int] | None = None) -> int
 
 
 @shared_task(name="portal.customer_health_recompute_marked")
-def customer_health_recompute_marked_task(customer_id: int | None = None) -> int:
-    """One customer an event marked (queued after commit, debounced), or the sweep of lost messages (beat:
-    customer-health-marks-sweep)."""
-    return customer_health_recompute_marked(customer_id=customer_id)
+def customer_health_recompute_marked_task(customer_ids: list[int] | None = None, customer_id: int | None = None) -> int:
+    """The customers events marked (queued after commit, debounced; `customer_id` from messages queued before they
+    carried a list), or the sweep of lost messages (beat: customer-health-marks-sweep)."""
+    return customer_health_recompute_marked(customer_ids=customer_ids, customer_id=customer_id)

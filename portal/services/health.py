@@ -5,8 +5,9 @@ scoring itself is billing.services.health. One query for the ids, then per chunk
 take the chunk's recompute marks, plus billing's constant number, so the cost grows with the number of chunks only
 (bench/health.py).
 
-customer_health_recompute_marked is the event-driven side (subscriptions/services/health_marks.py): one customer
-whose score an event made out of date, or (the sweep) every mark older than the debounce delay.
+customer_health_recompute_marked is the event-driven side (subscriptions/services/health_marks.py): the customers
+whose scores events made out of date (one message for up to 500 marked together), or (the sweep) every mark older
+than the debounce delay.
 """
 
 from collections import defaultdict
@@ -47,11 +48,14 @@ def customer_health_recompute(*, customer_ids: list[int] | None = None, chunk_si
     return done
 
 
-def customer_health_recompute_marked(*, customer_id: int | None = None) -> int:
-    """Recompute the customer whose mark this is (nothing when another run took it first), or, without a customer,
-    every customer marked longer ago than the debounce delay (the sweep after a broker outage). Returns how many."""
+def customer_health_recompute_marked(*, customer_ids: list[int] | None = None, customer_id: int | None = None) -> int:
+    """Recompute the customers whose marks these are (those another run took first are left out), or, with none given,
+    every customer marked longer ago than the debounce delay (the sweep after a broker outage). Returns how many.
+    `customer_id` is the one-customer form of messages queued before they carried a list."""
     if customer_id is not None:
-        ids = health_marks_claim(customer_ids=[customer_id])
+        customer_ids = [*(customer_ids or []), customer_id]
+    if customer_ids is not None:
+        ids = health_marks_claim(customer_ids=sorted(set(customer_ids)))
     else:
         delay = int(getattr(settings, "HEALTH_RECOMPUTE_DELAY_SECONDS", 60))
         ids = health_marks_claim(marked_before=clock.now() - timedelta(seconds=delay))

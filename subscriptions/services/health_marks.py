@@ -6,9 +6,10 @@ How it works (docs/metrics.md, "Recompute on events"):
 
 * A mark is one `HealthRecomputeMark` row per customer, written in the caller's transaction (so it exists exactly
   when the change committed). Only a customer with no mark yet — or a mark older than `HEALTH_RECOMPUTE_REARM_SECONDS`,
-  whose message was probably lost — gets a message: `portal.customer_health_recompute_marked(customer_id=…)`, queued
-  after commit with a countdown of `HEALTH_RECOMPUTE_DELAY_SECONDS` (60). Fifty events in that minute: one row, one
-  message, one recompute.
+  whose message was probably lost — is queued for a recompute, `portal.customer_health_recompute_marked(customer_ids=…)`
+  after commit with a countdown of `HEALTH_RECOMPUTE_DELAY_SECONDS` (60), one message for up to `RECOMPUTE_BATCH`
+  customers marked together (a drift check repairing thousands of customers sends a few messages, not thousands).
+  Fifty events in that minute: one row, one message, one recompute.
 * The recompute claims (deletes) the mark before it reads the facts, so an event after the claim marks again and is
   counted by a second recompute; a message whose mark is gone (a duplicate, or the nightly run got there first) does
   nothing.
@@ -29,6 +30,7 @@ from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import HealthRecomputeMark
 
 RECOMPUTE_TASK = "portal.customer_health_recompute_marked"
+RECOMPUTE_BATCH = 500  # customers per message: one recompute run scores them together (bench/health.py: 500 ≈ 0.15 s)
 
 # Outbound events that move a score (the outbox hook in subscriptions/services/events.py marks their customers).
 # Left out on purpose: invoice.issued and subscription renewals (the hourly billing run makes them for everyone; the
@@ -87,8 +89,9 @@ def health_marks_record(customer_ids: Iterable[int | None], *, reason: str = "")
         HealthRecomputeMark.objects.filter(customer_id__in=stale).update(marked_at=now)
     queued = sorted(new + stale)
     delay = _seconds("HEALTH_RECOMPUTE_DELAY_SECONDS", 60)
-    for cid in queued:
-        enqueue_on_commit(RECOMPUTE_TASK, customer_id=cid, options={"countdown": delay})
+    for start in range(0, len(queued), RECOMPUTE_BATCH):
+        batch = queued[start : start + RECOMPUTE_BATCH]
+        enqueue_on_commit(RECOMPUTE_TASK, customer_ids=batch, options={"countdown": delay})
     return queued
 
 

@@ -13,6 +13,7 @@ from portal.services.health import customer_health_recompute, customer_health_re
 from subscriptions import clock
 from subscriptions.exceptions import WebhookEventTypesInvalid
 from subscriptions.models import Event, HealthRecomputeMark, Membership, Role, WebhookDelivery
+from subscriptions.services import health_marks
 from subscriptions.services.health_marks import health_marks_record
 from subscriptions.services.members import membership_remove
 from subscriptions.services.webhooks import webhook_endpoint_create
@@ -82,6 +83,23 @@ def test_many_events_before_the_recompute_runs_cause_one_recompute(django_captur
     with django_capture_on_commit_callbacks(execute=False) as later:
         health_marks_record([customer.pk], reason="member.removed")
     assert len(later) == 1
+
+
+def test_customers_marked_together_share_one_message_per_batch_and_each_is_recomputed(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    # a drift check or billing run marks many customers in one transaction: one message per batch, not per customer
+    monkeypatch.setattr(health_marks, "RECOMPUTE_BATCH", 2)
+    teams = [_team(1, 0) for _ in range(3)]
+    ids = [customer.pk for customer, _owner, _members in teams]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert health_marks_record(ids, reason="entitlement.updated") == sorted(ids)
+    assert len(callbacks) == 2  # 3 customers in batches of 2
+    # when the messages run (as the worker would), every marked customer is scored once and no mark is left
+    for callback in callbacks:
+        callback()
+    assert [len(_snapshots(customer)) for customer, _owner, _members in teams] == [1, 1, 1]
+    assert not HealthRecomputeMark.objects.exists()
 
 
 def test_a_mark_whose_message_was_lost_is_queued_again_after_the_rearm_time(django_capture_on_commit_callbacks):
