@@ -1,5 +1,6 @@
 """The Django project (settings, urls, Celery app, middleware) and the customer-facing site: `views/` (pages),
-`api/` (REST), `admin.py`/`backoffice.py` (the back office). Imports `billing` and `subscriptions`, never the reverse.
+`api/` (REST), `services/` (sign-up, API keys, staff sign-in), `admin/` and `backoffice*.py` (the back office).
+Imports `billing` and `subscriptions`, never the reverse.
 """
 
 import atexit

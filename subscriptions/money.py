@@ -7,8 +7,9 @@ module is the only one that turns them into decimals or text:
   number of minor digits taken from Babel's CLDR data (`get_currency_precision`), not from a hand-kept table;
 - `format_money(123450, "EUR", "DE")` → "1.234,50 €" for a customer, through `babel.numbers.format_currency`;
 - `format_money_staff(123450, "USD")` → "USD 1,234.50" for the back office (ISO code first, no locale guessing);
-- `format_date(day, "DE")` and `format_moment(when, "DE")` (day and time) for dates a customer reads, through
-  `babel.dates`.
+- `format_date(day, "DE")`, `format_period(start, end, "DE")` and `format_moment(when, "DE")` (day and time) for
+  dates a customer reads, through `babel.dates` — also the dates written into invoice line descriptions and change
+  previews, in the customer's locale at the time they are drafted.
 
 Where a customer's locale is asked for, a Babel locale ("de_CH") or the customer's ISO country ("CH") may be passed.
 The portal is written in English, so a country means English as written there (`en_CH`), falling back to `en_US` for a
@@ -22,6 +23,7 @@ from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date as babel_format_date
+from babel.dates import format_interval
 from babel.dates import format_time as babel_format_time
 from babel.numbers import format_currency, get_currency_precision, get_currency_symbol
 
@@ -104,6 +106,14 @@ def format_date(value: date | datetime, locale: str | Locale | None = DEFAULT_LO
     if isinstance(value, datetime):
         value = utc_date(value)
     return babel_format_date(value, format=format, locale=customer_locale(locale))
+
+
+def format_period(start: date | datetime, end: date | datetime, locale: str | Locale | None = DEFAULT_LOCALE) -> str:
+    """A billing period as the customer's locale writes a range of days (CLDR's interval formats):
+    "Nov 12 – Dec 1, 2026" in the US, "12 Nov – 1 Dec 2026" in Germany. The end is the exclusive period end, which is
+    the day the customer renews on. Datetimes give their UTC dates."""
+    start, end = (utc_date(v) if isinstance(v, datetime) else v for v in (start, end))
+    return format_interval(start, end, "yMMMd", locale=customer_locale(locale))
 
 
 def format_moment(value: datetime, locale: str | Locale | None = DEFAULT_LOCALE) -> str:

@@ -1,16 +1,25 @@
 """What billing's back-office modules share: the read-only admin and inline, staff-facing money, a typed amount in
-minor units, and what staff read about a document's e-invoice validation."""
+minor units, what staff read about a document's e-invoice validation, and the URLs of a model admin's own pages."""
 
 from decimal import Decimal
 
 from django import forms
+from django.urls import path
 from django.utils.html import format_html, format_html_join
 
 from subscriptions.admin import ReadOnlyAdmin
 from subscriptions.admin import ReadOnlyInline as SubscriptionsReadOnlyInline
 from subscriptions.money import format_money_staff, minor_digits
 
-__all__ = ["AmountField", "ReadOnlyAdmin", "ReadOnlyInline", "einvoice_validation_summary", "money", "to_minor"]
+__all__ = [
+    "AmountField",
+    "ReadOnlyAdmin",
+    "ReadOnlyInline",
+    "einvoice_validation_summary",
+    "money",
+    "OwnPages",
+    "to_minor",
+]
 
 # Staff-facing amounts: "USD 1,234.50" (unambiguous across currencies; no locale guessing in the back office).
 money = format_money_staff
@@ -55,3 +64,18 @@ def einvoice_validation_summary(validation: dict, *, e_invoiced: bool) -> str:
         checked,
         format_html_join("", "<li>{}</li>", ((problem,) for problem in problems)),
     )
+
+
+class OwnPages:
+    """A model admin with pages of its own (a button's action, a download, a review step): `own_pages` lists each as
+    `(route, view method name, URL name)`; they come before the admin's usual URLs, behind the admin site's login and
+    staff check (`admin_view`). Each view still asks the policy table itself."""
+
+    own_pages: tuple[tuple[str, str, str], ...] = ()
+
+    def get_urls(self):
+        own = [
+            path(route, self.admin_site.admin_view(getattr(self, view)), name=name)
+            for route, view, name in self.own_pages
+        ]
+        return own + super().get_urls()

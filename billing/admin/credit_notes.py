@@ -4,9 +4,9 @@ the bank transfer they paid, or resend a card refund Stripe did not take."""
 from django import forms
 from django.contrib import admin
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import reverse
 
-from billing.admin.base import ReadOnlyAdmin, ReadOnlyInline, einvoice_validation_summary, money
+from billing.admin.base import OwnPages, ReadOnlyAdmin, ReadOnlyInline, einvoice_validation_summary, money
 from billing.exceptions import BillingError
 from billing.models import CreditNote, CreditNoteLine, Refund, RefundStatus
 from billing.services.payments import credit_note_refund, credit_note_refund_record_manual
@@ -60,7 +60,7 @@ class CreditNoteLineInline(ReadOnlyInline):
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(ReadOnlyAdmin):
+class CreditNoteAdmin(OwnPages, ReadOnlyAdmin):
     """Read-only; the part a customer had paid comes back (docs/payments.md, Refunds): billing staff see whether it
     went to the card, resend a card refund Stripe did not take, or record the bank transfer they paid."""
 
@@ -87,14 +87,7 @@ class CreditNoteAdmin(ReadOnlyAdmin):
     def e_invoice_result(self, note) -> str:
         return einvoice_validation_summary(note.e_invoice_validation, e_invoiced=note.invoice.e_invoice)
 
-    def get_urls(self):
-        return [
-            path(
-                "<int:credit_note_id>/refund/<slug:how>/",
-                self.admin_site.admin_view(self.refund_view),
-                name="billing_creditnote_refund",
-            ),
-        ] + super().get_urls()
+    own_pages = (("<int:credit_note_id>/refund/<slug:how>/", "refund_view", "billing_creditnote_refund"),)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         note = self.get_object(request, object_id)

@@ -8,9 +8,9 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 
-from billing.admin.base import ReadOnlyAdmin, ReadOnlyInline, money
+from billing.admin.base import OwnPages, ReadOnlyAdmin, ReadOnlyInline, money
 from billing.exceptions import BillingError
 from billing.models import Coupon, CouponAmount, Discount, PromotionCode
 from billing.services.discounts import discount_end, discount_preview, discount_redeem, interleave
@@ -115,7 +115,7 @@ class AttachForm(forms.Form):
 
 
 @admin.register(Discount)
-class DiscountAdmin(ReadOnlyAdmin):
+class DiscountAdmin(OwnPages, ReadOnlyAdmin):
     """Redemptions; "Attach a coupon" previews the next invoice and attaches through the service."""
 
     list_display = ["coupon", "customer", "subscription", "promotion_code", "starts_at", "ends_at", "periods_total"]
@@ -125,10 +125,7 @@ class DiscountAdmin(ReadOnlyAdmin):
     actions = ["end_at_period_end"]
     change_list_template = "admin/billing/discount/change_list.html"
 
-    def get_urls(self):
-        return [
-            path("attach/", self.admin_site.admin_view(self.attach_view), name="billing_discount_attach"),
-        ] + super().get_urls()
+    own_pages = (("attach/", "attach_view", "billing_discount_attach"),)
 
     def has_attach_permission(self, request) -> bool:
         return policy.staff_allows(request.user, policy.Action.DISCOUNTS_ATTACH, in_admin=True)

@@ -7,9 +7,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html
 
+from billing.admin.base import OwnPages
 from billing.exceptions import BillingError
 from billing.models import AccountingExport, ExportFormat, ExportStatus
 from billing.services.exports import accounting_export_downloaded, accounting_export_request
@@ -32,7 +33,7 @@ class ExportForm(forms.Form):
 
 
 @admin.register(AccountingExport)
-class AccountingExportAdmin(admin.ModelAdmin):
+class AccountingExportAdmin(OwnPages, admin.ModelAdmin):
     list_display = ("__str__", "status", "progress_bar", "rows", "requested_by", "created_at", "download")
     list_filter = ("status", "format")
     readonly_fields = [f.name for f in AccountingExport._meta.fields if f.name != "file"] + ["download"]
@@ -53,15 +54,7 @@ class AccountingExportAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    def get_urls(self):
-        return [
-            path(
-                "<int:export_id>/download/",
-                self.admin_site.admin_view(self.download_view),
-                name="billing_accountingexport_download",
-            ),
-            *super().get_urls(),
-        ]
+    own_pages = (("<int:export_id>/download/", "download_view", "billing_accountingexport_download"),)
 
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):

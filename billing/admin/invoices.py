@@ -6,11 +6,11 @@ from datetime import timedelta
 from django.contrib import admin, messages
 from django.db.models import Max, Q
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html_join
 
-from billing.admin.base import ReadOnlyAdmin, ReadOnlyInline, einvoice_validation_summary, money
+from billing.admin.base import OwnPages, ReadOnlyAdmin, ReadOnlyInline, einvoice_validation_summary, money
 from billing.admin.invoice_actions import (
     INVOICE_ACTIONS,
     ApproveForm,
@@ -98,7 +98,7 @@ class InvoiceStatusChangeInline(ReadOnlyInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyAdmin):
+class InvoiceAdmin(OwnPages, ReadOnlyAdmin):
     change_form_template = "admin/billing/invoice/review.html"
     list_display = [
         "__str__",
@@ -137,14 +137,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
     actions = ["approve_and_issue_selected"]
 
-    def get_urls(self):
-        return [
-            path(
-                "<int:invoice_id>/action/<slug:action>/",
-                self.admin_site.admin_view(self.invoice_action_view),
-                name="billing_invoice_action",
-            ),
-        ] + super().get_urls()
+    own_pages = (("<int:invoice_id>/action/<slug:action>/", "invoice_action_view", "billing_invoice_action"),)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         invoice = self.get_object(request, object_id)

@@ -5,9 +5,9 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import reverse
 
-from billing.admin.base import ReadOnlyAdmin, ReadOnlyInline
+from billing.admin.base import OwnPages, ReadOnlyAdmin, ReadOnlyInline
 from billing.exceptions import BillingError
 from billing.models import ExemptionStatus, ExemptionStatusChange, TaxExemption, TaxRate
 from billing.services.exemptions import tax_exemption_approve, tax_exemption_reject
@@ -82,7 +82,7 @@ class ExemptionStatusChangeInline(ReadOnlyInline):
 
 
 @admin.register(TaxExemption)
-class TaxExemptionAdmin(ReadOnlyAdmin):
+class TaxExemptionAdmin(OwnPages, ReadOnlyAdmin):
     list_display = [
         "certificate_number",
         "customer",
@@ -100,19 +100,10 @@ class TaxExemptionAdmin(ReadOnlyAdmin):
     inlines = [ExemptionStatusChangeInline]
     change_form_template = "admin/billing/taxexemption/review.html"
 
-    def get_urls(self):
-        return [
-            path(
-                "<int:exemption_id>/certificate/",
-                self.admin_site.admin_view(self.certificate_view),
-                name="billing_taxexemption_certificate",
-            ),
-            path(
-                "<int:exemption_id>/decide/<slug:decision>/",
-                self.admin_site.admin_view(self.decide_view),
-                name="billing_taxexemption_decide",
-            ),
-        ] + super().get_urls()
+    own_pages = (
+        ("<int:exemption_id>/certificate/", "certificate_view", "billing_taxexemption_certificate"),
+        ("<int:exemption_id>/decide/<slug:decision>/", "decide_view", "billing_taxexemption_decide"),
+    )
 
     def decide_view(self, request, exemption_id: int, decision: str):
         """Approve (optionally correcting the expiry) or reject (with a reason the customer sees)."""

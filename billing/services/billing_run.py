@@ -189,6 +189,7 @@ _DRAFTING_FIELDS = (
     "customer",
     "customer__name",
     "customer__legal_name",
+    "customer__country",  # the lines' periods are written as the customer writes dates
     "price",
     "price__setup_amount_minor",
     "package",
@@ -333,7 +334,9 @@ def _current_period(subscription: Subscription) -> PeriodToBill:
         period_start=start,
         period_end=end,
         seats=subscription.seats,
-        lines=terms_lines(_terms(subscription), period_start=start, period_end=end),
+        lines=terms_lines(
+            _terms(subscription), period_start=start, period_end=end, locale=subscription.customer.country
+        ),
     )
 
 

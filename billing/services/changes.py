@@ -29,7 +29,7 @@ from billing.services.invoices import DraftLine, invoice_draft_create, invoice_f
 from billing.services.tax import AppliedRate, tax_compute, tax_context_for
 from subscriptions import clock
 from subscriptions.models import Package, Subscription, SubscriptionChange, SubscriptionStatus, User
-from subscriptions.money import format_money
+from subscriptions.money import format_date, format_money
 from subscriptions.services import changes as sub_changes
 from subscriptions.services.changes.kinds import CHANGE_KINDS
 from subscriptions.services.terms import terms_current, terms_lines
@@ -120,15 +120,17 @@ def _profile_of(subscription: Subscription) -> BillingProfile | None:
         return None
 
 
-def _message(mode: str, total_minor: int, currency: str, next_date: datetime) -> str:
-    amount = format_money(abs(total_minor), currency)
+def _message(mode: str, total_minor: int, currency: str, next_date: datetime, where: str) -> str:
+    """What the change costs, in the customer's words: amount and date as `where` (the customer's country) writes
+    them."""
+    amount = format_money(abs(total_minor), currency, where)
     if mode == NOTHING_NOW:
         return "Nothing is charged now."
     if total_minor < 0:
-        return f"A credit of {amount} will be applied to your next invoice on {next_date:%d %b %Y}."
+        return f"A credit of {amount} will be applied to your next invoice on {format_date(next_date, where)}."
     if mode == ChangeBillingMode.INVOICE_NOW:
         return f"We will invoice {amount} now."
-    return f"{amount} will be added to your next invoice on {next_date:%d %b %Y}."
+    return f"{amount} will be added to your next invoice on {format_date(next_date, where)}."
 
 
 def _functions(kind: str):
@@ -165,7 +167,10 @@ def _eligible_before(subscription: Subscription, terms: DiscountTerms | None) ->
         return 0
     current = terms_current(subscription, addons=subscription.__dict__.get("change_live_addons"))
     lines = terms_lines(
-        current, period_start=subscription.current_period_start, period_end=subscription.current_period_end
+        current,
+        period_start=subscription.current_period_start,
+        period_end=subscription.current_period_end,
+        locale=subscription.customer.country,
     )
     return discounts.eligible_recurring_minor(terms_lines=lines, discount_terms=terms)
 
@@ -243,7 +248,9 @@ def change_preview_billed(
         preview=preview,
         currency=preview.currency,
         billing_mode=mode,
-        billing_message=_message(mode, result.total_minor, preview.currency, subscription.current_period_end),
+        billing_message=_message(
+            mode, result.total_minor, preview.currency, subscription.current_period_end, subscription.customer.country
+        ),
         subtotal_minor=result.subtotal_minor,
         tax_minor=result.tax_minor,
         total_minor=result.total_minor,
@@ -254,7 +261,11 @@ def change_preview_billed(
         tax_note=context.exemption_wording or context.reverse_charge_wording,
         discount_lines=tuple(discount_lines),
         discount_minor=discount_minor,
-        discount_description=discounts.discount_describe(discount_terms, preview.currency) if discount_terms else "",
+        discount_description=(
+            discounts.discount_describe(discount_terms, preview.currency, subscription.customer.country)
+            if discount_terms
+            else ""
+        ),
         discount_ends_at=discount_terms.ends_at if discount_terms else None,
         promotion_code=promotion_code,
         next_recurring_discount_minor=next_discount,
@@ -425,6 +436,7 @@ def _store_discount_lines(change: SubscriptionChange, subscription: Subscription
             terms_current(subscription),
             period_start=subscription.current_period_start,
             period_end=subscription.current_period_end,
+            locale=subscription.customer.country,
         )
         eligible_before = discounts.eligible_recurring_minor(terms_lines=after, discount_terms=terms) - sum(
             line.full_amount_minor for line in charge_lines if terms.applies_to(line.sku_code)

@@ -59,10 +59,10 @@ from subscriptions.models import (
     SubscriptionStatus,
     User,
 )
-from subscriptions.money import format_money
+from subscriptions.money import format_date, format_money
 from subscriptions.periods import add_months, period_end
 from subscriptions.services.audit import audit_record
-from subscriptions.services.terms import PreviewLine, format_day, terms_current, terms_lines, terms_projected
+from subscriptions.services.terms import PreviewLine, terms_current, terms_lines, terms_projected
 
 # --- the computation (pure) -----------------------------------------------------------------------------------------
 
@@ -386,7 +386,7 @@ def _coupon_checks(
     currency: str | None,
 ) -> None:
     if coupon.redeem_by is not None and coupon.redeem_by <= at:
-        raise PromotionCodeExpired(f"This offer ended on {format_day(coupon.redeem_by)}.")
+        raise PromotionCodeExpired(f"This offer ended on {format_date(coupon.redeem_by, customer.country)}.")
     if coupon.max_redemptions is not None and coupon.times_redeemed >= coupon.max_redemptions:
         raise PromotionCodeLimitReached("This offer has been fully redeemed.")
     if Discount.objects.filter(coupon=coupon, customer=customer).exists():
@@ -419,7 +419,7 @@ def _coupon_checks(
         )
         holder = "Your account"
     if existing is not None and existing.coupon_id != coupon.pk:
-        until = f" until {format_day(existing.ends_at)}" if existing.ends_at else ""
+        until = f" until {format_date(existing.ends_at, customer.country)}" if existing.ends_at else ""
         raise PromotionCodeNotApplicable(
             f"{holder} already has a discount ({existing.coupon.name}{until}); discounts do not combine."
         )
@@ -427,7 +427,8 @@ def _coupon_checks(
 
 def _promotion_code_checks(promotion_code, *, customer: Customer, at: datetime) -> None:
     if promotion_code.expires_at is not None and promotion_code.expires_at <= at:
-        raise PromotionCodeExpired(f"This promotion code expired on {format_day(promotion_code.expires_at)}.")
+        expired = format_date(promotion_code.expires_at, customer.country)
+        raise PromotionCodeExpired(f"This promotion code expired on {expired}.")
     if promotion_code.max_redemptions is not None and promotion_code.times_redeemed >= promotion_code.max_redemptions:
         raise PromotionCodeLimitReached("This promotion code has been fully redeemed.")
     if promotion_code.first_time_only and _has_been_invoiced(customer.pk):
@@ -616,7 +617,7 @@ def discount_redeem(
         Coupon.objects.filter(pk=coupon.pk).update(times_redeemed=F("times_redeemed") + 1)
         if code_row is not None:
             type(code_row).objects.filter(pk=code_row.pk).update(times_redeemed=F("times_redeemed") + 1)
-        until = f" until {format_day(ends_at)}" if ends_at else " (no end)"
+        until = f" until {format_date(ends_at, customer.country)}" if ends_at else " (no end)"
         audit_record(
             customer=customer,
             actor=actor,
@@ -659,28 +660,30 @@ def discount_end(*, discount_id: int, at: datetime | None = None, actor: User | 
         if discount.ends_at is None or boundary < discount.ends_at:
             before = discount.ends_at
             discount.ends_at = max(boundary, discount.starts_at)
+            ends = format_date(discount.ends_at, discount.customer.country)
             discount.save(update_fields=["ends_at"])
             audit_record(
                 customer=discount.customer,
                 actor=actor,
                 action="discount.ended",
                 obj=discount,
-                summary=f"Discount {discount.coupon.name} ends {format_day(discount.ends_at)}",
+                summary=f"Discount {discount.coupon.name} ends {ends}",
                 before={"ends_at": before.isoformat() if before else None},
                 after={"ends_at": discount.ends_at.isoformat()},
             )
     return discount
 
 
-def discount_describe(terms: DiscountTerms | None, currency: str) -> str:
-    """“Launch 20 (20 % off), until 1 Mar 2027” — for previews and the dashboard."""
+def discount_describe(terms: DiscountTerms | None, currency: str, where: str) -> str:
+    """“Launch 20 (20 % off), until Mar 1, 2027” — for previews and the dashboard; amounts and dates as `where` (the
+    customer's country) writes them."""
     if terms is None:
         return ""
     if terms.kind == CouponKind.PERCENT:
         what = terms.label
     else:
-        what = f"{terms.name} ({format_money(terms.amount_off_minor, currency)} off)"
-    return f"{what}, until {format_day(terms.ends_at)}" if terms.ends_at else f"{what}, no end date"
+        what = f"{terms.name} ({format_money(terms.amount_off_minor, currency, where)} off)"
+    return f"{what}, until {format_date(terms.ends_at, where)}" if terms.ends_at else f"{what}, no end date"
 
 
 # --- the next invoice, with its discount (staff attach preview, customers' discount preview, dashboard) -------------
@@ -722,7 +725,8 @@ def next_invoice_preview(
         terms = terms_projected(subscription)
         start = subscription.current_period_end
         end = period_end(start, terms.interval)
-    lines = terms_lines(terms, period_start=start, period_end=end)
+    where = subscription.customer.country  # the customer reads the periods and dates as written there
+    lines = terms_lines(terms, period_start=start, period_end=end, locale=where)
     if discount_terms is False:
         discount_terms = DiscountsFor([subscription]).terms(subscription, start, end)
     elif discount_terms is not None and not discount_terms.active_at(start):
@@ -765,7 +769,7 @@ def next_invoice_preview(
         tax_minor=result.tax_minor,
         total_minor=result.total_minor,
         discount_minor=sum(line.amount_minor for line in discount_lines),
-        discount_description=discount_describe(discount_terms, subscription.currency),
+        discount_description=discount_describe(discount_terms, subscription.currency, where),
         discount_ends_at=discount_terms.ends_at if discount_terms else None,
         promotion_code=promotion_code,
     )

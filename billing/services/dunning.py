@@ -30,6 +30,7 @@ from billing.services.events import invoice_overdue_record
 from billing.services.payments import invoice_collect, money
 from billing.services.transitions import transition_set
 from subscriptions.models import LIVE_STATUSES, ActorKind, Membership, Role, Subscription, SubscriptionStatus
+from subscriptions.money import format_date
 from subscriptions.services.audit import audit_record
 from subscriptions.services.lifecycle import subscription_cancel_now, subscription_mark_past_due, subscription_restore
 
@@ -134,7 +135,7 @@ def dunning_payment_failed(*, invoice_id: int, payment_id: int, now: datetime | 
                 f"We could not charge your card for invoice {invoice} "
                 f"({_amount(invoice)}): {reason}.\n\n"
                 f"Pay it now: {pay_url(invoice)}\n\n"
-                f"We will try your default card again on {case.next_retry_at:%d %B %Y}. "
+                f"We will try your default card again on {format_date(case.next_retry_at, invoice.customer.country)}. "
                 "You can change your card on the payment methods page.\n"
             ),
         )
@@ -142,7 +143,8 @@ def dunning_payment_failed(*, invoice_id: int, payment_id: int, now: datetime | 
 
 
 def _amount(invoice: Invoice) -> str:
-    return money(invoice.amount_due_minor, invoice.currency)
+    """The amount due as the customer's country writes amounts (the e-mails' dates follow the same locale)."""
+    return money(invoice.amount_due_minor, invoice.currency, invoice.customer.country)
 
 
 def dunning_payment_succeeded(*, invoice_id: int, payment_id: int | None = None) -> DunningCase | None:

@@ -27,6 +27,7 @@ from billing.services.invoices import invoices_recheck_for_customer
 from billing.services.transitions import transition_set
 from subscriptions import clock
 from subscriptions.models import Customer, Membership, Role, User
+from subscriptions.money import format_date
 from subscriptions.places import jurisdiction_exists
 from subscriptions.services.audit import audit_record
 
@@ -346,7 +347,8 @@ def tax_exemption_send_reminders(*, today: date | None = None) -> int:
                         body=(
                             f"Hello,\n\nThe tax exemption certificate {exemption.certificate_number} for "
                             f"{', '.join(exemption.jurisdictions)} on file for {exemption.customer.name} is valid "
-                            f"until {exemption.expires_on.isoformat()} (its last valid day). Upload a renewed "
+                            f"until {format_date(exemption.expires_on, exemption.customer.country)} (its last valid "
+                            "day). Upload a renewed "
                             "certificate in the portal (Billing → Tax exemption) so your invoices stay tax-free."
                             "\n\nContinuum Billing"
                         ),

@@ -33,6 +33,7 @@ from subscriptions.models import (
     SubscriptionAddon,
     SubscriptionStatus,
 )
+from subscriptions.money import format_date
 from subscriptions.selectors import enablement_status
 
 # The statuses the billing run invoices (billing.services.billing_run.BILLABLE_STATUSES).
@@ -304,7 +305,8 @@ def dashboard_context(*, customer, user, can) -> dict:
         if unpaid is not None:
             hints.append(
                 {
-                    "text": f"Invoice {unpaid.number} is unpaid; it is due on {unpaid.due_on:%-d %b %Y}",
+                    "text": f"Invoice {unpaid.number} is unpaid; it is due on "
+                    + format_date(unpaid.due_on, customer.country),
                     "url": reverse("portal:invoice_detail", args=[customer.pk, unpaid.invoice_id]),
                     "link": f"view invoice {unpaid.number}",
                     "kind": "unpaid-invoice",
@@ -319,7 +321,8 @@ def dashboard_context(*, customer, user, can) -> dict:
             hints.append(
                 {
                     "text": (
-                        f"Your tax-exemption certificate expires {when} ({expires_on:%-d %b %Y}): upload its renewal"
+                        f"Your tax-exemption certificate expires {when} ({format_date(expires_on, customer.country)}): "
+                        "upload its renewal"
                     ),
                     "url": reverse("portal:tax", args=[customer.pk]),
                     "link": "upload a certificate",

@@ -19,6 +19,7 @@ from django.utils import timezone
 from subscriptions import policy
 from subscriptions.exceptions import InvitationError, InvitationExpired, LastOwner, MembershipError, RoleNotGrantable
 from subscriptions.models import Customer, Invitation, Membership, Role, SeatAssignment, User
+from subscriptions.money import format_date
 from subscriptions.services.audit import audit_record
 from subscriptions.services.events import member_event_record
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
@@ -42,7 +43,7 @@ def invitation_url(invitation: Invitation) -> str:
 def _send_invitation(invitation: Invitation) -> None:
     inviter = invitation.invited_by.get_full_name() if invitation.invited_by else "Your team"
     role = Role(invitation.role).label.lower()
-    expires = f"{invitation.expires_at.day} {invitation.expires_at:%b %Y}"
+    expires = format_date(invitation.expires_at, invitation.customer.country)  # as the team's country writes dates
     send_mail(
         subject=f"{inviter} invited you to {invitation.customer.name} on Continuum",
         message=(

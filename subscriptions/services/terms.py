@@ -7,7 +7,7 @@ from the live catalog. Pure reads; no writes.
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.db.models import OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -21,6 +21,7 @@ from subscriptions.models import (
     Subscription,
     SubscriptionAddon,
 )
+from subscriptions.money import format_period
 
 
 @dataclass(frozen=True)
@@ -205,17 +206,6 @@ def _replace(terms: Terms, **changes) -> Terms:
 # --- lines -----------------------------------------------------------------------------------------------------
 
 
-def format_day(moment: datetime, *, with_year: bool = True) -> str:
-    moment = moment.astimezone(UTC)
-    return f"{moment.day} {moment:%b %Y}" if with_year else f"{moment.day} {moment:%b}"
-
-
-def format_period(start: datetime, end: datetime) -> str:
-    """'12 Nov – 1 Dec 2026' (the end is the exclusive period end, as the customer's renewal date)."""
-    start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
-    return f"{format_day(start_utc, with_year=start_utc.year != end_utc.year)} – {format_day(end_utc)}"
-
-
 def seats_phrase(count: int, *, adjective: str = "") -> str:
     word = "seat" if count == 1 else "seats"
     return f"{count} {adjective + ' ' if adjective else ''}{word}"
@@ -311,12 +301,13 @@ def full_period_line(
     )
 
 
-def terms_lines(terms: Terms, *, period_start: datetime, period_end: datetime) -> list[PreviewLine]:
+def terms_lines(terms: Terms, *, period_start: datetime, period_end: datetime, locale: str) -> list[PreviewLine]:
     """The full-period recurring lines for `terms`: flat fee, billed seats (if any), each add-on.
 
-    Billing uses these to invoice a period (renewal); amounts are exact (no proration).
+    Billing uses these to invoice a period (renewal); amounts are exact (no proration). The period in each description
+    is written as `locale` (the customer's country, see subscriptions.money) writes dates.
     """
-    period = format_period(period_start, period_end)
+    period = format_period(period_start, period_end, locale)
     package = terms.package
     included = f" (includes {seats_phrase(terms.included_seats)})" if terms.included_seats else ""
     lines = [
@@ -363,4 +354,5 @@ def subscription_recurring_lines(
         terms_current(subscription),
         period_start=period_start or subscription.current_period_start,
         period_end=period_end or subscription.current_period_end,
+        locale=subscription.customer.country,
     )

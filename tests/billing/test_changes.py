@@ -6,7 +6,7 @@ from billing.services.changes import UnknownChangeKind, change_apply, change_pre
 from billing.services.profiles import billing_profile_update
 from subscriptions.services.changes import subscription_change_seats_apply
 from tests.billing.conftest import established
-from tests.factories import utc
+from tests.factories import BillingProfileFactory, CustomerFactory, SubscriptionFactory, utc
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("worked_example_clock")]
 AT = utc(2026, 11, 16)  # 15 of 30 days left in [1 Nov, 1 Dec): factor 0.5
@@ -25,7 +25,19 @@ def test_change_preview_says_next_invoice_for_net_terms_customers(customer, subs
     billing_profile_update(customer=customer, change_billing_mode="next_invoice")
     billed = change_preview(subscription_id=subscription.pk, kind="seats", seats=14, at=AT)
     assert billed.billing_mode == "next_invoice"
-    assert billed.billing_message == "$20.00 will be added to your next invoice on 01 Dec 2026."
+    assert billed.billing_message == "$20.00 will be added to your next invoice on Dec 1, 2026."
+
+
+def test_change_preview_text_writes_amount_and_date_as_the_customer_s_country_does(db):
+    # given a customer in Germany billed in euros, on net terms (changes go on the next invoice)
+    german = CustomerFactory(name="Kunde", country="DE", currency="EUR")
+    BillingProfileFactory(customer=german, billing_emails=["ap@kunde.test"])
+    billing_profile_update(customer=german, change_billing_mode="next_invoice")
+    subscription = SubscriptionFactory(customer=german)
+    # when adding 4 seats is previewed on 16 Nov
+    billed = change_preview(subscription_id=subscription.pk, kind="seats", seats=14, at=AT)
+    # then the explanation reads as written in Germany: "20,00 €" and "1 Dec 2026" (a US customer: "Dec 1, 2026")
+    assert billed.billing_message == "20,00\u00a0€ will be added to your next invoice on 1 Dec 2026."
 
 
 def test_change_preview_nothing_now_for_scheduled_decrease(customer, subscription):

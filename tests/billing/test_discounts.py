@@ -28,7 +28,7 @@ from billing.services.profiles import billing_profile_update
 from subscriptions.models import Subscription
 from tests.billing.conftest import established
 from tests.billing.discount_support import make_code, make_coupon
-from tests.factories import SubscriptionFactory, utc
+from tests.factories import CustomerFactory, SubscriptionFactory, utc
 from tests.subscriptions.conftest import catalog  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
@@ -325,6 +325,26 @@ def test_a_customer_redeems_an_offer_once_and_discounts_do_not_combine(customer,
         discount_redeem(customer=customer, subscription=team_sub, promotion_code="LAUNCH20")
     with pytest.raises(PromotionCodeNotApplicable, match="do not combine"):
         discount_redeem(customer=customer, subscription=team_sub, promotion_code="OTHER")
+
+
+def test_a_discount_s_end_is_written_as_the_customer_s_country_writes_dates(customer, team_sub, catalog):  # noqa: F811
+    # given a 20 % code for 3 periods (so it ends on 1 Feb), and the same Team subscription for a customer in Germany
+    make_code(make_coupon(duration="repeating", periods=3))
+    german = SubscriptionFactory(customer=CustomerFactory(country="DE"), package=catalog.team, seats=10)
+    # when each previews 4 more seats mid-period with the code
+    us_preview, de_preview = (
+        change_preview(subscription_id=sub.pk, kind="seats", seats=14, at=MID, promotion_code="LAUNCH20")
+        for sub in (team_sub, german)
+    )
+    # then the discount's "until" reads as each country writes dates
+    assert us_preview.discount_description == "Launch 20 (20 % off), until Feb 1, 2027"
+    assert de_preview.discount_description == "Launch 20 (20 % off), until 1 Feb 2027"
+    # and so does the refusal of a second discount once the German customer has redeemed it
+    discount_redeem(customer=german.customer, subscription=german, promotion_code="LAUNCH20")
+    make_code(make_coupon(name="Other"), code="OTHER")
+    with pytest.raises(PromotionCodeNotApplicable) as refused:
+        discount_redeem(customer=german.customer, subscription=german, promotion_code="OTHER")
+    assert "(Launch 20 until 1 Feb 2027); discounts do not combine" in refused.value.message
 
 
 def test_a_refused_code_on_a_change_rolls_the_change_back(customer, team_sub, owner):

@@ -1,6 +1,6 @@
 """A real HTTP receiver on 127.0.0.1 for the provisioning webhook: verifies signatures, can fail or stall on demand.
 
-Used by tests/subscriptions/test_provisioning.py and tests/integration/test_provisioning.py.
+Used by tests/subscriptions/provisioning/test_provisioning.py and tests/integration/test_provisioning.py.
 """
 
 import json

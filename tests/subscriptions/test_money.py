@@ -2,6 +2,7 @@
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from babel.numbers import list_currencies
@@ -13,6 +14,7 @@ from subscriptions.money import (
     format_moment,
     format_money,
     format_money_staff,
+    format_period,
     major_to_minor,
     minor_digits,
     minor_to_major,
@@ -93,6 +95,18 @@ def test_format_date_in_the_customer_s_locale():
     assert format_date(date(2026, 3, 31), "US") == "Mar 31, 2026"
     assert format_date(date(2026, 3, 31), "DE") == "31 Mar 2026"
     assert format_date(datetime(2026, 3, 31, 23, 30, tzinfo=UTC), "US") == "Mar 31, 2026"
+
+
+def test_format_period_writes_a_range_of_days_as_the_customer_s_locale_does():
+    # the end is the exclusive period end (the renewal day); CLDR puts thin spaces around the dash
+    nov_12, dec_1 = datetime(2026, 11, 12, 15, 30, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    assert format_period(nov_12, dec_1, "US") == "Nov 12\u2009–\u2009Dec 1, 2026"
+    assert format_period(nov_12, dec_1, "DE") == "12 Nov\u2009–\u20091 Dec 2026"
+    assert format_period(nov_12, dec_1, "GB") == "12 Nov\u2009–\u20091 Dec 2026"
+    # a range over a new year writes both years; a datetime is read as its UTC day
+    assert format_period(date(2026, 12, 1), date(2027, 1, 1), "US") == "Dec 1, 2026\u2009–\u2009Jan 1, 2027"
+    late = datetime(2026, 11, 30, 23, 30, tzinfo=UTC).astimezone(ZoneInfo("Asia/Tokyo"))  # 1 Dec in Tokyo
+    assert format_period(late, dec_1, "US") == "Nov 30\u2009–\u2009Dec 1, 2026"
 
 
 def test_format_moment_writes_day_and_time_in_the_customer_s_locale():

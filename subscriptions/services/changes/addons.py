@@ -21,6 +21,7 @@ from subscriptions.models import (
     SubscriptionAddon,
     SubscriptionChange,
 )
+from subscriptions.money import format_date, format_period
 from subscriptions.services.changes.apply import ApplyRequest, _apply
 from subscriptions.services.changes.catalog import _attaches, _catalog_offer, _interval_label, _offered_price
 from subscriptions.services.changes.loading import _apply_scheduled, _current, _load, _now, _pending, _projected
@@ -35,11 +36,7 @@ from subscriptions.services.changes.plan import (
     _require_changeable,
 )
 from subscriptions.services.proration import prorate
-from subscriptions.services.terms import (
-    format_day,
-    format_period,
-    sku_for,
-)
+from subscriptions.services.terms import sku_for
 
 Kind = SubscriptionChange.Kind
 
@@ -110,7 +107,7 @@ def _plan_addon_add(subscription: Subscription, at: datetime, addon_slug) -> _Pl
         end = subscription.current_period_end
         lines.append(
             _line(
-                description=f"{addon.name}, {format_period(at, end)} (prorated)",
+                description=f"{addon.name}, {format_period(at, end, subscription.customer.country)} (prorated)",
                 start=at,
                 end=end,
                 quantity=1,
@@ -160,11 +157,9 @@ def _plan_addon_remove(subscription: Subscription, at: datetime, addon_slug) -> 
         for c in _pending(subscription)
         if c.kind == ScheduledChangeKind.REMOVE_ADDON and int(c.payload["package_id"]) == addon.pk
     ]
+    renews = format_date(subscription.current_period_end, subscription.customer.country)
     if already:
-        raise NoChange(
-            f"{addon.name} is already scheduled to end on {format_day(subscription.current_period_end)}.",
-            field="addon",
-        )
+        raise NoChange(f"{addon.name} is already scheduled to end on {renews}.", field="addon")
     immediate = addon.downgrade_timing == DowngradeTiming.IMMEDIATE
     projected = _projected(subscription)
     next_recurring = projected.recurring_amount_minor - (
@@ -175,7 +170,7 @@ def _plan_addon_remove(subscription: Subscription, at: datetime, addon_slug) -> 
         end = subscription.current_period_end
         lines.append(
             _line(
-                description=f"Unused time on {addon.name}, {format_period(at, end)}",
+                description=f"Unused time on {addon.name}, {format_period(at, end, subscription.customer.country)}",
                 start=at,
                 end=end,
                 quantity=1,
@@ -199,7 +194,7 @@ def _plan_addon_remove(subscription: Subscription, at: datetime, addon_slug) -> 
         )
         return {"scheduled_change_id": scheduled.pk}
 
-    when_text = "now" if immediate else f"on {format_day(subscription.current_period_end)}"
+    when_text = "now" if immediate else f"on {renews}"
     preview = _preview(
         Kind.REMOVE_ADDON,
         subscription,

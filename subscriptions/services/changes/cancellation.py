@@ -8,10 +8,10 @@ from subscriptions.models import (
     Subscription,
     SubscriptionChange,
 )
+from subscriptions.money import format_date
 from subscriptions.services.changes.apply import ApplyRequest, _apply
 from subscriptions.services.changes.loading import _load, _now, _projected
 from subscriptions.services.changes.plan import ChangePreview, _Plan, _preview, _require_changeable
-from subscriptions.services.terms import format_day
 
 Kind = SubscriptionChange.Kind
 
@@ -24,12 +24,11 @@ def _plan_cancel(subscription: Subscription, at: datetime, reason) -> _Plan:
     if not isinstance(reason, str):
         raise CancellationError("The reason must be text.", field="reason")
     reason = reason.strip()
+    ends = format_date(subscription.current_period_end, subscription.customer.country)  # as the customer writes dates
     if len(reason) > MAX_REASON_LENGTH:
         raise CancellationError(f"Please keep the reason under {MAX_REASON_LENGTH} characters.", field="reason")
     if subscription.cancel_at_period_end:
-        raise CancellationError(
-            f"Your subscription is already set to end on {format_day(subscription.current_period_end)}."
-        )
+        raise CancellationError(f"Your subscription is already set to end on {ends}.")
 
     def write(sub: Subscription, when: datetime, actor) -> dict:
         sub.cancel_at_period_end = True
@@ -42,8 +41,7 @@ def _plan_cancel(subscription: Subscription, at: datetime, reason) -> _Plan:
         at,
         immediate=False,
         lines=[],
-        summary=f"Your subscription ends on {format_day(subscription.current_period_end)}; "
-        "you keep everything until then",
+        summary=f"Your subscription ends on {ends}; you keep everything until then",
     )
     return _Plan(
         preview,
@@ -72,7 +70,8 @@ def _plan_reactivate(subscription: Subscription, at: datetime) -> _Plan:
         immediate=True,
         lines=[],
         next_terms=projected,
-        summary=f"Your subscription continues and renews on {format_day(subscription.current_period_end)}",
+        summary="Your subscription continues and renews on "
+        + format_date(subscription.current_period_end, subscription.customer.country),
     )
     return _Plan(
         preview,

@@ -21,6 +21,7 @@ from subscriptions.models import (
     Subscription,
     SubscriptionChange,
 )
+from subscriptions.money import format_date, format_period
 from subscriptions.periods import period_end as compute_period_end
 from subscriptions.services.changes.apply import ApplyRequest, _apply
 from subscriptions.services.changes.catalog import (
@@ -53,8 +54,6 @@ from subscriptions.services.terms import (
     AddonTerms,
     PreviewLine,
     Terms,
-    format_day,
-    format_period,
     full_period_line,
     seats_phrase,
     sku_for,
@@ -240,17 +239,20 @@ def _package_lines(move: _PackageMove, at: datetime) -> list[PreviewLine]:
     and charged for it as well."""
     subscription, current_terms, new_terms = move.subscription, move.current_terms, move.new_terms
     period_end = subscription.current_period_end
+    where = subscription.customer.country  # periods in the descriptions are written as the customer writes dates
     factor = _factor(subscription, at)
     new_sku = sku_for(move.target, SkuKind.RECURRING_FLAT)
     old_label = f"{subscription.package.name} ({seats_phrase(subscription.seats)})"
     new_label = f"{move.target.name} ({seats_phrase(move.new_seats)})"
     lines = [
-        _unused_time_line(old_label, current_terms.base_amount_minor, at, period_end, factor, subscription.package)
+        _unused_time_line(
+            old_label, current_terms.base_amount_minor, at, period_end, factor, subscription.package, where
+        )
     ]
     if move.new_period is None:
         lines.append(
             _line(
-                description=f"{new_label}, {format_period(at, period_end)} (prorated)",
+                description=f"{new_label}, {format_period(at, period_end, where)} (prorated)",
                 start=at,
                 end=period_end,
                 quantity=1,
@@ -262,7 +264,7 @@ def _package_lines(move: _PackageMove, at: datetime) -> list[PreviewLine]:
         )
         return lines
     new_start, new_end = move.new_period
-    new_period = format_period(new_start, new_end)
+    new_period = format_period(new_start, new_end, where)
     lines.append(
         full_period_line(
             f"{new_label}, {_interval_label(move.interval)}, {new_period}",
@@ -275,7 +277,9 @@ def _package_lines(move: _PackageMove, at: datetime) -> list[PreviewLine]:
     )
     for old_addon, new_addon in zip(current_terms.addons, new_terms.addons, strict=True):
         lines.append(
-            _unused_time_line(old_addon.package.name, old_addon.amount_minor, at, period_end, factor, old_addon.package)
+            _unused_time_line(
+                old_addon.package.name, old_addon.amount_minor, at, period_end, factor, old_addon.package, where
+            )
         )
         lines.append(
             full_period_line(
@@ -290,10 +294,13 @@ def _package_lines(move: _PackageMove, at: datetime) -> list[PreviewLine]:
     return lines
 
 
-def _unused_time_line(label: str, amount_minor: int, at, period_end, factor, package: Package) -> PreviewLine:
-    """The credit for the unused part of the period of what the move ends (the old package, or an add-on)."""
+def _unused_time_line(
+    label: str, amount_minor: int, at, period_end, factor, package: Package, where: str
+) -> PreviewLine:
+    """The credit for the unused part of the period of what the move ends (the old package, or an add-on); `where`:
+    the customer's country, whose way of writing dates the period follows."""
     return _line(
-        description=f"Unused time on {label}, {format_period(at, period_end)}",
+        description=f"Unused time on {label}, {format_period(at, period_end, where)}",
         start=at,
         end=period_end,
         quantity=1,
@@ -330,7 +337,8 @@ def _describe(move: _PackageMove) -> tuple[str, list[str]]:
         what = f"{target.name} with {_interval_label(move.interval)} billing"
     if move.immediate:
         return f"Move to {what}, starting now", notes
-    return f"Move to {what} on {format_day(subscription.current_period_end)}", notes
+    renews = format_date(subscription.current_period_end, subscription.customer.country)
+    return f"Move to {what} on {renews}", notes
 
 
 def subscription_change_package_preview(

@@ -25,6 +25,7 @@ from subscriptions.models import (
     Subscription,
     SubscriptionChange,
 )
+from subscriptions.money import format_date, format_period
 from subscriptions.services.changes.apply import ApplyRequest, _apply
 from subscriptions.services.changes.loading import _load, _now, _pending, _projected, _seats_assigned
 from subscriptions.services.changes.plan import (
@@ -41,8 +42,6 @@ from subscriptions.services.proration import prorate
 from subscriptions.services.terms import (
     PreviewLine,
     Terms,
-    format_day,
-    format_period,
     seats_phrase,
     sku_for,
 )
@@ -86,9 +85,10 @@ def _validate_not_below_assigned(subscription: Subscription, seats: int) -> None
 
 def _validate_commitment(subscription: Subscription, seats: int) -> None:
     if subscription.interval == Interval.YEAR and seats < subscription.committed_seats:
+        until = format_date(subscription.current_period_end, subscription.customer.country)
         raise SeatsBelowCommitment(
-            f"Your annual plan commits to {seats_phrase(subscription.committed_seats)} until "
-            f"{format_day(subscription.current_period_end)}; you can lower it from then on."
+            f"Your annual plan commits to {seats_phrase(subscription.committed_seats)} until {until}; "
+            "you can lower it from then on."
         )
 
 
@@ -141,15 +141,11 @@ def _plan_seats(subscription: Subscription, at: datetime, seats) -> _Plan:
             factor = _factor(subscription, at)
             start = at
             end = subscription.current_period_end
+            period = format_period(start, end, subscription.customer.country)  # as the customer writes dates
             if delta > 0:
-                description = (
-                    f"{package.name} — {seats_phrase(delta, adjective='additional')}, "
-                    f"{format_period(start, end)} (prorated)"
-                )
+                description = f"{package.name} — {seats_phrase(delta, adjective='additional')}, {period} (prorated)"
             else:
-                description = (
-                    f"{package.name} — {seats_phrase(-delta)} removed, unused time {format_period(start, end)}"
-                )
+                description = f"{package.name} — {seats_phrase(-delta)} removed, unused time {period}"
             lines.append(
                 _line(
                     description=description,
@@ -169,7 +165,8 @@ def _plan_seats(subscription: Subscription, at: datetime, seats) -> _Plan:
     if immediate:
         summary = f"Change from {current} to {seats_phrase(seats)}, starting now"
     else:
-        summary = f"Change from {current} to {seats_phrase(seats)} on {format_day(subscription.current_period_end)}"
+        renews = format_date(subscription.current_period_end, subscription.customer.country)
+        summary = f"Change from {current} to {seats_phrase(seats)} on {renews}"
 
     def write(sub: Subscription, when: datetime, actor) -> dict:
         _cancel_pending(sub, (ScheduledChangeKind.SEATS,), when)

@@ -6,9 +6,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from subscriptions.models import SubscriptionChange, SubscriptionStatus, User
+from subscriptions.money import format_date
 from subscriptions.services.lifecycle.scheduled import cancel_all_scheduled
 from subscriptions.services.lifecycle.transition import lock_subscription, status_transition
-from subscriptions.services.terms import format_day
 
 
 def subscription_cancel_now(
@@ -38,7 +38,7 @@ def subscription_cancel_now(
         subscription.cancel_reason = reason
         subscription.save(update_fields=["cancel_reason", "updated_at"])
         cancel_all_scheduled(subscription, at)
-        summary = f"Subscription canceled on {format_day(at)}"
+        summary = f"Subscription canceled on {format_date(at, subscription.customer.country)}"
         change = SubscriptionChange.objects.create(
             subscription=subscription,
             kind=SubscriptionChange.Kind.CANCEL,

@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 # per-subscription path locks and loads its rows itself).
 _PLAIN_RENEWAL_FIELDS = (
     "customer",
+    "customer__country",  # the renewal's audit summary and lines write dates as the customer does
     "package",
     "price",
     "interval",
@@ -89,6 +90,7 @@ def subscription_renew_batch(*, subscription_ids: list[int], as_of: datetime) ->
     with transaction.atomic():
         locked = list(
             Subscription.objects.select_for_update(of=("self",))
+            .select_related("customer")
             .filter(pk__in=subscription_ids)
             .exclude(status=SubscriptionStatus.ENDED)
             .filter(current_period_end__lte=as_of)

@@ -14,8 +14,9 @@ from datetime import datetime
 from typing import Protocol
 
 from subscriptions.models import ActorKind, AuditEvent, Interval, Subscription, SubscriptionStatus
+from subscriptions.money import format_date
 from subscriptions.periods import next_boundary
-from subscriptions.services.terms import PreviewLine, Terms, format_day, terms_lines
+from subscriptions.services.terms import PreviewLine, Terms, terms_lines
 
 MAX_PERIODS_PER_RENEWAL = 120  # a safety stop: ten years of monthly periods in one catch-up
 
@@ -124,6 +125,7 @@ def renewal_close(
     audit = None
     if rollover.periods:
         subscription.version += 1
+        renewed_until = format_date(subscription.current_period_end, subscription.customer.country)
         # Built, not recorded (audit_record): the batch inserts a chunk's rows with one statement.
         audit = AuditEvent(
             customer_id=subscription.customer_id,
@@ -132,7 +134,7 @@ def renewal_close(
             action="subscription.renewed",
             object_type=subscription._meta.model_name,
             object_id=str(subscription.pk),
-            summary=f"Renewed until {format_day(subscription.current_period_end)}"[:300],
+            summary=f"Renewed until {renewed_until}"[:300],
             before={"version": start_version},
             after={
                 "periods": [[p.period_start.isoformat(), p.period_end.isoformat()] for p in rollover.periods],
@@ -175,7 +177,7 @@ def advance_period(subscription: Subscription, *, start: datetime) -> None:
 def renewed_period(subscription: Subscription, terms: Terms) -> RenewedPeriod:
     """The period the subscription has just moved to, with the lines it bills on `terms`."""
     start, end = subscription.current_period_start, subscription.current_period_end
-    lines = tuple(terms_lines(terms, period_start=start, period_end=end))
+    lines = tuple(terms_lines(terms, period_start=start, period_end=end, locale=subscription.customer.country))
     return RenewedPeriod(
         period_start=start,
         period_end=end,

@@ -81,8 +81,8 @@ def test_subscription_renew_advances_period_and_returns_lines_to_invoice(subscri
     assert (period.period_start, period.period_end) == (DEC_1, JAN_1)
     assert period.amount_minor == 15_000
     assert [line.description for line in period.lines] == [
-        "Team plan (includes 5 seats), 1 Dec 2026 – 1 Jan 2027",
-        "Team — 5 additional seats, 1 Dec 2026 – 1 Jan 2027",
+        "Team plan (includes 5 seats), Dec 1, 2026\u2009–\u2009Jan 1, 2027",
+        "Team — 5 additional seats, Dec 1, 2026\u2009–\u2009Jan 1, 2027",
     ]
     assert [(line.sku_code, line.amount_minor, line.proration) for line in period.lines] == [
         ("PLAT-BASE-M", 10_000, False),

@@ -45,9 +45,9 @@ def test_subscription_change_package_upgrade_credits_old_and_charges_new_prorate
     preview = subscription_change_package_preview(subscription_id=subscription.pk, package_slug="business", at=NOV_12)
     assert preview.immediate and preview.effective_at == NOV_12
     credit, charge = preview.lines
-    assert credit.description == "Unused time on Team (10 seats), 12 Nov – 1 Dec 2026"
+    assert credit.description == "Unused time on Team (10 seats), Nov 12\u2009–\u2009Dec 1, 2026"
     assert (credit.unit_amount_minor, credit.amount_minor, credit.proration) == (-15_000, -9_500, True)
-    assert charge.description == "Business (10 seats), 12 Nov – 1 Dec 2026 (prorated)"
+    assert charge.description == "Business (10 seats), Nov 12\u2009–\u2009Dec 1, 2026 (prorated)"
     assert (charge.unit_amount_minor, charge.amount_minor, charge.sku_code) == (30_000, 19_000, "PLAT-BASE-M")
     assert preview.amount_due_now_minor == 9_500
     assert preview.next_recurring_amount_minor == 30_000
@@ -118,7 +118,7 @@ def test_subscription_change_package_monthly_to_annual_starts_new_term_now(subsc
     assert preview.immediate
     credit, charge = preview.lines
     assert credit.amount_minor == -9_500
-    assert charge.description == "Team (10 seats), annual, 12 Nov 2026 – 12 Nov 2027"
+    assert charge.description == "Team (10 seats), annual, Nov 12, 2026\u2009–\u2009Nov 12, 2027"
     assert (charge.amount_minor, charge.proration) == (150_000, False)
     assert preview.amount_due_now_minor == 140_500
     subscription_change_package_apply(
@@ -208,7 +208,7 @@ def test_subscription_change_package_refuses_dropping_below_assigned(catalog):
 def test_subscription_addon_add_is_immediate_and_prorated(subscription):
     preview = subscription_addon_add_preview(subscription_id=subscription.pk, addon_slug="premium-support", at=NOV_12)
     [line] = preview.lines
-    assert line.description == "Premium support, 12 Nov – 1 Dec 2026 (prorated)"
+    assert line.description == "Premium support, Nov 12\u2009–\u2009Dec 1, 2026 (prorated)"
     assert (line.amount_minor, line.sku_code, line.tax_category) == (1_900, "SUP-PREM-M", "services")
     assert preview.next_recurring_amount_minor == 18_000
     subscription_addon_add_apply(
@@ -245,7 +245,7 @@ def test_subscription_addon_remove_is_scheduled_and_adding_back_keeps_it(subscri
     )
     assert not preview.immediate and preview.lines == ()
     assert preview.next_recurring_amount_minor == 15_000
-    assert preview.summary == "Remove Premium support on 1 Dec 2026"
+    assert preview.summary == "Remove Premium support on Dec 1, 2026"
     subscription_addon_remove_apply(
         subscription_id=subscription.pk,
         addon_slug="premium-support",
@@ -304,7 +304,7 @@ def test_subscription_cancel_at_period_end_then_undo(subscription):
     preview = subscription_cancel_preview(subscription_id=subscription.pk, reason="Too expensive", at=NOV_12)
     assert not preview.immediate and preview.effective_at == DEC_1
     assert preview.next_recurring_amount_minor == 0 and preview.amount_due_now_minor == 0
-    assert preview.summary == "Your subscription ends on 1 Dec 2026; you keep everything until then"
+    assert preview.summary == "Your subscription ends on Dec 1, 2026; you keep everything until then"
     subscription_cancel_apply(
         subscription_id=subscription.pk,
         reason="Too expensive",

@@ -55,7 +55,7 @@ def test_subscription_change_seats_preview_prorates_an_increase(subscription):
     assert preview.currency == "USD"
     assert preview.version == subscription.version
     [line] = preview.lines
-    assert line.description == "Team — 2 additional seats, 12 Nov – 1 Dec 2026 (prorated)"
+    assert line.description == "Team — 2 additional seats, Nov 12\u2009–\u2009Dec 1, 2026 (prorated)"
     assert (line.quantity, line.unit_amount_minor, line.amount_minor, line.proration) == (2, 1_000, 1_267, True)
     assert (line.sku_code, line.tax_category) == ("SEAT-STD-M", "saas")
     assert (line.period_start, line.period_end) == (NOV_12, DEC_1)
@@ -99,6 +99,22 @@ def test_subscription_change_seats_increase_within_included_seats_costs_nothing(
     assert preview.next_recurring_amount_minor == 10_000
 
 
+def test_subscription_change_seats_writes_dates_as_the_customer_s_country_does(catalog):
+    # given the same Team subscription for a customer in Germany and one in the United States
+    germany = SubscriptionFactory(customer=CustomerFactory(country="DE"), package=catalog.team, seats=10)
+    us = SubscriptionFactory(customer=CustomerFactory(country="US"), package=catalog.team, seats=10)
+    # when each previews 12 seats (a prorated line) and 7 seats (a decrease at the period end) on 12 Nov
+    [de_line] = subscription_change_seats_preview(subscription_id=germany.pk, seats=12, at=NOV_12).lines
+    [us_line] = subscription_change_seats_preview(subscription_id=us.pk, seats=12, at=NOV_12).lines
+    de_down = subscription_change_seats_preview(subscription_id=germany.pk, seats=7, at=NOV_12)
+    us_down = subscription_change_seats_preview(subscription_id=us.pk, seats=7, at=NOV_12)
+    # then the line description and the summary write the period and the day as each country does (Babel/CLDR)
+    assert de_line.description == "Team — 2 additional seats, 12 Nov\u2009–\u20091 Dec 2026 (prorated)"
+    assert us_line.description == "Team — 2 additional seats, Nov 12\u2009–\u2009Dec 1, 2026 (prorated)"
+    assert de_down.summary == "Change from 10 to 7 seats on 1 Dec 2026"
+    assert us_down.summary == "Change from 10 to 7 seats on Dec 1, 2026"
+
+
 def test_subscription_change_seats_decrease_is_scheduled_for_period_end_without_refund(subscription):
     preview = subscription_change_seats_preview(subscription_id=subscription.pk, seats=7, at=NOV_12)
     assert preview.immediate is False
@@ -106,7 +122,7 @@ def test_subscription_change_seats_decrease_is_scheduled_for_period_end_without_
     assert preview.lines == ()
     assert preview.amount_due_now_minor == 0
     assert preview.next_recurring_amount_minor == 12_000
-    assert preview.summary == "Change from 10 to 7 seats on 1 Dec 2026"
+    assert preview.summary == "Change from 10 to 7 seats on Dec 1, 2026"
     subscription_change_seats_apply(
         subscription_id=subscription.pk, seats=7, expected_version=preview.version, actor=None, at=NOV_12
     )
@@ -194,7 +210,7 @@ def test_subscription_change_seats_refuses_annual_commitment_decrease_mid_term(c
     assert subscription.committed_seats == 20
     with pytest.raises(SeatsBelowCommitment) as caught:
         subscription_change_seats_preview(subscription_id=subscription.pk, seats=15, at=NOV_12)
-    assert "commits to 20 seats until 1 Nov 2027" in caught.value.message
+    assert "commits to 20 seats until Nov 1, 2027" in caught.value.message
     # increases are fine
     assert subscription_change_seats_preview(subscription_id=subscription.pk, seats=25, at=NOV_12).immediate
 
