@@ -42,10 +42,10 @@ def memberships_for_user(*, user: User) -> list[Membership]:
 # --- catalog, subscriptions, seats, people, audit ------------------------------------------------------
 
 
-def sku_tax_categories(*, package_ids) -> dict[int, dict[str, str]]:
-    """{package id: {SKU kind: tax category}} for each of `package_ids`, answering as
-    `subscriptions.services.terms.sku_for(package, kind)[1]` does (a seat line without a per-seat SKU uses the flat
-    fee's; otherwise the package's first component by SKU code; otherwise "saas"), in one plain query."""
+def package_skus(*, package_ids) -> dict[int, dict[str, tuple[str, str]]]:
+    """{package id: {SKU kind: (SKU code, tax category)}} for each of `package_ids`, answering as
+    `subscriptions.services.terms.sku_for(package, kind)` does (a seat line without a per-seat SKU uses the flat
+    fee's; otherwise the package's first component by SKU code; otherwise ("", "saas")), in one plain query."""
     components: dict[int, list[tuple[str, str, str]]] = {package_id: [] for package_id in package_ids}
     if not components:
         return {}
@@ -57,14 +57,14 @@ def sku_tax_categories(*, package_ids) -> dict[int, dict[str, str]]:
         components[package_id].append((code, kind, category))
     result = {}
     for package_id, rows in components.items():
-        first = rows[0][2] if rows else "saas"
-        by_kind = {}
-        for _code, kind, category in rows:
-            by_kind.setdefault(kind, category)
-        categories = {kind: by_kind.get(kind, first) for kind in SkuKind.values}
+        first = (rows[0][0], rows[0][2]) if rows else ("", "saas")
+        by_kind: dict[str, tuple[str, str]] = {}
+        for code, kind, category in rows:
+            by_kind.setdefault(kind, (code, category))
+        skus = {kind: by_kind.get(kind, first) for kind in SkuKind.values}
         if SkuKind.RECURRING_PER_SEAT not in by_kind:
-            categories[SkuKind.RECURRING_PER_SEAT] = by_kind.get(SkuKind.RECURRING_FLAT, first)
-        result[package_id] = categories
+            skus[SkuKind.RECURRING_PER_SEAT] = by_kind.get(SkuKind.RECURRING_FLAT, first)
+        result[package_id] = skus
     return result
 
 

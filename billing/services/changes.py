@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 
+from billing.estimates import package_skus_cached
 from billing.exceptions import BillingError
 from billing.models import BillingProfile, ChangeBillingMode, Invoice, InvoiceKind, LineKind, PendingInvoiceItem
 from billing.services import discounts
@@ -103,11 +104,15 @@ def _mode(customer_id: int, amount_due_now_minor: int, *, profile: BillingProfil
     return (profile.change_billing_mode if profile is not None else "") or ChangeBillingMode.INVOICE_NOW
 
 
-def subscriptions_for_billed_change() -> QuerySet[Subscription]:
+def subscriptions_for_billed_change(*, skus: bool = True) -> QuerySet[Subscription]:
     """`subscriptions_for_change` plus the customer's billing profile (tax location, billing mode): everything a
-    billed preview reads about the subscription, in the same queries. Pass what it returns as `subscription=`."""
+    billed preview reads about the subscription, in the same queries. Pass what it returns as `subscription=`.
+
+    `skus=False` is the lean read path of a live preview (one per keystroke): no SKU subqueries; `change_preview`
+    takes the package and add-on SKUs from the per-package cache of `billing.estimates` (never stale: it is keyed
+    by the catalog token every Sku/PackageComponent save or delete renews)."""
     return (
-        sub_changes.subscriptions_for_change()
+        sub_changes.subscriptions_for_change(skus=skus)
         .select_related("customer__billing_profile")
         .annotate(**discounts.has_discount_annotation())
     )
@@ -302,6 +307,9 @@ def change_preview(
         subscription = subscriptions_for_billed_change().filter(pk=subscription_id).first()
     if subscription is not None and _renew_if_period_over(subscription, params.get("at") or clock.now()):
         subscription = subscriptions_for_billed_change().filter(pk=subscription_id).first()
+    unannotated = sub_changes.change_package_ids(subscription) if subscription is not None else set()
+    if unannotated:  # loaded by the lean shape: the SKUs come from the per-package cache
+        sub_changes.change_skus_remember(subscription, package_skus_cached(package_ids=unannotated))
     # None here (no such subscription): the subscriptions service raises its own "does not exist" error.
     preview = preview_fn(subscription_id=subscription_id, subscription=subscription, **params)
     if subscription is None:
