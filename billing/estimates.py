@@ -34,6 +34,7 @@ from django.db.models.signals import post_delete, post_save
 
 from billing.models import BillingProfile, TaxExemption, TaxRate
 from billing.selectors import InvoiceEstimate, invoice_estimates_for_customer
+from billing.services.tax import tax_rates_for
 from subscriptions.models import PackageComponent, Sku
 from subscriptions.selectors import package_skus
 
@@ -152,6 +153,18 @@ def package_skus_cached(*, package_ids: set[int]) -> dict[int, dict[str, tuple[s
     delete of a Sku or PackageComponent): what `sku_for` answers, without a query once a package is cached."""
     catalog_token, _ = _tokens()
     return _skus(set(package_ids), catalog_token)
+
+
+def tax_rates_cached(*, country: str, region: str, tax_date: date) -> list[TaxRate]:
+    """The tax rates `tax_context_for` reads for (country, region) on `tax_date`, cached under the rates token
+    (renewed on every save or delete of a TaxRate): a live preview needs no rate query per keystroke."""
+    _, rates_token = _tokens()
+    key = f"estimate:{KEY_VERSION}:rates:{rates_token}:{country}:{region}:{tax_date.isoformat()}"
+    rates = cache.get(key)
+    if rates is None:
+        rates = tax_rates_for(country=country, region=region, tax_date=tax_date)
+        cache.set(key, rates, timeout=cache_seconds())
+    return rates
 
 
 def _categories(package_ids: set[int], catalog_token: str) -> dict[int, dict[str, str]]:

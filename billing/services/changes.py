@@ -17,17 +17,25 @@ from datetime import datetime
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.dateparse import parse_datetime
 
-from billing.estimates import package_skus_cached
+from billing.estimates import package_skus_cached, tax_rates_cached
 from billing.exceptions import BillingError
-from billing.models import BillingProfile, ChangeBillingMode, Invoice, InvoiceKind, LineKind, PendingInvoiceItem
+from billing.models import (
+    BillingProfile,
+    ChangeBillingMode,
+    Invoice,
+    InvoiceKind,
+    LineKind,
+    PendingInvoiceItem,
+    TaxExemption,
+)
 from billing.services import discounts
 from billing.services.billing_run import finalize_drafts, renew_chunk
 from billing.services.discounts import ChargeLine, DiscountLine, DiscountTerms
 from billing.services.invoices import DraftLine, invoice_draft_create, invoice_finalize, line_fields
-from billing.services.tax import AppliedRate, tax_compute, tax_context_for
+from billing.services.tax import AppliedRate, tax_compute, tax_context_for, tax_rates_for
 from subscriptions import clock
 from subscriptions.models import Package, Subscription, SubscriptionChange, SubscriptionStatus, User
 from subscriptions.money import format_money
@@ -110,12 +118,18 @@ def subscriptions_for_billed_change(*, skus: bool = True) -> QuerySet[Subscripti
 
     `skus=False` is the lean read path of a live preview (one per keystroke): no SKU subqueries; `change_preview`
     takes the package and add-on SKUs from the per-package cache of `billing.estimates` (never stale: it is keyed
-    by the catalog token every Sku/PackageComponent save or delete renews)."""
-    return (
+    by the catalog token every Sku/PackageComponent save or delete renews), and skips the exemption query for a
+    customer with none (`billing_has_exemption`, read in the same query)."""
+    queryset = (
         sub_changes.subscriptions_for_change(skus=skus)
         .select_related("customer__billing_profile")
         .annotate(**discounts.has_discount_annotation())
     )
+    if not skus:  # the lean preview also knows whether the customer has any exemption (else no exemption query)
+        queryset = queryset.annotate(
+            billing_has_exemption=Exists(TaxExemption.objects.filter(customer_id=OuterRef("customer_id")))
+        )
+    return queryset
 
 
 def _profile_of(subscription: Subscription) -> BillingProfile | None:
@@ -228,7 +242,15 @@ def change_preview_billed(
     discount_lines = discounts.discount_lines_compute(
         lines=charge_lines, terms=discount_terms, eligible_before_minor=eligible_before_minor
     )
-    context = tax_context_for(customer_id=subscription.customer_id, profile=profile, tax_date=clock.today())
+    lean = "billing_has_exemption" in subscription.__dict__  # loaded by the live preview's lean shape
+    context = tax_context_for(
+        customer_id=subscription.customer_id,
+        profile=profile,
+        tax_date=clock.today(),
+        check_exemptions=subscription.billing_has_exemption if lean else True,
+        # under the rates token: no rate query per keystroke; whatever bills a change reads the rates itself
+        rates=tax_rates_cached if lean else tax_rates_for,
+    )
     result = tax_compute(
         lines=[(line.amount_minor, line.tax_category) for line in preview.lines]
         + [(line.amount_minor, line.tax_category) for line in discount_lines],

@@ -7,13 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.cache import cache
+from django.core.files.base import ContentFile
 from django.urls import reverse
+from django.utils import timezone
 
-from billing.models import CreditNote
+from billing.models import CreditNote, TaxRate
+from billing.services.exemptions import tax_exemption_approve, tax_exemption_submit
 from portal.prebuilt import prebuilt
 from subscriptions.models import SeatAssignment, Sku, SkuKind, Subscription
 from subscriptions.services.changes import subscription_change_seats_apply
-from tests.factories import BillingProfileFactory, TaxRateFactory
+from tests.factories import BillingProfileFactory, TaxRateFactory, UserFactory
 from tests.portal.conftest import make_account, make_invoice
 
 pytestmark = pytest.mark.django_db
@@ -172,3 +175,40 @@ def test_the_lean_seat_preview_takes_cached_skus_and_follows_a_catalog_edit(
     seat_sku.tax_category = "services"  # the CA rate taxes SaaS only: the seats are no longer taxed
     seat_sku.save()
     assert "($182.33 with tax)" not in _text(_seat_preview(client, account))
+
+
+def test_the_lean_seat_preview_reads_rates_from_the_cache_and_exemptions_only_when_there_are_some(
+    account, client_for, django_assert_max_num_queries
+):
+    """Per keystroke: no tax-rate query once the rates are cached (a rate edit renews the rates token, so the
+    preview follows it), and no exemption query for a customer without exemptions; once one is approved, the
+    preview reads it and is untaxed."""
+    cache.clear()
+    BillingProfileFactory(customer=account.customer)
+    TaxRateFactory()  # CA sales tax 7.25 % on SaaS
+    client = client_for(account.owner)
+    assert "($182.33 with tax)" in _text(_seat_preview(client, account))
+    with django_assert_max_num_queries(10) as warm:
+        _seat_preview(client, account)
+    assert not any(
+        q["sql"].startswith(('SELECT "billing_taxrate".', 'SELECT "billing_taxexemption".'))
+        for q in warm.captured_queries
+    )
+
+    rate = TaxRate.objects.get(region="CA")
+    rate.rate = "10.0000"
+    rate.save()
+    assert "($187.00 with tax)" in _text(_seat_preview(client, account))  # 170.00 + 10 %
+
+    exemption = tax_exemption_submit(
+        customer=account.customer,
+        jurisdictions=["US-CA"],
+        exemption_type="resale",
+        certificate_number="CA-RESALE-1",
+        expires_on=timezone.localdate() + timedelta(days=400),
+        certificate=ContentFile(b"%PDF-1.4 certificate", name="certificate.pdf"),
+        actor=account.owner,
+    )
+    assert "($187.00 with tax)" in _text(_seat_preview(client, account))  # submitted, not approved: still taxed
+    tax_exemption_approve(exemption_id=exemption.pk, reviewer=UserFactory(is_staff=True))
+    assert "with tax)" not in _text(_seat_preview(client, account))
