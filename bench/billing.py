@@ -7,7 +7,9 @@ DATABASE_URL defaults to postgres://continuum:continuum@127.0.0.1:5432/continuum
 every table is flushed first; dropped at the end unless --keep) — scripts/services-up starts PostgreSQL. One process,
 no Celery worker (tasks queued on commit go to BENCH_BROKER_URL, default Redis db 9, flushed at the end): the figures
 are per worker process. Targets: the billing run drafts > 1,000 invoices per second per process with flat memory;
-PDF render p95 < 300 ms in a warm worker; a Factur-X e-invoice adds < 150 ms at p95 to it (`--einvoices`).
+PDF render p95 < 300 ms in a warm worker and under the cost of 3 bare-page requests (bench/pages.py's bare page,
+in-process, measured interleaved with the renders; printed as a ratio); a Factur-X e-invoice adds < 150 ms at p95
+to it (`--einvoices`).
 Figures are recorded in docs/performance.md ("Billing").
 
 What runs is exactly what the hourly beat task and `manage.py billing_run --as-of` run:
@@ -19,6 +21,7 @@ seat decrease; 0.5 % are set to cancel at the period end; 1 % have a pending inv
 """
 
 import argparse
+import cProfile
 import os
 import resource
 import statistics
@@ -221,8 +224,6 @@ def timed_run(label: str, as_of, chunk: int, profile: str | None = None):
     load = load_average()
     profiler = None
     if profile:
-        import cProfile
-
         profiler = cProfile.Profile()
     with RssSampler() as sampler:
         t0 = time.perf_counter()
@@ -411,6 +412,31 @@ def bench_einvoices(count: int) -> None:
     )
 
 
+def bare_page_client(user_model):
+    """An in-process signed-in client for bench/pages.py's bare page (`/bench/bare/`: session + user, 2 queries, a
+    small template) on this process's settings and database: the unit the warm PDF render is compared with."""
+    from django.conf import settings
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    override_settings(ROOT_URLCONF="bench.pages_urls", ALLOWED_HOSTS=[*settings.ALLOWED_HOSTS, "testserver"]).enable()
+    user = user_model.objects.create(email="bare@continuum.test")
+    client = Client()
+    client.force_login(user, backend=next(b for b in settings.AUTHENTICATION_BACKENDS if b.endswith("ModelBackend")))
+    for _ in range(5):  # warm: URL resolver, template, session backend
+        response = client.get("/bench/bare/")
+        assert response.status_code == 200 and b"Hello bare@continuum.test" in response.content, response
+    return client
+
+
+def time_bare(client, count: int, wall: list, cpu: list) -> None:
+    for _ in range(count):
+        t0, c0 = time.perf_counter(), time.process_time()
+        client.get("/bench/bare/")
+        wall.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.process_time() - c0) * 1000)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscriptions", type=int, default=100_000)
@@ -429,7 +455,10 @@ def main() -> None:
         "adds to the warm render (PDF/A-3b, XML, XSD + Schematron, embedding); small sizes are fine",
     )
     parser.add_argument("--chunk", type=int, default=500)
-    parser.add_argument("--profile", help="write cProfiles of the two runs to PROFILE.draft and PROFILE.renew")
+    parser.add_argument(
+        "--profile",
+        help="write cProfiles of the two runs and the set-based finalize to PROFILE.draft, .renew, .finalize",
+    )
     parser.add_argument("--keep", action="store_true", help="do not drop the bench database at the end")
     args = parser.parse_args()
 
@@ -532,10 +561,16 @@ def main() -> None:
         )
         with CaptureQueriesContext(connection) as one_chunk:
             finalize_drafts(invoice_ids=ids[: args.chunk], chunk_size=args.chunk)
-        t0 = time.perf_counter()
         rest = ids[args.chunk :]  # the first chunk above was the query count's
+        profiler = cProfile.Profile() if args.profile else None
+        t0 = time.perf_counter()
+        if profiler:
+            profiler.enable()
         issued, held, _ = finalize_drafts(invoice_ids=rest, chunk_size=args.chunk)
         elapsed = max(time.perf_counter() - t0, 1e-9)
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(f"{args.profile}.finalize")
         print(
             f"finalize set-based (billing run: finalize_drafts, chunks of {args.chunk}) of {len(rest):,} "
             f"drafts: {issued:,} issued, {held:,} held in {elapsed:.1f}s = {len(rest) / elapsed:,.0f}/s "
@@ -561,7 +596,8 @@ def main() -> None:
                 Invoice.objects.filter(status="open", period_start=november).order_by("pk")[: args.pdfs - len(invoices)]
             )
         load = load_average()
-        timings, cpu = [], []
+        bare = bare_page_client(User)
+        timings, cpu, bare_wall, bare_cpu = [], [], [], []
         for invoice in invoices:
             if invoice.status in ("draft", "held"):
                 invoice_approve_and_issue(invoice_id=invoice.pk, actor=staff)
@@ -569,6 +605,7 @@ def main() -> None:
             invoice_render_pdf(invoice_id=invoice.pk)  # what the after-issue task runs: render, store, checksum
             timings.append((time.perf_counter() - t0) * 1000)
             cpu.append((time.process_time() - c0) * 1000)
+            time_bare(bare, 10, bare_wall, bare_cpu)  # interleaved, so both see the same machine load
         if len(timings) < 2:
             sys.exit(f"PDF step: {len(timings)} invoice(s) to render; need at least 2 (one cold, one warm)")
         warm, warm_cpu = timings[1:], cpu[1:]
@@ -580,6 +617,13 @@ def main() -> None:
         print(
             f"  CPU time of this process per render (excludes waiting for a CPU on a busy machine): cold "
             f"{cpu[0]:.0f} ms; warm p50 {statistics.median(warm_cpu):.0f} ms, p95 {percentile(warm_cpu, 95):.0f} ms"
+        )
+        three, three_cpu = 3 * statistics.median(bare_wall), 3 * statistics.median(bare_cpu)
+        print(
+            f"  3 bare-page requests (bench/pages.py's /bench/bare/, in-process Django client, {len(bare_wall)} "
+            f"requests interleaved with the renders): 3 × p50 = {three:.1f} ms wall, {three_cpu:.1f} ms CPU; warm "
+            f"PDF p95 = {percentile(warm, 95) / three:.1f}× that (wall), {percentile(warm_cpu, 95) / three_cpu:.1f}× "
+            f"(CPU) (target < 1×)"
         )
     if args.einvoices:
         bench_einvoices(args.einvoices)

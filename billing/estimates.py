@@ -34,8 +34,9 @@ from django.db.models.signals import post_delete, post_save
 
 from billing.models import BillingProfile, TaxExemption, TaxRate
 from billing.selectors import InvoiceEstimate, invoice_estimates_for_customer
+from billing.services.tax import tax_rates_for
 from subscriptions.models import PackageComponent, Sku
-from subscriptions.selectors import sku_tax_categories
+from subscriptions.selectors import package_skus
 
 # (catalog, tax rates): the generation tokens of the global inputs.
 CATALOG_TOKEN = "estimate:token:catalog"
@@ -104,7 +105,7 @@ def next_invoice_estimates(
 ) -> dict[object, InvoiceEstimate]:
     """`invoice_estimates_for_customer` for the dashboard, cached. `items` maps a key to (the subscription's facts
     — anything else that decides its lines, e.g. (pk, version, …) —, currency, tax date, line sources). The tax
-    categories of the line sources are looked up (one plain query for all packages, `sku_tax_categories`) and the
+    categories of the line sources are looked up (one plain query for all packages, `package_skus`) and the
     tax determined (two queries) only for the items not in the cache."""
     catalog_token, rates_token = _tokens()
     common = (customer_id, _profile_facts(profile), tuple(exemption_stamp), catalog_token, rates_token)
@@ -134,17 +135,43 @@ def next_invoice_estimates(
     return estimates
 
 
-def _categories(package_ids: set[int], catalog_token: str) -> dict[int, dict[str, str]]:
-    # Each package's tax categories by SKU kind, shared by every customer until the catalog changes.
-    keys = {package_id: f"estimate:{KEY_VERSION}:sku:{catalog_token}:{package_id}" for package_id in package_ids}
+def _skus(package_ids: set[int], catalog_token: str) -> dict[int, dict[str, tuple[str, str]]]:
+    # Each package's (SKU code, tax category) by SKU kind, shared by every customer until the catalog changes.
+    keys = {package_id: f"estimate:{KEY_VERSION}:skus:{catalog_token}:{package_id}" for package_id in package_ids}
     found = cache.get_many(list(keys.values()))
-    categories = {package_id: found[key] for package_id, key in keys.items() if key in found}
-    missing = package_ids - categories.keys()
+    skus = {package_id: found[key] for package_id, key in keys.items() if key in found}
+    missing = package_ids - skus.keys()
     if missing:
-        loaded = sku_tax_categories(package_ids=missing)
+        loaded = package_skus(package_ids=missing)
         cache.set_many({keys[package_id]: value for package_id, value in loaded.items()}, timeout=cache_seconds())
-        categories.update(loaded)
-    return categories
+        skus.update(loaded)
+    return skus
+
+
+def package_skus_cached(*, package_ids: set[int]) -> dict[int, dict[str, tuple[str, str]]]:
+    """`subscriptions.selectors.package_skus`, cached per package under the catalog token (renewed on every save or
+    delete of a Sku or PackageComponent): what `sku_for` answers, without a query once a package is cached."""
+    catalog_token, _ = _tokens()
+    return _skus(set(package_ids), catalog_token)
+
+
+def tax_rates_cached(*, country: str, region: str, tax_date: date) -> list[TaxRate]:
+    """The tax rates `tax_context_for` reads for (country, region) on `tax_date`, cached under the rates token
+    (renewed on every save or delete of a TaxRate): a live preview needs no rate query per keystroke."""
+    _, rates_token = _tokens()
+    key = f"estimate:{KEY_VERSION}:rates:{rates_token}:{country}:{region}:{tax_date.isoformat()}"
+    rates = cache.get(key)
+    if rates is None:
+        rates = tax_rates_for(country=country, region=region, tax_date=tax_date)
+        cache.set(key, rates, timeout=cache_seconds())
+    return rates
+
+
+def _categories(package_ids: set[int], catalog_token: str) -> dict[int, dict[str, str]]:
+    return {
+        package_id: {kind: sku[1] for kind, sku in skus.items()}
+        for package_id, skus in _skus(package_ids, catalog_token).items()
+    }
 
 
 def _line(line: LineSource, categories: dict[int, dict[str, str]]) -> tuple[int, str]:

@@ -472,6 +472,7 @@ CELERY_TASK_QUEUES = {
 CELERY_TASK_ROUTES = {
     "subscriptions.entitlements_*": {"queue": "provisioning"},
     "billing.invoice_after_issue": {"queue": "documents"},
+    "billing.invoices_after_issue_fan_out": {"queue": "documents"},
     "billing.invoice_render_pdf": {"queue": "documents"},
     "billing.credit_note_render_pdf": {"queue": "documents"},
     "billing.billing_run": {"queue": "billing"},

@@ -5,7 +5,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import F, OuterRef, Prefetch, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from subscriptions.models import (
@@ -41,10 +42,10 @@ def memberships_for_user(*, user: User) -> list[Membership]:
 # --- catalog, subscriptions, seats, people, audit ------------------------------------------------------
 
 
-def sku_tax_categories(*, package_ids) -> dict[int, dict[str, str]]:
-    """{package id: {SKU kind: tax category}} for each of `package_ids`, answering as
-    `subscriptions.services.terms.sku_for(package, kind)[1]` does (a seat line without a per-seat SKU uses the flat
-    fee's; otherwise the package's first component by SKU code; otherwise "saas"), in one plain query."""
+def package_skus(*, package_ids) -> dict[int, dict[str, tuple[str, str]]]:
+    """{package id: {SKU kind: (SKU code, tax category)}} for each of `package_ids`, answering as
+    `subscriptions.services.terms.sku_for(package, kind)` does (a seat line without a per-seat SKU uses the flat
+    fee's; otherwise the package's first component by SKU code; otherwise ("", "saas")), in one plain query."""
     components: dict[int, list[tuple[str, str, str]]] = {package_id: [] for package_id in package_ids}
     if not components:
         return {}
@@ -56,14 +57,14 @@ def sku_tax_categories(*, package_ids) -> dict[int, dict[str, str]]:
         components[package_id].append((code, kind, category))
     result = {}
     for package_id, rows in components.items():
-        first = rows[0][2] if rows else "saas"
-        by_kind = {}
-        for _code, kind, category in rows:
-            by_kind.setdefault(kind, category)
-        categories = {kind: by_kind.get(kind, first) for kind in SkuKind.values}
+        first = (rows[0][0], rows[0][2]) if rows else ("", "saas")
+        by_kind: dict[str, tuple[str, str]] = {}
+        for code, kind, category in rows:
+            by_kind.setdefault(kind, (code, category))
+        skus = {kind: by_kind.get(kind, first) for kind in SkuKind.values}
         if SkuKind.RECURRING_PER_SEAT not in by_kind:
-            categories[SkuKind.RECURRING_PER_SEAT] = by_kind.get(SkuKind.RECURRING_FLAT, first)
-        result[package_id] = categories
+            skus[SkuKind.RECURRING_PER_SEAT] = by_kind.get(SkuKind.RECURRING_FLAT, first)
+        result[package_id] = skus
     return result
 
 
@@ -290,31 +291,99 @@ class EnablementStatus:
         return self.state == "active"
 
 
+def _enablement_rows(customer: Customer) -> tuple[list[tuple], list[tuple]]:
+    """The rows `enablement_status` reads, in ONE query (the dashboard's 10-query budget has no slot for two): the
+    customer's live entitlements (feature key, label, user, kind, desired, applied, state, error, updated_at), sorted
+    by feature and user, and its `RECENT_RUNS` newest provisioning runs (queued, started, finished, outcome, error),
+    newest first. A UNION ALL of two `values()`: every column is a named annotation in the same order in both
+    branches (so they line up), each branch padded with NULLs for the other's; the first branch's NULLs are typed
+    for the converters, the second's untyped so PostgreSQL takes the first branch's types. The runs' LIMIT is a
+    filter (id ≥ the RECENT_RUNS-th newest id), because SQLite allows no LIMIT inside a compound statement."""
+    typed_null = {
+        "run_id": models.BigIntegerField(),
+        "queued_at": models.DateTimeField(),
+        "started_at": models.DateTimeField(),
+        "finished_at": models.DateTimeField(),
+        "outcome": models.TextField(),
+    }
+    entitlements = (
+        Entitlement.objects.filter(customer=customer)
+        .exclude(desired_value__isnull=True, applied_value__isnull=True, state=EntitlementState.REVOKED)
+        .order_by()
+        .values(
+            row_kind=Value("e"),
+            e_feature_key=F("feature_key"),
+            e_label=feature_label_subquery(),
+            e_user=F("user_id"),
+            e_value_kind=F("value_kind"),
+            e_desired=F("desired_value"),
+            e_applied=F("applied_value"),
+            e_entitlement_state=F("state"),
+            row_error=F("error"),
+            e_updated=F("updated_at"),
+            **{f"r_{name}": Value(None, output_field=field) for name, field in typed_null.items()},
+        )
+    )
+    untyped = Value(None, output_field=models.TextField())
+    runs = ProvisioningRun.objects.filter(customer=customer)
+    oldest_recent = runs.order_by("-id").values("id")[RECENT_RUNS - 1 : RECENT_RUNS]
+    runs = (
+        runs.filter(id__gte=Coalesce(Subquery(oldest_recent), 0))
+        .order_by()
+        .values(
+            row_kind=Value("r"),
+            e_feature_key=untyped,
+            e_label=untyped,
+            e_user=untyped,
+            e_value_kind=untyped,
+            e_desired=untyped,
+            e_applied=untyped,
+            e_entitlement_state=untyped,
+            row_error=F("error"),
+            e_updated=untyped,
+            r_run_id=F("id"),
+            r_queued_at=F("queued_at"),
+            r_started_at=F("started_at"),
+            r_finished_at=F("finished_at"),
+            r_outcome=F("outcome"),
+        )
+    )
+    entitlement_rows, run_rows = [], []
+    for row in entitlements.union(runs, all=True):
+        if row["row_kind"] == "e":
+            entitlement_rows.append(
+                (
+                    row["e_feature_key"],
+                    row["e_label"],
+                    row["e_user"],
+                    row["e_value_kind"],
+                    row["e_desired"],
+                    row["e_applied"],
+                    row["e_entitlement_state"],
+                    row["row_error"],
+                    row["e_updated"],
+                )
+            )
+        else:
+            run_rows.append(row)
+    entitlement_rows.sort(key=lambda r: (r[0], r[2] is not None, r[2] or 0))
+    run_rows.sort(key=lambda r: -r["r_run_id"])
+    return entitlement_rows, [
+        (r["r_queued_at"], r["r_started_at"], r["r_finished_at"], r["r_outcome"], r["row_error"]) for r in run_rows
+    ]
+
+
 def enablement_status(customer: Customer) -> EnablementStatus:
-    """What the dashboard polls: is everything the customer bought switched on, and if not since when. Two queries."""
+    """What the dashboard polls: is everything the customer bought switched on, and if not since when. One query."""
     counts = dict.fromkeys(EntitlementState.values, 0)
     oldest_open = None
     items: list[EnablementItem] = []
     people: dict[str, int] = {}
     seat_errors: list[str] = []
     labels = dict(EntitlementState.choices)
-    for feature_key, label, user_id, kind, desired, applied, state, error, updated_at in (
-        Entitlement.objects.filter(customer=customer)
-        .exclude(desired_value__isnull=True, applied_value__isnull=True, state=EntitlementState.REVOKED)
-        .annotate(label=feature_label_subquery())
-        .order_by("feature_key", "user_id")
-        .values_list(
-            "feature_key",
-            "label",
-            "user_id",
-            "value_kind",
-            "desired_value",
-            "applied_value",
-            "state",
-            "error",
-            "updated_at",
-        )
-    ):
+    # A successful run supersedes every run queued before it, so the open runs are among the most recent ones.
+    entitlement_rows, recent = _enablement_rows(customer)
+    for feature_key, label, user_id, kind, desired, applied, state, error, updated_at in entitlement_rows:
         counts[state] += 1
         if user_id is not None:
             people[state] = people.get(state, 0) + 1
@@ -335,13 +404,6 @@ def enablement_status(customer: Customer) -> EnablementStatus:
             oldest_open is None or updated_at < oldest_open
         ):
             oldest_open = updated_at
-    # One query for the run history the panel needs. A successful run supersedes every run queued before it, so
-    # the open runs are among the most recent ones.
-    recent = list(
-        ProvisioningRun.objects.filter(customer=customer)
-        .order_by("-id")
-        .values_list("queued_at", "started_at", "finished_at", "outcome", "error")[:RECENT_RUNS]
-    )
     open_runs = [r for r in recent if r[3] in (RunOutcome.QUEUED, RunOutcome.RUNNING)][-1:]
     if not open_runs and recent and recent[0][3] == RunOutcome.RETRYING:
         open_runs = recent[:1]  # between two attempts: waiting for the retry

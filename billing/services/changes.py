@@ -17,16 +17,25 @@ from datetime import datetime
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils.dateparse import parse_datetime
 
+from billing.estimates import package_skus_cached, tax_rates_cached
 from billing.exceptions import BillingError
-from billing.models import BillingProfile, ChangeBillingMode, Invoice, InvoiceKind, LineKind, PendingInvoiceItem
+from billing.models import (
+    BillingProfile,
+    ChangeBillingMode,
+    Invoice,
+    InvoiceKind,
+    LineKind,
+    PendingInvoiceItem,
+    TaxExemption,
+)
 from billing.services import discounts
 from billing.services.billing_run import finalize_drafts, renew_chunk
 from billing.services.discounts import ChargeLine, DiscountLine, DiscountTerms
 from billing.services.invoices import DraftLine, invoice_draft_create, invoice_finalize, line_fields
-from billing.services.tax import AppliedRate, tax_compute, tax_context_for
+from billing.services.tax import AppliedRate, tax_compute, tax_context_for, tax_rates_for
 from subscriptions import clock
 from subscriptions.models import Package, Subscription, SubscriptionChange, SubscriptionStatus, User
 from subscriptions.money import format_date, format_money
@@ -103,14 +112,24 @@ def _mode(customer_id: int, amount_due_now_minor: int, *, profile: BillingProfil
     return (profile.change_billing_mode if profile is not None else "") or ChangeBillingMode.INVOICE_NOW
 
 
-def subscriptions_for_billed_change() -> QuerySet[Subscription]:
+def subscriptions_for_billed_change(*, skus: bool = True) -> QuerySet[Subscription]:
     """`subscriptions_for_change` plus the customer's billing profile (tax location, billing mode): everything a
-    billed preview reads about the subscription, in the same queries. Pass what it returns as `subscription=`."""
-    return (
-        sub_changes.subscriptions_for_change()
+    billed preview reads about the subscription, in the same queries. Pass what it returns as `subscription=`.
+
+    `skus=False` is the lean read path of a live preview (one per keystroke): no SKU subqueries; `change_preview`
+    takes the package and add-on SKUs from the per-package cache of `billing.estimates` (never stale: it is keyed
+    by the catalog token every Sku/PackageComponent save or delete renews), and skips the exemption query for a
+    customer with none (`billing_has_exemption`, read in the same query)."""
+    queryset = (
+        sub_changes.subscriptions_for_change(skus=skus)
         .select_related("customer__billing_profile")
         .annotate(**discounts.has_discount_annotation())
     )
+    if not skus:  # the lean preview also knows whether the customer has any exemption (else no exemption query)
+        queryset = queryset.annotate(
+            billing_has_exemption=Exists(TaxExemption.objects.filter(customer_id=OuterRef("customer_id")))
+        )
+    return queryset
 
 
 def _profile_of(subscription: Subscription) -> BillingProfile | None:
@@ -228,7 +247,15 @@ def change_preview_billed(
     discount_lines = discounts.discount_lines_compute(
         lines=charge_lines, terms=discount_terms, eligible_before_minor=eligible_before_minor
     )
-    context = tax_context_for(customer_id=subscription.customer_id, profile=profile, tax_date=clock.today())
+    lean = "billing_has_exemption" in subscription.__dict__  # loaded by the live preview's lean shape
+    context = tax_context_for(
+        customer_id=subscription.customer_id,
+        profile=profile,
+        tax_date=clock.today(),
+        check_exemptions=subscription.billing_has_exemption if lean else True,
+        # under the rates token: no rate query per keystroke; whatever bills a change reads the rates itself
+        rates=tax_rates_cached if lean else tax_rates_for,
+    )
     result = tax_compute(
         lines=[(line.amount_minor, line.tax_category) for line in preview.lines]
         + [(line.amount_minor, line.tax_category) for line in discount_lines],
@@ -313,6 +340,9 @@ def change_preview(
         subscription = subscriptions_for_billed_change().filter(pk=subscription_id).first()
     if subscription is not None and _renew_if_period_over(subscription, params.get("at") or clock.now()):
         subscription = subscriptions_for_billed_change().filter(pk=subscription_id).first()
+    unannotated = sub_changes.change_package_ids(subscription) if subscription is not None else set()
+    if unannotated:  # loaded by the lean shape: the SKUs come from the per-package cache
+        sub_changes.change_skus_remember(subscription, package_skus_cached(package_ids=unannotated))
     # None here (no such subscription): the subscriptions service raises its own "does not exist" error.
     preview = preview_fn(subscription_id=subscription_id, subscription=subscription, **params)
     if subscription is None:

@@ -11,6 +11,7 @@ Rules (docs/billing-rules.md, "Tax"):
 """
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -113,11 +114,27 @@ def is_reverse_charge(*, profile: BillingProfile | None) -> bool:
     return country != seller_eu
 
 
+def tax_rates_for(*, country: str, region: str, tax_date: date) -> list[TaxRate]:
+    """The rates in force in (country, region) on `tax_date`: the country's own and the region's."""
+    return list(
+        TaxRate.objects.filter(country=country, effective_from__lte=tax_date)
+        .filter(Q(region="") | Q(region=region))
+        .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=tax_date))
+        .order_by("region", "name", "id")
+    )
+
+
 def tax_context_for(
-    *, customer_id: int, profile: BillingProfile | None, tax_date: date, check_exemptions: bool = True
+    *,
+    customer_id: int,
+    profile: BillingProfile | None,
+    tax_date: date,
+    check_exemptions: bool = True,
+    rates: Callable[..., list[TaxRate]] = tax_rates_for,
 ) -> TaxContext:
     """Location, rates, approved exemption and reverse charge for one customer on `tax_date`. `check_exemptions=False`
-    (the caller knows the customer has no exemption at all) saves the exemption query."""
+    (the caller knows the customer has no exemption at all) saves the exemption query; `rates`: how the rates are
+    read (`tax_rates_for`, or a cached equivalent with the same signature)."""
     country = (profile.country if profile else "") or ""
     region = (profile.region if profile else "") or ""
     context = TaxContext(country=country, region=region, tax_date=tax_date)
@@ -128,12 +145,7 @@ def tax_context_for(
     if context.exemption is None and is_reverse_charge(profile=profile):
         context.reverse_charge = True
         context.vat_id = profile.tax_id
-    context.rates = list(
-        TaxRate.objects.filter(country=country, effective_from__lte=tax_date)
-        .filter(Q(region="") | Q(region=region))
-        .filter(Q(effective_to__isnull=True) | Q(effective_to__gt=tax_date))
-        .order_by("region", "name", "id")
-    )
+    context.rates = rates(country=country, region=region, tax_date=tax_date)
     return context
 
 

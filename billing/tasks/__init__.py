@@ -16,6 +16,7 @@ from billing.tasks.invoices import (
     credit_note_render_pdf_task,
     invoice_after_issue_task,
     invoice_render_pdf_task,
+    invoices_after_issue_fan_out_task,
     issued_documents_sweep_task,
 )
 from billing.tasks.payments import credit_note_refund_task, invoice_collect_task, stripe_customer_sync_task
@@ -31,6 +32,7 @@ __all__ = [
     "dunning_run_task",
     "finalize_drafts_chunk_task",
     "invoice_after_issue_task",
+    "invoices_after_issue_fan_out_task",
     "issued_documents_sweep_task",
     "invoice_collect_task",
     "revenue_metrics_update_task",

@@ -4,7 +4,7 @@ import logging
 
 from celery import shared_task
 
-from billing.services import documents, payments
+from billing.services import documents, invoices, payments
 from billing.services.delivery_sweep import issued_documents_sweep
 
 logger = logging.getLogger(__name__)
@@ -20,6 +20,13 @@ def invoice_after_issue_task(self, invoice_id: int) -> None:
         logger.exception("invoice %s: PDF/e-mail failed", invoice_id)
         raise self.retry(exc=exc)
     payments.invoice_payment_collect(invoice_id=invoice_id)
+
+
+@shared_task(name="billing.invoices_after_issue_fan_out")
+def invoices_after_issue_fan_out_task(invoice_ids: list[int]) -> int:
+    """Queue the after-issue task of each invoice a set-based finalize issued (one message per chunk from the billing
+    run, one per invoice from here)."""
+    return invoices.invoices_after_issue_queue(invoice_ids=invoice_ids)
 
 
 @shared_task(name="billing.invoice_render_pdf")

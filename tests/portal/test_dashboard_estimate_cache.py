@@ -155,3 +155,30 @@ def test_the_uncached_dashboard_is_within_budget_and_constant_in_rows(taxed, cli
     cache.clear()
     with django_assert_max_num_queries(len(cold.captured_queries)):
         assert _estimate(client, taxed) == "$160.88"
+
+
+def test_the_uncached_dashboard_of_a_customer_with_exemptions_is_within_budget(
+    taxed, client_for, django_assert_max_num_queries
+):
+    """The cold corner: the first dashboard after a process start or a catalog edit (no package categories cached)
+    of a billing role whose customer holds exemptions runs the SKU categories, exemption and tax-rate queries on top
+    of the page's own — still within 10, because the enablement panel reads entitlements and runs in one query."""
+    reviewer = UserFactory(is_staff=True)
+    for region, number in (("US-NY", "NY-1"), ("US-TX", "TX-1")):  # exempt elsewhere: California still taxes
+        exemption = tax_exemption_submit(
+            customer=taxed.customer,
+            jurisdictions=[region],
+            exemption_type="resale",
+            certificate_number=number,
+            expires_on=timezone.localdate() + timedelta(days=400),
+            certificate=ContentFile(b"%PDF-1.4 certificate", name="certificate.pdf"),
+            actor=taxed.owner,
+        )
+        tax_exemption_approve(exemption_id=exemption.pk, reviewer=reviewer)
+    client = client_for(taxed.owner)
+    _estimate(client, taxed)  # the first visit stores the chosen customer in the session
+    cache.clear()
+    with django_assert_max_num_queries(10) as cold:
+        assert _estimate(client, taxed) == "$160.88"
+    assert any("billing_taxexemption" in q["sql"] for q in cold.captured_queries)
+    assert len(_tax_queries(cold.captured_queries)) == 2

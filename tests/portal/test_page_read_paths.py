@@ -6,12 +6,17 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.cache import cache
+from django.core.files.base import ContentFile
 from django.urls import reverse
+from django.utils import timezone
 
-from billing.models import CreditNote
+from billing.models import CreditNote, TaxRate
+from billing.services.exemptions import tax_exemption_approve, tax_exemption_submit
 from portal.prebuilt import prebuilt
-from subscriptions.models import SeatAssignment, Subscription
+from subscriptions.models import SeatAssignment, Sku, SkuKind, Subscription
 from subscriptions.services.changes import subscription_change_seats_apply
+from tests.factories import BillingProfileFactory, TaxRateFactory, UserFactory
 from tests.portal.conftest import make_account, make_invoice
 
 pytestmark = pytest.mark.django_db
@@ -137,3 +142,73 @@ def test_invoice_list_reads_only_what_it_shows_and_stays_constant_in_credit_note
         _credit_note(account, invoice, n)
     with django_assert_max_num_queries(len(captured.captured_queries)):
         assert "CN-2026-000007" in client.get(url).text
+
+
+def _seat_preview(client, account, seats="12"):
+    url = reverse("portal:change_preview_seats", args=[account.customer.pk])
+    response = client.post(url, {"subscription_id": account.subscription.pk, "seats": seats}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_the_lean_seat_preview_takes_cached_skus_and_follows_a_catalog_edit(
+    account, client_for, django_assert_max_num_queries
+):
+    """The live seat preview loads no SKU subqueries: the package's SKUs come from the per-package cache, which a
+    SKU edit invalidates at once (the catalog token), so the preview's tax follows the catalog."""
+    cache.clear()
+    BillingProfileFactory(customer=account.customer)
+    TaxRateFactory()  # CA sales tax 7.25 % on SaaS
+    client = client_for(account.owner)
+    _seat_preview(client, account)  # the first visit stores the chosen customer in the session
+    cache.clear()
+    with django_assert_max_num_queries(10) as cold:
+        taxed = _seat_preview(client, account)
+    sku_queries = [q for q in cold.captured_queries if "subscriptions_packagecomponent" in q["sql"]]
+    assert len(sku_queries) == 1 and "SELECT" in sku_queries[0]["sql"] and "COALESCE" not in sku_queries[0]["sql"]
+    with django_assert_max_num_queries(len(cold.captured_queries) - 1) as warm:
+        assert _text(_seat_preview(client, account)) == _text(taxed)
+    assert not any("subscriptions_packagecomponent" in q["sql"] for q in warm.captured_queries)
+    assert "($182.33 with tax)" in _text(taxed)  # 100.00 + 7 × 10.00 seats, plus 7.25 % CA sales tax
+
+    seat_sku = Sku.objects.get(kind=SkuKind.RECURRING_PER_SEAT)
+    seat_sku.tax_category = "services"  # the CA rate taxes SaaS only: the seats are no longer taxed
+    seat_sku.save()
+    assert "($182.33 with tax)" not in _text(_seat_preview(client, account))
+
+
+def test_the_lean_seat_preview_reads_rates_from_the_cache_and_exemptions_only_when_there_are_some(
+    account, client_for, django_assert_max_num_queries
+):
+    """Per keystroke: no tax-rate query once the rates are cached (a rate edit renews the rates token, so the
+    preview follows it), and no exemption query for a customer without exemptions; once one is approved, the
+    preview reads it and is untaxed."""
+    cache.clear()
+    BillingProfileFactory(customer=account.customer)
+    TaxRateFactory()  # CA sales tax 7.25 % on SaaS
+    client = client_for(account.owner)
+    assert "($182.33 with tax)" in _text(_seat_preview(client, account))
+    with django_assert_max_num_queries(10) as warm:
+        _seat_preview(client, account)
+    assert not any(
+        q["sql"].startswith(('SELECT "billing_taxrate".', 'SELECT "billing_taxexemption".'))
+        for q in warm.captured_queries
+    )
+
+    rate = TaxRate.objects.get(region="CA")
+    rate.rate = "10.0000"
+    rate.save()
+    assert "($187.00 with tax)" in _text(_seat_preview(client, account))  # 170.00 + 10 %
+
+    exemption = tax_exemption_submit(
+        customer=account.customer,
+        jurisdictions=["US-CA"],
+        exemption_type="resale",
+        certificate_number="CA-RESALE-1",
+        expires_on=timezone.localdate() + timedelta(days=400),
+        certificate=ContentFile(b"%PDF-1.4 certificate", name="certificate.pdf"),
+        actor=account.owner,
+    )
+    assert "($187.00 with tax)" in _text(_seat_preview(client, account))  # submitted, not approved: still taxed
+    tax_exemption_approve(exemption_id=exemption.pk, reviewer=UserFactory(is_staff=True))
+    assert "with tax)" not in _text(_seat_preview(client, account))

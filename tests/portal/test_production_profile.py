@@ -69,6 +69,7 @@ def test_check_deploy_is_clean_in_the_production_profile():
         ("billing.finalize_drafts_chunk", "billing"),
         ("billing.dunning_run", "billing"),
         ("billing.invoice_after_issue", "documents"),
+        ("billing.invoices_after_issue_fan_out", "documents"),
         ("billing.invoice_render_pdf", "documents"),
         ("billing.credit_note_render_pdf", "documents"),
         ("billing.stripe_event_process", "default"),

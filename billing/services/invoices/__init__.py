@@ -30,6 +30,7 @@ from billing.services.invoices.issue import (
     invoice_finalize,
     invoice_issue,
     invoice_set_po_number,
+    invoices_after_issue_queue,
     invoices_finalize_batch,
     invoices_recheck_for_customer,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "invoice_transition",
     "invoice_void",
     "invoice_void_and_rebill",
+    "invoices_after_issue_queue",
     "invoices_finalize_batch",
     "invoices_recheck_for_customer",
     "line_fields",

@@ -33,7 +33,7 @@ from billing.services.invoices.numbering import _sequence_locked, _series, _set_
 from billing.services.invoices.state import _transition_rows, invoice_lock, invoice_transition
 from billing.services.tax import TaxData, tax_compute
 from subscriptions import bulk
-from subscriptions.dispatch import enqueue_on_commit
+from subscriptions.dispatch import enqueue_on_commit, send_now
 from subscriptions.models import (
     ActorKind,
     AuditEvent,
@@ -79,10 +79,21 @@ def _after_issue(invoice_id: int) -> None:
 
 
 def _after_issue_many(invoice_ids: list[int]) -> None:
-    """The after-issue task of each invoice, exactly as `_after_issue` queues it (one message per invoice), from one
-    after-commit callback for the chunk."""
-    for invoice_id in invoice_ids:
-        _after_issue(invoice_id)
+    """The after-issue tasks of a chunk's invoices, from one after-commit callback: ONE message
+    (`billing.invoices_after_issue_fan_out`), whose worker queues each invoice's task (`invoices_after_issue_queue`).
+    Publishing a Celery message costs ~1 ms; one per invoice was half of the set-based finalize's time, spent in the
+    billing run's own process. The per-invoice tasks are unchanged (own retries, idempotent), and an invoice whose
+    hand-off is lost either way is caught by the delivery sweep (billing/services/delivery_sweep.py)."""
+    if len(invoice_ids) == 1:
+        _after_issue(invoice_ids[0])
+    elif invoice_ids:
+        enqueue_on_commit("billing.invoices_after_issue_fan_out", invoice_ids=list(invoice_ids))
+
+
+def invoices_after_issue_queue(*, invoice_ids: list[int]) -> int:
+    """Queue the after-issue task (PDF, e-mail, collection) of each of `invoice_ids` now, one message each, as
+    `invoice_issue` does after commit; what the fan-out task runs. Returns how many the broker took."""
+    return sum(send_now("billing.invoice_after_issue", invoice_id=invoice_id) for invoice_id in invoice_ids)
 
 
 def invoice_issue(*, invoice_id: int, actor: User | None = None, reason: str = "") -> Invoice:

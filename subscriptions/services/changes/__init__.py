@@ -40,7 +40,7 @@ from subscriptions.services.changes.cancellation import (
     subscription_reactivate_apply,
     subscription_reactivate_preview,
 )
-from subscriptions.services.changes.loading import subscriptions_for_change
+from subscriptions.services.changes.loading import change_package_ids, change_skus_remember, subscriptions_for_change
 from subscriptions.services.changes.package import (
     subscription_change_package_apply,
     subscription_change_package_preview,
@@ -68,5 +68,7 @@ __all__ = [
     "subscription_change_seats_preview",
     "subscription_reactivate_apply",
     "subscription_reactivate_preview",
+    "change_package_ids",
+    "change_skus_remember",
     "subscriptions_for_change",
 ]

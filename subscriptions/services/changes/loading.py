@@ -43,7 +43,7 @@ _SCHEDULED_PACKAGES = "change_scheduled_packages"
 _ASSIGNED = "change_seats_assigned"
 
 
-def subscriptions_for_change(*, lock: bool = False) -> QuerySet[Subscription]:
+def subscriptions_for_change(*, lock: bool = False, skus: bool = True) -> QuerySet[Subscription]:
     """Subscriptions loaded with everything a change preview reads, in one query and two prefetches: the package
     (with the SKU code and tax category of its flat and per-seat fees), the customer, the number of seats assigned,
     the live add-ons (with their packages and flat-fee SKUs) and the pending scheduled changes.
@@ -56,10 +56,14 @@ def subscriptions_for_change(*, lock: bool = False) -> QuerySet[Subscription]:
     are read when the change needs them, after the lock is held — a subquery or prefetch issued with the locking
     query could see them as they were before a concurrent change committed — and not at all for a replayed
     idempotency key or a stale version.
+
+    Without `skus` the package's and add-ons' SKUs are not annotated (ten correlated subqueries, most of a seat
+    preview's SQL compile time): the caller hands them over with `change_skus_remember` before the preview, e.g.
+    from a per-package cache, else `sku_for` reads them with a query per package.
     """
-    queryset = Subscription.objects.select_related("package", "customer").annotate(
-        **sku_annotations(package_ref="package_id", kinds=_PACKAGE_SKUS)
-    )
+    queryset = Subscription.objects.select_related("package", "customer")
+    if skus:
+        queryset = queryset.annotate(**sku_annotations(package_ref="package_id", kinds=_PACKAGE_SKUS))
     if lock:
         return queryset.select_for_update(of=("self",))
     assigned = (
@@ -69,7 +73,7 @@ def subscriptions_for_change(*, lock: bool = False) -> QuerySet[Subscription]:
         .values("n")
     )
     return queryset.annotate(**{_ASSIGNED: Coalesce(Subquery(assigned), 0)}).prefetch_related(
-        Prefetch("addons", queryset=_live_addons_queryset(), to_attr=_LIVE_ADDONS),
+        Prefetch("addons", queryset=_live_addons_queryset(skus=skus), to_attr=_LIVE_ADDONS),
         Prefetch(
             "scheduled_changes",
             queryset=ScheduledChange.objects.filter(applied_at__isnull=True, canceled_at__isnull=True).order_by(
@@ -80,13 +84,30 @@ def subscriptions_for_change(*, lock: bool = False) -> QuerySet[Subscription]:
     )
 
 
-def _live_addons_queryset() -> QuerySet[SubscriptionAddon]:
-    return (
-        SubscriptionAddon.objects.filter(ended_at__isnull=True)
-        .select_related("package")
-        .annotate(**sku_annotations(package_ref="package_id", kinds=_ADDON_SKUS))
-        .order_by("pk")
-    )
+def _live_addons_queryset(*, skus: bool = True) -> QuerySet[SubscriptionAddon]:
+    queryset = SubscriptionAddon.objects.filter(ended_at__isnull=True).select_related("package").order_by("pk")
+    if skus:
+        queryset = queryset.annotate(**sku_annotations(package_ref="package_id", kinds=_ADDON_SKUS))
+    return queryset
+
+
+def change_package_ids(subscription: Subscription) -> set[int]:
+    """The packages whose SKUs a change of `subscription` (loaded by `subscriptions_for_change`) reads — its own
+    and its live add-ons' — and that the loading query did not annotate (`skus=False`): empty with the full shape."""
+    annotated = f"sku_{SkuKind.RECURRING_FLAT}_code"
+    rows = [subscription, *subscription.__dict__.get(_LIVE_ADDONS, ())]
+    return {row.package_id for row in rows if annotated not in row.__dict__}
+
+
+def change_skus_remember(subscription: Subscription, skus: dict[int, dict[str, tuple[str, str]]]) -> None:
+    """Hand over the SKUs (`subscriptions.selectors.package_skus`: {package id: {kind: (code, tax category)}}) of
+    `change_package_ids(subscription)`, so `sku_for` on its package and add-ons' packages needs no query."""
+    packages = [subscription.package] + [addon.package for addon in subscription.__dict__.get(_LIVE_ADDONS, ())]
+    for package in packages:
+        if package.pk in skus:
+            known = package.__dict__.setdefault("_sku_for", {})
+            for kind, sku in skus[package.pk].items():
+                known.setdefault(kind, sku)
 
 
 def _load(

@@ -20,7 +20,7 @@ from billing.models import (
 from billing.services.billing_run import billing_run, draft_chunk, finalize_drafts
 from billing.services.invoices import DraftLine, invoice_draft_create, invoice_finalize, invoices_finalize_batch
 from billing.services.profiles import billing_profile_update
-from billing.tasks import finalize_drafts_chunk_task
+from billing.tasks import finalize_drafts_chunk_task, invoices_after_issue_fan_out_task
 from subscriptions.models import AuditEvent, SeatLedgerEntry, SubscriptionChange
 from tests.billing.conftest import FUTURE, established
 from tests.factories import BillingProfileFactory, CustomerFactory, SubscriptionFactory, utc
@@ -351,3 +351,26 @@ def test_finalize_drafts_falls_back_to_one_by_one_when_the_chunk_fails(staff, ca
 
     monkeypatch.setattr("billing.services.billing_run.invoices_finalize_batch", broken)
     assert finalize_drafts(invoice_ids=ids) == (3, 0, 0)
+
+
+def test_a_finalized_chunk_sends_one_message_whose_worker_queues_each_after_issue_task(
+    staff, ca_tax, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The billing run's process publishes one fan-out message per chunk (publishing cost ~1 ms per message); the
+    fan-out task then queues every issued invoice's own after-issue task (PDF, e-mail, collection), once each."""
+    ids = [_regular_draft(_customer(f"Fan-out {n}", staff))[1] for n in range(3)]
+    sent: list[tuple[str, dict]] = []
+    monkeypatch.setattr(
+        "subscriptions.dispatch.send_now", lambda name, /, options=None, **kw: sent.append((name, kw)) or True
+    )
+    monkeypatch.setattr(
+        "billing.services.invoices.issue.send_now", lambda name, /, options=None, **kw: sent.append((name, kw)) or True
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        issued, held = invoices_finalize_batch(invoice_ids=ids)
+    assert (sorted(issued), held) == (sorted(ids), [])
+    assert sent == [("billing.invoices_after_issue_fan_out", {"invoice_ids": sorted(ids)})]
+
+    sent.clear()
+    assert invoices_after_issue_fan_out_task.apply(args=[sorted(ids)]).get() == 3
+    assert sent == [("billing.invoice_after_issue", {"invoice_id": invoice_id}) for invoice_id in sorted(ids)]

@@ -486,3 +486,29 @@ def test_entitlements_reconcile_concurrent_runs_do_not_interleave(team, receiver
     assert sorted(run.outcome for run in results) == [RunOutcome.APPLIED, RunOutcome.NOOP]
     assert len(receiver.accepted) == 1
     assert _values(subscription.customer)[("seats", None)] == (4, EntitlementState.ACTIVE)
+
+
+def test_enablement_status_reads_entitlements_and_recent_runs_in_one_query(team, django_assert_num_queries):
+    """The dashboard's panel: one query for both entitlements and runs, and only the RECENT_RUNS newest runs count —
+    a run still queued behind 20 newer applied ones is not an open run."""
+    subscription = SubscriptionFactory(package=team, seats=8)
+    customer = subscription.customer
+    entitlements_reconcile(customer_id=customer.pk)
+    now = timezone.now()
+    ProvisioningRun.objects.create(customer=customer, outcome=RunOutcome.QUEUED, queued_at=now - timedelta(hours=2))
+    for minutes in range(20, 0, -1):
+        ProvisioningRun.objects.create(
+            customer=customer,
+            outcome=RunOutcome.APPLIED,
+            queued_at=now - timedelta(minutes=minutes, seconds=5),
+            finished_at=now - timedelta(minutes=minutes),
+        )
+    with django_assert_num_queries(1):
+        status = enablement_status(customer)
+    assert status.state == "active" and status.pending_since is None
+    assert status.last_run_at == now - timedelta(minutes=1) and status.last_time_taken_ms == 5000
+    assert [item.name for item in status.items] == ["API calls per month: 10,000", "Seats: 8", "Single sign-on"]
+
+    ProvisioningRun.objects.filter(customer=customer).order_by("-id").first().delete()  # the queued one is 20th now
+    status = enablement_status(customer)
+    assert status.state == "pending" and status.pending_since == now - timedelta(hours=2)
