@@ -130,6 +130,7 @@ class Simulation:
         self._status_change_seen = 0  # InvoiceStatusChange id up to which issued invoices were looked at
         self.rebills = ClerkRebills(self)  # customer-reported wrong details: void and re-bill (clerk.py)
         self.cards = None  # CardDesk (cards.py) when the run has card customers on localstripe
+        self.progress: Callable[[str], None] | None = None  # told each simulated month's start (the command: stderr)
 
     # -- scheduling ------------------------------------------------------------------------------------------------
     def hook(self, name: str, *args) -> list:
@@ -182,10 +183,17 @@ class Simulation:
                 stack.enter_context(mock.patch("billing.services.documents.html_to_pdf", side_effect=_stub_pdf()))
             self.hook("enter", stack)
             with time_machine.travel(self.start, tick=False) as traveller:
+                month = (self.start.year, self.start.month)
                 while self._queue:
                     when, _, action, args = heapq.heappop(self._queue)
                     if when >= self.end:
                         break
+                    if self.progress is not None and (when.year, when.month) != month:
+                        month = (when.year, when.month)
+                        self.progress(
+                            f"simulated {when:%Y-%m-%d}: {time.monotonic() - self.stats.started:.0f} s, "
+                            f"{self.stats.runs} billing runs, {sum(self.stats.events.values())} events"
+                        )
                     traveller.move_to(when)
                     self.now = when
                     action(*args)
