@@ -17,7 +17,7 @@ from datetime import datetime
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 
 from billing.exceptions import BillingError
@@ -574,23 +574,27 @@ def changes_bill_unbilled(*, since: datetime | None = None) -> int:
     queryset = (
         SubscriptionChange.objects.filter(billing_settled_at__isnull=True)
         .exclude(amount_due_now_minor=0)  # with the line above: the partial index subscription_change_unsettled
-        .annotate(
-            has_billing=Exists(Invoice.objects.filter(subscription_change_id=OuterRef("pk")))
-            | Exists(PendingInvoiceItem.objects.filter(subscription_change_id=OuterRef("pk")))
-        )
         .order_by("pk")
     )
     if since is not None:
         queryset = queryset.filter(created_at__gte=since)
-    candidates = list(queryset.values_list("pk", "has_billing"))
-    already = [pk for pk, has_billing in candidates if has_billing]
+    candidates = list(queryset.values_list("pk", flat=True))
+    if not candidates:
+        return 0  # the usual run: one query
+    already = set(
+        Invoice.objects.filter(subscription_change_id__in=candidates).values_list("subscription_change_id", flat=True)
+    ) | set(
+        PendingInvoiceItem.objects.filter(subscription_change_id__in=candidates).values_list(
+            "subscription_change_id", flat=True
+        )
+    )
     if already:
         SubscriptionChange.objects.filter(pk__in=already, billing_settled_at__isnull=True).update(
             billing_settled_at=clock.now()
         )
     count = 0
-    for change_id, has_billing in candidates:
-        if has_billing:
+    for change_id in candidates:
+        if change_id in already:
             continue
         billed = change_bill(subscription_change_id=change_id)
         count += billed.billing_mode != NOTHING_NOW
