@@ -150,6 +150,13 @@ class Invoice(models.Model):
             models.Index(fields=["customer", "-created_at"], name="invoice_customer_created"),
             models.Index(fields=["status", "created_at"], name="invoice_status_created"),
             models.Index(fields=["issued_at"], name="invoice_issued_at"),
+            # The billing run's "current period not drafted yet" probe (billing_run._unbilled, every run, for every
+            # billable subscription): one seek instead of walking all of the subscription's invoices.
+            models.Index(
+                fields=["subscription", "period_start"],
+                condition=models.Q(kind="regular"),
+                name="invoice_regular_period",
+            ),
         ]
         constraints = [
             # A re-run of the billing run, or a duplicate task, never bills a period twice. A voided invoice does not

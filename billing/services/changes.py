@@ -548,66 +548,96 @@ def change_bill(*, subscription_change_id: int, actor: User | None = None) -> Bi
             .select_related("subscription", "subscription__customer")
             .get(pk=subscription_change_id)
         )
-        if "discount_lines" not in (change.result or {}) and (change.result or {}).get("lines"):
-            # Applied without the wrapper (e.g. staff through the subscriptions admin): its discount is worked out
-            # now, the same way, from the subscription as it stands.
-            subscription = Subscription.objects.select_related("customer").get(pk=change.subscription_id)
-            _store_discount_lines(change, subscription, always=False)
-        lines = _draft_lines(change)
-        if not lines:  # nothing to bill: never invoiced, never pending
-            return BilledChange(change=change, billing_mode=NOTHING_NOW)
-        existing_invoice = Invoice.objects.filter(subscription_change=change).first()
-        if existing_invoice is not None:
-            return BilledChange(change=change, billing_mode=ChangeBillingMode.INVOICE_NOW, invoice=existing_invoice)
-        existing_items = tuple(PendingInvoiceItem.objects.filter(subscription_change=change))
-        if existing_items:
-            return BilledChange(
-                change=change, billing_mode=ChangeBillingMode.NEXT_INVOICE, pending_items=existing_items
-            )
-        subscription = change.subscription
-        mode = _mode(subscription.customer_id, sum(line.amount for line in lines))
-        if mode == NOTHING_NOW:
-            return BilledChange(change=change, billing_mode=NOTHING_NOW)
-        if mode == ChangeBillingMode.INVOICE_NOW:
-            starts = [line.period_start for line in lines if line.period_start]
-            ends = [line.period_end for line in lines if line.period_end]
-            invoice = invoice_draft_create(
-                customer=subscription.customer,
-                subscription=subscription,
-                kind=InvoiceKind.PRORATION,
-                currency=change.currency,
-                period_start=min(starts) if starts else change.effective_at,
-                period_end=max(ends) if ends else subscription.current_period_end,
-                subscription_change=change,
-                lines=lines,
-                actor=actor,
-            )
-            invoice = invoice_finalize(invoice_id=invoice.pk, actor=actor)
-            return BilledChange(change=change, billing_mode=mode, invoice=invoice)
-        items = PendingInvoiceItem.objects.bulk_create(
-            PendingInvoiceItem(
-                customer_id=subscription.customer_id,
-                subscription=subscription,
-                currency=change.currency,
-                **{**line_fields(line), "amount_minor": line.amount, "subscription_change_id": change.pk},
-            )
-            for line in lines
+        billed = _bill_locked(change, actor)
+        if change.billing_settled_at is None:
+            # Billed (or nothing to bill) in this transaction: the safety net need never look at it again.
+            change.billing_settled_at = clock.now()
+            SubscriptionChange.objects.filter(pk=change.pk).update(billing_settled_at=change.billing_settled_at)
+        return billed
+
+
+def _bill_locked(change: SubscriptionChange, actor: User | None) -> BilledChange:
+    """`change_bill` on the locked change (inside its transaction)."""
+    if "discount_lines" not in (change.result or {}) and (change.result or {}).get("lines"):
+        # Applied without the wrapper (e.g. staff through the subscriptions admin): its discount is worked out
+        # now, the same way, from the subscription as it stands.
+        subscription = Subscription.objects.select_related("customer").get(pk=change.subscription_id)
+        _store_discount_lines(change, subscription, always=False)
+    lines = _draft_lines(change)
+    if not lines:  # nothing to bill: never invoiced, never pending
+        return BilledChange(change=change, billing_mode=NOTHING_NOW)
+    existing_invoice = Invoice.objects.filter(subscription_change=change).first()
+    if existing_invoice is not None:
+        return BilledChange(change=change, billing_mode=ChangeBillingMode.INVOICE_NOW, invoice=existing_invoice)
+    existing_items = tuple(PendingInvoiceItem.objects.filter(subscription_change=change))
+    if existing_items:
+        return BilledChange(change=change, billing_mode=ChangeBillingMode.NEXT_INVOICE, pending_items=existing_items)
+    subscription = change.subscription
+    mode = _mode(subscription.customer_id, sum(line.amount for line in lines))
+    if mode == NOTHING_NOW:
+        return BilledChange(change=change, billing_mode=NOTHING_NOW)
+    if mode == ChangeBillingMode.INVOICE_NOW:
+        starts = [line.period_start for line in lines if line.period_start]
+        ends = [line.period_end for line in lines if line.period_end]
+        invoice = invoice_draft_create(
+            customer=subscription.customer,
+            subscription=subscription,
+            kind=InvoiceKind.PRORATION,
+            currency=change.currency,
+            period_start=min(starts) if starts else change.effective_at,
+            period_end=max(ends) if ends else subscription.current_period_end,
+            subscription_change=change,
+            lines=lines,
+            actor=actor,
+            recompute=False,  # finalized at once in this transaction, which computes the tax (once)
         )
-        return BilledChange(change=change, billing_mode=mode, pending_items=tuple(items))
+        invoice = invoice_finalize(invoice_id=invoice.pk, actor=actor)
+        return BilledChange(change=change, billing_mode=mode, invoice=invoice)
+    items = PendingInvoiceItem.objects.bulk_create(
+        PendingInvoiceItem(
+            customer_id=subscription.customer_id,
+            subscription=subscription,
+            currency=change.currency,
+            **{**line_fields(line), "amount_minor": line.amount, "subscription_change_id": change.pk},
+        )
+        for line in lines
+    )
+    return BilledChange(change=change, billing_mode=mode, pending_items=tuple(items))
 
 
 def changes_bill_unbilled(*, since: datetime | None = None) -> int:
     """Safety net run by the billing run: bill every change with an amount due that was applied without the wrapper
-    (e.g. directly through subscriptions services). Returns how many were billed."""
+    (e.g. directly through subscriptions services), or whose billing was lost. Returns how many were billed.
+
+    Reads only the changes billing has not settled (`SubscriptionChange.billing_settled_at`, set by `change_bill` in
+    the transaction that bills the change; a partial index holds just those with an amount), so a run costs the
+    changes still to bill, not every change ever made. One that already has its invoice or pending items (billed
+    some other way) is marked settled without being billed again."""
     queryset = (
-        SubscriptionChange.objects.exclude(amount_due_now_minor=0)
-        .filter(proration_invoice__isnull=True, pending_items__isnull=True)
+        SubscriptionChange.objects.filter(billing_settled_at__isnull=True)
+        .exclude(amount_due_now_minor=0)  # with the line above: the partial index subscription_change_unsettled
         .order_by("pk")
     )
     if since is not None:
         queryset = queryset.filter(created_at__gte=since)
+    candidates = list(queryset.values_list("pk", flat=True))
+    if not candidates:
+        return 0  # the usual run: one query
+    already = set(
+        Invoice.objects.filter(subscription_change_id__in=candidates).values_list("subscription_change_id", flat=True)
+    ) | set(
+        PendingInvoiceItem.objects.filter(subscription_change_id__in=candidates).values_list(
+            "subscription_change_id", flat=True
+        )
+    )
+    if already:
+        SubscriptionChange.objects.filter(pk__in=already, billing_settled_at__isnull=True).update(
+            billing_settled_at=clock.now()
+        )
     count = 0
-    for change_id in list(queryset.values_list("pk", flat=True).distinct()):
+    for change_id in candidates:
+        if change_id in already:
+            continue
         billed = change_bill(subscription_change_id=change_id)
         count += billed.billing_mode != NOTHING_NOW
     return count

@@ -9,7 +9,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.db import models, transaction
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, Min, OuterRef, Q, Subquery, Sum
 
 from billing.exceptions import HealthWeightsInvalid
 from billing.health import formulas
@@ -377,14 +377,21 @@ def customer_health_compute(
     with transaction.atomic():
         # The customers' rows are locked so two computations of one customer (nightly and event-driven) record a
         # stage change, and its customer.stage_changed event (outbox, same transaction), once and in order.
-        list(Customer.objects.select_for_update().filter(pk__in=customer_ids).order_by("pk").values_list("pk"))
-        previous = {}
-        for cid, stage in (
-            CustomerHealthSnapshot.objects.filter(customer_id__in=customer_ids)
-            .order_by("customer_id", "-computed_at", "-id")
-            .values_list("customer_id", "stage")
-        ):
-            previous.setdefault(cid, stage)  # the newest per customer (one query; history rows are few per chunk)
+        # With them, each one's newest snapshot's stage: one index seek per customer (health_customer_latest), not
+        # every snapshot the customer ever had (a nightly run adds one a day, so those grew with the year).
+        newest_stage = (
+            CustomerHealthSnapshot.objects.filter(customer_id=OuterRef("pk"))
+            .order_by("-computed_at", "-id")
+            .values("stage")[:1]
+        )
+        previous = {
+            cid: stage or ""
+            for cid, stage in Customer.objects.select_for_update()
+            .filter(pk__in=customer_ids)
+            .annotate(newest_stage=Subquery(newest_stage))
+            .order_by("pk")
+            .values_list("pk", "newest_stage")
+        }
         changes = [
             JourneyStageChange(
                 customer_id=snapshot.customer_id,

@@ -24,17 +24,20 @@ from subscriptions.services.health_marks import health_marks_claim, health_marks
 EFFORT_WINDOW_DAYS = 90
 
 
-def customer_health_recompute(*, customer_ids: list[int] | None = None, chunk_size: int = CHUNK_SIZE) -> int:
+def customer_health_recompute(
+    *, customer_ids: list[int] | None = None, chunk_size: int = CHUNK_SIZE, marks_claimed: bool = False
+) -> int:
     """Store a new health snapshot for each customer (all when `customer_ids` is None); returns how many.
     Safe to run twice or concurrently: each run only appends snapshots; the newest one is current. Each chunk first
-    takes its customers' recompute marks, so a pending event-driven recompute of them has nothing left to do."""
+    takes its customers' recompute marks, so a pending event-driven recompute of them has nothing left to do
+    (`marks_claimed`: the caller has just taken them, and puts them back should this fail)."""
     if customer_ids is None:
         customer_ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))
     since = clock.now() - timedelta(days=EFFORT_WINDOW_DAYS)
     done = 0
     for start in range(0, len(customer_ids), chunk_size):
         chunk = customer_ids[start : start + chunk_size]
-        taken = health_marks_claim(customer_ids=chunk)
+        taken = [] if marks_claimed else health_marks_claim(customer_ids=chunk)
         effort = defaultdict(list)
         try:
             for customer_id, score in EffortSurveyResponse.objects.filter(
@@ -62,7 +65,7 @@ def customer_health_recompute_marked(*, customer_ids: list[int] | None = None, c
     if not ids:
         return 0
     try:
-        return customer_health_recompute(customer_ids=ids)
+        return customer_health_recompute(customer_ids=ids, marks_claimed=True)
     except Exception:
         health_marks_restore(ids)
         raise

@@ -46,6 +46,7 @@ from billing.tasks import billing_run_task, dunning_run_task, tax_exemptions_dai
 from portal.services.signup import ExemptionDeclaration, signup_create
 from portal.simulation.clerk import ClerkRebills
 from portal.simulation.world import CITIES, TAXED_STATES, UNTAXED_STATES, SimCustomer, german_vat_id
+from subscriptions.dispatch import send_now
 from subscriptions.exceptions import SubscriptionError
 from subscriptions.models import LIVE_STATUSES, Package, Subscription, SubscriptionStatus, User
 from subscriptions.periods import add_months
@@ -130,6 +131,7 @@ class Simulation:
         self._status_change_seen = 0  # InvoiceStatusChange id up to which issued invoices were looked at
         self.rebills = ClerkRebills(self)  # customer-reported wrong details: void and re-bill (clerk.py)
         self.cards = None  # CardDesk (cards.py) when the run has card customers on localstripe
+        self.progress: Callable[[str], None] | None = None  # told each simulated month's start (the command: stderr)
 
     # -- scheduling ------------------------------------------------------------------------------------------------
     def hook(self, name: str, *args) -> list:
@@ -178,14 +180,25 @@ class Simulation:
             contextlib.ExitStack() as stack,
         ):
             if not self.render_pdfs:
-                # WeasyPrint would be most of a year's run time; documents are not what the invariants check.
-                stack.enter_context(mock.patch("billing.services.documents.html_to_pdf", side_effect=_stub_pdf()))
+                # WeasyPrint would be most of a year's run time; documents are not what the invariants check. `new`,
+                # not a Mock: a Mock would keep every document's HTML in its call list for the whole year.
+                stack.enter_context(mock.patch("billing.services.documents.html_to_pdf", new=_stub_pdf()))
+            # A task queued after commit with a countdown runs at that time on the simulated clock, as a worker would
+            # run it (eager mode would run it at once and defeat its debounce, e.g. the health recompute's minute).
+            stack.enter_context(mock.patch("subscriptions.dispatch.send_now", new=self._send_at_countdown(send_now)))
             self.hook("enter", stack)
             with time_machine.travel(self.start, tick=False) as traveller:
+                month = (self.start.year, self.start.month)
                 while self._queue:
                     when, _, action, args = heapq.heappop(self._queue)
                     if when >= self.end:
                         break
+                    if self.progress is not None and (when.year, when.month) != month:
+                        month = (when.year, when.month)
+                        self.progress(
+                            f"simulated {when:%Y-%m-%d}: {time.monotonic() - self.stats.started:.0f} s, "
+                            f"{self.stats.runs} billing runs, {sum(self.stats.events.values())} events"
+                        )
                     traveller.move_to(when)
                     self.now = when
                     action(*args)
@@ -197,6 +210,17 @@ class Simulation:
                 self.hook("finish", traveller)
         self.stats.seconds = time.monotonic() - self.stats.started
         return self.stats
+
+    def _send_at_countdown(self, send: Callable) -> Callable:
+        def send_at(task_name: str, /, *, options: dict | None = None, **kwargs) -> bool:
+            options = dict(options or {})
+            countdown = options.pop("countdown", None)
+            if not countdown:
+                return send(task_name, options=options, **kwargs)
+            self.at(self.now + timedelta(seconds=countdown), lambda: send(task_name, options=options, **kwargs))
+            return True
+
+        return send_at
 
     # -- the scheduler's work --------------------------------------------------------------------------------------
     def hourly(self) -> None:

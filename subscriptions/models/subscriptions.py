@@ -200,6 +200,10 @@ class SubscriptionChange(models.Model):
     currency = models.CharField(max_length=3)
     effective_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set by billing once it has billed the change (proration invoice or pending items) or found nothing to bill:
+    # the billing run's safety net reads only changes with an amount that are not settled (a partial index), so its
+    # cost follows the changes still to bill, not every change ever made.
+    billing_settled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -208,6 +212,13 @@ class SubscriptionChange(models.Model):
                 fields=["subscription", "idempotency_key"],
                 condition=models.Q(idempotency_key__isnull=False),
                 name="subscription_change_idempotency",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["id"],
+                condition=models.Q(billing_settled_at__isnull=True) & ~models.Q(amount_due_now_minor=0),
+                name="subscription_change_unsettled",
             )
         ]
 

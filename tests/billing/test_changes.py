@@ -111,6 +111,51 @@ def test_changes_bill_unbilled_is_the_safety_net_and_never_bills_twice(customer,
     assert PendingInvoiceItem.objects.count() == 0
 
 
+def test_a_change_whose_billing_was_lost_is_billed_by_the_next_run_and_settled_changes_are_not_read_again(
+    customer, subscription, owner, django_assert_num_queries
+):
+    from subscriptions.models import SubscriptionChange
+
+    # billed by the wrapper: settled in the same transaction
+    billed = change_apply(
+        subscription_id=subscription.pk,
+        kind="seats",
+        seats=12,
+        expected_version=subscription.version,
+        actor=owner,
+        at=AT,
+    )
+    assert billed.change.billing_settled_at is not None
+    subscription.refresh_from_db()
+    # applied without billing (its billing lost): the next billing run bills it, once
+    lost = subscription_change_seats_apply(
+        subscription_id=subscription.pk, seats=14, expected_version=subscription.version, actor=owner, at=AT
+    )
+    assert SubscriptionChange.objects.get(pk=lost.pk).billing_settled_at is None
+    billing_run(as_of=AT)
+    invoice = Invoice.objects.get(subscription_change=lost)
+    assert invoice.subtotal_minor == 1_000  # 2 seats × 10.00 × 15/30
+    assert SubscriptionChange.objects.get(pk=lost.pk).billing_settled_at is not None
+    billing_run(as_of=AT)
+    assert Invoice.objects.filter(subscription_change=lost).count() == 1
+    # settled changes are not read again: the safety net is one query, however many changes were billed
+    with django_assert_num_queries(1):
+        assert changes_bill_unbilled() == 0
+
+
+def test_the_safety_net_settles_a_change_billed_another_way_without_billing_it_again(customer, subscription, owner):
+    from subscriptions.models import SubscriptionChange
+
+    change = subscription_change_seats_apply(
+        subscription_id=subscription.pk, seats=12, expected_version=subscription.version, actor=owner, at=AT
+    )
+    assert changes_bill_unbilled() == 1
+    SubscriptionChange.objects.filter(pk=change.pk).update(billing_settled_at=None)  # e.g. billed before the marker
+    assert changes_bill_unbilled() == 0
+    assert SubscriptionChange.objects.get(pk=change.pk).billing_settled_at is not None
+    assert Invoice.objects.filter(subscription_change=change).count() == 1
+
+
 def test_change_preview_reads_the_subscription_and_billing_profile_once(customer, subscription, ca_tax):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -193,3 +193,21 @@ def test_a_real_upgrade_moves_an_adopting_customer_to_expanding_and_records_the_
         (None, before.stage),
         (before.stage, "expanding"),
     ]
+
+
+def test_the_stage_change_is_against_the_newest_snapshot_however_long_the_history():
+    from billing.models import JourneyStageChange
+
+    customer = build_customer()  # overdue: at risk
+    now = clock.now()
+    for days in range(40, 1, -1):  # a history of nightly snapshots, all "expanding" but the newest
+        CustomerHealthSnapshot.objects.create(
+            customer=customer, computed_at=now - timedelta(days=days), score=90, stage="expanding"
+        )
+    CustomerHealthSnapshot.objects.create(customer=customer, computed_at=now - timedelta(hours=20), stage="at_risk")
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    assert snapshot.stage == "at_risk"
+    assert not JourneyStageChange.objects.filter(customer=customer).exists()  # at risk already: no change
+    never_scored = CustomerFactory()
+    customer_health_compute(customer_ids=[never_scored.pk])
+    assert list(JourneyStageChange.objects.filter(customer=never_scored).values_list("from_stage", flat=True)) == [""]

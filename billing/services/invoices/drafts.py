@@ -192,8 +192,11 @@ def invoice_draft_create(
     subscription_change: SubscriptionChange | None = None,
     po_number: str = "",
     actor: User | None = None,
+    recompute: bool = True,
 ) -> Invoice:
-    """Create a draft invoice with `lines`, tax computed. Does not run the checks or issue (see invoice_finalize)."""
+    """Create a draft invoice with `lines`, tax computed. Does not run the checks or issue (see invoice_finalize).
+    `recompute=False`: the caller finalizes the draft in the same transaction (`invoice_finalize` recomputes tax and
+    copied details first), so computing them here as well would do it twice; totals are zero until then."""
     with transaction.atomic():
         invoice = Invoice.objects.create(
             customer=customer,
@@ -207,7 +210,8 @@ def invoice_draft_create(
             po_number=po_number,
         )
         _add_lines(invoice, lines)
-        _recompute(invoice)
+        if recompute:
+            _recompute(invoice)
         InvoiceStatusChange.objects.create(invoice=invoice, from_status="", to_status=InvoiceStatus.DRAFT, actor=actor)
     return invoice
 

@@ -77,6 +77,7 @@ class Command(BaseCommand):
             extensions=extensions_for(seed),
         )
         simulation.rebills.rate = rebill_rate
+        simulation.progress = lambda line: (self.stderr.write(line), self.stderr.flush())
         card_customers = round(customers * CARD_SHARE) if card_customers is None else card_customers
         server = None
         if card_customers > 0:
