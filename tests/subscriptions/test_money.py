@@ -1,6 +1,6 @@
 """Money and dates for people (subscriptions.money): CLDR currency digits and the customer's locale."""
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -98,15 +98,32 @@ def test_format_date_in_the_customer_s_locale():
 
 
 def test_format_period_writes_a_range_of_days_as_the_customer_s_locale_does():
-    # the end is the exclusive period end (the renewal day); CLDR puts thin spaces around the dash
-    nov_12, dec_1 = datetime(2026, 11, 12, 15, 30, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
-    assert format_period(nov_12, dec_1, "US") == "Nov 12\u2009–\u2009Dec 1, 2026"
-    assert format_period(nov_12, dec_1, "DE") == "12 Nov\u2009–\u20091 Dec 2026"
-    assert format_period(nov_12, dec_1, "GB") == "12 Nov\u2009–\u20091 Dec 2026"
+    # a pure formatter: fixed past days as input (nothing here reads the clock); the end is the exclusive period end
+    # (the renewal day); CLDR puts thin spaces around the dash
+    nov_12, dec_1 = datetime(2025, 11, 12, 15, 30, tzinfo=UTC), datetime(2025, 12, 1, tzinfo=UTC)
+    assert format_period(nov_12, dec_1, "US") == "Nov 12\u2009–\u2009Dec 1, 2025"
+    assert format_period(nov_12, dec_1, "DE") == "12 Nov\u2009–\u20091 Dec 2025"
+    assert format_period(nov_12, dec_1, "GB") == "12 Nov\u2009–\u20091 Dec 2025"
     # a range over a new year writes both years; a datetime is read as its UTC day
-    assert format_period(date(2026, 12, 1), date(2027, 1, 1), "US") == "Dec 1, 2026\u2009–\u2009Jan 1, 2027"
-    late = datetime(2026, 11, 30, 23, 30, tzinfo=UTC).astimezone(ZoneInfo("Asia/Tokyo"))  # 1 Dec in Tokyo
-    assert format_period(late, dec_1, "US") == "Nov 30\u2009–\u2009Dec 1, 2026"
+    assert format_period(date(2024, 12, 1), date(2025, 1, 1), "US") == "Dec 1, 2024\u2009–\u2009Jan 1, 2025"
+    late = datetime(2025, 11, 30, 23, 30, tzinfo=UTC).astimezone(ZoneInfo("Asia/Tokyo"))  # 1 Dec in Tokyo
+    assert format_period(late, dec_1, "US") == "Nov 30\u2009–\u2009Dec 1, 2025"
+
+
+@given(
+    start=st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 12, 31)),
+    days=st.integers(min_value=1, max_value=400),
+    country=st.sampled_from(["US", "DE", "GB", "CH", "FR"]),
+)
+def test_format_period_names_both_days_and_the_end_s_year_for_any_range(start, days, country):
+    # month ends, leap days and new years included: the range is the start's and the end's own Babel dates' parts
+    end = start + timedelta(days=days)
+    text = format_period(start, end, country)
+    assert "\u2013" in text
+    assert str(end.year) in text.split("\u2013")[1]
+    assert str(start.day) in text.split("\u2013")[0] and str(end.day) in text.split("\u2013")[1]
+    if start.year != end.year:
+        assert str(start.year) in text.split("\u2013")[0]
 
 
 def test_format_moment_writes_day_and_time_in_the_customer_s_locale():
