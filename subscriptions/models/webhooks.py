@@ -129,6 +129,14 @@ class WebhookEndpoint(models.Model):
     def __str__(self) -> str:
         return self.url
 
+    def wants(self, *, event_type: str, customer_id: int | None) -> bool:
+        """Whether this endpoint receives an event of this type about this customer: a customer's endpoint only its
+        own customer's events and never an internal one (staff endpoints only, even with "*"); then "*" or the
+        type. The one rule for the fan-out and for the outbox deciding whether an event needs one."""
+        if self.customer_id is not None and (self.customer_id != customer_id or event_type in INTERNAL_EVENT_TYPES):
+            return False
+        return "*" in self.event_types or event_type in self.event_types
+
     @property
     def secret(self) -> str:
         """The signing secret in clear (for signing, and for showing once right after it is made)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from subscriptions.dispatch import send_now
@@ -75,9 +75,15 @@ def events_record_many(drafts: Iterable[EventDraft]) -> list[Event]:
     if not drafts:
         return []
     now = timezone.now()
-    # With no enabled endpoint nobody is waiting for these: they are kept (the log, a later resend) but need no
-    # delivery, so they are recorded as dispatched and queue nothing — most installations' billing run stays as it was.
-    wanted = WebhookEndpoint.objects.filter(enabled=True).exists()
+    # An event no enabled endpoint wants (staff's, or its own customer's, by WebhookEndpoint.wants) has nobody
+    # waiting for it: it is kept (the log, a later resend) but needs no delivery, so it is recorded as dispatched and
+    # queues nothing. One query, whatever the number of events; customers without an endpoint cost no fan-out.
+    customer_ids = {draft.customer_id for draft in drafts if draft.customer_id is not None}
+    endpoints = list(
+        WebhookEndpoint.objects.filter(enabled=True)
+        .filter(Q(customer__isnull=True) | Q(customer_id__in=customer_ids))
+        .only("customer_id", "event_types")
+    )
     events = [
         Event(
             type=draft.type,
@@ -87,16 +93,19 @@ def events_record_many(drafts: Iterable[EventDraft]) -> list[Event]:
             sequence=sequence,
             data=draft.data,
             created_at=now,
-            dispatched_at=None if wanted else now,
+            dispatched_at=(
+                None if any(e.wants(event_type=draft.type, customer_id=draft.customer_id) for e in endpoints) else now
+            ),
         )
         for draft, sequence in zip(drafts, _next_sequences(drafts), strict=True)
     ]
+    wanted = any(event.dispatched_at is None for event in events)
     Event.objects.bulk_create(events)
     moving = [draft for draft in drafts if moves_health(draft.type, draft.data)]
     if moving:  # the customer's health score is recomputed soon (debounced; subscriptions/services/health_marks.py)
         health_marks_record((draft.customer_id for draft in moving), reason=moving[0].type)
     if wanted:
-        public_ids = [event.public_id for event in events]
+        public_ids = [event.public_id for event in events if event.dispatched_at is None]
         transaction.on_commit(lambda: _dispatch_after_commit(public_ids))
     return events
 

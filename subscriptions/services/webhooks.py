@@ -31,7 +31,6 @@ from django.utils import timezone
 from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.exceptions import WebhookError, WebhookEventTypesInvalid, WebhookUrlRefused
 from subscriptions.models import (
-    INTERNAL_EVENT_TYPES,
     STAFF_SUBSCRIBABLE_EVENT_TYPES,
     SUBSCRIBABLE_EVENT_TYPES,
     Customer,
@@ -215,14 +214,6 @@ def _post(url: str, address: str, body: bytes, headers: dict[str, str]) -> tuple
 # --- fan-out ---------------------------------------------------------------------------------------------------------
 
 
-def _wants(endpoint: WebhookEndpoint, event: Event) -> bool:
-    if endpoint.customer_id is not None and (
-        endpoint.customer_id != event.customer_id or event.type in INTERNAL_EVENT_TYPES
-    ):
-        return False  # another customer's event, or an internal one (staff endpoints only, even with "*")
-    return "*" in endpoint.event_types or event.type in endpoint.event_types
-
-
 def webhook_events_dispatch(*, public_ids: list[str]) -> list[int]:
     """Create one delivery per (enabled endpoint that wants it, event) for these outbox events; mark them dispatched.
 
@@ -238,7 +229,7 @@ def webhook_events_dispatch(*, public_ids: list[str]) -> list[int]:
         )
         if events:
             # Only endpoints that can want one of these events: staff's (no customer) and those of the events'
-            # customers — not every customer's endpoint for every event (`_wants` decides the rest).
+            # customers — not every customer's endpoint for every event (`WebhookEndpoint.wants` decides the rest).
             customer_ids = {event.customer_id for event in events if event.customer_id is not None}
             endpoints = list(
                 WebhookEndpoint.objects.filter(enabled=True).filter(
@@ -250,7 +241,7 @@ def webhook_events_dispatch(*, public_ids: list[str]) -> list[int]:
                 WebhookDelivery(endpoint=endpoint, event=event, kind=DeliveryKind.EVENT, created_at=now)
                 for event in events
                 for endpoint in endpoints
-                if _wants(endpoint, event)
+                if endpoint.wants(event_type=event.type, customer_id=event.customer_id)
             ]
             WebhookDelivery.objects.bulk_create(deliveries, ignore_conflicts=True)
             Event.objects.filter(pk__in=[event.pk for event in events]).update(dispatched_at=now)

@@ -17,6 +17,7 @@ from django.utils import timezone
 from portal.celery import app
 from subscriptions.exceptions import WebhookUrlRefused
 from subscriptions.models import DeliveryStatus, Event, Membership, Role, WebhookAttempt, WebhookDelivery
+from subscriptions.services import events as events_module
 from subscriptions.services.subscriptions import subscription_create
 from subscriptions.services.webhooks import (
     SIGNATURE_HEADER,
@@ -113,6 +114,37 @@ def test_webhook_other_customers_and_unsubscribed_types_are_not_sent(
         assert receiver.requests == []
     assert Event.objects.filter(type="subscription.created").count() == 2
     assert Event.objects.filter(dispatched_at__isnull=True).count() == 0
+
+
+def test_webhook_events_nobody_wants_queue_no_fan_out_and_a_staff_endpoint_gets_every_customer(
+    owner_customer, team, django_capture_on_commit_callbacks, monkeypatch
+):
+    # given: one customer with an endpoint; a second customer without one
+    customer, owner = owner_customer
+    other = CustomerFactory()
+    with HttpReceiver() as receiver:
+        _endpoint(customer, owner, receiver)
+        # when: the second customer subscribes (the outbox's after-commit messages recorded, then sent)
+        sent = []
+        real_send = events_module.send_now
+        monkeypatch.setattr(events_module, "send_now", lambda name, **kw: sent.append(name) or real_send(name, **kw))
+        with django_capture_on_commit_callbacks(execute=True):
+            subscription_create(customer=other, package=team, interval="month", seats=3)
+        # then: its event is kept in the log but recorded as dispatched, and no fan-out is queued for it
+        event = Event.objects.get(customer=other, type="subscription.created")
+        assert event.dispatched_at is not None
+        assert "subscriptions.webhook_events_dispatch" not in sent
+        # and the customer with the endpoint still receives its own event
+        _subscribe(customer, team, django_capture_on_commit_callbacks)
+        [request] = receiver.wait_for_requests(1)
+        assert request.json()["customer"] == customer.pk
+        # when: staff add an endpoint for every customer's events; then the second customer's next event is sent
+        webhook_endpoint_create(customer=None, url=receiver.url("/all"), event_types=["*"], actor=None)
+        with django_capture_on_commit_callbacks(execute=True):
+            subscription_create(customer=other, package=team, interval="year", seats=2)
+        requests = receiver.wait_for_requests(2)
+    assert requests[1].path == "/all" and requests[1].json()["customer"] == other.pk
+    assert not Event.objects.filter(dispatched_at__isnull=True).exists()
 
 
 def test_webhook_delivery_fails_three_times_then_succeeds_exactly_once(
