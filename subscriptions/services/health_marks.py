@@ -20,12 +20,13 @@ The task is named, not imported (this layer must not import portal; subscription
 """
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from subscriptions import clock
 from subscriptions.dispatch import enqueue_on_commit
 from subscriptions.models import HealthRecomputeMark
 
@@ -34,8 +35,10 @@ RECOMPUTE_BATCH = 500  # customers per message: one recompute run scores them to
 
 # Outbound events that move a score (the outbox hook in subscriptions/services/events.py marks their customers).
 # Left out on purpose: invoice.issued and subscription renewals (the hourly billing run makes them for everyone; the
-# nightly run covers them), tax exemptions and test events (no component reads them), and customer.stage_changed
-# (the recompute's own output).
+# nightly run covers them), tax exemptions and test events (no component reads them), customer.stage_changed
+# (the recompute's own output), and payment.succeeded: no fact counts succeeded payments (failed ones in 30 days,
+# overdue invoices and a past-due status do, and paying moves those through invoice.paid and subscription.updated).
+# invoice.paid itself moves a score only when the invoice was overdue (see moves_health).
 HEALTH_EVENT_TYPES = frozenset(
     {
         "subscription.created",
@@ -47,7 +50,6 @@ HEALTH_EVENT_TYPES = frozenset(
         "invoice.voided",
         "invoice.overdue",
         "credit_note.issued",
-        "payment.succeeded",
         "payment.failed",
         "member.added",
         "member.removed",
@@ -64,7 +66,13 @@ def moves_health(event_type: str, data: dict | None) -> bool:
     """Whether an outbound event of this type (and data) can change its customer's health score or stage."""
     if event_type not in HEALTH_EVENT_TYPES:
         return False
-    return not (event_type == "subscription.updated" and (data or {}).get("change") in IGNORED_SUBSCRIPTION_CHANGES)
+    data = data or {}
+    if event_type == "invoice.paid":
+        # Paid on time, it was never an overdue invoice (the only fact a paid invoice leaves): nothing moved. A
+        # past-due subscription that the payment restores sends its own subscription.updated.
+        due_on = data.get("due_on")
+        return not due_on or date.fromisoformat(due_on) < clock.today()
+    return not (event_type == "subscription.updated" and data.get("change") in IGNORED_SUBSCRIPTION_CHANGES)
 
 
 def health_marks_record(customer_ids: Iterable[int | None], *, reason: str = "") -> list[int]:
