@@ -39,6 +39,7 @@ from billing.services.tax import AppliedRate, tax_compute, tax_context_for, tax_
 from subscriptions import clock
 from subscriptions.models import Package, Subscription, SubscriptionChange, SubscriptionStatus, User
 from subscriptions.money import format_date, format_money
+from subscriptions.prebuilt import prebuilt
 from subscriptions.services import changes as sub_changes
 from subscriptions.services.changes.kinds import CHANGE_KINDS
 from subscriptions.services.terms import terms_current, terms_lines
@@ -119,7 +120,14 @@ def subscriptions_for_billed_change(*, skus: bool = True) -> QuerySet[Subscripti
     `skus=False` is the lean read path of a live preview (one per keystroke): no SKU subqueries; `change_preview`
     takes the package and add-on SKUs from the per-package cache of `billing.estimates` (never stale: it is keyed
     by the catalog token every Sku/PackageComponent save or delete renews), and skips the exemption query for a
-    customer with none (`billing_has_exemption`, read in the same query)."""
+    customer with none (`billing_has_exemption`, read in the same query).
+
+    Built once per process (`subscriptions.prebuilt`); each call returns a clone."""
+    return _billed_change_shape(skus)
+
+
+@prebuilt
+def _billed_change_shape(skus: bool) -> QuerySet[Subscription]:
     queryset = (
         sub_changes.subscriptions_for_change(skus=skus)
         .select_related("customer__billing_profile")
