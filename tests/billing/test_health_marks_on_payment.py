@@ -7,10 +7,10 @@ import pytest
 import time_machine
 
 from billing.services.health import customer_health_facts
-from billing.services.invoices import DraftLine, invoice_approve_and_issue, invoice_draft_create
 from billing.services.payments import payment_record_manual
 from subscriptions import clock
 from subscriptions.models import Event, HealthRecomputeMark
+from tests.billing.test_webhook_events import _issued  # the same issued invoice as the billing event tests
 
 pytestmark = pytest.mark.django_db
 
@@ -19,15 +19,6 @@ pytestmark = pytest.mark.django_db
 def pinned():
     with time_machine.travel(clock.now(), tick=False) as traveller:
         yield traveller
-
-
-def _issued(customer, staff):
-    draft = invoice_draft_create(
-        customer=customer, currency="USD", lines=[DraftLine(description="Work", unit_amount_minor=10_000)]
-    )
-    invoice_approve_and_issue(invoice_id=draft.pk, actor=staff)
-    draft.refresh_from_db()
-    return draft
 
 
 def _pay(invoice, staff):
