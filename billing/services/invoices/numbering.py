@@ -15,7 +15,11 @@ def _series(prefix: str, when: datetime) -> str:
 
 
 def _sequence_locked(series: str) -> InvoiceNumberSequence:
-    """The sequence row of `series`, locked (SELECT … FOR UPDATE) until the caller's transaction ends."""
+    """The sequence row of `series`, locked (SELECT … FOR UPDATE) until the caller's transaction ends. One query
+    once the series exists (every number but a year's first)."""
+    sequence = InvoiceNumberSequence.objects.select_for_update().filter(series=series).first()
+    if sequence is not None:
+        return sequence
     InvoiceNumberSequence.objects.get_or_create(series=series)
     return InvoiceNumberSequence.objects.select_for_update().get(series=series)
 
