@@ -158,9 +158,9 @@ def _recompute(invoice: Invoice) -> tuple[BillingProfile | None, list[InvoiceLin
     result = tax_compute(lines=[(line.amount_minor, line.tax_category) for line in lines], context=context)
     before = {line.pk: (line.tax_rate, line.tax_name) for line in lines}
     tax_lines = apply_tax_result(invoice=invoice, lines=lines, result=result, profile=profile)
-    for line in lines:
-        if before[line.pk] != (line.tax_rate, line.tax_name):
-            line.save(update_fields=["tax_rate", "tax_name"])
+    changed = [line for line in lines if before[line.pk] != (line.tax_rate, line.tax_name)]
+    if changed:  # one statement; the invoice is locked and was checked editable above (the lines' own save guard)
+        InvoiceLine.objects.bulk_update(changed, ["tax_rate", "tax_name"])
     invoice.tax_lines.all().delete()
     InvoiceTaxLine.objects.bulk_create(tax_lines)
     invoice.save()
