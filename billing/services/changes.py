@@ -418,9 +418,15 @@ def change_apply(
         )
         # A change applied before (same idempotency key) carries its discount lines already: never redeem twice.
         first_apply = "discount_lines" not in (change.result or {})
+        # Written just now, in this transaction: nothing can have billed it yet, and it comes with the subscription
+        # its apply locked and wrote (no need to read that, or look for its invoice or pending items, again).
+        new = sub_changes.change_applied_now(change)
         code = discounts.normalize_code(promotion_code)
         if first_apply and (code or (change.result or {}).get("lines")):
-            subscription = Subscription.objects.select_related("customer").get(pk=change.subscription_id)
+            if new and not code:
+                subscription = change.subscription
+            else:  # a code's conditions are checked on the subscription as read back after the change
+                subscription = Subscription.objects.select_related("customer").get(pk=change.subscription_id)
             if code:
                 discounts.discount_redeem(
                     customer=subscription.customer,
@@ -438,6 +444,8 @@ def change_apply(
             # No line with an amount (cancel, undo, a change at the period end…): there is nothing to bill, now or
             # ever, so no invoice or pending item to look for either.
             return BilledChange(change=change, billing_mode=NOTHING_NOW)
+        if new:  # its discount lines are stored just above (its lock is this transaction's)
+            return _bill_and_settle(change, actor, new=True)
         billed = change_bill(subscription_change_id=change.pk, actor=actor)
     return billed
 
@@ -556,17 +564,24 @@ def change_bill(*, subscription_change_id: int, actor: User | None = None) -> Bi
             .select_related("subscription", "subscription__customer")
             .get(pk=subscription_change_id)
         )
-        billed = _bill_locked(change, actor)
-        if change.billing_settled_at is None:
-            # Billed (or nothing to bill) in this transaction: the safety net need never look at it again.
-            change.billing_settled_at = clock.now()
-            SubscriptionChange.objects.filter(pk=change.pk).update(billing_settled_at=change.billing_settled_at)
-        return billed
+        return _bill_and_settle(change, actor)
 
 
-def _bill_locked(change: SubscriptionChange, actor: User | None) -> BilledChange:
-    """`change_bill` on the locked change (inside its transaction)."""
-    if "discount_lines" not in (change.result or {}) and (change.result or {}).get("lines"):
+def _bill_and_settle(change: SubscriptionChange, actor: User | None, *, new: bool = False) -> BilledChange:
+    """Bill the locked change (inside its transaction) and mark its billing settled. `new`: written in this
+    transaction by `change_apply`, which stored its discount lines (`change_applied_now`)."""
+    billed = _bill_locked(change, actor, new=new)
+    if change.billing_settled_at is None:
+        # Billed (or nothing to bill) in this transaction: the safety net need never look at it again.
+        change.billing_settled_at = clock.now()
+        SubscriptionChange.objects.filter(pk=change.pk).update(billing_settled_at=change.billing_settled_at)
+    return billed
+
+
+def _bill_locked(change: SubscriptionChange, actor: User | None, *, new: bool = False) -> BilledChange:
+    """`change_bill` on the locked change (inside its transaction). A `new` change has its discount lines and no
+    billing yet: nothing to look up first."""
+    if not new and "discount_lines" not in (change.result or {}) and (change.result or {}).get("lines"):
         # Applied without the wrapper (e.g. staff through the subscriptions admin): its discount is worked out
         # now, the same way, from the subscription as it stands.
         subscription = Subscription.objects.select_related("customer").get(pk=change.subscription_id)
@@ -574,12 +589,15 @@ def _bill_locked(change: SubscriptionChange, actor: User | None) -> BilledChange
     lines = _draft_lines(change)
     if not lines:  # nothing to bill: never invoiced, never pending
         return BilledChange(change=change, billing_mode=NOTHING_NOW)
-    existing_invoice = Invoice.objects.filter(subscription_change=change).first()
-    if existing_invoice is not None:
-        return BilledChange(change=change, billing_mode=ChangeBillingMode.INVOICE_NOW, invoice=existing_invoice)
-    existing_items = tuple(PendingInvoiceItem.objects.filter(subscription_change=change))
-    if existing_items:
-        return BilledChange(change=change, billing_mode=ChangeBillingMode.NEXT_INVOICE, pending_items=existing_items)
+    if not new:
+        existing_invoice = Invoice.objects.filter(subscription_change=change).first()
+        if existing_invoice is not None:
+            return BilledChange(change=change, billing_mode=ChangeBillingMode.INVOICE_NOW, invoice=existing_invoice)
+        existing_items = tuple(PendingInvoiceItem.objects.filter(subscription_change=change))
+        if existing_items:
+            return BilledChange(
+                change=change, billing_mode=ChangeBillingMode.NEXT_INVOICE, pending_items=existing_items
+            )
     subscription = change.subscription
     mode = _mode(subscription.customer_id, sum(line.amount for line in lines))
     if mode == NOTHING_NOW:

@@ -193,3 +193,40 @@ def test_change_apply_of_a_change_with_nothing_to_bill_looks_for_no_invoice(cust
         )
     assert result.billing_mode == "none" and result.invoice is None
     assert not [q for q in queries.captured_queries if 'FROM "billing_' in q["sql"]]
+
+
+def test_a_billed_seat_change_reads_nothing_twice_in_its_transaction(customer, subscription, ca_tax, staff, owner):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    # given an established Californian customer who previewed 4 more seats (invoice now)
+    established(customer, staff)
+    billed = change_preview(subscription_id=subscription.pk, kind="seats", seats=14, at=AT)
+    # when the change is applied (it is billed and its proration invoice issued in the same transaction)
+    with CaptureQueriesContext(connection) as queries:
+        result = change_apply(
+            subscription_id=subscription.pk,
+            kind="seats",
+            seats=14,
+            expected_version=billed.version,
+            expected_amount_due_minor=billed.preview.amount_due_now_minor,
+            idempotency_key="k1",
+            actor=owner,
+            at=AT,
+        )
+    sql = [q["sql"] for q in queries.captured_queries]
+
+    def selects(table):
+        return [s for s in sql if s.startswith(f'SELECT "{table}".')]  # rows of `table` (not a subquery)
+
+    # then the invoice is the preview's, issued
+    assert result.invoice.status == InvoiceStatus.OPEN and result.invoice.total_minor == billed.total_minor == 2_145
+    # and the change just written is not read back, nor its invoice or pending items looked for before billing
+    # the idempotency key's look-up, and the pre-issue checks' changes since the previous invoice
+    assert len(selects("subscriptions_subscriptionchange")) == 2
+    assert len(selects("billing_pendinginvoiceitem")) == 0
+    assert len(selects("billing_discount")) == 1  # the change's discount, worked out once
+    assert len(selects("billing_invoicenumbersequence")) == 1  # the locked series row, read once
+    # the subscription: before the transaction (is its period over?), locked for the change; not again after it
+    assert len(selects("subscriptions_subscription")) == 2
+    assert len(sql) <= 50  # 60 before (issue 19, h19a)

@@ -32,7 +32,7 @@ from subscriptions.services.changes.addons import (
     subscription_addon_remove_apply,
     subscription_addon_remove_preview,
 )
-from subscriptions.services.changes.apply import ApplyRequest
+from subscriptions.services.changes.apply import ApplyRequest, change_applied_now
 from subscriptions.services.changes.cancellation import (
     MAX_REASON_LENGTH,
     subscription_cancel_apply,
@@ -68,6 +68,7 @@ __all__ = [
     "subscription_change_seats_preview",
     "subscription_reactivate_apply",
     "subscription_reactivate_preview",
+    "change_applied_now",
     "change_package_ids",
     "change_skus_remember",
     "subscriptions_for_change",

@@ -22,6 +22,16 @@ from subscriptions.services.changes.plan import _Plan
 from subscriptions.services.events import subscription_event_record
 from subscriptions.services.provisioning import entitlements_reconcile_enqueue
 
+# Set on a change an `*_apply` call has just written (see `change_applied_now`).
+_APPLIED_NOW = "change_applied_now"
+
+
+def change_applied_now(change: SubscriptionChange) -> bool:
+    """Whether `change` was written by the `*_apply` call that returned it, in the caller's still open transaction
+    (False for the earlier change a replayed idempotency key returns): nothing else can have billed it yet, and its
+    `subscription` is the row that call locked and wrote (with its package and customer)."""
+    return change.__dict__.get(_APPLIED_NOW, False)
+
 
 class ApplyRequest(TypedDict, total=False):
     """What every `*_apply` takes besides the change's own parameters (see the package docstring):
@@ -87,6 +97,7 @@ def _apply(
             currency=preview.currency,
             effective_at=preview.effective_at,
         )
+        change.__dict__[_APPLIED_NOW] = True
         audit_record(
             customer=subscription.customer,
             actor=actor,
