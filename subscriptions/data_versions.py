@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.db import connection
+from django.db.models.expressions import RawSQL
 
 from subscriptions.models import GLOBAL_CUSTOMER_ID
 
@@ -40,6 +41,33 @@ def customer_data_version(*, customer_id: int) -> DataVersion:
         cursor.execute(_SQL, [GLOBAL_CUSTOMER_ID, customer_id])
         parts = {row[0]: f"{row[1]}.{row[2]}" for row in cursor.fetchall()}
     return DataVersion(customer=parts.get(customer_id, "0.0"), catalog=parts.get(GLOBAL_CUSTOMER_ID, "0.0"))
+
+
+def _parsed(value: str | None) -> DataVersion:
+    customer, _, catalog = (value or "0.0/0.0").partition("/")
+    return DataVersion(customer=customer, catalog=catalog)
+
+
+# The same version as a correlated subquery of a row that has the customer's id in `customer_column`, so that the
+# query every customer page runs anyway (the signed-in user's memberships, portal/permissions.py) carries it: no
+# query of its own, and still read before any of the page's data.
+_SUBQUERY = (
+    "(SELECT COALESCE(MAX(CASE WHEN d.customer_id <> 0 THEN d.id END), 0) || '.' || "
+    "COUNT(CASE WHEN d.customer_id <> 0 THEN 1 END) || '/' || "
+    "COALESCE(MAX(CASE WHEN d.customer_id = 0 THEN d.id END), 0) || '.' || "
+    "COUNT(CASE WHEN d.customer_id = 0 THEN 1 END) "
+    "FROM subscriptions_customerdatachange d WHERE d.customer_id IN (0, {customer_column}))"
+)
+
+
+def data_version_annotation(*, customer_column: str) -> RawSQL:
+    """Annotate a queryset with the version of the customer in `customer_column` ("table"."column"); read the
+    annotated value with `data_version_of`."""
+    return RawSQL(_SUBQUERY.format(customer_column=customer_column), [])  # noqa: S611 — a column name of our code
+
+
+def data_version_of(annotated: str | None) -> DataVersion:
+    return _parsed(annotated)
 
 
 _in_use: ContextVar[DataVersion | None] = ContextVar("customer_data_version_in_use", default=None)
