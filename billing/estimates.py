@@ -35,6 +35,7 @@ from django.db.models.signals import post_delete, post_save
 from billing.models import BillingProfile, TaxExemption, TaxRate
 from billing.selectors import InvoiceEstimate, invoice_estimates_for_customer
 from billing.services.tax import tax_rates_for
+from subscriptions.data_versions import data_version_now
 from subscriptions.models import PackageComponent, Sku
 from subscriptions.selectors import package_skus
 
@@ -71,7 +72,13 @@ def _tokens() -> tuple[str, str]:
             cache.add(name, uuid.uuid4().hex, timeout=None)
     if len(found) < len(ESTIMATE_TOKENS):
         found = cache.get_many(ESTIMATE_TOKENS)
-    return found.get(CATALOG_TOKEN, "-"), found.get(RATES_TOKEN, "-")
+    catalog, rates = found.get(CATALOG_TOKEN, "-"), found.get(RATES_TOKEN, "-")
+    version = data_version_now()
+    if version is not None:
+        # Computing a page cached under the data version (portal/page_cache.py): the database's global version
+        # also moves on a catalog or rate write that no save signal saw (a queryset update, raw SQL).
+        catalog, rates = f"{catalog}:{version.catalog}", f"{rates}:{version.catalog}"
+    return catalog, rates
 
 
 def estimate_tokens_renew(*names: str) -> None:
@@ -109,6 +116,11 @@ def next_invoice_estimates(
     tax determined (two queries) only for the items not in the cache."""
     catalog_token, rates_token = _tokens()
     common = (customer_id, _profile_facts(profile), tuple(exemption_stamp), catalog_token, rates_token)
+    version = data_version_now()
+    if version is not None:
+        # Under the page cache: the customer's data version too (an exemption or profile written by a queryset
+        # update moves no `updated_at`); the page itself is cached under the same version.
+        common += (version.customer,)
     keys = {
         item: _key(common, facts, currency, tax_date.isoformat(), tuple(lines))
         for item, (facts, currency, tax_date, lines) in items.items()

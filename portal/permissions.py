@@ -21,12 +21,14 @@ Objects inside a customer are fetched with `get_for_customer(...)`, which answer
 from collections.abc import Callable
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from subscriptions import policy
+from subscriptions.data_versions import data_version_annotation
 from subscriptions.models import Membership
 from subscriptions.policy import Action
 
@@ -100,6 +102,8 @@ assert set(ACTION_NAMES) == set(Action)
 
 SESSION_CUSTOMER_KEY = "portal_customer_id"
 
+DATA_VERSION = data_version_annotation(customer_column='"subscriptions_membership"."customer_id"')
+
 
 def role_can(role: str, action) -> bool:
     return policy.role_allows(role, action)
@@ -126,9 +130,11 @@ def customer_view(action) -> Callable:
         def wrapped(request: HttpRequest, customer_id: int, *args, **kwargs) -> HttpResponse:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            memberships = list(
-                Membership.objects.filter(user=request.user).select_related("customer").order_by("customer__name")
-            )
+            memberships = Membership.objects.filter(user=request.user).select_related("customer")
+            if settings.PAGE_CACHE:
+                # Each customer's data version, read first, before any of the page's data (portal/page_cache.py).
+                memberships = memberships.annotate(data_version=DATA_VERSION)
+            memberships = list(memberships.order_by("customer__name"))
             membership = next((m for m in memberships if m.customer_id == customer_id), None)
             if membership is None:
                 raise Http404("No such customer.")

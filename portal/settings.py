@@ -226,6 +226,16 @@ CELERY_BEAT_SCHEDULE["entitlements-drift-check"] = {
     "task": "subscriptions.entitlements_drift_check",
     "schedule": float(env_int("PROVISIONING_DRIFT_CHECK_SECONDS", 600)),
 }
+# Issue 18: the customer data-version rows pruned to one per customer (each prune costs one page-cache miss per
+# pruned customer; see portal/page_cache.py).
+CELERY_BEAT_SCHEDULE["customer-data-changes-prune"] = {
+    "task": "subscriptions.customer_data_changes_prune",
+    "schedule": float(env_int("CUSTOMER_DATA_CHANGES_PRUNE_SECONDS", 6 * 3600)),
+}
+# Customer pages' computed data cached under the customer's data version (portal/page_cache.py), and how long an
+# entry may stay in the cache (memory only: an entry is never stale, its key carries the data version).
+PAGE_CACHE = env_bool("PAGE_CACHE", True)
+PAGE_CACHE_SECONDS = env_int("PAGE_CACHE_SECONDS", 3600)
 
 # --- REST API
 REST_FRAMEWORK = {

@@ -40,6 +40,7 @@ from subscriptions import clock
 from subscriptions.models import Package, Subscription, SubscriptionChange, SubscriptionStatus, User
 from subscriptions.money import format_date, format_money
 from subscriptions.prebuilt import prebuilt
+from subscriptions.selectors import package_skus
 from subscriptions.services import changes as sub_changes
 from subscriptions.services.changes.kinds import CHANGE_KINDS
 from subscriptions.services.terms import terms_current, terms_lines
@@ -138,6 +139,31 @@ def _billed_change_shape(skus: bool) -> QuerySet[Subscription]:
             billing_has_exemption=Exists(TaxExemption.objects.filter(customer_id=OuterRef("customer_id")))
         )
     return queryset
+
+
+_TAX_CONTEXT = "billing_tax_context"
+
+
+def change_preview_inputs_load(subscription: Subscription) -> Subscription:
+    """Give a subscription loaded by the lean shape (`subscriptions_for_billed_change(skus=False)`) everything else a
+    preview reads — its package's and add-ons' SKUs and today's tax context (location, rates, approved exemption) —
+    read now from the database, so that `change_preview` of it runs no SKU, rate or exemption query. For a caller
+    that keeps the loaded subscription while nothing it was read from changes (the portal's live seat preview,
+    cached under the customer's data version): the preview itself is computed per call, for its own parameters."""
+    unannotated = sub_changes.change_package_ids(subscription)
+    if unannotated:
+        sub_changes.change_skus_remember(subscription, package_skus(package_ids=unannotated))
+    today = clock.today()
+    subscription.__dict__[_TAX_CONTEXT] = (
+        today,
+        tax_context_for(
+            customer_id=subscription.customer_id,
+            profile=_profile_of(subscription),
+            tax_date=today,
+            check_exemptions=subscription.__dict__.get("billing_has_exemption", True),
+        ),
+    )
+    return subscription
 
 
 def _profile_of(subscription: Subscription) -> BillingProfile | None:
@@ -256,14 +282,19 @@ def change_preview_billed(
         lines=charge_lines, terms=discount_terms, eligible_before_minor=eligible_before_minor
     )
     lean = "billing_has_exemption" in subscription.__dict__  # loaded by the live preview's lean shape
-    context = tax_context_for(
-        customer_id=subscription.customer_id,
-        profile=profile,
-        tax_date=clock.today(),
-        check_exemptions=subscription.billing_has_exemption if lean else True,
-        # under the rates token: no rate query per keystroke; whatever bills a change reads the rates itself
-        rates=tax_rates_cached if lean else tax_rates_for,
-    )
+    today = clock.today()
+    loaded = subscription.__dict__.get(_TAX_CONTEXT)  # change_preview_inputs_load: today's, read with the rest
+    if loaded is not None and loaded[0] == today:
+        context = loaded[1]
+    else:
+        context = tax_context_for(
+            customer_id=subscription.customer_id,
+            profile=profile,
+            tax_date=today,
+            check_exemptions=subscription.billing_has_exemption if lean else True,
+            # under the rates token: no rate query per keystroke; whatever bills a change reads the rates itself
+            rates=tax_rates_cached if lean else tax_rates_for,
+        )
     result = tax_compute(
         lines=[(line.amount_minor, line.tax_category) for line in preview.lines]
         + [(line.amount_minor, line.tax_category) for line in discount_lines],

@@ -1,10 +1,18 @@
 """Template helpers of the customer portal."""
 
+from functools import lru_cache
+
 from django import template
 
-from subscriptions.money import format_date, format_moment, format_money
+from subscriptions import money as formats
 
 register = template.Library()
+
+# Babel formatting is pure (the value and the locale decide the text) and costs 20–70 µs a call: a page of 50
+# activity rows spent ~3 ms in `format_moment` alone. Memoised per process, bounded (issue 18).
+format_money = lru_cache(maxsize=8192)(formats.format_money)
+format_date = lru_cache(maxsize=8192)(formats.format_date)
+format_moment = lru_cache(maxsize=8192)(formats.format_moment)
 
 
 @register.simple_tag(takes_context=True)

@@ -21,6 +21,7 @@ from billing.services.profiles import (
     billing_profile_update,
 )
 from portal.downloads import attachment_response
+from portal.page_cache import page_data
 from portal.permissions import BILLING, TAX, customer_view
 from subscriptions import clock
 from subscriptions.policy import Action
@@ -127,24 +128,12 @@ def tax_exemption(request):
                 "invoices wait for the decision so they are right the first time.",
             )
             return redirect("portal:tax", customer_id=customer.pk)
-    # One query: the history (newest first) holds the current exemption too, unless there are more than it shows.
-    history = list(tax_exemption_list_for_customer(customer=customer)[: HISTORY_ROWS + 1])
-    if len(history) <= HISTORY_ROWS:
-        current = tax_exemption_current_in(history)
-    else:
-        history = history[:HISTORY_ROWS]
-        current = tax_exemption_current_for_customer(customer=customer)
-    today = clock.today()
-    days_left = (current.expires_on - today).days if current and current.status == ExemptionStatus.APPROVED else None
     return render(
         request,
         "portal/tax.html",
         {
+            **page_data(request, "tax", lambda: _exemptions(customer)),
             "customer": customer,
-            "current": current,
-            "history": history,
-            "days_left": days_left,
-            "expiring_soon": days_left is not None and days_left <= 30,
             "types": ExemptionType.choices,
             "errors": errors,
             "form": form,
@@ -152,6 +141,24 @@ def tax_exemption(request):
         },
         status=status,
     )
+
+
+def _exemptions(customer) -> dict:
+    # One query: the history (newest first) holds the current exemption too, unless there are more than it shows.
+    history = list(tax_exemption_list_for_customer(customer=customer)[: HISTORY_ROWS + 1])
+    if len(history) <= HISTORY_ROWS:
+        current = tax_exemption_current_in(history)
+    else:
+        history = history[:HISTORY_ROWS]
+        current = tax_exemption_current_for_customer(customer=customer)
+    today = clock.today()  # the cache key has today's date (portal/page_cache.py)
+    days_left = (current.expires_on - today).days if current and current.status == ExemptionStatus.APPROVED else None
+    return {
+        "current": current,
+        "history": history,
+        "days_left": days_left,
+        "expiring_soon": days_left is not None and days_left <= 30,
+    }
 
 
 @customer_view(Action.TAX_VIEW)

@@ -25,6 +25,7 @@ from billing.exceptions import BillingError
 from billing.services import changes as billing_changes
 from billing.services.discounts import interleave
 from portal.inputs import id_from_request
+from portal.page_cache import page_cache_on, page_data
 from portal.permissions import PACKAGE, SEATS, customer_view, get_for_customer
 from portal.prebuilt import prebuilt
 from portal.throttle import client_ip
@@ -236,9 +237,24 @@ def _live_for_preview(lean: bool):
 
 def _subscription(request, *, for_preview: bool, lean: bool = False) -> Subscription:
     """The live subscription the form names (404 for another customer's), loaded for a preview with everything it
-    reads; for a confirm only its id matters (the service loads and locks it)."""
+    reads; for a confirm only its id matters (the service loads and locks it).
+
+    The live seat preview (`lean`, one request per keystroke) takes the loaded subscription — its add-ons, seats
+    assigned, billing profile, discount and exemption flags — from the page cache under the customer's data version
+    (portal/page_cache.py): the price itself is computed per request from it, for whatever seat count was typed."""
     raw = request.POST.get("subscription_id") or request.GET.get("subscription_id") or ""
+    if lean and for_preview and page_cache_on():
+        return page_data(
+            request,
+            "seat_preview_inputs",
+            lambda: billing_changes.change_preview_inputs_load(_load(request, raw, _live_for_preview(True))),
+            parts=(raw,),
+        )
     qs = _live_for_preview(lean) if for_preview else Subscription.objects.only("pk").filter(status__in=LIVE_STATUSES)
+    return _load(request, raw, qs)
+
+
+def _load(request, raw: str, qs) -> Subscription:
     pk = id_from_request(raw)
     if pk is not None:
         return get_for_customer(qs, request.customer, pk=pk)

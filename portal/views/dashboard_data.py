@@ -141,6 +141,14 @@ def _estimate_facts(sub: Subscription) -> tuple:
     return (sub.pk, sub.version, sub.status, sub.price_id, sub.currency)
 
 
+def at_this_moment(context: dict) -> None:
+    """What of the dashboard depends on the time of day, not only on the data and the date (portal/page_cache.py):
+    a trial's days left turn over at the hour its trial ends. Worked out per request from the (cached) context."""
+    now = timezone.now()
+    for card in context["cards"]:
+        card["trial_days_left"] = _trial_days_left(card["subscription"], now)
+
+
 def _trial_days_left(subscription: Subscription, now: datetime) -> int | None:
     if subscription.status != SubscriptionStatus.TRIALING or not subscription.trial_end:
         return None

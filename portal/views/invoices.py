@@ -14,6 +14,7 @@ from billing.services.documents import (
     invoice_pdf_for_customer,
 )
 from portal.downloads import attachment_response
+from portal.page_cache import evaluated_page, page_data
 from portal.permissions import INVOICES, customer_view, get_for_customer
 from subscriptions.inputs import parse_int
 
@@ -50,9 +51,13 @@ def _year(value: str) -> int | None:
 
 @customer_view(INVOICES)
 def invoice_list(request):
-    customer = request.customer
-    status = request.GET.get("status", "")
-    year = _year(request.GET.get("year", ""))
+    args = tuple(request.GET.get(name, "") for name in ("status", "year", "page"))
+    context = page_data(request, "invoices", lambda: _list_context(request.customer, *args), parts=args)
+    return render(request, "portal/invoices/list.html", {**context, "customer": request.customer})
+
+
+def _list_context(customer, status: str, raw_year: str, number: str) -> dict:
+    year = _year(raw_year)
     invoices = _issued_invoices(customer).only(*LIST_INVOICE_FIELDS).order_by("-issued_at", "-id")
     errors = {}
     if status:
@@ -60,7 +65,7 @@ def invoice_list(request):
             invoices = invoices.filter(status=status)
         else:
             errors["status"] = "Choose one of the listed statuses."
-    if request.GET.get("year") and year is None:
+    if raw_year and year is None:
         errors["year"] = "Choose one of the listed years."
     credit_notes = credit_note_list_for_customer(customer=customer).only(*LIST_CREDIT_NOTE_FIELDS)
     if year:
@@ -70,36 +75,35 @@ def invoice_list(request):
         set(_issued_invoices(customer).annotate(y=ExtractYear("issued_at")).values_list("y", flat=True).distinct()),
         reverse=True,
     )
-    page = Paginator(invoices, 25).get_page(request.GET.get("page"))
-    return render(
-        request,
-        "portal/invoices/list.html",
-        {
-            "customer": customer,
-            "page": page,
-            "invoices": page.object_list,
-            "credit_notes": _with_refunds(credit_notes[:50]),
-            "statuses": STATUS_FILTERS,
-            "years": years,
-            "status": status,
-            "year": year,
-            "errors": errors,
-        },
-    )
+    page = evaluated_page(Paginator(invoices, 25).get_page(number or None))
+    return {
+        "page": page,
+        "invoices": page.object_list,
+        "credit_notes": _with_refunds(credit_notes[:50]),
+        "statuses": STATUS_FILTERS,
+        "years": years,
+        "status": status,
+        "year": year,
+        "errors": errors,
+    }
 
 
 @customer_view(INVOICES)
 def invoice_detail(request, invoice_id: int):
+    context = page_data(
+        request, "invoice_detail", lambda: _detail_context(request.customer, invoice_id), parts=(invoice_id,)
+    )
+    return render(request, "portal/invoices/detail.html", {**context, "customer": request.customer})
+
+
+def _detail_context(customer, invoice_id: int) -> dict:
+    # Another customer's invoice is a 404 here, before anything is cached.
     invoice = get_for_customer(
-        _issued_invoices(request.customer).prefetch_related("lines", "tax_lines", "credit_notes__refund"),
-        request.customer,
+        _issued_invoices(customer).prefetch_related("lines", "tax_lines", "credit_notes__refund"),
+        customer,
         pk=invoice_id,
     )
-    return render(
-        request,
-        "portal/invoices/detail.html",
-        {"customer": request.customer, "invoice": invoice, "credit_notes": _with_refunds(invoice.credit_notes.all())},
-    )
+    return {"invoice": invoice, "credit_notes": _with_refunds(invoice.credit_notes.all())}
 
 
 def _with_refunds(credit_notes) -> list[tuple]:

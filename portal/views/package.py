@@ -5,6 +5,7 @@ from django.http import Http404
 from django.shortcuts import render
 
 from portal.inputs import id_from_request
+from portal.page_cache import page_data
 from portal.permissions import PACKAGE, customer_view, get_for_customer
 from portal.views.offers import offers_for
 from subscriptions.models import (
@@ -40,12 +41,19 @@ def _active_prices(currency: str | None = None) -> QuerySet[Price]:
 @customer_view(PACKAGE)
 def package_page(request):
     """Within the query budget whatever the size of the catalog: the subscription with its package's prices (2),
-    the alternatives and add-ons in one query with their prices (2), live add-ons (1), scheduled changes (1)."""
-    customer = request.customer
+    the alternatives and add-ons in one query with their prices (2), live add-ons (1), scheduled changes (1);
+    cached under the customer's data version (portal/page_cache.py)."""
+    context = page_data(
+        request, "package", lambda: _package_context(request), parts=(request.GET.get("subscription_id", ""),)
+    )
+    return render(request, "portal/package.html", {**context, "customer": request.customer})
+
+
+def _package_context(request) -> dict:
     try:
         subscription = live_subscription(request, Prefetch("package__prices", queryset=_active_prices()))
     except Http404:
-        return render(request, "portal/package.html", {"customer": customer, "subscription": None})
+        return {"subscription": None}
     current = subscription.package
     others = list(
         Package.objects.filter(is_active=True)
@@ -69,16 +77,11 @@ def package_page(request):
     scheduled = list(
         ScheduledChange.objects.filter(subscription=subscription, applied_at__isnull=True, canceled_at__isnull=True)
     )
-    return render(
-        request,
-        "portal/package.html",
-        {
-            "customer": customer,
-            "subscription": subscription,
-            "current_offer": offers[0] if offers and offers[0].package.pk == current.pk else None,
-            "alternatives": [o for o in offers if o.package.pk != current.pk],
-            "live_addons": live_addons,
-            "available_addons": available_addons,
-            "scheduled": scheduled,
-        },
-    )
+    return {
+        "subscription": subscription,
+        "current_offer": offers[0] if offers and offers[0].package.pk == current.pk else None,
+        "alternatives": [o for o in offers if o.package.pk != current.pk],
+        "live_addons": live_addons,
+        "available_addons": available_addons,
+        "scheduled": scheduled,
+    }

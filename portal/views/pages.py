@@ -5,6 +5,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from portal.page_cache import page_data
 from portal.permissions import DASHBOARD, SESSION_CUSTOMER_KEY, customer_view
 from portal.views import dashboard_data
 from portal.views.account import signup_survey_pending
@@ -33,7 +34,12 @@ def dashboard_redirect(request):
 @customer_view(DASHBOARD)
 def dashboard(request):
     customer = request.customer
-    context = dashboard_data.dashboard_context(customer=customer, user=request.user, can=request.can)
+    context = page_data(
+        request,
+        "dashboard",
+        lambda: dashboard_data.dashboard_context(customer=customer, user=request.user, can=request.can),
+    )
+    dashboard_data.at_this_moment(context)
     context["signup_survey"] = signup_survey_pending(request)
     return render(request, "portal/dashboard.html", {"customer": customer, "membership": request.membership, **context})
 
@@ -41,5 +47,5 @@ def dashboard(request):
 @customer_view(DASHBOARD)
 def enablement(request):
     """The htmx-polled enablement panel; it stops polling (no hx-trigger) once everything is active."""
-    status = dashboard_data.enablement_for(customer=request.customer)
+    status = page_data(request, "enablement", lambda: dashboard_data.enablement_for(customer=request.customer))
     return render(request, "portal/_enablement.html", {"customer": request.customer, "enablement": status})

@@ -6,7 +6,9 @@ Members see only their own seat; owners and billing admins manage seats (capabil
 from django.db.models import Exists, OuterRef
 from django.http import Http404
 from django.shortcuts import render
+from django.utils import timezone
 
+from portal.page_cache import page_data
 from portal.permissions import OWN_SEAT, customer_view
 from portal.views.package import live_subscription
 from subscriptions.models import Invitation, Membership, Role, SeatAssignment
@@ -14,7 +16,19 @@ from subscriptions.models import Invitation, Membership, Role, SeatAssignment
 
 @customer_view(OWN_SEAT)
 def seats_page(request):
-    return render(request, "portal/seats.html", seats_page_context(request))
+    context = page_data(
+        request,
+        "seats",
+        lambda: seats_page_context(request),
+        parts=(request.GET.get("subscription_id", ""),),
+        valid_until=_first_expiry,
+    )
+    return render(request, "portal/seats.html", {**context, "customer": request.customer})
+
+
+def _first_expiry(context: dict):
+    # The pending invitations shown are those not expired yet: the list holds until the first of them expires.
+    return min((invitation.expires_at for invitation in context.get("invitations") or ()), default=None)
 
 
 def seats_page_context(request) -> dict:
@@ -54,8 +68,6 @@ def seats_page_context(request) -> dict:
 
 
 def _pending_invitations(customer):
-    from django.utils import timezone
-
     return list(
         Invitation.objects.filter(
             customer=customer, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()

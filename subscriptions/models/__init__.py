@@ -12,6 +12,7 @@ from subscriptions.models.catalog import (
     SkuKind,
 )
 from subscriptions.models.customers import Customer, Invitation, Membership, Role
+from subscriptions.models.data_changes import GLOBAL_CUSTOMER_ID, CustomerDataChange
 from subscriptions.models.health import HealthRecomputeMark
 from subscriptions.models.notes import StaffNote
 from subscriptions.models.provisioning import (
@@ -52,6 +53,8 @@ from subscriptions.models.webhooks import (
 )
 
 __all__ = [
+    "GLOBAL_CUSTOMER_ID",
+    "CustomerDataChange",
     "ENTITLEMENT_TRANSITIONS",
     "RUN_FINISHED_OUTCOMES",
     "Entitlement",
