@@ -18,10 +18,8 @@ STORAGES = {
 if DATABASES["default"]["ENGINE"].endswith("sqlite3") and os.environ.get("CONTINUUM_INTEGRATION") == "1":  # noqa: F405
     # Integration tests start a real Celery worker process, which cannot see an in-memory database: use a file.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-continuum.sqlite3")}  # noqa: F405
-# The page cache (portal/page_cache.py) is off unless a test turns it on (the `page_cache` fixture,
-# tests/portal/test_page_cache.py): the page tests count a page's queries as computed, and some of them swap a data
-# source that is not the database. PAGE_CACHE=1 runs the whole suite with it on (docs/performance.md, issue 18 step 4).
-PAGE_CACHE = env_bool("PAGE_CACHE", False)  # noqa: F405
+# The page cache (portal/page_cache.py) is on, as in production: every page test sees what a customer sees. Tests
+# that count what a page costs to compute turn it off (the `page_cache_off` fixture, tests/conftest.py).
 # Tests kill Celery pool processes on purpose; report the lost task after 1 s instead of Celery's default 10 s.
 CELERY_WORKER_LOST_WAIT = 1.0
 # The webhook tests' receiver listens on http://127.0.0.1 (tests/support/http_receiver.py); production refuses this.

@@ -13,6 +13,26 @@ def password() -> str:
 pytest_plugins = ["tests.support.clock", "tests.support.plugin", "tests.support.log_audit"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_local_cache():
+    """Each test starts with an empty local-memory cache. A test database rolls back, and on SQLite its ids start
+    again where the last test's began, so a cached page of the last test could carry the same data version
+    (portal/page_cache.py): in production ids only grow. (Tests never use a shared cache.)"""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
+
+
+@pytest.fixture
+def page_cache_off(settings):
+    """For a test that counts what a page costs to *compute* (its queries as rows grow): with the page cache on, a
+    second request of an unchanged page is a hit and would hide a query that grows. tests/portal/test_page_cache.py
+    holds what a hit costs and that it is never stale."""
+    settings.PAGE_CACHE = False
+
+
 @pytest.fixture
 def worked_example_clock(time_machine):
     """Pin the clock inside the worked-example month (November 2026, see tests/clock.py): the default subscription

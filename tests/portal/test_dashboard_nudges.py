@@ -117,6 +117,7 @@ def test_dashboard_no_certificate_nudge_once_a_replacement_is_submitted_or_for_m
     assert "nudge-exemption-expiring" not in _dashboard(client_for(account.owner), account).text
 
 
+@pytest.mark.usefixtures("page_cache_off")  # counts the page as computed
 def test_dashboard_nudges_cost_no_query_and_never_show_the_health_score(
     account, client_for, django_assert_max_num_queries
 ):

@@ -151,6 +151,7 @@ def _seat_preview(client, account, seats="12"):
     return response
 
 
+@pytest.mark.usefixtures("page_cache_off")  # counts the page as computed
 def test_the_lean_seat_preview_takes_cached_skus_and_follows_a_catalog_edit(
     account, client_for, django_assert_max_num_queries
 ):

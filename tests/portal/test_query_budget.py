@@ -157,6 +157,7 @@ def _more_payment_methods(account, n=6):
         )
 
 
+@pytest.mark.usefixtures("page_cache_off")  # counts the page as computed
 @pytest.mark.parametrize(
     "page,grow",
     [
