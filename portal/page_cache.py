@@ -17,6 +17,13 @@ Data that goes out of date with the clock alone, at a finer time than the date (
 says until when it holds (`valid_until`); a page computes what depends on the exact time (a trial's days left) per
 request from the cached facts instead.
 
+5. on a GET, a template may also keep the HTML it renders from that data (`{% page_fragment %}` around the page's
+   content block, `portal_tags`): under the same key, the same `valid_until`, and a digest of every template file
+   (a deploy that changes a template renders anew). The CSRF token is rendered as a placeholder and each request's
+   own token is put in on the way out; the parts of a page that are per request (the navigation, the session's
+   messages, a dashboard's survey prompt and trial days) stay outside the fragment. A POST re-rendering a page with
+   its form errors never uses it.
+
 The version comes with the membership query `customer_view` runs anyway (a correlated subquery over one index
 range), so the cache adds no query: a miss costs the page's own queries plus pickling what it stores, a hit the
 session, the user, the membership query and one cache read.
@@ -25,6 +32,8 @@ session, the user, the membership query and one cache read.
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
+from functools import cache as once
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -91,12 +100,54 @@ def page_data(
     if hit is not None:
         data, until = hit
         if until is None or timezone.now() < until:
+            _fragment_allowed(request, key, until)
             return data
     with data_version_in_use(version):
         data = compute()
     until = valid_until(data) if valid_until is not None else None
     cache.set(key, (data, until), timeout=settings.PAGE_CACHE_SECONDS)
+    _fragment_allowed(request, key, until)
     return data
+
+
+# --- rendered fragments (`{% page_fragment %}`) ---------------------------------------------------------------------
+
+CSRF_PLACEHOLDER = "csrf-token-of-this-request-0f3a9c"  # letters, digits and dashes only: nothing escapes it
+
+
+def _fragment_allowed(request, key: str, until: datetime | None) -> None:
+    # Only a GET renders the page from nothing but its cached data and the key's parts (a POST adds its form).
+    if request.method == "GET":
+        request.page_fragment = (key, until)
+
+
+@once
+def templates_digest() -> str:
+    """A digest of every template file of the project and its apps (read once per process)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    roots = [Path(d) for engine in settings.TEMPLATES for d in engine.get("DIRS", ())]
+    roots += [Path(settings.BASE_DIR) / app / "templates" for app in ("portal", "billing", "subscriptions")]
+    for root in roots:
+        for path in sorted(root.rglob("*.html")) if root.is_dir() else ():
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def fragment_html(request, name: str, csrf_token: str | None, render: Callable[[str | None], str]) -> str:
+    """The HTML of fragment `name` of this request's page: cached beside the page's data (the same key and
+    validity), or `render(token)` now. The cached copy is rendered with the CSRF placeholder; this request's token
+    replaces it. Rendered afresh when the page did not come through `page_data` on a GET."""
+    fragment = getattr(request, "page_fragment", None)
+    if fragment is None or not csrf_token:
+        return render(csrf_token)
+    key, until = fragment
+    html_key = f"{key}:html:{templates_digest()}:{name}"
+    html = cache.get(html_key)
+    if html is None or (until is not None and timezone.now() >= until):
+        html = render(CSRF_PLACEHOLDER)
+        cache.set(html_key, html, timeout=settings.PAGE_CACHE_SECONDS)
+    return html.replace(CSRF_PLACEHOLDER, str(csrf_token))
 
 
 def evaluated_page(page):

@@ -3,7 +3,9 @@
 from functools import lru_cache
 
 from django import template
+from django.utils.safestring import mark_safe
 
+from portal.page_cache import fragment_html
 from subscriptions import money as formats
 
 register = template.Library()
@@ -102,3 +104,30 @@ def absolute(value):
 def add_current(alternatives, current):
     """The current package's offer first, then the alternatives (for side-by-side comparison)."""
     return ([current] if current else []) + list(alternatives)
+
+
+class PageFragmentNode(template.Node):
+    def __init__(self, nodelist, name: str):
+        self.nodelist = nodelist
+        self.name = name
+
+    def render(self, context):
+        request = context.get("request")
+        if request is None:
+            return self.nodelist.render(context)
+
+        def render(token):
+            with context.push(csrf_token=token):
+                return self.nodelist.render(context)
+
+        return mark_safe(fragment_html(request, self.name, context.get("csrf_token"), render))  # noqa: S308 — rendered by this nodelist
+
+
+@register.tag
+def page_fragment(parser, token):
+    """`{% page_fragment %}…{% endpage_fragment %}` around a cached page's content: on a GET whose data came from
+    the page cache, the HTML rendered from that data is kept with it (portal/page_cache.py); everything in it must
+    come from the page's cached data, its key (user, role, language, date, the page's arguments) or the CSRF token."""
+    nodelist = parser.parse(("endpage_fragment",))
+    parser.delete_first_token()
+    return PageFragmentNode(nodelist, name=f"{parser.origin.template_name}:{token.lineno}")

@@ -14,6 +14,7 @@ import pytest
 from django.apps import apps
 from django.core.files.base import ContentFile
 from django.db import connection
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -368,3 +369,43 @@ def test_a_billing_profile_move_changes_the_dashboard_estimate(account, client_f
     before = _text(_get(client, "customer_dashboard", account))
     BillingProfile.objects.filter(customer=account.customer).update(region="OR", postal_code="97201")
     assert _text(_get(client, "customer_dashboard", account)) != before
+
+
+# --- the rendered content kept beside the data ({% page_fragment %}) ------------------------------------------------
+
+
+def _token(response) -> str:
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', response.text).group(1)
+
+
+def test_a_second_request_of_an_unchanged_page_reuses_its_rendered_content(account, client_for):
+    client = client_for(account.owner)
+    first = _get(client, "activity", account)
+    second = _get(client, "activity", account)
+    assert "portal/_pager.html" in [t.name for t in first.templates]  # rendered inside the content
+    assert "portal/_pager.html" not in [t.name for t in second.templates]  # kept, not rendered again
+    assert _text(second) == _text(first)
+    audit_record(customer=account.customer, action="test.event", summary="Written after the page was kept")
+    third = _get(client, "activity", account)
+    assert "Written after the page was kept" in _text(third)
+
+
+def test_a_kept_page_carries_each_browsers_own_csrf_token_and_a_post_shows_its_own_errors(account):
+    # given the same user signed in from two browsers, both opening the tax exemption page (the second is kept)
+    browsers = [Client(enforce_csrf_checks=True) for _ in range(2)]
+    for browser in browsers:
+        browser.force_login(account.owner)  # a sign-in writes the user's last login: signed in first
+    pages = [_get(browser, "tax", account) for browser in browsers]
+    assert "portal/_exemption_fields.html" not in [t.name for t in pages[1].templates]
+    first, second = (_token(page) for page in pages)
+    assert "csrf-token-of-this-request" not in pages[1].text
+    url = reverse("portal:tax", args=[account.customer.pk])
+    incomplete = {"jurisdictions": "US-CA", "exemption_type": "resale", "certificate_number": ""}
+    # when the second browser sends the form with the token of the first browser's page: refused
+    assert browsers[1].post(url, {**incomplete, "csrfmiddlewaretoken": first}).status_code == 403
+    # then with its own page's token the form is accepted, and the incomplete form shows its own error
+    answered = browsers[1].post(url, {**incomplete, "csrfmiddlewaretoken": second})
+    assert answered.status_code == 422
+    assert 'value="US-CA"' in answered.text and "Enter the certificate&#x27;s expiry date" in answered.text
+    # and the page kept for GETs is unchanged by that POST
+    assert _text(_get(browsers[0], "tax", account)) == _text(pages[0])
