@@ -14,14 +14,15 @@ task, a set-based billing run's `bulk_update()`, the admin, raw SQL; `subscripti
    of another user — and stores it; the template renders per request either way.
 
 Data that goes out of date with the clock alone, at a finer time than the date (an invitation expiring at 14:05),
-says until when it holds (`valid_until`); a page computes what depends on the exact time (a trial's days left) per
-request from the cached facts instead.
+says until when it holds (`valid_until`): a trial's days left until the time of day the trial ends, a pending
+invitation until it expires.
 
 5. on a GET, a template may also keep the HTML it renders from that data (`{% page_fragment %}` around the page's
-   content block, `portal_tags`): under the same key, the same `valid_until`, and a digest of every template file
-   (a deploy that changes a template renders anew). The CSRF token is rendered as a placeholder and each request's
+   content block, `portal_tags`): under the same key and the same `valid_until`, tied to the one computation of
+   the data it was rendered from (data computed anew after its `valid_until` is rendered anew), and a digest of
+   every template file (a deploy that changes a template renders anew). The CSRF token is rendered as a placeholder and each request's
    own token is put in on the way out; the parts of a page that are per request (the navigation, the session's
-   messages, a dashboard's survey prompt and trial days) stay outside the fragment. A POST re-rendering a page with
+   messages, the dashboard's survey prompt) stay outside the fragment. A POST re-rendering a page with
    its form errors never uses it.
 
 The version comes with the membership query `customer_view` runs anyway (a correlated subquery over one index
@@ -30,6 +31,7 @@ session, the user, the membership query and one cache read.
 """
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache as once
@@ -44,7 +46,7 @@ from subscriptions import clock
 from subscriptions.data_versions import customer_data_version, data_version_in_use, data_version_of
 
 # Bump when what a page caches changes shape (a deploy must not hand a new template an old pickle).
-KEY_VERSION = 1
+KEY_VERSION = 2
 
 
 def page_key(request, page: str, parts: tuple = (), *, version) -> str:
@@ -98,15 +100,18 @@ def page_data(
     key = page_key(request, page, parts, version=version)
     hit = cache.get(key)
     if hit is not None:
-        data, until = hit
+        data, until, computation = hit
         if until is None or timezone.now() < until:
-            _fragment_allowed(request, key, until)
+            _fragment_allowed(request, key, until, computation)
             return data
     with data_version_in_use(version):
         data = compute()
     until = valid_until(data) if valid_until is not None else None
-    cache.set(key, (data, until), timeout=settings.PAGE_CACHE_SECONDS)
-    _fragment_allowed(request, key, until)
+    # Which computation this is: a fragment is kept under it, so HTML rendered from data that has run out
+    # (`valid_until`) is never served beside the data computed anew under the same key.
+    computation = uuid.uuid4().hex
+    cache.set(key, (data, until, computation), timeout=settings.PAGE_CACHE_SECONDS)
+    _fragment_allowed(request, key, until, computation)
     return data
 
 
@@ -115,10 +120,10 @@ def page_data(
 CSRF_PLACEHOLDER = "csrf-token-of-this-request-0f3a9c"  # letters, digits and dashes only: nothing escapes it
 
 
-def _fragment_allowed(request, key: str, until: datetime | None) -> None:
+def _fragment_allowed(request, key: str, until: datetime | None, computation: str) -> None:
     # Only a GET renders the page from nothing but its cached data and the key's parts (a POST adds its form).
     if request.method == "GET":
-        request.page_fragment = (key, until)
+        request.page_fragment = (f"{key}:{computation}", until)
 
 
 @once
@@ -136,7 +141,7 @@ def templates_digest() -> str:
 
 def fragment_html(request, name: str, csrf_token: str | None, render: Callable[[str | None], str]) -> str:
     """The HTML of fragment `name` of this request's page: cached beside the page's data (the same key and
-    validity), or `render(token)` now. The cached copy is rendered with the CSRF placeholder; this request's token
+    validity, rendered from that very computation of it), or `render(token)` now. The cached copy is rendered with the CSRF placeholder; this request's token
     replaces it. Rendered afresh when the page did not come through `page_data` on a GET."""
     fragment = getattr(request, "page_fragment", None)
     if fragment is None or not csrf_token:

@@ -1,7 +1,7 @@
 """Read-side assembly for the dashboard: a fixed number of queries whatever the number of members or invoices."""
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Exists, OuterRef, Prefetch, Subquery, Sum
@@ -141,18 +141,31 @@ def _estimate_facts(sub: Subscription) -> tuple:
     return (sub.pk, sub.version, sub.status, sub.price_id, sub.currency)
 
 
-def at_this_moment(context: dict) -> None:
-    """What of the dashboard depends on the time of day, not only on the data and the date (portal/page_cache.py):
-    a trial's days left turn over at the hour its trial ends. Worked out per request from the (cached) context."""
-    now = timezone.now()
-    for card in context["cards"]:
-        card["trial_days_left"] = _trial_days_left(card["subscription"], now)
-
-
-def _trial_days_left(subscription: Subscription, now: datetime) -> int | None:
+def trial_days_left(subscription: Subscription, now: datetime) -> int | None:
     if subscription.status != SubscriptionStatus.TRIALING or not subscription.trial_end:
         return None
     return max(0, (subscription.trial_end - now).days + (1 if (subscription.trial_end - now).seconds else 0))
+
+
+def trial_days_change_at(subscription: Subscription, now: datetime) -> datetime | None:
+    """The instant after which the trial's days left (`trial_days_left`, as at `now`) are one fewer by the clock
+    alone — they turn over at the time of day the trial ends — or None when they no longer change (no trial, or
+    0 days left: what happens at the trial's end is a write, which moves the customer's data version)."""
+    days = trial_days_left(subscription, now)
+    if not days:
+        return None
+    return subscription.trial_end - timedelta(days=days - 1, seconds=1)
+
+
+def dashboard_valid_until(context: dict) -> datetime | None:
+    """Until when a dashboard worked out at `context["computed_at"]` holds by the clock alone (portal/page_cache.py):
+    the first trial's days-left turnover; the rest changes only with the data or the date (both in the key)."""
+    turnovers = [
+        at
+        for card in context["cards"]
+        if (at := trial_days_change_at(card["subscription"], context["computed_at"])) is not None
+    ]
+    return min(turnovers, default=None)
 
 
 @prebuilt
@@ -248,7 +261,7 @@ def dashboard_context(*, customer, user, can) -> dict:
                 "addons": sub.live_addons,
                 "assigned": sub.assigned,
                 "unassigned": max(0, sub.seats - sub.assigned),
-                "trial_days_left": _trial_days_left(sub, now),
+                "trial_days_left": trial_days_left(sub, now),
                 "holds_seat": sub.holds_seat,
                 "next_invoice_at": when,
                 "setup_minor": setup,
@@ -339,6 +352,7 @@ def dashboard_context(*, customer, user, can) -> dict:
             )
     enablement = enablement_for(customer=customer)
     return {
+        "computed_at": now,
         "overdue": overdue,
         "overdue_pay_online": overdue is not None and payment_backend() == BACKEND_STRIPE,
         "cards": cards,

@@ -38,10 +38,18 @@ def dashboard(request):
         request,
         "dashboard",
         lambda: dashboard_data.dashboard_context(customer=customer, user=request.user, can=request.can),
+        valid_until=dashboard_data.dashboard_valid_until,
     )
-    dashboard_data.at_this_moment(context)
-    context["signup_survey"] = signup_survey_pending(request)
-    return render(request, "portal/dashboard.html", {"customer": customer, "membership": request.membership, **context})
+    return render(
+        request,
+        "portal/dashboard.html",
+        {
+            "customer": customer,
+            "membership": request.membership,
+            **context,
+            "signup_survey": signup_survey_pending(request),  # per request (the session's), outside the fragments
+        },
+    )
 
 
 @customer_view(DASHBOARD)

@@ -1,13 +1,17 @@
 """The dashboard: package, seats, status, next invoice, enablement, activity and hints, in constant queries."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from billing.models import Invoice, InvoiceKind, PendingInvoiceItem
+from portal.views.dashboard_data import trial_days_change_at, trial_days_left
 from subscriptions.models import (
     Membership,
     PackageComponent,
@@ -15,6 +19,7 @@ from subscriptions.models import (
     Role,
     SeatAssignment,
     SkuKind,
+    Subscription,
     SubscriptionAddon,
     SubscriptionStatus,
 )
@@ -487,3 +492,24 @@ def test_demo_umbrella_owner_is_warned_of_the_overdue_invoice(client_for):
     assert f"Invoice {late.number} of $" in text and f"was due on {late.due_on:%b %-d, %Y}." in text
     # no dunning on bank transfer: the subscription stayed active, and the warning is still there
     assert umbrella.subscriptions.get().status == SubscriptionStatus.ACTIVE
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    left=st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=40)),
+    later=st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(days=3)),
+)
+def test_a_trials_days_left_hold_until_the_instant_the_dashboard_is_told_they_change(left, later):
+    """The kept dashboard's `valid_until`: the days left are the same at every instant up to `trial_days_change_at`
+    and one fewer right after it; with 0 days left they never change by the clock."""
+    now = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+    trial = Subscription(status=SubscriptionStatus.TRIALING, trial_end=now + left)
+    days = trial_days_left(trial, now)
+    change = trial_days_change_at(trial, now)
+    if days == 0:
+        assert change is None and trial_days_left(trial, now + later) == 0
+        return
+    assert change >= now
+    assert trial_days_left(trial, change) == days
+    assert trial_days_left(trial, min(change, now + later)) == days
+    assert trial_days_left(trial, change + timedelta(microseconds=1)) == days - 1

@@ -409,3 +409,51 @@ def test_a_kept_page_carries_each_browsers_own_csrf_token_and_a_post_shows_its_o
     assert 'value="US-CA"' in answered.text and "Enter the certificate&#x27;s expiry date" in answered.text
     # and the page kept for GETs is unchanged by that POST
     assert _text(_get(browsers[0], "tax", account)) == _text(pages[0])
+
+
+def test_a_trials_days_left_turn_over_on_a_kept_dashboard_at_the_time_the_trial_ends(account, client_for, time_machine):
+    # given a trial ending 9 days and 30 minutes from now (at 12:30 UTC), its dashboard cached and its content kept
+    subscription = account.subscription
+    subscription.status = "trialing"
+    subscription.trial_end = NOW + timedelta(days=9, minutes=30)
+    subscription.save()
+    client = client_for(account.owner)
+    assert "10 days left in your trial" in _text(_get(client, "customer_dashboard", account))
+    version = customer_data_version(customer_id=account.customer.pk)
+    # when the clock alone moves to 12:29:58 (within the cache's hour), the kept content still holds
+    time_machine.move_to(NOW + timedelta(minutes=29, seconds=58), tick=False)
+    kept = _get(client, "customer_dashboard", account)
+    assert "portal/_enablement.html" not in [t.name for t in kept.templates]
+    assert "10 days left in your trial" in _text(kept)
+    # then at 12:30 the count is one fewer, worked out anew from the same data version
+    time_machine.move_to(NOW + timedelta(minutes=30), tick=False)
+    turned = _get(client, "customer_dashboard", account)
+    assert "portal/_enablement.html" in [t.name for t in turned.templates]
+    assert "9 days left in your trial" in _text(turned)
+    assert customer_data_version(customer_id=account.customer.pk) == version
+
+
+def test_the_dashboards_survey_prompt_is_each_sessions_own_around_the_kept_content(account, client_for):
+    # given the owner signed in from two browsers, the first having just signed up (asked "How easy was that?")
+    just_signed_up, other = client_for(account.owner), client_for(account.owner)
+    session = just_signed_up.session
+    session["portal_signup_survey"] = account.customer.pk
+    session.save()
+    plain = _text(_get(other, "customer_dashboard", account))
+    # when both open the dashboard, the second one from the kept content
+    asked = _text(_get(just_signed_up, "customer_dashboard", account))
+    kept = _get(other, "customer_dashboard", account)
+    # then only the browser that signed up is asked, and both show the same dashboard around it
+    assert "How easy was that?" in asked and "How easy was that?" not in _text(kept) and _text(kept) == plain
+    assert "portal/_enablement.html" not in [t.name for t in kept.templates]
+    assert "Seats: 2 of 10 in use" in asked
+
+
+def test_the_package_page_is_kept_with_each_browsers_own_token(account):
+    browsers = [Client() for _ in range(2)]
+    for browser in browsers:
+        browser.force_login(account.owner)
+    pages = [_get(browser, "package", account) for browser in browsers]
+    assert "portal/package.html" in [t.name for t in pages[1].templates]
+    assert _text(pages[0]) == _text(pages[1]) and "Preview cancellation" in _text(pages[1])
+    assert _token(pages[0]) != _token(pages[1]) and "csrf-token-of-this-request" not in pages[1].text
