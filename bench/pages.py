@@ -10,8 +10,16 @@ owner. The floor, `/bench/bare/`, is a signed-in page with 2 queries (session, u
 measured first and last, and the ratios use the mean of the two, so drift during the run shows up as a spread.
 
 Printed per page: requests/s, p50 and p99 latency, throughput ÷ the floor's, p99 ÷ the floor's, and whether it meets
-the targets (throughput ≥ 0.5 of the floor's, p99 within 2×). Every page is fetched once before it is loaded and must
-answer 200 with its own content (not the sign-in page); wrk's non-2xx count must be 0, else the figure is refused.
+the targets (throughput ≥ 0.5 of the floor's, p99 within 2×). Every page is fetched once before it is loaded and
+must answer 200 with its own content (not the sign-in page); wrk's non-2xx count must be 0, else the figure is
+refused.
+
+Then (`--pdfs`, after the server has stopped) the warm invoice PDF render: a fresh process on the same settings and
+database renders the demo's issued invoices in turn (`billing.services.documents.invoice_pdf_bytes`, what the
+after-issue task renders before it stores), the first one cold and reported apart; its p95 is compared with the
+cost of 3 bare-page requests in this run, 3 × the floor's p50 latency (what a customer waits for 3 requests of the
+bare page at `--connections`; the in-process CPU comparison is bench/billing.py's).
+
 Absolute figures differ between machines by 3×; the ratios are the figures to compare (docs/performance.md).
 """
 
@@ -34,6 +42,23 @@ PY = sys.executable
 
 TARGET_THROUGHPUT = 0.5
 TARGET_P99 = 2.0
+PDF_BARE_REQUESTS = 3
+
+PDF_RENDERS = r"""
+import json, statistics, time
+from billing.models import Invoice
+from billing.services.documents import invoice_pdf_bytes
+invoices = list(Invoice.objects.filter(number__isnull=False).select_related("customer").order_by("pk"))
+wall, cpu = [], []
+for i in range({count} + 1):
+    invoice = invoices[i % len(invoices)]
+    t0, c0 = time.perf_counter(), time.process_time()
+    pdf, _ = invoice_pdf_bytes(invoice=invoice)
+    wall.append((time.perf_counter() - t0) * 1000)
+    cpu.append((time.process_time() - c0) * 1000)
+    assert pdf.startswith(b"%PDF"), invoice.number
+print(json.dumps({{"wall": wall, "cpu": cpu, "invoices": len(invoices)}}))
+"""
 
 
 def env_for_server(database_url: str) -> dict:
@@ -182,6 +207,26 @@ def load(wrk: str, port: int, path: str, cookie: str, seconds: int, connections:
     }
 
 
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))]
+
+
+def pdf_renders(env: dict, count: int) -> dict:
+    """`count` warm renders (after one cold) of the demo's issued invoices in a fresh process: wall and CPU ms."""
+    import json
+
+    out = subprocess.run(
+        [PY, "manage.py", "shell", "-c", PDF_RENDERS.format(count=count)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="load per page")
@@ -190,6 +235,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8190)
     parser.add_argument("--rounds", type=int, default=1, help="measure every page this many times (median kept)")
     parser.add_argument("--only", help="comma-separated page names to measure (the floor always runs)")
+    parser.add_argument("--pdfs", type=int, default=40, help="warm invoice PDF renders after the pages (0: none)")
     parser.add_argument("--database-url", default=f"sqlite:///{ROOT / 'var' / 'bench-pages.sqlite3'}")
     args = parser.parse_args()
 
@@ -242,6 +288,22 @@ def main() -> None:
         f"\ntargets: throughput ≥ {TARGET_THROUGHPUT} of the floor's, p99 ≤ {TARGET_P99}× the floor's; "
         f"{len(results) - len(failed)} of {len(results)} pages meet them"
     )
+    if args.pdfs:
+        renders = pdf_renders(env, args.pdfs)
+        warm, warm_cpu = renders["wall"][1:], renders["cpu"][1:]
+        bare = PDF_BARE_REQUESTS * floor["p50"]
+        p95 = percentile(warm, 95)
+        print(
+            f"\nwarm invoice PDF render ({len(warm)} renders of the demo's {renders['invoices']} issued invoices, "
+            f"load {os.getloadavg()[0]:.2f}): p50 {statistics.median(warm):.0f} ms, p95 {p95:.0f} ms "
+            f"(CPU p50 {statistics.median(warm_cpu):.0f}, p95 {percentile(warm_cpu, 95):.0f} ms); the cold first "
+            f"render {renders['wall'][0]:.0f} ms, apart"
+        )
+        print(
+            f"cost of {PDF_BARE_REQUESTS} bare-page requests in this run ({PDF_BARE_REQUESTS} × the floor's p50 "
+            f"latency at {args.connections} connections): {bare:.0f} ms; PDF p95 ÷ that = {p95 / bare:.2f} "
+            f"(target < 1)  {'ok' if p95 < bare else 'MISSED'}"
+        )
 
 
 if __name__ == "__main__":
