@@ -7,7 +7,9 @@ What runs: a fresh database (SQLite under var/ by default, or DATABASE_URL) is m
 settings plus one extra URL (bench/pages_settings.py, bench/pages_urls.py); `wrk` (Debian's package, installed when
 missing) loads each page in turn with `--connections` keep-alive connections for `--seconds`, signed in as Acme's
 owner. The floor, `/bench/bare/`, is a signed-in page with 2 queries (session, user) and a small template; it is
-measured first and last, and the ratios use the mean of the two, so drift during the run shows up as a spread.
+measured before the first page and after every page, and each page's ratios use the mean of the floors just before
+and after it, so a machine whose speed drifts during the run moves both sides alike (`--rounds`: the whole sequence
+again, each page's median ratio kept).
 
 Printed per page: requests/s, p50 and p99 latency, throughput ÷ the floor's, p99 ÷ the floor's, and whether it meets
 the targets (throughput ≥ 0.5 of the floor's, p99 within 2×). Every page is fetched once before it is loaded and
@@ -43,6 +45,8 @@ PY = sys.executable
 TARGET_THROUGHPUT = 0.5
 TARGET_P99 = 2.0
 PDF_BARE_REQUESTS = 3
+# Measured and printed beside the pages, not one of issue 18's targets: the customer's download of a stored PDF.
+REPORTED_ONLY = {"invoice PDF download"}
 
 PDF_RENDERS = r"""
 import json, statistics, time
@@ -128,6 +132,7 @@ print(json.dumps({"cookie": client.cookies[settings.SESSION_COOKIE_NAME].value, 
         ("tax exemption", f"/c/{c}/tax/", "xempt"),
         ("activity", f"/c/{c}/activity/", "ctivity"),
         ("seat preview (htmx)", f"/c/{c}/changes/seats/preview/?seats=12", "12"),
+        ("invoice PDF download", f"/c/{c}/invoices/{facts['invoice']}/pdf/", "%PDF"),
     ]
     return facts
 
@@ -258,35 +263,53 @@ def main() -> None:
             check_page(args.port, path, cookie, expect)
 
         def measure(path: str) -> dict:
-            load(wrk, args.port, path, cookie, 2, args.connections)  # warm every worker
-            runs = [load(wrk, args.port, path, cookie, args.seconds, args.connections) for _ in range(args.rounds)]
-            return {key: statistics.median(run[key] for run in runs) for key in ("rps", "p50", "p99")}
+            return load(wrk, args.port, path, cookie, args.seconds, args.connections)
 
-        first = measure("/bench/bare/")
-        results = [(name, measure(path)) for name, path, _ in pages]
-        last = measure("/bench/bare/")
+        # Every page is measured between two floors and compared with their mean, so a machine whose speed drifts
+        # during the run (other work, thermal, the page cache filling) moves both sides of each ratio alike; with
+        # --rounds the whole sequence runs again and each page keeps its median ratio.
+        for _name, path, _ in [("bare", "/bench/bare/", ""), *pages]:
+            load(wrk, args.port, path, cookie, 2, args.connections)  # warm every worker on every page
+        floors, rounds = [], []
+        for _ in range(args.rounds):
+            before = measure("/bench/bare/")
+            floors.append(before)
+            measured = []
+            for name, path, _ in pages:
+                page = measure(path)
+                after = measure("/bench/bare/")
+                floors.append(after)
+                floor = {key: (before[key] + after[key]) / 2 for key in ("rps", "p50", "p99")}
+                measured.append((name, page, floor))
+                before = after
+            rounds.append(measured)
     finally:
         stop_server(server)
 
-    floor = {key: (first[key] + last[key]) / 2 for key in ("rps", "p50", "p99")}
-    spread = abs(first["rps"] - last["rps"]) / floor["rps"]
+    rps = [f["rps"] for f in floors]
+    floor = {key: statistics.median(f[key] for f in floors) for key in ("rps", "p50", "p99")}
     print(
-        f"\n{args.workers} gunicorn workers, {args.connections} connections, {args.seconds} s per page, "
-        f"load {os.getloadavg()[0]:.2f}; floor measured first and last: {first['rps']:.0f} and {last['rps']:.0f} req/s "
-        f"(spread {spread:.0%})\n"
+        f"\n{args.workers} gunicorn workers, {args.connections} connections, {args.seconds} s per measurement, "
+        f"{args.rounds} round(s), load {os.getloadavg()[0]:.2f}; the floor measured {len(floors)} times, between "
+        f"every two pages: {min(rps):.0f}–{max(rps):.0f} req/s (median {floor['rps']:.0f}); each page's ratios are "
+        f"to the mean of the floors just before and after it\n"
     )
     print(f"{'page':<22}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'÷ floor':>9}{'p99 ×':>8}  target")
     print(f"{'bare page (floor)':<22}{floor['rps']:>8.0f}{floor['p50']:>9.1f}{floor['p99']:>9.1f}{1:>9.2f}{1:>8.2f}")
     failed = []
-    for name, r in results:
-        ratio, p99_ratio = r["rps"] / floor["rps"], r["p99"] / floor["p99"]
+    targets = [name for name, _, _ in rounds[0] if name not in REPORTED_ONLY]
+    for i, (name, _page, _floor) in enumerate(rounds[0]):
+        runs = [measured[i] for measured in rounds]
+        r = {key: statistics.median(page[key] for _, page, _ in runs) for key in ("rps", "p50", "p99")}
+        ratio = statistics.median(page["rps"] / around["rps"] for _, page, around in runs)
+        p99_ratio = statistics.median(page["p99"] / around["p99"] for _, page, around in runs)
         ok = ratio >= TARGET_THROUGHPUT and p99_ratio <= TARGET_P99
-        failed += [] if ok else [name]
-        verdict = "ok" if ok else "MISSED"
+        failed += [] if ok or name in REPORTED_ONLY else [name]
+        verdict = "(reported, not a target)" if name in REPORTED_ONLY else "ok" if ok else "MISSED"
         print(f"{name:<22}{r['rps']:>8.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}{ratio:>9.2f}{p99_ratio:>8.2f}  {verdict}")
     print(
         f"\ntargets: throughput ≥ {TARGET_THROUGHPUT} of the floor's, p99 ≤ {TARGET_P99}× the floor's; "
-        f"{len(results) - len(failed)} of {len(results)} pages meet them"
+        f"{len(targets) - len(failed)} of {len(targets)} pages meet them"
     )
     if args.pdfs:
         renders = pdf_renders(env, args.pdfs)
