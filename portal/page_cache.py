@@ -20,10 +20,10 @@ invitation until it expires.
 5. on a GET, a template may also keep the HTML it renders from that data (`{% page_fragment %}` around the page's
    content block, `portal_tags`): under the same key and the same `valid_until`, tied to the one computation of
    the data it was rendered from (data computed anew after its `valid_until` is rendered anew), and a digest of
-   every template file (a deploy that changes a template renders anew). The CSRF token is rendered as a placeholder and each request's
-   own token is put in on the way out; the parts of a page that are per request (the navigation, the session's
-   messages, the dashboard's survey prompt) stay outside the fragment. A POST re-rendering a page with
-   its form errors never uses it.
+   every template file (a deploy that changes a template renders anew). The CSRF token is rendered as a
+   placeholder and each request's own token is put in on the way out; the parts of a page that are per request
+   (the navigation, the session's messages, the dashboard's survey prompt) stay outside the fragment. A POST
+   re-rendering a page with its form errors never uses it.
 
 The version comes with the membership query `customer_view` runs anyway (a correlated subquery over one index
 range), so the cache adds no query: a miss costs the page's own queries plus pickling what it stores, a hit the
@@ -141,8 +141,9 @@ def templates_digest() -> str:
 
 def fragment_html(request, name: str, csrf_token: str | None, render: Callable[[str | None], str]) -> str:
     """The HTML of fragment `name` of this request's page: cached beside the page's data (the same key and
-    validity, rendered from that very computation of it), or `render(token)` now. The cached copy is rendered with the CSRF placeholder; this request's token
-    replaces it. Rendered afresh when the page did not come through `page_data` on a GET."""
+    validity, rendered from that very computation of it), or `render(token)` now. The cached copy is rendered with
+    the CSRF placeholder; this request's token replaces it. Rendered afresh when the page did not come through
+    `page_data` on a GET."""
     fragment = getattr(request, "page_fragment", None)
     if fragment is None or not csrf_token:
         return render(csrf_token)
