@@ -59,7 +59,7 @@ def health_weights_current() -> dict[str, int]:
 
 
 def _grouped(queryset, key: str, **aggregates) -> dict[int, dict]:
-    return {row[key]: row for row in queryset.values(key).annotate(**aggregates)}
+    return {row[key]: row for row in queryset.order_by().values(key).annotate(**aggregates)}
 
 
 def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
@@ -77,11 +77,10 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
         past_due=Count("id", filter=Q(status=SubscriptionStatus.PAST_DUE)),
         ever=Count("id"),
     )
-    joined, currency = {}, {}
-    for pk, created_at, customer_currency in Customer.objects.filter(pk__in=ids).values_list(
-        "pk", "created_at", "currency"
-    ):
+    joined, currency, history = {}, {}, {}
+    for pk, created_at, customer_currency, back_then in _customers_back_then(ids, now=now):
         joined[pk], currency[pk] = created_at, customer_currency
+        history.update(((pk, days), components) for days, components in back_then.items())
     not_active = _grouped(
         Entitlement.objects.filter(customer_id__in=ids).exclude(
             state__in=(EntitlementState.ACTIVE, EntitlementState.REVOKED)
@@ -95,7 +94,6 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
         ).values_list("subscription__customer_id", flat=True)
     )
     package_grew = _package_grew_90_days(ids, currency=currency, since_90=since_90)
-    history = _components_back_then(ids, now=now)
     assigned = _grouped(
         SeatAssignment.objects.filter(subscription__customer_id__in=ids, subscription__status__in=LIVE_STATUSES),
         "subscription__customer_id",
@@ -116,11 +114,13 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
     ):
         if user_id in members[customer_id]:
             active[customer_id].add(user_id)
-    overdue = _grouped(
-        Invoice.objects.filter(customer_id__in=ids, status=InvoiceStatus.OPEN, due_on__lt=today),
+    overdue_q = Q(status=InvoiceStatus.OPEN, due_on__lt=today)
+    invoices = _grouped(  # overdue and held, in one pass over the customers' open and held invoices
+        Invoice.objects.filter(customer_id__in=ids, status__in=(InvoiceStatus.OPEN, InvoiceStatus.HELD)),
         "customer_id",
-        n=Count("id"),
-        oldest=Min("due_on"),
+        n=Count("id", filter=overdue_q),
+        oldest=Min("due_on", filter=overdue_q),
+        held=Count("id", filter=Q(status=InvoiceStatus.HELD)),
     )
     failed_payments = _grouped(
         Payment.objects.filter(invoice__customer_id__in=ids, status=PaymentStatus.FAILED, created_at__gte=since_30),
@@ -132,9 +132,6 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
         "customer_id",
         failed=Count("id", filter=Q(outcome__in=(RunOutcome.FAILED, RunOutcome.RETRYING))),
         slow=Count("id", filter=Q(duration_ms__gt=formulas.SLOW_RUN_MS)),
-    )
-    held = _grouped(
-        Invoice.objects.filter(customer_id__in=ids, status=InvoiceStatus.HELD), "customer_id", n=Count("id")
     )
     credit_notes = _grouped(
         CreditNote.objects.filter(customer_id__in=ids, issued_at__gte=since_90), "customer_id", n=Count("id")
@@ -149,7 +146,7 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
     )
     facts = {}
     for cid in ids:
-        oldest = overdue.get(cid, {}).get("oldest")
+        oldest = invoices.get(cid, {}).get("oldest")
         row = seats.get(cid) or {}
         facts[cid] = {
             "tenure_days": (now - joined[cid]).days if cid in joined else 0,
@@ -163,12 +160,12 @@ def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
             "seats_assigned": (assigned.get(cid) or {}).get("n") or 0,
             "members": len(members[cid]),
             "active_members": len(active[cid]),
-            "overdue_invoices": (overdue.get(cid) or {}).get("n") or 0,
+            "overdue_invoices": (invoices.get(cid) or {}).get("n") or 0,
             "days_past_due": (today - oldest).days if oldest else 0,
             "failed_payments": (failed_payments.get(cid) or {}).get("n") or 0,
             "failed_runs": (runs.get(cid) or {}).get("failed") or 0,
             "slow_runs": (runs.get(cid) or {}).get("slow") or 0,
-            "held_invoices": (held.get(cid) or {}).get("n") or 0,
+            "held_invoices": (invoices.get(cid) or {}).get("held") or 0,
             "credit_notes": (credit_notes.get(cid) or {}).get("n") or 0,
             "billing_notes": (notes.get(cid) or {}).get("n") or 0,
             **{
@@ -185,23 +182,33 @@ TREND_TOLERANCE_DAYS = 7  # "30 days ago" is the newest snapshot computed 30 to 
 PACKAGE_SCHEDULING_LOOKBACK_DAYS = 366  # a scheduled change waits at most one (annual) term before it applies
 
 
-def _components_back_then(ids: list[int], *, now) -> dict[tuple[int, int], dict]:
-    """{(customer, 30 or 90): components} of the newest snapshot computed N to N + 7 days ago, in one query."""
-    windows = Q()
+def _customers_back_then(ids: list[int], *, now):
+    """(customer, joined at, currency, {30 or 90: components}) per customer, in one query: the components of the newest
+    snapshot computed N to N + 7 days ago, by one seek of the health_customer_latest index per customer and window.
+    (Reading every snapshot of both windows returned about 14 rows a customer once the nightly runs had filled them,
+    each with its JSON.)"""
+    windows = {}
     for days in formulas.TREND_WINDOWS:
         end = now - timedelta(days=days)
-        windows |= Q(computed_at__gt=end - timedelta(days=TREND_TOLERANCE_DAYS), computed_at__lte=end)
-    found: dict[tuple[int, int], dict] = {}
-    for cid, computed_at, components in (
-        CustomerHealthSnapshot.objects.filter(windows, customer_id__in=ids)
-        .order_by("customer_id", "-computed_at", "-id")
-        .values_list("customer_id", "computed_at", "components")
-    ):
-        for days in formulas.TREND_WINDOWS:
-            end = now - timedelta(days=days)
-            if end - timedelta(days=TREND_TOLERANCE_DAYS) < computed_at <= end:
-                found.setdefault((cid, days), components or {})
-    return found
+        windows[days] = Subquery(
+            CustomerHealthSnapshot.objects.filter(
+                customer_id=OuterRef("pk"),
+                computed_at__gt=end - timedelta(days=TREND_TOLERANCE_DAYS),
+                computed_at__lte=end,
+            )
+            .order_by("-computed_at", "-id")
+            .values("components")[:1],
+            output_field=models.JSONField(),
+        )
+    rows = (
+        Customer.objects.filter(pk__in=ids)
+        .order_by()
+        .annotate(**{f"back_{days}": window for days, window in windows.items()})
+        .values_list("pk", "created_at", "currency", *(f"back_{days}" for days in windows))
+    )
+    for pk, created_at, currency, *back_then in rows:
+        found = zip(windows, back_then, strict=True)
+        yield pk, created_at, currency, {days: components for days, components in found if components is not None}
 
 
 def _package_grew_90_days(ids: list[int], *, currency: dict[int, str], since_90) -> set[int]:

@@ -159,6 +159,34 @@ def test_the_adoption_trend_comes_from_the_snapshot_of_90_days_ago_and_shows_in_
     assert snapshot.explanation.startswith("seat adoption fell from 100 % to 80 % in 90 days; 2 of 10 seats unassigned")
 
 
+def test_each_trend_reads_the_newest_snapshot_of_its_window_and_nothing_outside_it():
+    customer = build_customer()  # 8 of 10 seats assigned today: 80
+    for days, adoption in ((30, 50), (33, 40), (36, 30), (37, 99), (29, 98), (92, 60), (96, 70), (97, 97)):
+        CustomerHealthSnapshot.objects.create(
+            customer=customer,
+            computed_at=clock.now() - timedelta(days=days, hours=1),
+            components={"seat_adoption": adoption, "activity": adoption},
+        )
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    # 30 days ago: the newest of those computed 30-37 days ago (the one of 29 days is too new, of 38 too old)
+    assert snapshot.facts["seat_adoption_30_days_ago"] == 50
+    assert snapshot.facts["seat_adoption_trend_30_days"] == 30
+    # 90 days ago: the newest of those computed 90-97 days ago
+    assert snapshot.facts["seat_adoption_90_days_ago"] == 60
+    assert snapshot.facts["activity_90_days_ago"] == 60
+
+
+def test_a_trend_window_holds_a_snapshot_of_exactly_n_days_ago_but_not_one_of_n_plus_7():
+    customer = build_customer()
+    for days, adoption in ((30, 55), (97, 77)):
+        CustomerHealthSnapshot.objects.create(
+            customer=customer, computed_at=clock.now() - timedelta(days=days), components={"seat_adoption": adoption}
+        )
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    assert snapshot.facts["seat_adoption_30_days_ago"] == 55
+    assert snapshot.facts["seat_adoption_90_days_ago"] is None
+
+
 def test_a_real_upgrade_moves_an_adopting_customer_to_expanding_and_records_the_stage_change(catalog):  # noqa: F811
     from billing.models import JourneyStageChange
     from billing.services.changes import change_apply, change_preview
