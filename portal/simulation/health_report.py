@@ -1,12 +1,12 @@
 """Customer health in the simulated year (issue 20).
 
-`CustomerHealth`, an extension of the year (year.py `hook`): owners sign in to the portal on some days (Django's
-own `update_last_login`, what a sign-in records; the activity component reads it), the nightly recomputation runs
-at 01:30 through `customer_health_recompute`, as beat runs it, and once more at the end. The report then shows the score
-distribution, the customers per journey stage and the ten most at-risk customers with their explanations; and the
-revenue metrics of every complete simulated month (`revenue_months_update`, what the nightly task stores, then
-`metrics_summary`, what the staff metrics page reads): MRR, ARR, ARPA, logo churn, NRR/GRR once twelve months exist,
-and the MRR ↔ invoice reconciliation of the last month by reason.
+`CustomerHealth`, an extension of the year (year.py `hook`): owners sign in to the portal on some days (what Django's
+`update_last_login` records on a sign-in, for the day's owners in one update; the activity component reads it), the
+nightly recomputation runs at 01:30 through `customer_health_recompute`, as beat runs it, and once more at the end.
+The report then shows the score distribution, the customers per journey stage and the ten most at-risk customers
+with their explanations; and the revenue metrics of every complete simulated month (`revenue_months_update`, what
+the nightly task stores, then `metrics_summary`, what the staff metrics page reads): MRR, ARR, ARPA, logo churn,
+NRR/GRR once twelve months exist, and the MRR ↔ invoice reconciliation of the last month by reason.
 
 `violations` checks that the scores are plausible against the year's facts, read from the database here (not from
 the snapshot's own facts), per docs/metrics.md:
@@ -27,7 +27,8 @@ from collections import Counter
 from datetime import timedelta
 from statistics import mean
 
-from django.contrib.auth.models import update_last_login
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
 
 from billing.models import CustomerHealthSnapshot, Invoice, InvoiceStatus, JourneyStageChange, Payment, RevenueMonth
 from billing.models.payments import PaymentStatus
@@ -42,10 +43,10 @@ ENGAGED_SHARE = 0.7  # owners who use the portal at all
 
 
 def _current() -> dict[int, CustomerHealthSnapshot]:
-    current = {}
-    for snapshot in CustomerHealthSnapshot.objects.order_by("customer_id", "-computed_at", "-id"):
-        current.setdefault(snapshot.customer_id, snapshot)
-    return current
+    """Each customer's newest snapshot: one index seek per customer (a year of nightly runs holds ~365 each)."""
+    newest = CustomerHealthSnapshot.objects.filter(customer_id=OuterRef("pk")).order_by("-computed_at", "-id")
+    ids = Customer.objects.annotate(snapshot_id=Subquery(newest.values("id")[:1])).values_list("snapshot_id", flat=True)
+    return {s.customer_id: s for s in CustomerHealthSnapshot.objects.filter(pk__in=[i for i in ids if i is not None])}
 
 
 class CustomerHealth:
@@ -64,9 +65,9 @@ class CustomerHealth:
             self.engaged.add(result.user.pk)
 
     def sign_ins(self, sim) -> None:
-        for user in User.objects.filter(pk__in=sorted(self.engaged)):
-            if self.rng.random() < SIGN_IN_DAILY_RATE:
-                update_last_login(None, user)
+        # What a sign-in records (Django's update_last_login: last_login = now), for the day's owners in one update.
+        signed_in = [pk for pk in sorted(self.engaged) if self.rng.random() < SIGN_IN_DAILY_RATE]
+        User.objects.filter(pk__in=signed_in).update(last_login=timezone.now())
 
     def nightly(self) -> None:
         customer_health_recompute()
