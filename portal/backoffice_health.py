@@ -163,9 +163,13 @@ def health_rows(
 
 
 def newest_snapshots() -> QuerySet:
-    """Each customer's newest snapshot (one row per scored customer), as a queryset to count or filter in SQL."""
-    newest = CustomerHealthSnapshot.objects.filter(customer_id=OuterRef("customer_id")).order_by("-computed_at", "-id")
-    return CustomerHealthSnapshot.objects.filter(pk=Subquery(newest.values("id")[:1]))
+    """Each customer's newest snapshot (one row per scored customer), as a queryset to count or filter in SQL.
+    Driven from the customers: one seek of the health_customer_latest index per customer. (Driven from the snapshots,
+    every snapshot ran that seek for its customer: a cost growing with each nightly run, 0.6 s after a year of 1,000
+    customers.)"""
+    newest = CustomerHealthSnapshot.objects.filter(customer_id=OuterRef("pk")).order_by("-computed_at", "-id")
+    ids = Customer.objects.annotate(snapshot_id=Subquery(newest.values("id")[:1])).values("snapshot_id")
+    return CustomerHealthSnapshot.objects.filter(pk__in=ids)
 
 
 @dataclass(frozen=True)

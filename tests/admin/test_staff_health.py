@@ -3,6 +3,7 @@ the weights editor (preview, save, bad input) and the CSV export."""
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -243,3 +244,18 @@ def test_the_at_risk_list_shows_the_most_mrr_at_stake_first_and_counts_everyone(
         for row in backoffice_health.health_rows()
         if row.at_risk and row.name not in {r.name for r in overview.at_risk}
     )
+
+
+def test_the_page_counts_each_customers_newest_snapshot_only_and_a_same_instant_tie_goes_to_the_later_one():
+    older, tied = customer_with_subscription(), customer_with_subscription()
+    unscored = customer_with_subscription()
+    CustomerHealthSnapshot.objects.create(
+        customer=older, computed_at=clock.now() - timedelta(days=1), score=10, stage="at_risk"
+    )
+    snapshot(older, score=90, stage="established")
+    snapshot(tied, score=20, stage="at_risk")
+    last = snapshot(tied, score=70, stage="adopting")
+    newest = {s.customer_id: s for s in backoffice_health.newest_snapshots()}
+    assert set(newest) == {older.pk, tied.pk} and unscored.pk not in newest
+    assert newest[older.pk].score == 90 and newest[tied.pk].pk == last.pk
+    assert backoffice_health.health_overview().stage_counts == {"established": 1, "adopting": 1}
