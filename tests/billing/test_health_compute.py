@@ -76,6 +76,34 @@ def test_customer_health_compute_scores_each_component_from_facts(django_assert_
     )
 
 
+def test_overdue_counts_open_invoices_past_due_and_days_run_from_the_oldest():
+    customer = SubscriptionFactory(seats=1).customer
+    today = clock.today()
+    for index, (status, due_in) in enumerate(
+        [
+            (InvoiceStatus.OPEN, -3),  # overdue
+            (InvoiceStatus.OPEN, -20),  # overdue, the oldest
+            (InvoiceStatus.OPEN, 0),  # due today: not overdue yet
+            (InvoiceStatus.OPEN, 5),  # not due
+            (InvoiceStatus.PAID, -40),  # paid: never overdue, however old
+            (InvoiceStatus.HELD, None),
+            (InvoiceStatus.HELD, -30),  # held with a due date: held, not overdue
+        ]
+    ):
+        Invoice.objects.create(
+            customer=customer,
+            currency="USD",
+            status=status,
+            number=None if status == InvoiceStatus.HELD else f"T-{customer.pk}-{index}",
+            issued_at=None if status == InvoiceStatus.HELD else clock.now() - timedelta(days=45),
+            due_on=None if due_in is None else today + timedelta(days=due_in),
+        )
+    [snapshot] = customer_health_compute(customer_ids=[customer.pk])
+    assert (snapshot.facts["overdue_invoices"], snapshot.facts["days_past_due"]) == (2, 20)
+    assert snapshot.facts["held_invoices"] == 2
+    assert snapshot.explanation.endswith("2 invoice(s) overdue, 20 days past due; 2 invoice(s) held")
+
+
 def test_customer_health_compute_uses_the_newest_weights_and_keeps_history():
     customer = build_customer()
     customer_health_compute(customer_ids=[customer.pk])

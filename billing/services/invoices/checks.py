@@ -29,6 +29,7 @@ from subscriptions.models import (
     SeatLedgerEntry,
     SubscriptionChange,
 )
+from subscriptions.prebuilt import prebuilt
 
 AMOUNT_CHANGE_THRESHOLD = Decimal("0.25")
 # Checks staff cannot override with "approve and issue": they would issue a wrong or unaddressable invoice.
@@ -75,6 +76,44 @@ _NOT_RECURRING = (LineKind.SETUP, LineKind.DISCOUNT)
 
 def _setup_minor(lines) -> int:
     return sum(line.amount_minor for line in lines if line.kind in _NOT_RECURRING)
+
+
+# The fixed parts of CheckInputs' grouped and correlated queries, built once per process: Django resolves a
+# subquery's or an aggregate's expressions when it is attached, most of the cost of building such a query. Each
+# call filters a clone to its invoices; these are never evaluated themselves.
+@prebuilt
+def _ledger_and_previous():
+    ledger = (
+        SeatLedgerEntry.objects.filter(
+            subscription_id=OuterRef("subscription_id"), effective_at__lte=OuterRef("period_start")
+        )
+        .order_by("-effective_at", "-id")
+        .values("seats_to")[:1]
+    )
+    previous = (
+        Invoice.objects.filter(
+            subscription_id=OuterRef("subscription_id"),
+            kind=InvoiceKind.REGULAR,
+            issued_at__isnull=False,
+            period_start__lt=OuterRef("period_start"),
+        )
+        .exclude(status=InvoiceStatus.VOID)
+        .order_by("-period_start")
+        .values("pk")[:1]
+    )
+    return Invoice.objects.annotate(ledger_seats=Subquery(ledger), previous_id=Subquery(previous)).values_list(
+        "pk", "ledger_seats", "previous_id"
+    )
+
+
+@prebuilt
+def _setup_totals():
+    return (
+        InvoiceLine.objects.filter(kind__in=_NOT_RECURRING)
+        .values("invoice_id")
+        .annotate(total=Sum("amount_minor"))
+        .values_list("invoice_id", "total")
+    )
 
 
 class CheckInputs:
@@ -133,40 +172,13 @@ class CheckInputs:
             self.applied_seats = sub_selectors.seats_provisioned_for_subscriptions(subscription_ids=current)
         # Seats in force at the period start (seat ledger) and the previous issued regular invoice: one query, two
         # correlated subqueries on indexed columns.
-        ledger = (
-            SeatLedgerEntry.objects.filter(
-                subscription_id=OuterRef("subscription_id"), effective_at__lte=OuterRef("period_start")
-            )
-            .order_by("-effective_at", "-id")
-            .values("seats_to")[:1]
-        )
-        previous = (
-            Invoice.objects.filter(
-                subscription_id=OuterRef("subscription_id"),
-                kind=InvoiceKind.REGULAR,
-                issued_at__isnull=False,
-                period_start__lt=OuterRef("period_start"),
-            )
-            .exclude(status=InvoiceStatus.VOID)
-            .order_by("-period_start")
-            .values("pk")[:1]
-        )
         previous_of: dict[int, int] = {}
-        for invoice_id, seats, previous_id in (
-            Invoice.objects.filter(pk__in=[i.pk for i in periodic])
-            .annotate(ledger_seats=Subquery(ledger), previous_id=Subquery(previous))
-            .values_list("pk", "ledger_seats", "previous_id")
-        ):
+        for invoice_id, seats, previous_id in _ledger_and_previous().filter(pk__in=[i.pk for i in periodic]):
             self.ledger_seats[invoice_id] = seats
             if previous_id is not None:
                 previous_of[invoice_id] = previous_id
         if previous_of:
-            setup = dict(
-                InvoiceLine.objects.filter(invoice_id__in=set(previous_of.values()), kind__in=_NOT_RECURRING)
-                .values("invoice_id")
-                .annotate(total=Sum("amount_minor"))
-                .values_list("invoice_id", "total")
-            )
+            setup = dict(_setup_totals().filter(invoice_id__in=set(previous_of.values())))
             rows = {
                 pk: _PreviousInvoice(start, number, total, subtotal - (setup.get(pk) or 0))
                 for pk, start, number, total, subtotal in Invoice.objects.filter(

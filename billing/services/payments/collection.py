@@ -224,12 +224,12 @@ def _start_attempt(*, invoice_id: int, method: PaymentMethod | None, off_session
             raise NotFound("That invoice does not exist.")
         if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE) or invoice.amount_due_minor <= 0:
             return None
-        if Payment.objects.filter(invoice=invoice, status__in=IN_FLIGHT_STATUSES).exists():
-            return None
-        if method is None:
+        if method is None:  # first: most invoices belong to customers without a card, and need nothing more
             method = default_payment_method(customer_id=invoice.customer_id)
             if method is None:
                 return None
+        if Payment.objects.filter(invoice=invoice, status__in=IN_FLIGHT_STATUSES).exists():
+            return None
         return Payment.objects.create(
             invoice=invoice,
             customer_id=invoice.customer_id,

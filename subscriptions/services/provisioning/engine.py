@@ -19,6 +19,7 @@ from subscriptions.models.provisioning import (
     ProvisioningState,
     RunOutcome,
 )
+from subscriptions.prebuilt import prebuilt
 from subscriptions.provisioners import Provisioner, ProvisionerError, ProvisionerPermanentError
 from subscriptions.services.events import entitlement_event, events_record_many
 from subscriptions.services.health_marks import health_marks_record
@@ -110,8 +111,14 @@ def reconcile_locked(
 def _queued_runs_covered(customer_ids: list[int]) -> dict[int, int]:
     """The newest queued run per customer. Queued runs visible now were committed after their change did, so this
     run's reads see those changes, and a successful run supersedes them."""
-    return dict(
-        ProvisioningRun.objects.filter(customer_id__in=customer_ids, outcome=RunOutcome.QUEUED)
+    return dict(_newest_queued_runs().filter(customer_id__in=customer_ids))
+
+
+@prebuilt
+def _newest_queued_runs():
+    """(customer, newest queued run), grouped: built once per process (subscriptions.prebuilt)."""
+    return (
+        ProvisioningRun.objects.filter(outcome=RunOutcome.QUEUED)
         .values("customer_id")
         .annotate(last=Max("id"))
         .values_list("customer_id", "last")
