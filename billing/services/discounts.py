@@ -61,6 +61,7 @@ from subscriptions.models import (
 )
 from subscriptions.money import format_date, format_money
 from subscriptions.periods import add_months, period_end
+from subscriptions.prebuilt import prebuilt
 from subscriptions.services.audit import audit_record
 from subscriptions.services.terms import PreviewLine, terms_current, terms_lines, terms_projected
 
@@ -226,6 +227,16 @@ def discount_terms_for(discount_or_coupon, *, currency: str, promotion_code: str
     )
 
 
+@prebuilt
+def _discounts_shape():
+    """Discounts with their promotion code and coupon tree (`DiscountsFor`), built once per process."""
+    return (
+        Discount.objects.select_related("promotion_code")
+        .prefetch_related(_coupons_prefetch())
+        .order_by("starts_at", "pk")
+    )
+
+
 class DiscountsFor:
     """The discounts of a set of subscriptions, loaded in a constant number of queries (the billing run's chunk,
     a page of subscriptions). A subscription's own discount wins over its customer's (as Stripe does)."""
@@ -237,11 +248,8 @@ class DiscountsFor:
         self._customer: dict[int, list[Discount]] = {}
         if not ids:
             return
-        for discount in (
-            Discount.objects.filter(Q(subscription_id__in=ids) | Q(customer_id__in=customer_ids, subscription=None))
-            .select_related("promotion_code")
-            .prefetch_related(_coupons_prefetch())
-            .order_by("starts_at", "pk")
+        for discount in _discounts_shape().filter(
+            Q(subscription_id__in=ids) | Q(customer_id__in=customer_ids, subscription=None)
         ):
             if discount.subscription_id:
                 self._own.setdefault(discount.subscription_id, []).append(discount)

@@ -94,6 +94,12 @@ def _change_shape(lock: bool, skus: bool) -> QuerySet[Subscription]:
 
 
 def _live_addons_queryset(*, skus: bool = True) -> QuerySet[SubscriptionAddon]:
+    """Live add-ons with their packages (and their flat-fee SKUs: correlated subqueries), built once per process."""
+    return _live_addons_shape(skus)
+
+
+@prebuilt
+def _live_addons_shape(skus: bool) -> QuerySet[SubscriptionAddon]:
     queryset = SubscriptionAddon.objects.filter(ended_at__isnull=True).select_related("package").order_by("pk")
     if skus:
         queryset = queryset.annotate(**sku_annotations(package_ref="package_id", kinds=_ADDON_SKUS))
