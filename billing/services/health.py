@@ -1,8 +1,8 @@
 """customer_health_compute: score a chunk of customers and store one snapshot each (docs/metrics.md).
 
-A constant number of queries per chunk whatever its size (one grouped aggregate per fact, one bulk insert), so
-10,000 customers cost 10,000 ÷ chunk × that constant (bench/health.py). Idempotent in the sense that rerunning only
-adds a newer snapshot; the newest snapshot is the current score.
+A constant number of queries per chunk whatever its size (one per fact: a grouped aggregate, or the few rows
+themselves; one bulk insert), so 10,000 customers cost 10,000 ÷ chunk × that constant (bench/health.py). Idempotent
+in the sense that rerunning only adds a newer snapshot; the newest snapshot is the current score.
 """
 
 from collections import defaultdict
