@@ -7,7 +7,6 @@ in the sense that rerunning only adds a newer snapshot; the newest snapshot is t
 
 from collections import defaultdict
 from datetime import timedelta
-from functools import cache
 
 from django.db import models, transaction
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
@@ -66,64 +65,77 @@ def _grouped(queryset) -> dict[int, dict]:
     return {row[key]: row for row in queryset}
 
 
-@cache
-def _fact_shapes() -> dict:
-    """The fixed part of each fact query: grouping and aggregates (whose expressions Django resolves on `annotate()`,
-    about two-thirds of such a query's cost) and the filters that never change. Built once per process
-    (`_fact_query`); a call only adds its customers and dates to a clone. Filters added after `values().annotate()`
-    name plain columns, so they go to WHERE, exactly as they did before the grouping."""
-    live = Q(status__in=LIVE_STATUSES)
-    note_words = Q()
-    for word in BILLING_NOTE_WORDS:
-        note_words |= Q(body__icontains=word)
-    return {
-        "seats": Subscription.objects.order_by()
+_LIVE = Q(status__in=LIVE_STATUSES)
+_BILLING_NOTE = Q()
+for _word in BILLING_NOTE_WORDS:
+    _BILLING_NOTE |= Q(body__icontains=_word)
+del _word
+
+# The fixed part of each fact query: grouping and aggregates (whose expressions Django resolves on `annotate()`, about
+# two-thirds of such a query's cost) and the filters that never change. Built once per process (`_fact_query`,
+# subscriptions.prebuilt); a call only adds its customers and dates to a clone. Filters added after
+# `values().annotate()` name plain columns, so they go to WHERE, exactly as they did before the grouping.
+_FACT_SHAPES = {
+    "seats": lambda: (
+        Subscription.objects.order_by()
         .values("customer_id")
         .annotate(
-            n=Sum("seats", filter=live),
-            live=Count("id", filter=live),
+            n=Sum("seats", filter=_LIVE),
+            live=Count("id", filter=_LIVE),
             past_due=Count("id", filter=Q(status=SubscriptionStatus.PAST_DUE)),
             ever=Count("id"),
-        ),
-        "not_active": Entitlement.objects.exclude(state__in=(EntitlementState.ACTIVE, EntitlementState.REVOKED))
+        )
+    ),
+    "not_active": lambda: (
+        Entitlement.objects.exclude(state__in=(EntitlementState.ACTIVE, EntitlementState.REVOKED))
         .order_by()
         .values("customer_id")
-        .annotate(n=Count("id")),
-        "grew": SeatLedgerEntry.objects.filter(seats_to__gt=models.F("seats_from")).values_list(
-            "subscription__customer_id", flat=True
-        ),
-        "assigned": SeatAssignment.objects.filter(subscription__status__in=LIVE_STATUSES)
+        .annotate(n=Count("id"))
+    ),
+    "grew": lambda: SeatLedgerEntry.objects.filter(seats_to__gt=models.F("seats_from")).values_list(
+        "subscription__customer_id", flat=True
+    ),
+    "assigned": lambda: (
+        SeatAssignment.objects.filter(subscription__status__in=LIVE_STATUSES)
         .order_by()
         .values("subscription__customer_id")
-        .annotate(n=Count("id")),
-        "members": Membership.objects.values_list("customer_id", "user_id", "user__last_login"),
-        "usage": UsageRecord.objects.filter(user__isnull=False)
+        .annotate(n=Count("id"))
+    ),
+    "members": lambda: Membership.objects.values_list("customer_id", "user_id", "user__last_login"),
+    "usage": lambda: (
+        UsageRecord.objects.filter(user__isnull=False)
         .order_by()  # no Meta ordering: its columns would join the DISTINCT
         .values_list("customer_id", "user_id")
-        .distinct(),
-        # open and held invoices (a customer has a few): overdue is counted from them below, against today
-        "invoices": Invoice.objects.filter(status__in=(InvoiceStatus.OPEN, InvoiceStatus.HELD))
+        .distinct()
+    ),
+    # open and held invoices (a customer has a few): overdue is counted from them below, against today
+    "invoices": lambda: (
+        Invoice.objects.filter(status__in=(InvoiceStatus.OPEN, InvoiceStatus.HELD))
         .order_by()
-        .values_list("customer_id", "status", "due_on"),
-        "failed_payments": Payment.objects.filter(status=PaymentStatus.FAILED)
+        .values_list("customer_id", "status", "due_on")
+    ),
+    "failed_payments": lambda: (
+        Payment.objects.filter(status=PaymentStatus.FAILED)
         .order_by()
         .values("invoice__customer_id")
-        .annotate(n=Count("id")),
-        "runs": ProvisioningRun.objects.order_by()
+        .annotate(n=Count("id"))
+    ),
+    "runs": lambda: (
+        ProvisioningRun.objects.order_by()
         .values("customer_id")
         .annotate(
             failed=Count("id", filter=Q(outcome__in=(RunOutcome.FAILED, RunOutcome.RETRYING))),
             slow=Count("id", filter=Q(duration_ms__gt=formulas.SLOW_RUN_MS)),
-        ),
-        "credit_notes": CreditNote.objects.order_by().values("customer_id").annotate(n=Count("id")),
-        "notes": StaffNote.objects.filter(note_words).order_by().values("customer_id").annotate(n=Count("id")),
-    }
+        )
+    ),
+    "credit_notes": lambda: CreditNote.objects.order_by().values("customer_id").annotate(n=Count("id")),
+    "notes": lambda: StaffNote.objects.filter(_BILLING_NOTE).order_by().values("customer_id").annotate(n=Count("id")),
+}
 
 
+@prebuilt
 def _fact_query(name: str):
-    """A clone of one fact query's shape (as `subscriptions.prebuilt` hands them out: the shape itself is never
-    evaluated and holds no rows)."""
-    return _fact_shapes()[name].all()
+    return _FACT_SHAPES[name]()
 
 
 def customer_health_facts(*, customer_ids: list[int]) -> dict[int, dict]:
@@ -425,7 +437,7 @@ def customer_health_compute(
 
 @prebuilt
 def _newest_stages_locked():
-    """(customer, stage of its newest snapshot) with the customers' rows locked (built once, see `_fact_shapes`)."""
+    """(customer, stage of its newest snapshot) with the customers' rows locked (built once, as `_FACT_SHAPES`)."""
     newest_stage = (
         CustomerHealthSnapshot.objects.filter(customer_id=OuterRef("pk"))
         .order_by("-computed_at", "-id")
